@@ -1,0 +1,41 @@
+import { parseArgs } from "node:util";
+import { DEFAULT_HOST, DEFAULT_PORT } from "../../protocol";
+import { DiffusionEngine } from "../engine/diffusion-engine";
+import { defaultModelsDir } from "../paths";
+import { startServer } from "../server/server";
+import { loadOrCreateToken } from "../server/token";
+import { intFlag, parseWith } from "./args";
+import { DAEMON_VERSION } from "../version";
+
+export async function serve(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { port: { type: "string" }, host: { type: "string" }, models: { type: "string" } },
+    strict: true,
+  });
+  const port = parseWith(intFlag(0, 65535), values.port ?? DEFAULT_PORT, "port");
+  const host = values.host ?? DEFAULT_HOST;
+  const modelsDir = values.models ?? defaultModelsDir();
+  const log = (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
+  if (host !== "127.0.0.1" && host !== "localhost" && host !== "::1") {
+    log(`warning: listening on ${host} lets other machines reach the daemon; only the pairing token protects it`);
+  }
+  const token = await loadOrCreateToken();
+  const engine = new DiffusionEngine({ modelsDir, log: (level, message) => log(`${level}: ${message}`) });
+  const { models } = await engine.capabilities();
+  log(`models folder ${modelsDir}: ${models.length ? models.map((m) => m.id).join(", ") : "no models yet"}`);
+  const server = await startServer({ token, engine, host, port, log, daemonVersion: DAEMON_VERSION });
+  console.log(`listening on ${server.url}`);
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log(`${signal}: shutting down`);
+    await server.close();
+    await engine.dispose();
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void stop("SIGINT"));
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+}

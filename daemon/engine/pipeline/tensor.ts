@@ -1,0 +1,49 @@
+/** Flat float32 tensors in C order, and the few operations the pipeline needs on them. */
+
+export interface Tensor4 {
+  data: Float32Array;
+  /** [batch, channels, height, width] */
+  shape: [number, number, number, number];
+}
+
+export function concatBatch(parts: readonly Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const p of parts) {
+    out.set(p, offset);
+    offset += p.length;
+  }
+  return out;
+}
+
+/** Classifier-free guidance on a [uncond; cond] batch: u + g * (c - u), in float32 as torch does. */
+export function guide(output: Float32Array, guidance: number): Float32Array {
+  const half = output.length / 2;
+  const result = new Float32Array(half);
+  const g = Math.fround(guidance);
+  for (let i = 0; i < half; i++) {
+    const u = output[i]!;
+    result[i] = u + Math.fround(g * Math.fround(output[half + i]! - u));
+  }
+  return result;
+}
+
+export function scale(data: Float32Array, factor: number): Float32Array {
+  const out = new Float32Array(data.length);
+  const f = Math.fround(factor);
+  for (let i = 0; i < data.length; i++) out[i] = data[i]! * f;
+  return out;
+}
+
+export function divide(data: Float32Array, divisor: number): Float32Array {
+  const out = new Float32Array(data.length);
+  const d = Math.fround(divisor);
+  for (let i = 0; i < data.length; i++) out[i] = data[i]! / d;
+  return out;
+}
+
+/** One item of a batch, as a view (no copy). */
+export function batchItem(data: Float32Array, batch: number, index: number): Float32Array {
+  const size = data.length / batch;
+  return data.subarray(index * size, (index + 1) * size);
+}

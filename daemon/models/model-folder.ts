@@ -1,0 +1,490 @@
+/**
+ * A model folder in the diffusers / Optimum ONNX layout, checked file by file:
+ *
+ *   model_index.json
+ *   text_encoder/model.onnx            unet/model.onnx (+ weights.pb | model.onnx_data)
+ *   vae_encoder/model.onnx (optional)  vae_decoder/model.onnx
+ *   tokenizer/{vocab.json, merges.txt, tokenizer_config.json}
+ *   scheduler/scheduler_config.json
+ *   <part>/config.json                 Optimum's per-folder configs, where present
+ *
+ * Every JSON is parsed with zod; every ONNX file is walked (onnx-inspect, weights skipped)
+ * so a truncated download, a missing weights.pb or an unsupported export is reported here,
+ * as a ModelFolderError naming the file, and not later as a crash inside onnxruntime.
+ */
+import { readFile, stat } from "node:fs/promises";
+import { basename, dirname, join, relative, resolve, sep } from "node:path";
+import { z } from "zod";
+import type { Mode, ModelInfo } from "../../protocol";
+import { ModelFolderError } from "./errors";
+import {
+  describeTextEncoder,
+  describeUnet,
+  describeVaeDecoder,
+  describeVaeEncoder,
+  type ModelIO,
+} from "./io-spec";
+import { findInputConvWeightDims, inspectOnnx, OnnxParseError, type OnnxInfo } from "./onnx-inspect";
+
+export { ModelFolderError, isModelFolderError, type ModelFolderErrorCode } from "./errors";
+
+/** diffusers' default (SD 1.x / 2.x); SDXL uses 0.13025. */
+export const DEFAULT_VAE_SCALING_FACTOR = 0.18215;
+
+// ---- JSON schemas (unknown keys pass through) ----
+
+const ComponentRef = z.tuple([z.string().nullable(), z.string().nullable()]);
+
+export const ModelIndexSchema = z.looseObject({
+  _class_name: z.string(),
+  _diffusers_version: z.string().optional(),
+  _name_or_path: z.string().optional(),
+  text_encoder: ComponentRef.optional(),
+  text_encoder_2: ComponentRef.optional(),
+  unet: ComponentRef.optional(),
+  vae_encoder: ComponentRef.optional(),
+  vae_decoder: ComponentRef.optional(),
+  tokenizer: ComponentRef.optional(),
+  scheduler: ComponentRef.optional(),
+});
+export type ModelIndex = z.infer<typeof ModelIndexSchema>;
+
+/** Only what this module reads; the schedulers module validates the rest. */
+export const SchedulerConfigSchema = z.looseObject({
+  _class_name: z.string().optional(),
+  num_train_timesteps: z.number().int().positive().optional(),
+  prediction_type: z.string().optional(),
+});
+
+const TokenRef = z.union([z.string(), z.looseObject({ content: z.string() })]).nullable();
+
+export const TokenizerConfigSchema = z.looseObject({
+  model_max_length: z.number().positive().optional(),
+  bos_token: TokenRef.optional(),
+  eos_token: TokenRef.optional(),
+  pad_token: TokenRef.optional(),
+  unk_token: TokenRef.optional(),
+  do_lower_case: z.boolean().optional(),
+});
+export type TokenizerConfig = z.infer<typeof TokenizerConfigSchema>;
+
+/** token -> id. A hand loop inside zod: z.record over 49k entries costs ~100 ms per folder. */
+export const VocabSchema = z.custom<Record<string, number>>(
+  (value) => {
+    if (typeof value !== "object" || value === null || Array.isArray(value)) return false;
+    let count = 0;
+    for (const id of Object.values(value)) {
+      if (!Number.isInteger(id) || (id as number) < 0) return false;
+      count++;
+    }
+    return count > 0;
+  },
+  { message: "expected a non-empty object of token -> non-negative integer id" },
+);
+
+const SampleSize = z.union([z.number().int().positive(), z.array(z.number().int().positive()).min(1)]);
+
+/** Optimum's unet/config.json (a copy of diffusers' UNet config). */
+export const UnetConfigSchema = z.looseObject({
+  sample_size: SampleSize.optional(),
+  in_channels: z.number().int().positive().optional(),
+});
+
+/** Optimum's vae_decoder/config.json and vae_encoder/config.json. */
+export const VaeConfigSchema = z.looseObject({
+  scaling_factor: z.number().positive().optional(),
+  sample_size: SampleSize.optional(),
+  block_out_channels: z.array(z.number().int().positive()).min(1).optional(),
+});
+
+// ---- the folder ----
+
+export type ModelKind = "txt2img" | "inpainting";
+export type PredictionType = "epsilon" | "v_prediction" | "sample";
+const PREDICTION_TYPES: readonly PredictionType[] = ["epsilon", "v_prediction", "sample"];
+
+export interface ModelFolderPaths {
+  modelIndex: string;
+  textEncoder: string;
+  unet: string;
+  /** null: no vae_encoder/, the model can only do txt2img. */
+  vaeEncoder: string | null;
+  vaeDecoder: string;
+  /** External weight files referenced by the ONNX files (unet/weights.pb, <part>/model.onnx_data). */
+  externalData: string[];
+  tokenizer: { dir: string; vocab: string; merges: string; config: string; specialTokensMap: string | null };
+  schedulerConfig: string;
+  /** Optimum's per-folder config.json files, where present. */
+  configs: { unet: string | null; vaeDecoder: string | null; vaeEncoder: string | null };
+}
+
+export interface ModelFolder {
+  /** The folder's name: what jobs name the model by. */
+  id: string;
+  /** Display name (the folder's name for now). */
+  name: string;
+  /** Absolute path. */
+  dir: string;
+  paths: ModelFolderPaths;
+  modelIndex: ModelIndex;
+  /** scheduler_config.json as parsed, unknown keys kept; the schedulers module validates it. */
+  schedulerConfig: Record<string, unknown>;
+  tokenizerConfig: TokenizerConfig;
+  /** Latents = scaling_factor · VAE posterior. vae_decoder/config.json, else 0.18215. */
+  vaeScalingFactor: number;
+  /** Pixels per latent: 2^(len(block_out_channels) − 1) from the VAE config, else 8. */
+  vaeScaleFactor: number;
+  /** Read from the UNet's conv_in weight dims in unet/model.onnx, not from model_index.json. */
+  unetInChannels: 4 | 9;
+  unetInChannelsSource: "onnx_conv_in" | "onnx_input_shape" | "unet_config";
+  kind: ModelKind;
+  /** What the panel may ask of it. */
+  modes: Mode[];
+  hasVaeEncoder: boolean;
+  /** scheduler_config.json prediction_type, "epsilon" when absent. */
+  predictionType: PredictionType;
+  /** Side in pixels the model was trained at; see nativeResolutionOf. */
+  nativeResolution: number;
+  nativeResolutionSource: "unet_config" | "vae_config" | "heuristic";
+  /** A few-step distilled model (SD-Turbo / SDXL-Turbo style); see isTurbo. */
+  turbo: boolean;
+  /** The UNet takes float16 inputs (Olive / --fp16 exports): feeds need conversion. */
+  float16: boolean;
+  /** Input/output names and dtypes of each ONNX file, read from the files. */
+  io: ModelIO;
+  /** Bytes of all ONNX files and their external weights. */
+  weightsBytes: number;
+}
+
+// ---- helpers ----
+
+function rel(dir: string, file: string): string {
+  return relative(dir, file).split(sep).join("/");
+}
+
+async function fileSize(path: string): Promise<number | null> {
+  try {
+    const s = await stat(path);
+    return s.isFile() ? s.size : null;
+  } catch {
+    return null;
+  }
+}
+
+function missing(dir: string, file: string, why = "every model folder needs it"): ModelFolderError {
+  return new ModelFolderError(
+    "model_file_missing",
+    file,
+    `Model file missing: ${file} (${rel(dir, file)}; ${why}).`,
+  );
+}
+
+function invalid(file: string, why: string, cause?: unknown): ModelFolderError {
+  return new ModelFolderError("model_file_invalid", file, `Model file invalid: ${file}: ${why}.`, { cause });
+}
+
+async function requireFile(dir: string, file: string, why?: string): Promise<number> {
+  const size = await fileSize(file);
+  if (size === null) throw missing(dir, file, why);
+  return size;
+}
+
+async function readText(dir: string, file: string): Promise<string> {
+  try {
+    return await readFile(file, "utf8");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") throw missing(dir, file);
+    throw invalid(file, `cannot be read (${(error as Error).message})`, error);
+  }
+}
+
+function zodSummary(error: z.ZodError): string {
+  return error.issues
+    .slice(0, 3)
+    .map((i) => `${i.path.length ? i.path.join(".") : "(root)"}: ${i.message}`)
+    .join("; ");
+}
+
+async function readJson<S extends z.ZodType>(dir: string, file: string, schema: S): Promise<z.infer<S>> {
+  const text = await readText(dir, file);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (error) {
+    throw invalid(file, `not valid JSON (${(error as Error).message})`, error);
+  }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) throw invalid(file, zodSummary(parsed.error), parsed.error);
+  return parsed.data;
+}
+
+async function readOptionalJson<S extends z.ZodType>(dir: string, file: string, schema: S): Promise<z.infer<S> | null> {
+  if ((await fileSize(file)) === null) return null;
+  return readJson(dir, file, schema);
+}
+
+async function checkMerges(dir: string, file: string): Promise<void> {
+  const lines = (await readText(dir, file)).split("\n");
+  const first = lines.findIndex((l) => l.trim() !== "" && !l.startsWith("#version"));
+  const line = first >= 0 ? lines[first] : undefined;
+  if (line === undefined || line.trim().split(" ").length !== 2) {
+    throw invalid(file, "no BPE merges (expected lines of two space-separated symbols)");
+  }
+}
+
+async function inspect(dir: string, file: string): Promise<OnnxInfo> {
+  try {
+    return await inspectOnnx(file);
+  } catch (error) {
+    if (error instanceof OnnxParseError) {
+      throw new ModelFolderError("model_file_invalid", file, `Model file invalid: ${error.message}.`, { cause: error });
+    }
+    throw error;
+  }
+}
+
+/** Checks that the external weight files an ONNX file names exist, inside the folder, and are long enough. */
+async function checkExternalData(dir: string, info: OnnxInfo): Promise<{ paths: string[]; bytes: number }> {
+  const paths: string[] = [];
+  let bytes = 0;
+  for (const ext of info.externalFiles) {
+    const path = resolve(dirname(info.path), ext.location);
+    if (!path.startsWith(dir + sep)) {
+      throw invalid(info.path, `its weights point outside the model folder (${ext.location})`);
+    }
+    const size = await fileSize(path);
+    if (size === null) throw missing(dir, path, `${rel(dir, info.path)} keeps its weights there`);
+    if (size < ext.requiredBytes) {
+      throw invalid(path, `truncated: ${rel(dir, info.path)} needs ${ext.requiredBytes} bytes of it, it has ${size}`);
+    }
+    paths.push(path);
+    bytes += size;
+  }
+  return { paths, bytes };
+}
+
+function describe<T>(fn: (file: string, i: OnnxInfo["inputs"], o: OnnxInfo["outputs"]) => T, info: OnnxInfo): T {
+  return fn(info.path, info.inputs, info.outputs);
+}
+
+function firstSize(size: z.infer<typeof SampleSize> | undefined): number | null {
+  if (size === undefined) return null;
+  return typeof size === "number" ? size : Math.min(...size);
+}
+
+/**
+ * Native resolution, in order: unet/config.json sample_size × vaeScaleFactor (Optimum
+ * exports carry it); the VAE config's sample_size (pixels); else a heuristic, since the
+ * diffusers script writes no configs: 768 for v_prediction models that are not turbo
+ * (SD 2.x 768-v), 512 otherwise (SD 1.x, SD 2.x base, SD-Turbo).
+ */
+export function nativeResolutionOf(input: {
+  unetSampleSize: number | null;
+  vaeSampleSize: number | null;
+  vaeScaleFactor: number;
+  predictionType: PredictionType;
+  turbo: boolean;
+}): { resolution: number; source: ModelFolder["nativeResolutionSource"] } {
+  if (input.unetSampleSize !== null) {
+    return { resolution: input.unetSampleSize * input.vaeScaleFactor, source: "unet_config" };
+  }
+  if (input.vaeSampleSize !== null) return { resolution: input.vaeSampleSize, source: "vae_config" };
+  return { resolution: input.predictionType === "v_prediction" && !input.turbo ? 768 : 512, source: "heuristic" };
+}
+
+/**
+ * Turbo (few-step, no-CFG) heuristic: "turbo" in the folder name or in model_index.json's
+ * _name_or_path (e.g. "stabilityai/sd-turbo"). Nothing in the ONNX files says so.
+ */
+export function isTurbo(id: string, modelIndex: ModelIndex): boolean {
+  return /turbo/i.test(id) || /turbo/i.test(modelIndex._name_or_path ?? "");
+}
+
+function modesOf(kind: ModelKind, hasVaeEncoder: boolean): Mode[] {
+  if (kind === "inpainting") return ["inpaint", "outpaint"];
+  return hasVaeEncoder ? ["txt2img", "img2img", "inpaint", "outpaint"] : ["txt2img"];
+}
+
+function listed(ref: z.infer<typeof ComponentRef> | undefined): boolean {
+  return ref !== undefined && (ref[0] !== null || ref[1] !== null);
+}
+
+/**
+ * Reads and checks a model folder. Throws ModelFolderError: model_file_missing,
+ * model_file_invalid (corrupt JSON, truncated ONNX or weights) or model_unsupported
+ * (SDXL, an unknown prediction type, a UNet that is neither 4- nor 9-channel, I/O the
+ * engine cannot feed).
+ */
+export async function loadModelFolder(folder: string): Promise<ModelFolder> {
+  const dir = resolve(folder);
+  const id = basename(dir);
+  const p = (...parts: string[]) => join(dir, ...parts);
+
+  const modelIndexPath = p("model_index.json");
+  const modelIndex = await readJson(dir, modelIndexPath, ModelIndexSchema);
+  if (listed(modelIndex.text_encoder_2) || /XL/.test(modelIndex._class_name) || (await fileSize(p("text_encoder_2", "model.onnx"))) !== null) {
+    throw new ModelFolderError(
+      "model_unsupported",
+      modelIndexPath,
+      `Model unsupported: ${modelIndexPath} describes an SDXL pipeline (${modelIndex._class_name}); only SD 1.x / 2.x architectures are supported.`,
+    );
+  }
+
+  const paths: ModelFolderPaths = {
+    modelIndex: modelIndexPath,
+    textEncoder: p("text_encoder", "model.onnx"),
+    unet: p("unet", "model.onnx"),
+    vaeEncoder: p("vae_encoder", "model.onnx"),
+    vaeDecoder: p("vae_decoder", "model.onnx"),
+    externalData: [],
+    tokenizer: {
+      dir: p("tokenizer"),
+      vocab: p("tokenizer", "vocab.json"),
+      merges: p("tokenizer", "merges.txt"),
+      config: p("tokenizer", "tokenizer_config.json"),
+      specialTokensMap: p("tokenizer", "special_tokens_map.json"),
+    },
+    schedulerConfig: p("scheduler", "scheduler_config.json"),
+    configs: { unet: p("unet", "config.json"), vaeDecoder: p("vae_decoder", "config.json"), vaeEncoder: p("vae_encoder", "config.json") },
+  };
+
+  // Presence first, so the first error names the first missing file.
+  let onnxBytes = 0;
+  for (const file of [paths.textEncoder, paths.unet, paths.vaeDecoder]) onnxBytes += await requireFile(dir, file);
+  const vaeEncoderSize = await fileSize(paths.vaeEncoder as string);
+  if (vaeEncoderSize === null) {
+    if (listed(modelIndex.vae_encoder)) throw missing(dir, paths.vaeEncoder as string, "model_index.json lists a vae_encoder");
+    paths.vaeEncoder = null;
+  } else onnxBytes += vaeEncoderSize;
+  for (const file of [paths.tokenizer.vocab, paths.tokenizer.merges, paths.tokenizer.config, paths.schedulerConfig]) {
+    await requireFile(dir, file);
+  }
+  if ((await fileSize(paths.tokenizer.specialTokensMap as string)) === null) paths.tokenizer.specialTokensMap = null;
+
+  // JSON contents.
+  const schedulerConfig = await readJson(dir, paths.schedulerConfig, SchedulerConfigSchema);
+  const tokenizerConfig = await readJson(dir, paths.tokenizer.config, TokenizerConfigSchema);
+  await readJson(dir, paths.tokenizer.vocab, VocabSchema);
+  await checkMerges(dir, paths.tokenizer.merges);
+  if (paths.tokenizer.specialTokensMap) await readJson(dir, paths.tokenizer.specialTokensMap, z.looseObject({}));
+  const unetConfig = await readOptionalJson(dir, paths.configs.unet as string, UnetConfigSchema);
+  const vaeDecoderConfig = await readOptionalJson(dir, paths.configs.vaeDecoder as string, VaeConfigSchema);
+  const vaeEncoderConfig = paths.vaeEncoder
+    ? await readOptionalJson(dir, paths.configs.vaeEncoder as string, VaeConfigSchema)
+    : null;
+  if (!unetConfig) paths.configs.unet = null;
+  if (!vaeDecoderConfig) paths.configs.vaeDecoder = null;
+  if (!vaeEncoderConfig) paths.configs.vaeEncoder = null;
+
+  const predictionType = schedulerConfig.prediction_type ?? "epsilon";
+  if (!(PREDICTION_TYPES as readonly string[]).includes(predictionType)) {
+    throw new ModelFolderError(
+      "model_unsupported",
+      paths.schedulerConfig,
+      `Model unsupported: ${paths.schedulerConfig} has prediction_type "${predictionType}"; supported: ${PREDICTION_TYPES.join(", ")}.`,
+    );
+  }
+
+  // ONNX structure (weights skipped), external weights, I/O.
+  const [textInfo, unetInfo, decoderInfo, encoderInfo] = await Promise.all([
+    inspect(dir, paths.textEncoder),
+    inspect(dir, paths.unet),
+    inspect(dir, paths.vaeDecoder),
+    paths.vaeEncoder ? inspect(dir, paths.vaeEncoder) : Promise.resolve(null),
+  ]);
+  let externalBytes = 0;
+  for (const info of [textInfo, unetInfo, decoderInfo, encoderInfo]) {
+    if (!info) continue;
+    const ext = await checkExternalData(dir, info);
+    paths.externalData.push(...ext.paths);
+    externalBytes += ext.bytes;
+  }
+  const io: ModelIO = {
+    textEncoder: describe(describeTextEncoder, textInfo),
+    unet: describe(describeUnet, unetInfo),
+    vaeEncoder: encoderInfo ? describe(describeVaeEncoder, encoderInfo) : null,
+    vaeDecoder: describe(describeVaeDecoder, decoderInfo),
+  };
+
+  // UNet input channels: conv_in's weight [out, in, kh, kw] is the ground truth.
+  const convIn = findInputConvWeightDims(unetInfo);
+  const sampleShape = unetInfo.inputs.find((v) => v.name === io.unet.sample)?.shape;
+  let unetInChannels: number;
+  let unetInChannelsSource: ModelFolder["unetInChannelsSource"];
+  if (convIn && convIn.length === 4 && typeof convIn[1] === "number") {
+    unetInChannels = convIn[1];
+    unetInChannelsSource = "onnx_conv_in";
+  } else if (typeof sampleShape?.[1] === "number") {
+    unetInChannels = sampleShape[1];
+    unetInChannelsSource = "onnx_input_shape";
+  } else if (unetConfig?.in_channels !== undefined) {
+    unetInChannels = unetConfig.in_channels;
+    unetInChannelsSource = "unet_config";
+  } else {
+    throw new ModelFolderError(
+      "model_unsupported",
+      paths.unet,
+      `Model unsupported: cannot tell the UNet's input channels from ${paths.unet} (no input convolution weight found).`,
+    );
+  }
+  if (unetInChannels !== 4 && unetInChannels !== 9) {
+    throw new ModelFolderError(
+      "model_unsupported",
+      paths.unet,
+      `Model unsupported: ${paths.unet} takes ${unetInChannels} input channels; only 4 (txt2img) and 9 (inpainting) are supported.`,
+    );
+  }
+  const kind: ModelKind = unetInChannels === 9 ? "inpainting" : "txt2img";
+  if (kind === "inpainting" && !paths.vaeEncoder) {
+    throw missing(dir, p("vae_encoder", "model.onnx"), "an inpainting model encodes the masked image with it");
+  }
+
+  const vaeConfig = vaeDecoderConfig ?? vaeEncoderConfig;
+  const vaeScalingFactor = vaeDecoderConfig?.scaling_factor ?? vaeEncoderConfig?.scaling_factor ?? DEFAULT_VAE_SCALING_FACTOR;
+  const blocks = vaeConfig?.block_out_channels?.length;
+  const vaeScaleFactor = blocks ? 2 ** (blocks - 1) : 8;
+  const turbo = isTurbo(id, modelIndex);
+  const native = nativeResolutionOf({
+    unetSampleSize: firstSize(unetConfig?.sample_size),
+    vaeSampleSize: firstSize(vaeConfig?.sample_size),
+    vaeScaleFactor,
+    predictionType: predictionType as PredictionType,
+    turbo,
+  });
+
+  return {
+    id,
+    name: id,
+    dir,
+    paths,
+    modelIndex,
+    schedulerConfig: schedulerConfig as Record<string, unknown>,
+    tokenizerConfig,
+    vaeScalingFactor,
+    vaeScaleFactor,
+    unetInChannels,
+    unetInChannelsSource,
+    kind,
+    modes: modesOf(kind, paths.vaeEncoder !== null),
+    hasVaeEncoder: paths.vaeEncoder !== null,
+    predictionType: predictionType as PredictionType,
+    nativeResolution: native.resolution,
+    nativeResolutionSource: native.source,
+    turbo,
+    float16: io.unet.sampleType === "float16",
+    io,
+    weightsBytes: onnxBytes + externalBytes,
+  };
+}
+
+/** The protocol's view of a model. */
+export function toModelInfo(model: ModelFolder): ModelInfo {
+  return {
+    id: model.id,
+    name: model.name,
+    kind: model.kind,
+    modes: [...model.modes],
+    nativeResolution: model.nativeResolution,
+    turbo: model.turbo,
+  };
+}

@@ -1,0 +1,247 @@
+/**
+ * onnxruntime sessions of one model, created lazily part by part, and a cache that keeps
+ * ONE model loaded: switching models releases the old sessions first, because two SD
+ * models do not fit in most machines' memory.
+ *
+ * The cache does not count users: the daemon runs one job at a time and must not switch
+ * models while a job still runs on the old sessions.
+ */
+import { join } from "node:path";
+import type { InferenceSession } from "onnxruntime-node";
+import { ModelFolderError } from "./errors";
+import {
+  chooseDevices,
+  createSession,
+  silentLog,
+  type Device,
+  type ModelLog,
+  type SessionFactory,
+} from "./execution-provider";
+import type { ModelFolder } from "./model-folder";
+import {
+  describeTextEncoderSession,
+  describeUnetSession,
+  describeVaeDecoderSession,
+  describeVaeEncoderSession,
+  type TextEncoderIO,
+  type UnetIO,
+  type VaeDecoderIO,
+  type VaeEncoderIO,
+} from "./session-io";
+
+export const MODEL_PARTS = ["textEncoder", "unet", "vaeEncoder", "vaeDecoder"] as const;
+export type ModelPart = (typeof MODEL_PARTS)[number];
+
+interface PartIO {
+  textEncoder: TextEncoderIO;
+  unet: UnetIO;
+  vaeEncoder: VaeEncoderIO;
+  vaeDecoder: VaeDecoderIO;
+}
+
+export interface PartSession<IO> {
+  session: InferenceSession;
+  /** Where it runs. */
+  device: Device;
+  /** Input/output names and dtypes, from the session's own metadata. */
+  io: IO;
+  path: string;
+  /** Why a preferred device was skipped, when one was. */
+  fallbackReason: string | null;
+}
+
+export interface ModelSessionsOptions {
+  /** Devices in order of preference (default: chooseDevices()). */
+  devices?: readonly Device[];
+  log?: ModelLog;
+  /** intraOpNumThreads (default: physical cores). */
+  threads?: number;
+  /** For tests: how a session is made. */
+  factory?: SessionFactory;
+}
+
+const DESCRIBE: { [P in ModelPart]: (session: InferenceSession, file: string) => PartIO[P] } = {
+  textEncoder: describeTextEncoderSession,
+  unet: describeUnetSession,
+  vaeEncoder: describeVaeEncoderSession,
+  vaeDecoder: describeVaeDecoderSession,
+};
+
+export class ModelSessions {
+  private readonly pending = new Map<ModelPart, Promise<PartSession<unknown>>>();
+  private readonly ready = new Map<ModelPart, PartSession<unknown>>();
+  private readonly devicesWanted: readonly Device[];
+  private readonly log: ModelLog;
+  private isReleased = false;
+
+  constructor(
+    readonly model: ModelFolder,
+    private readonly options: ModelSessionsOptions = {},
+  ) {
+    this.log = options.log ?? silentLog;
+    this.devicesWanted = options.devices ?? chooseDevices().devices;
+  }
+
+  textEncoder(): Promise<PartSession<TextEncoderIO>> {
+    return this.part("textEncoder");
+  }
+
+  unet(): Promise<PartSession<UnetIO>> {
+    return this.part("unet");
+  }
+
+  /** Rejects with ModelFolderError "model_file_missing" for a model without vae_encoder/ (txt2img only). */
+  vaeEncoder(): Promise<PartSession<VaeEncoderIO>> {
+    return this.part("vaeEncoder");
+  }
+
+  vaeDecoder(): Promise<PartSession<VaeDecoderIO>> {
+    return this.part("vaeDecoder");
+  }
+
+  /** Creates every session the model has, one after the other. */
+  async loadAll(): Promise<void> {
+    for (const part of MODEL_PARTS) {
+      if (part === "vaeEncoder" && !this.model.paths.vaeEncoder) continue;
+      await this.part(part);
+    }
+  }
+
+  /** Parts whose session is created. */
+  loaded(): ModelPart[] {
+    return MODEL_PARTS.filter((p) => this.ready.has(p));
+  }
+
+  /** Device of each created session. */
+  devices(): Partial<Record<ModelPart, Device>> {
+    const out: Partial<Record<ModelPart, Device>> = {};
+    for (const [part, s] of this.ready) out[part] = s.device;
+    return out;
+  }
+
+  /** The UNet's device (where the time goes), else the first created session's, else null. */
+  get device(): Device | null {
+    return this.ready.get("unet")?.device ?? this.ready.values().next().value?.device ?? null;
+  }
+
+  get released(): boolean {
+    return this.isReleased;
+  }
+
+  /** Releases every session, waiting for any still being created. Idempotent. */
+  async release(): Promise<void> {
+    this.isReleased = true;
+    const all = [...this.pending.values()];
+    this.pending.clear();
+    this.ready.clear();
+    const results = await Promise.allSettled(all);
+    for (const r of results) {
+      if (r.status === "fulfilled") await r.value.session.release().catch(() => {});
+    }
+  }
+
+  private part<P extends ModelPart>(part: P): Promise<PartSession<PartIO[P]>> {
+    if (this.isReleased) {
+      return Promise.reject(new Error(`the sessions of model "${this.model.id}" were released`));
+    }
+    let p = this.pending.get(part);
+    if (!p) {
+      p = this.create(part);
+      this.pending.set(part, p);
+      // A failed creation may be retried by the next call.
+      p.catch(() => {
+        if (this.pending.get(part) === p) this.pending.delete(part);
+      });
+    }
+    return p as Promise<PartSession<PartIO[P]>>;
+  }
+
+  private async create<P extends ModelPart>(part: P): Promise<PartSession<PartIO[P]>> {
+    const path = this.model.paths[part];
+    if (!path) {
+      const expected = join(this.model.dir, "vae_encoder", "model.onnx");
+      throw new ModelFolderError(
+        "model_file_missing",
+        expected,
+        `Model file missing: ${expected}; model "${this.model.id}" has no VAE encoder and can only do txt2img.`,
+      );
+    }
+    const created = await createSession(path, this.devicesWanted, this.log, {
+      threads: this.options.threads,
+      factory: this.options.factory,
+    });
+    let io: PartIO[P];
+    try {
+      io = DESCRIBE[part](created.session, path);
+    } catch (error) {
+      await created.session.release().catch(() => {});
+      throw error;
+    }
+    const result: PartSession<PartIO[P]> = { ...created, io, path };
+    if (this.isReleased) {
+      // Released while this one was being created: release() awaits this promise and frees it.
+      return result;
+    }
+    this.ready.set(part, result);
+    this.log("info", `model "${this.model.id}": ${part} loaded on ${created.device}`);
+    return result;
+  }
+}
+
+/** Keeps the sessions of ONE model; asking for another releases the current one first. */
+export class SessionCache {
+  private currentSessions: ModelSessions | null = null;
+  private queue: Promise<unknown> = Promise.resolve();
+  readonly devices: readonly Device[];
+  private readonly log: ModelLog;
+
+  constructor(private readonly options: ModelSessionsOptions = {}) {
+    this.log = options.log ?? silentLog;
+    if (options.devices) {
+      this.devices = options.devices;
+    } else {
+      const choice = chooseDevices();
+      if (choice.warning) this.log("warn", choice.warning);
+      this.devices = choice.devices;
+    }
+  }
+
+  /** The model's sessions (lazy), releasing another model's first. Calls are serialized. */
+  get(model: ModelFolder): Promise<ModelSessions> {
+    const next = this.queue.then(async () => {
+      const current = this.currentSessions;
+      if (current && current.model.dir === model.dir && current.model.weightsBytes === model.weightsBytes) {
+        return current;
+      }
+      if (current) {
+        this.currentSessions = null;
+        await current.release();
+        this.log("info", `released model "${current.model.id}" to load "${model.id}"`);
+      }
+      const sessions = new ModelSessions(model, { ...this.options, devices: this.devices });
+      this.currentSessions = sessions;
+      return sessions;
+    });
+    this.queue = next.catch(() => {});
+    return next;
+  }
+
+  current(): ModelSessions | null {
+    return this.currentSessions;
+  }
+
+  /** The device the current model's UNet runs on, or null before it is loaded. */
+  get device(): Device | null {
+    return this.currentSessions?.device ?? null;
+  }
+
+  async release(): Promise<void> {
+    const next = this.queue.then(async () => {
+      const current = this.currentSessions;
+      this.currentSessions = null;
+      await current?.release();
+    });
+    this.queue = next.catch(() => {});
+    await next;
+  }
+}

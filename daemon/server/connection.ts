@@ -1,0 +1,413 @@
+/**
+ * One client connection: handshake, message dispatch, frame reassembly, its jobs' lifecycle
+ * (awaiting frames -> queued -> running -> done) and what goes back to the client.
+ */
+import type { WebSocket, RawData } from "ws";
+import {
+  BufferPool,
+  FrameAssembler,
+  FrameError,
+  PROTOCOL_VERSION,
+  frameChunks,
+  parseClientMessage,
+  readFrameChunk,
+  type ClientMessage,
+  type DaemonMessageInput,
+  type ErrorCode,
+  type FrameRef,
+  type ImageFrame,
+  type JobRequest,
+  type MessageOf,
+} from "../../protocol";
+import { CancelledError, EngineError, rasterOf, type Engine, type EngineProgress, type Raster } from "../engine/engine";
+import type { JobQueue } from "./queue";
+import type { ServerLimits } from "./limits";
+import { tokensMatch } from "./token";
+
+export interface ConnectionSettings {
+  id: string;
+  /** Image buffers shared by all connections, reused from job to job. */
+  pool: BufferPool;
+  token: string;
+  engine: Engine;
+  queue: JobQueue;
+  limits: ServerLimits;
+  daemonVersion: string;
+  handshakeTimeoutMs: number;
+  frameTimeoutMs: number;
+  log(line: string): void;
+}
+
+type Phase = "awaiting-frames" | "queued" | "running";
+
+interface ConnectionJob {
+  request: JobRequest;
+  key: string;
+  phase: Phase;
+  received: { image?: ImageFrame; mask?: ImageFrame };
+  frameTimer?: ReturnType<typeof setTimeout>;
+}
+
+/** Close codes in the private range, so a client can tell why without parsing text. */
+export const CloseCode = {
+  handshake: 4000,
+  badToken: 4001,
+  protocolMismatch: 4002,
+  shuttingDown: 1001,
+} as const;
+
+/** Previews are dropped rather than queued behind a slow reader. */
+const PREVIEW_BACKLOG_BYTES = 8 * 1024 * 1024;
+
+export class Connection {
+  private state: "handshake" | "ready" | "closed" = "handshake";
+  private readonly jobs = new Map<number, ConnectionJob>();
+  private readonly frames: FrameAssembler;
+  private readonly handshakeTimer: ReturnType<typeof setTimeout>;
+  private nextFrameId = 1;
+  private inbox: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly socket: WebSocket,
+    private readonly settings: ConnectionSettings,
+  ) {
+    this.frames = new FrameAssembler(
+      { maxFrameBytes: settings.limits.maxImagePixels * 4 * 2, maxPendingFrames: settings.limits.maxPendingFrames },
+      settings.pool,
+    );
+    this.handshakeTimer = setTimeout(() => {
+      this.refuse("handshake_timeout", "No hello arrived in time: send hello with the pairing token first.", CloseCode.handshake);
+    }, settings.handshakeTimeoutMs);
+    socket.on("message", (data, isBinary) => {
+      // One message at a time, in order: a submit must be registered before its frames are read.
+      this.inbox = this.inbox.then(() => this.receive(data, isBinary)).catch((error: unknown) => {
+        settings.log(`connection ${settings.id}: ${String(error)}`);
+        this.sendError("internal", "The daemon failed to handle a message; it is still running.");
+      });
+    });
+    socket.on("close", () => this.closed());
+    socket.on("error", (error) => settings.log(`connection ${settings.id}: socket error: ${error.message}`));
+  }
+
+  get ready(): boolean {
+    return this.state === "ready";
+  }
+
+  /** Pushes a message to this client if it has completed the handshake. */
+  notify(message: DaemonMessageInput, sent?: () => void): void {
+    if (this.state === "ready") this.send(message, sent);
+  }
+
+  close(code: number, reason: string): void {
+    if (this.state !== "closed") this.socket.close(code, reason);
+  }
+
+  private async receive(data: RawData, isBinary: boolean): Promise<void> {
+    if (this.state === "closed") return;
+    const bytes = toBytes(data);
+    if (bytes.byteLength > this.settings.limits.maxMessageBytes) {
+      this.sendError("message_too_large", `A message of ${bytes.byteLength} bytes is over the ${this.settings.limits.maxMessageBytes}-byte limit; send pixels in chunks.`);
+      return;
+    }
+    if (this.state === "handshake") {
+      if (isBinary) return this.refuse("handshake_required", "Send hello with the pairing token before anything else.", CloseCode.handshake);
+      return this.handshake(bytes);
+    }
+    if (isBinary) return this.receiveFrameChunk(bytes);
+    const parsed = parseClientMessage(new TextDecoder().decode(bytes));
+    if (!parsed.ok) return this.sendError(parsed.code, parsed.message);
+    await this.dispatch(parsed.message);
+  }
+
+  private async handshake(bytes: Uint8Array): Promise<void> {
+    const parsed = parseClientMessage(new TextDecoder().decode(bytes));
+    if (!parsed.ok || parsed.message.type !== "hello") {
+      return this.refuse("handshake_required", "Send hello with the pairing token before anything else.", CloseCode.handshake);
+    }
+    const hello = parsed.message;
+    if (hello.protocol !== PROTOCOL_VERSION) {
+      return this.refuse(
+        "protocol_mismatch",
+        `The panel speaks protocol ${hello.protocol} but this daemon speaks ${PROTOCOL_VERSION}: update whichever is older.`,
+        CloseCode.protocolMismatch,
+      );
+    }
+    if (!tokensMatch(this.settings.token, hello.token)) {
+      return this.refuse("bad_token", "The pairing token is wrong: run `npx underpaint token` and paste it into the panel.", CloseCode.badToken);
+    }
+    clearTimeout(this.handshakeTimer);
+    const capabilities = await this.settings.engine.capabilities();
+    if (this.state !== "handshake") return;
+    this.state = "ready";
+    const { maxPendingFrames: _internal, ...limits } = this.settings.limits;
+    this.send({
+      type: "welcome",
+      protocol: PROTOCOL_VERSION,
+      daemon: { name: "underpaint", version: this.settings.daemonVersion },
+      capabilities: { ...capabilities, limits },
+    });
+    this.settings.log(`connection ${this.settings.id}: ${hello.client.name} ${hello.client.version} paired`);
+  }
+
+  private async dispatch(message: ClientMessage): Promise<void> {
+    switch (message.type) {
+      case "hello":
+        return this.sendError("invalid_message", "The connection is already paired; hello is sent once.");
+      case "submit":
+        return this.submit(message.job);
+      case "cancel":
+        return this.cancel(message);
+      case "list-models": {
+        const { models } = await this.settings.engine.capabilities();
+        return this.send({ type: "models", models });
+      }
+    }
+  }
+
+  private async submit(request: JobRequest): Promise<void> {
+    const { limits, queue, engine } = this.settings;
+    const jobId = request.jobId;
+    const problem = await this.checkJob(request, engine);
+    if (problem) return this.sendError(problem.code, problem.message, jobId);
+    if (this.jobs.has(jobId)) return this.sendError("duplicate_job", `Job ${jobId} is already active on this connection.`, jobId);
+    if (this.jobs.size >= limits.maxQueuedJobsPerClient || queue.countOwnedBy(this.settings.id) >= limits.maxQueuedJobsPerClient) {
+      return this.sendError("queue_full", `You already have ${limits.maxQueuedJobsPerClient} jobs waiting; wait for one to finish or cancel one.`, jobId);
+    }
+    const job: ConnectionJob = { request, key: `${this.settings.id}/${jobId}`, phase: "awaiting-frames", received: {} };
+    this.jobs.set(jobId, job);
+    if (request.image || request.mask) {
+      job.frameTimer = setTimeout(() => {
+        this.dropJob(jobId);
+        this.sendError("frame_invalid", `The pixels of job ${jobId} did not arrive within ${this.settings.frameTimeoutMs / 1000} s.`, jobId);
+      }, this.settings.frameTimeoutMs);
+    } else {
+      this.enqueue(job);
+    }
+  }
+
+  private async checkJob(request: JobRequest, engine: Engine): Promise<{ code: ErrorCode; message: string } | undefined> {
+    const { limits } = this.settings;
+    if (request.variations > limits.maxVariations) {
+      return { code: "invalid_job", message: `At most ${limits.maxVariations} variations per job.` };
+    }
+    for (const [name, ref] of [["image", request.image], ["mask", request.mask]] as const) {
+      if (ref && ref.width * ref.height > limits.maxImagePixels) {
+        return { code: "frame_too_large", message: `The ${name} (${ref.width}x${ref.height}) is over the ${limits.maxImagePixels}-pixel limit.` };
+      }
+    }
+    if (request.width * request.height > limits.maxImagePixels) {
+      return { code: "invalid_job", message: `${request.width}x${request.height} is over the ${limits.maxImagePixels}-pixel limit.` };
+    }
+    if (request.image && request.mask && (request.image.width !== request.mask.width || request.image.height !== request.mask.height)) {
+      return {
+        code: "invalid_job",
+        message: `The mask (${request.mask.width}x${request.mask.height}) must be the size of the image (${request.image.width}x${request.image.height}).`,
+      };
+    }
+    const { models } = await engine.capabilities();
+    const model = models.find((m) => m.id === request.model);
+    if (!model) {
+      const known = models.map((m) => m.id).join(", ") || "none installed";
+      return { code: "model_not_found", message: `There is no model "${request.model}" (available: ${known}).` };
+    }
+    if (!model.modes.includes(request.mode)) {
+      return { code: "unsupported_mode", message: `The model "${model.name}" cannot do ${request.mode}.` };
+    }
+    return undefined;
+  }
+
+  private receiveFrameChunk(bytes: Uint8Array): void {
+    let chunk;
+    try {
+      chunk = readFrameChunk(bytes);
+    } catch (error) {
+      if (error instanceof FrameError) return this.sendError(error.code, error.message);
+      throw error;
+    }
+    const { header, payload } = chunk;
+    const job = this.jobs.get(header.jobId);
+    if (!job || job.phase !== "awaiting-frames") {
+      return this.sendError("unknown_job", `A frame arrived for job ${header.jobId}, which is not waiting for pixels.`, header.jobId);
+    }
+    const slot = expectedSlot(job.request, header);
+    if (!slot.ok) return this.failJobFrames(header.jobId, "frame_invalid", slot.message);
+    let frame;
+    try {
+      frame = this.frames.add(header, payload);
+    } catch (error) {
+      if (error instanceof FrameError) return this.failJobFrames(header.jobId, error.code, error.message);
+      throw error;
+    }
+    if (!frame) return;
+    job.received[slot.name] = frame;
+    const complete = (!job.request.image || job.received.image) && (!job.request.mask || job.received.mask);
+    if (complete) {
+      clearTimeout(job.frameTimer);
+      this.enqueue(job);
+    }
+  }
+
+  private failJobFrames(jobId: number, code: ErrorCode, message: string): void {
+    this.dropJob(jobId);
+    this.sendError(code, message, jobId);
+  }
+
+  private dropJob(jobId: number): void {
+    const job = this.jobs.get(jobId);
+    if (job) clearTimeout(job.frameTimer);
+    this.jobs.delete(jobId);
+    this.frames.discard(jobId);
+  }
+
+  private enqueue(job: ConnectionJob): void {
+    job.phase = "queued";
+    const jobId = job.request.jobId;
+    const position = this.settings.queue.enqueue({
+      key: job.key,
+      owner: this.settings.id,
+      run: (signal) => this.run(job, signal),
+      onPosition: (position) => this.notify({ type: "queue", jobId, position }),
+      onCancelledWhileQueued: () => {
+        this.jobs.delete(jobId);
+        this.notify({ type: "done", jobId, status: "cancelled" });
+      },
+    });
+    this.send({ type: "accepted", jobId, position });
+  }
+
+  private cancel(message: MessageOf<ClientMessage, "cancel">): void {
+    const job = this.jobs.get(message.jobId);
+    if (!job) return this.sendError("unknown_job", `There is no job ${message.jobId} to cancel.`, message.jobId);
+    if (job.phase === "awaiting-frames") {
+      this.dropJob(message.jobId);
+      return this.send({ type: "done", jobId: message.jobId, status: "cancelled" });
+    }
+    this.settings.queue.cancel(job.key);
+  }
+
+  private async run(job: ConnectionJob, signal: AbortSignal): Promise<void> {
+    const { request } = job;
+    const jobId = request.jobId;
+    job.phase = "running";
+    const { image: _i, mask: _m, ...settings } = request;
+    try {
+      const results = await this.settings.engine.run(
+        {
+          ...settings,
+          ...(job.received.image ? { image: rasterOf(job.received.image) } : {}),
+          ...(job.received.mask ? { mask: rasterOf(job.received.mask) } : {}),
+        },
+        { signal, onProgress: (progress) => this.progress(jobId, progress) },
+      );
+      if (signal.aborted) throw new CancelledError();
+      for (const result of results) {
+        const frameId = this.nextFrameId++;
+        const { image } = result;
+        this.notify({
+          type: "result",
+          jobId,
+          variation: result.variation,
+          seed: result.seed,
+          frame: { frameId, width: image.width, height: image.height, channels: image.channels, bitsPerChannel: image.bitsPerChannel },
+          ...(result.region ? { region: result.region } : {}),
+        });
+        this.sendFrame("result", jobId, frameId, image);
+      }
+      this.notify({ type: "done", jobId, status: "completed" }, () => this.recycle(job));
+    } catch (error) {
+      if (error instanceof CancelledError || signal.aborted) {
+        this.notify({ type: "done", jobId, status: "cancelled" });
+      } else if (error instanceof EngineError) {
+        this.notify({ type: "done", jobId, status: "failed", error: { code: error.code, message: error.message } });
+      } else {
+        this.settings.log(`job ${job.key} failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+        const detail = error instanceof Error ? error.message : String(error);
+        this.notify({ type: "done", jobId, status: "failed", error: { code: "job_failed", message: `The generation failed: ${detail}` } });
+      }
+    } finally {
+      this.jobs.delete(jobId);
+    }
+  }
+
+  /** Returns a finished job's pixels to the pool, once everything sent from them has left. */
+  private recycle(job: ConnectionJob): void {
+    if (job.received.image) this.settings.pool.give(job.received.image.data);
+    if (job.received.mask) this.settings.pool.give(job.received.mask.data);
+    job.received = {};
+  }
+
+  private progress(jobId: number, progress: EngineProgress): void {
+    if (this.state !== "ready") return;
+    const base = { type: "progress", jobId, stage: progress.stage, step: progress.step, total: progress.total } as const;
+    if (progress.preview && this.socket.bufferedAmount < PREVIEW_BACKLOG_BYTES) {
+      const frameId = this.nextFrameId++;
+      this.send({ ...base, previewFrameId: frameId });
+      this.sendFrame("preview", jobId, frameId, progress.preview);
+    } else {
+      this.send(base);
+    }
+  }
+
+  private sendFrame(kind: "result" | "preview", jobId: number, frameId: number, image: Raster): void {
+    if (this.state !== "ready") return;
+    for (const { header, payload } of frameChunks({ kind, jobId, frameId, ...image }, this.settings.limits.chunkBytes)) {
+      // Two fragments of one message: the pixels go out without being copied behind a header.
+      this.socket.send(header, { binary: true, fin: false });
+      this.socket.send(payload, { binary: true, fin: true });
+    }
+  }
+
+  /** `sent` runs once the message, and so everything queued before it, has been written out. */
+  private send(message: DaemonMessageInput, sent?: () => void): void {
+    if (this.state === "closed") return;
+    this.socket.send(JSON.stringify(message), sent && ((error) => !error && sent()));
+  }
+
+  private sendError(code: ErrorCode, message: string, jobId?: number): void {
+    this.send({ type: "error", code, message, ...(jobId !== undefined ? { jobId } : {}) });
+  }
+
+  private refuse(code: ErrorCode, message: string, closeCode: number): void {
+    clearTimeout(this.handshakeTimer);
+    this.sendError(code, message);
+    this.state = "closed";
+    this.socket.close(closeCode, code);
+  }
+
+  private closed(): void {
+    clearTimeout(this.handshakeTimer);
+    this.state = "closed";
+    for (const jobId of [...this.jobs.keys()]) {
+      const job = this.jobs.get(jobId)!;
+      if (job.phase === "awaiting-frames") this.dropJob(jobId);
+    }
+    // Whatever is queued or running for a client that left is wasted work.
+    this.settings.queue.cancelOwnedBy(this.settings.id);
+    this.frames.discard();
+  }
+}
+
+function toBytes(data: RawData): Uint8Array {
+  if (Array.isArray(data)) return Buffer.concat(data);
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  return data;
+}
+
+type Slot = { ok: true; name: "image" | "mask" } | { ok: false; message: string };
+
+function expectedSlot(request: JobRequest, header: { frameId: number; kind: string; width: number; height: number; channels: number; bitsPerChannel: number }): Slot {
+  const candidates: Array<["image" | "mask", FrameRef | undefined]> = [["image", request.image], ["mask", request.mask]];
+  for (const [name, ref] of candidates) {
+    if (!ref || ref.frameId !== header.frameId) continue;
+    if (header.kind !== name) return { ok: false, message: `Frame ${header.frameId} was declared as the ${name} but arrived as a ${header.kind} frame.` };
+    if (ref.width !== header.width || ref.height !== header.height || ref.channels !== header.channels || ref.bitsPerChannel !== header.bitsPerChannel) {
+      return {
+        ok: false,
+        message: `The ${name} arrived as ${header.width}x${header.height}x${header.channels} at ${header.bitsPerChannel} bits, not as declared (${ref.width}x${ref.height}x${ref.channels} at ${ref.bitsPerChannel} bits).`,
+      };
+    }
+    return { ok: true, name };
+  }
+  return { ok: false, message: `Job ${request.jobId} declared no frame ${header.frameId}.` };
+}
+

@@ -1,0 +1,147 @@
+/**
+ * The daemon's WebSocket server: refuses browser origins at the upgrade, hands each socket to a
+ * Connection, keeps connections alive with a heartbeat, and shuts down cleanly.
+ */
+import { createServer, type IncomingMessage } from "node:http";
+import type { Duplex } from "node:stream";
+import { WebSocketServer, type WebSocket } from "ws";
+import { BufferPool, DEFAULT_HOST, DEFAULT_PORT, type ModelInfo } from "../../protocol";
+import type { Engine } from "../engine/engine";
+import { CloseCode, Connection } from "./connection";
+import { DEFAULT_LIMITS, HARD_MESSAGE_FACTOR, type ServerLimits } from "./limits";
+import { isBrowserOrigin } from "./origin";
+import { JobQueue } from "./queue";
+
+export interface ServerOptions {
+  token: string;
+  engine: Engine;
+  host?: string;
+  /** 0 picks a free port (tests). */
+  port?: number;
+  limits?: Partial<ServerLimits>;
+  daemonVersion?: string;
+  heartbeatMs?: number;
+  handshakeTimeoutMs?: number;
+  frameTimeoutMs?: number;
+  log?: (line: string) => void;
+}
+
+export interface DaemonServer {
+  readonly host: string;
+  readonly port: number;
+  readonly url: string;
+  readonly connectionCount: number;
+  /** Tells every paired client about a new model list. */
+  broadcastModels(models: ModelInfo[]): void;
+  close(): Promise<void>;
+}
+
+export async function startServer(options: ServerOptions): Promise<DaemonServer> {
+  const host = options.host ?? DEFAULT_HOST;
+  const limits: ServerLimits = { ...DEFAULT_LIMITS, ...options.limits };
+  const log = options.log ?? (() => {});
+  const heartbeatMs = options.heartbeatMs ?? 15_000;
+  const device = (await options.engine.capabilities()).device.name;
+  const queue = new JobQueue(device);
+  const connections = new Map<WebSocket, Connection>();
+  const alive = new WeakSet<WebSocket>();
+  const pool = new BufferPool();
+  let nextConnection = 1;
+
+  const http = createServer((_request, response) => {
+    response.writeHead(426, { "content-type": "text/plain" }).end("Underpaint daemon: connect with the Photoshop panel (WebSocket).\n");
+  });
+  const wss = new WebSocketServer({
+    noServer: true,
+    perMessageDeflate: false, // UXP cannot negotiate extensions, and pixels do not compress cheaply
+    maxPayload: limits.maxMessageBytes * HARD_MESSAGE_FACTOR,
+  });
+
+  http.on("upgrade", (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const origin = request.headers.origin;
+    if (isBrowserOrigin(origin)) {
+      log(`refused a connection from the web page ${origin}`);
+      socket.end(
+        "HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Type: text/plain\r\n\r\n" +
+          "Underpaint refuses connections from web pages.\n",
+      );
+      return;
+    }
+    wss.handleUpgrade(request, socket, head, (ws) => wss.emit("connection", ws, request));
+  });
+
+  wss.on("connection", (ws: WebSocket) => {
+    alive.add(ws);
+    ws.on("pong", () => alive.add(ws));
+    const connection = new Connection(ws, {
+      id: `c${nextConnection++}`,
+      pool,
+      token: options.token,
+      engine: options.engine,
+      queue,
+      limits,
+      daemonVersion: options.daemonVersion ?? "0.0.0",
+      handshakeTimeoutMs: options.handshakeTimeoutMs ?? 10_000,
+      frameTimeoutMs: options.frameTimeoutMs ?? 60_000,
+      log,
+    });
+    connections.set(ws, connection);
+    ws.on("close", () => connections.delete(ws));
+  });
+
+  const heartbeat = setInterval(() => {
+    for (const ws of connections.keys()) {
+      if (!alive.has(ws)) {
+        log("dropped a connection that stopped answering pings");
+        ws.terminate();
+        continue;
+      }
+      alive.delete(ws);
+      ws.ping();
+    }
+  }, heartbeatMs);
+  heartbeat.unref();
+
+  const stopListening = options.engine.onModelsChanged?.((models) => broadcastModels(models));
+
+  function broadcastModels(models: ModelInfo[]): void {
+    for (const connection of connections.values()) connection.notify({ type: "models", models });
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    http.once("error", reject);
+    http.listen(options.port ?? DEFAULT_PORT, host, () => {
+      http.off("error", reject);
+      resolve();
+    });
+  });
+  const address = http.address();
+  const port = typeof address === "object" && address ? address.port : (options.port ?? DEFAULT_PORT);
+  const urlHost = host.includes(":") ? `[${host}]` : host;
+
+  let closing: Promise<void> | undefined;
+  return {
+    host,
+    port,
+    url: `ws://${urlHost}:${port}`,
+    get connectionCount() {
+      return connections.size;
+    },
+    broadcastModels,
+    close() {
+      closing ??= (async () => {
+        clearInterval(heartbeat);
+        stopListening?.();
+        await queue.drain();
+        for (const [ws, connection] of connections) {
+          connection.close(CloseCode.shuttingDown, "daemon shutting down");
+          setTimeout(() => ws.terminate(), 1000).unref();
+        }
+        await new Promise<void>((resolve) => wss.close(() => resolve()));
+        http.closeAllConnections();
+        await new Promise<void>((resolve) => http.close(() => resolve()));
+      })();
+      return closing;
+    },
+  };
+}

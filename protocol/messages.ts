@@ -1,0 +1,239 @@
+/**
+ * Every JSON message that crosses the socket, as zod schemas. Both sides parse what they
+ * receive with these; nothing else is trusted.
+ */
+import { z } from "zod";
+
+const u32 = z.number().int().min(0).max(0xffffffff);
+
+export const MODES = ["txt2img", "img2img", "inpaint", "outpaint"] as const;
+export const Mode = z.enum(MODES);
+export type Mode = z.infer<typeof Mode>;
+
+export const SCHEDULERS = ["pndm", "ddim", "euler", "euler_a", "dpmpp_2m", "dpmpp_2m_karras", "lcm"] as const;
+export const SchedulerName = z.enum(SCHEDULERS);
+export type SchedulerName = z.infer<typeof SchedulerName>;
+
+export const ERROR_CODES = [
+  "handshake_required",
+  "handshake_timeout",
+  "bad_token",
+  "protocol_mismatch",
+  "origin_refused",
+  "malformed_json",
+  "unknown_message",
+  "invalid_message",
+  "message_too_large",
+  "frame_invalid",
+  "frame_too_large",
+  "unknown_job",
+  "duplicate_job",
+  "queue_full",
+  "model_not_found",
+  "unsupported_mode",
+  "invalid_job",
+  "job_failed",
+  "shutting_down",
+  "internal",
+] as const;
+export const ErrorCode = z.enum(ERROR_CODES);
+export type ErrorCode = z.infer<typeof ErrorCode>;
+
+/** Declares an image or mask that the client sends as a binary frame right after the message. */
+export const FrameRef = z.object({
+  frameId: u32,
+  width: z.number().int().positive(),
+  height: z.number().int().positive(),
+  channels: z.union([z.literal(1), z.literal(3), z.literal(4)]),
+  bitsPerChannel: z.union([z.literal(8), z.literal(16)]).default(8),
+});
+export type FrameRef = z.infer<typeof FrameRef>;
+
+/** A rectangle in document pixels. */
+export const Region = z.object({
+  x: z.number().int(),
+  y: z.number().int(),
+  width: z.number().int().positive(),
+  height: z.number().int().positive(),
+});
+export type Region = z.infer<typeof Region>;
+
+/** Canvas extension per side, in pixels, for outpainting. */
+export const Expansion = z.object({
+  left: z.number().int().min(0),
+  top: z.number().int().min(0),
+  right: z.number().int().min(0),
+  bottom: z.number().int().min(0),
+});
+export type Expansion = z.infer<typeof Expansion>;
+
+export const JobRequest = z
+  .object({
+    /** Chosen by the client, unique on its connection; frames carry it in their header. */
+    jobId: u32,
+    mode: Mode,
+    model: z.string().min(1).max(256),
+    prompt: z.string().max(10_000),
+    negativePrompt: z.string().max(10_000).default(""),
+    /** The first variation's seed; variation i uses seed + i, so any one can be re-made alone. */
+    seed: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+    steps: z.number().int().min(1).max(200),
+    guidance: z.number().min(0).max(50),
+    /** How much of the init image is repainted (img2img, inpaint): 0 keeps it, 1 ignores it. */
+    strength: z.number().min(0).max(1).default(1),
+    scheduler: SchedulerName,
+    width: z.number().int().positive(),
+    height: z.number().int().positive(),
+    variations: z.number().int().min(1).max(8).default(1),
+    /** Cut the prompt at the model's token limit as diffusers does, instead of 75-token windows. */
+    truncatePrompt: z.boolean().default(false),
+    /** Stream a small preview after each step. */
+    previews: z.boolean().default(true),
+    image: FrameRef.optional(),
+    mask: FrameRef.optional(),
+    /** Inpaint: where the image and mask sit in the document (results come back for this rectangle). */
+    region: Region.optional(),
+    /** Outpaint: how far to extend the canvas on each side. */
+    expand: Expansion.optional(),
+  })
+  .superRefine((job, ctx) => {
+    if (job.mode !== "txt2img" && !job.image) {
+      ctx.addIssue({ code: "custom", path: ["image"], message: `${job.mode} needs an image` });
+    }
+    if (job.mode === "inpaint" && !job.mask) {
+      ctx.addIssue({ code: "custom", path: ["mask"], message: "inpaint needs a mask" });
+    }
+    if (job.mode === "outpaint" && !job.expand) {
+      ctx.addIssue({ code: "custom", path: ["expand"], message: "outpaint needs an expansion" });
+    }
+    if (job.mask && job.mask.channels !== 1) {
+      ctx.addIssue({ code: "custom", path: ["mask", "channels"], message: "a mask has 1 channel" });
+    }
+    if (job.image && job.mask && job.image.frameId === job.mask.frameId) {
+      ctx.addIssue({ code: "custom", path: ["mask", "frameId"], message: "image and mask need different frame ids" });
+    }
+  });
+export type JobRequest = z.infer<typeof JobRequest>;
+export type JobRequestInput = z.input<typeof JobRequest>;
+
+// ---- client -> daemon ----
+
+export const Hello = z.object({
+  type: z.literal("hello"),
+  protocol: z.number().int(),
+  client: z.object({ name: z.string().max(100), version: z.string().max(50) }),
+  /** Missing counts as wrong, so the client hears "bad token" rather than "invalid message". */
+  token: z.string().max(200).default(""),
+});
+
+export const Submit = z.object({ type: z.literal("submit"), job: JobRequest });
+export const Cancel = z.object({ type: z.literal("cancel"), jobId: u32 });
+export const ListModels = z.object({ type: z.literal("list-models") });
+
+export const ClientMessage = z.discriminatedUnion("type", [Hello, Submit, Cancel, ListModels]);
+export type ClientMessage = z.infer<typeof ClientMessage>;
+export type ClientMessageInput = z.input<typeof ClientMessage>;
+export const CLIENT_MESSAGE_TYPES = ClientMessage.options.map((o) => o.shape.type.value);
+
+// ---- daemon -> client ----
+
+export const ModelInfo = z.object({
+  id: z.string(),
+  name: z.string(),
+  kind: z.enum(["txt2img", "inpainting"]),
+  modes: z.array(Mode),
+  nativeResolution: z.number().int().positive(),
+  turbo: z.boolean(),
+});
+export type ModelInfo = z.infer<typeof ModelInfo>;
+
+export const Limits = z.object({
+  maxMessageBytes: z.number().int().positive(),
+  maxImagePixels: z.number().int().positive(),
+  maxQueuedJobsPerClient: z.number().int().positive(),
+  maxVariations: z.number().int().positive(),
+  chunkBytes: z.number().int().positive(),
+});
+export type Limits = z.infer<typeof Limits>;
+
+export const Capabilities = z.object({
+  models: z.array(ModelInfo),
+  schedulers: z.array(SchedulerName),
+  modes: z.array(Mode),
+  limits: Limits,
+  device: z.object({ name: z.string(), description: z.string() }),
+});
+export type Capabilities = z.infer<typeof Capabilities>;
+
+export const Welcome = z.object({
+  type: z.literal("welcome"),
+  protocol: z.number().int(),
+  daemon: z.object({ name: z.string(), version: z.string() }),
+  capabilities: Capabilities,
+});
+
+export const ErrorMessage = z.object({
+  type: z.literal("error"),
+  code: ErrorCode,
+  message: z.string(),
+  jobId: u32.optional(),
+});
+export type ErrorMessage = z.infer<typeof ErrorMessage>;
+
+export const Accepted = z.object({
+  type: z.literal("accepted"),
+  jobId: u32,
+  /** Jobs ahead of this one on the device; 0 = it runs next (or now). */
+  position: z.number().int().min(0),
+});
+
+export const QueueUpdate = z.object({ type: z.literal("queue"), jobId: u32, position: z.number().int().min(0) });
+
+export const STAGES = ["loading", "encoding", "denoising", "decoding", "compositing"] as const;
+export const Stage = z.enum(STAGES);
+export type Stage = z.infer<typeof Stage>;
+
+export const Progress = z.object({
+  type: z.literal("progress"),
+  jobId: u32,
+  stage: Stage,
+  step: z.number().int().min(0),
+  total: z.number().int().min(0),
+  /** A preview frame with this id follows the message. */
+  previewFrameId: u32.optional(),
+});
+
+export const Result = z.object({
+  type: z.literal("result"),
+  jobId: u32,
+  variation: z.number().int().min(0),
+  seed: z.number().int().min(0),
+  /** The result frame with this id follows the message. */
+  frame: FrameRef,
+  /** Where the result goes in the document (inpaint/outpaint); absent for whole images. */
+  region: Region.optional(),
+});
+
+export const Done = z.object({
+  type: z.literal("done"),
+  jobId: u32,
+  status: z.enum(["completed", "cancelled", "failed"]),
+  error: z.object({ code: ErrorCode, message: z.string() }).optional(),
+});
+
+export const ModelsList = z.object({ type: z.literal("models"), models: z.array(ModelInfo) });
+
+export const DaemonMessage = z.discriminatedUnion("type", [
+  Welcome,
+  ErrorMessage,
+  Accepted,
+  QueueUpdate,
+  Progress,
+  Result,
+  Done,
+  ModelsList,
+]);
+export type DaemonMessage = z.infer<typeof DaemonMessage>;
+export type DaemonMessageInput = z.input<typeof DaemonMessage>;
+
+export type MessageOf<U extends { type: string }, T extends U["type"]> = Extract<U, { type: T }>;

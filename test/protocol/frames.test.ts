@@ -1,0 +1,107 @@
+import { describe, expect, it } from "vitest";
+import {
+  FRAME_HEADER_BYTES,
+  FrameAssembler,
+  FrameError,
+  encodeFrame,
+  readFrameChunk,
+  writeFrameHeader,
+  type ImageFrame,
+} from "../../protocol";
+
+function image(width: number, height: number, channels: 1 | 3 | 4 = 4, bitsPerChannel: 8 | 16 = 8): ImageFrame {
+  const data = new Uint8Array(width * height * channels * (bitsPerChannel / 8));
+  for (let i = 0; i < data.length; i++) data[i] = (i * 31 + 7) & 255;
+  return { kind: "image", jobId: 7, frameId: 3, width, height, channels, bitsPerChannel, data };
+}
+
+function reassemble(chunks: Uint8Array[]): ImageFrame | undefined {
+  const assembler = new FrameAssembler({ maxFrameBytes: 1 << 30, maxPendingFrames: 4 });
+  let done: ImageFrame | undefined;
+  for (const chunk of chunks) {
+    const { header, payload } = readFrameChunk(chunk);
+    const frame = assembler.add(header, payload);
+    if (frame) {
+      expect(done).toBeUndefined();
+      done = frame;
+    }
+  }
+  return done;
+}
+
+describe("frame codec", () => {
+  it("writes the documented little-endian header", () => {
+    const [chunk] = [...encodeFrame(image(3, 2, 4), 1024)];
+    expect(chunk!.byteLength).toBe(FRAME_HEADER_BYTES + 24);
+    const view = new DataView(chunk!.buffer, chunk!.byteOffset);
+    expect(String.fromCharCode(...chunk!.subarray(0, 4))).toBe("UPNF");
+    expect(view.getUint8(4)).toBe(1); // layout version
+    expect(view.getUint8(5)).toBe(1); // kind image
+    expect(view.getUint8(6)).toBe(4); // channels
+    expect(view.getUint8(7)).toBe(8); // bits
+    expect(view.getUint32(8, true)).toBe(7); // job
+    expect(view.getUint32(12, true)).toBe(3); // frame
+    expect(view.getUint32(16, true)).toBe(3); // width
+    expect(view.getUint32(20, true)).toBe(2); // height
+    expect(view.getUint32(24, true)).toBe(0); // offset
+    expect(view.getUint32(28, true)).toBe(24); // payload
+    expect(view.getUint32(32, true)).toBe(24); // total
+  });
+
+  it("splits into chunks and reassembles byte-exact, whatever the chunk size", () => {
+    const frame = image(37, 23, 3, 16);
+    for (const chunkBytes of [1, 100, 5106, 5105, 5107, 1 << 20]) {
+      const chunks = [...encodeFrame(frame, chunkBytes)];
+      expect(chunks.length).toBe(Math.ceil(frame.data.byteLength / chunkBytes));
+      const back = reassemble(chunks);
+      expect(back).toBeDefined();
+      expect(Buffer.from(back!.data).equals(Buffer.from(frame.data))).toBe(true);
+      expect({ ...back, data: undefined }).toEqual({ ...frame, data: undefined });
+    }
+  });
+
+  it("reads chunks held in a Node Buffer at an offset inside a larger ArrayBuffer", () => {
+    const [chunk] = [...encodeFrame(image(4, 4, 1), 1 << 20)];
+    const big = Buffer.alloc(chunk!.byteLength + 13);
+    big.set(chunk!, 13);
+    const { header, payload } = readFrameChunk(big.subarray(13));
+    expect(header.width).toBe(4);
+    expect([...payload]).toEqual([...image(4, 4, 1).data]);
+  });
+
+  it("rejects bad headers with a sentence", () => {
+    const good = [...encodeFrame(image(2, 2, 1), 1 << 20)][0]!;
+    const wrongMagic = good.slice();
+    wrongMagic[0] = 0;
+    expect(() => readFrameChunk(wrongMagic)).toThrow(/magic/);
+    expect(() => readFrameChunk(good.subarray(0, 10))).toThrow(/shorter than the 40-byte/);
+    const wrongLength = good.slice();
+    new DataView(wrongLength.buffer).setUint32(32, 5, true);
+    expect(() => readFrameChunk(wrongLength)).toThrow(FrameError);
+    const truncated = good.subarray(0, good.byteLength - 1);
+    expect(() => readFrameChunk(truncated)).toThrow(/payload bytes/);
+    const twoChannels = good.slice();
+    twoChannels[6] = 2;
+    expect(() => readFrameChunk(twoChannels)).toThrow(/channels/);
+  });
+
+  it("refuses out-of-order chunks and images over the size limit", () => {
+    const chunks = [...encodeFrame(image(10, 10, 4), 100)];
+    const assembler = new FrameAssembler({ maxFrameBytes: 1000, maxPendingFrames: 2 });
+    const first = readFrameChunk(chunks[0]!);
+    assembler.add(first.header, first.payload);
+    const third = readFrameChunk(chunks[2]!);
+    expect(() => assembler.add(third.header, third.payload)).toThrow(/does not continue/);
+    const small = new FrameAssembler({ maxFrameBytes: 399, maxPendingFrames: 2 });
+    expect(() => small.add(first.header, first.payload)).toThrow(expect.objectContaining({ code: "frame_too_large" }));
+  });
+
+  it("refuses header fields that do not fit in 32 bits", () => {
+    const target = new Uint8Array(FRAME_HEADER_BYTES);
+    expect(() =>
+      writeFrameHeader(target, {
+        kind: "image", jobId: 2 ** 32, frameId: 1, width: 1, height: 1, channels: 1, bitsPerChannel: 8, offset: 0, payloadLength: 1, totalLength: 1,
+      }),
+    ).toThrow(/jobId/);
+  });
+});
