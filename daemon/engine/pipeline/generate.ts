@@ -41,6 +41,8 @@ export interface GenerateParams {
 export interface GenerateTrace {
   prompt?(positive: PromptEncoding, negative: PromptEncoding | null): void;
   initialLatents?(latents: Float32Array): void;
+  /** img2img: the VAE posterior mean of the init image (unscaled). */
+  encoded?(mean: Float32Array): void;
   step?(index: number, total: number, latents: Float32Array): void;
   decoded?(index: number, unit: Float32Array): void;
 }
@@ -50,6 +52,8 @@ export interface GenerateOptions {
   trace?: GenerateTrace;
   /** diffusers' `latents=`: the starting noise instead of a draw (txt2img). */
   latents?: Float32Array;
+  /** A scheduler config to use instead of the model folder's (parity runs replay the recorded one). */
+  schedulerConfig?: Record<string, unknown>;
   onStage?(stage: "encoding" | "denoising" | "decoding"): void;
 }
 
@@ -68,8 +72,8 @@ export function checkSize(width: number, height: number): void {
   }
 }
 
-export function schedulerFor(model: ModelFolder, name: SchedulerName, eta?: number): Scheduler {
-  const config = SchedulerConfigSchema.parse(model.schedulerConfig);
+export function schedulerFor(model: ModelFolder, name: SchedulerName, eta?: number, configOverride?: Record<string, unknown>): Scheduler {
+  const config = SchedulerConfigSchema.parse(configOverride ?? model.schedulerConfig);
   return createScheduler(name, config, eta !== undefined ? { eta } : {});
 }
 
@@ -98,7 +102,7 @@ export async function generate(model: LoadedModel, params: GenerateParams, noise
   trace?.prompt?.(text.positive, text.negative);
   check(signal);
 
-  const scheduler = schedulerFor(folder, params.scheduler, params.eta);
+  const scheduler = schedulerFor(folder, params.scheduler, params.eta, options.schedulerConfig);
   scheduler.setTimesteps(params.steps);
   let timesteps = Array.from(scheduler.timesteps);
   let latents: Float32Array;
@@ -115,6 +119,7 @@ export async function generate(model: LoadedModel, params: GenerateParams, noise
     const encoder = await sessions.vaeEncoder();
     const image = imageToTensor(params.init.rgb, params.width, params.height);
     const encoded = await encodeImage(encoder, image, params.width, params.height, folder.vaeScalingFactor, noise);
+    trace?.encoded?.(encoded.mean);
     // One init image serves every prompt of the batch.
     const initLatents = concatBatch(Array.from({ length: batch }, () => encoded.latents));
     latents = scheduler.addNoise(initLatents, noise.randn(latentShape), timesteps[0]!);

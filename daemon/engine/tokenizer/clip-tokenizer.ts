@@ -42,7 +42,7 @@ const BPE_CACHE_LIMIT = 50_000;
 // differ in U+001C..U+001F; JS's own \s would add U+FEFF, which Python keeps as a character.
 const PY_SPACE = "\\t\\n\\x0b\\x0c\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
 const REGEX_SPACE = "\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
-const PY_STRIP_RE = new RegExp(`^[${PY_SPACE}]+|[${PY_SPACE}]+$`, "g");
+const PY_SPACE_CHAR_RE = new RegExp(`[${PY_SPACE}]`);
 const WHITESPACE_RUN_RE = new RegExp(`[${REGEX_SPACE}]+`, "g");
 /**
  * The CLIP pattern, compiled by the `regex` module with IGNORECASE. Spelled out here without the
@@ -69,8 +69,30 @@ const WORD_RE = new RegExp(
   "gu",
 );
 
+const UTF8_LENIENT = new TextDecoder("utf-8");
+
+/** transformers' `clean_up_tokenization`. */
+function cleanUpTokenization(text: string): string {
+  return text
+    .replaceAll(" .", ".")
+    .replaceAll(" ?", "?")
+    .replaceAll(" !", "!")
+    .replaceAll(" ,", ",")
+    .replaceAll(" ' ", "'")
+    .replaceAll(" n't", "n't")
+    .replaceAll(" 'm", "'m")
+    .replaceAll(" 's", "'s")
+    .replaceAll(" 've", "'ve")
+    .replaceAll(" 're", "'re");
+}
+
+/** Python's str.strip(). */
 function pyStrip(text: string): string {
-  return text.replace(PY_STRIP_RE, "");
+  let start = 0;
+  let end = text.length;
+  while (start < end && PY_SPACE_CHAR_RE.test(text[start]!)) start++;
+  while (end > start && PY_SPACE_CHAR_RE.test(text[end - 1]!)) end--;
+  return text.slice(start, end);
 }
 
 /** The text exactly as CLIP sees it before splitting into words (openai's cleaning + lower()). */
@@ -100,6 +122,7 @@ const specialTokensSchema = z.object({
 });
 const tokenizerConfigSchema = specialTokensSchema.extend({
   model_max_length: z.number().optional(),
+  clean_up_tokenization_spaces: z.boolean().optional(),
 });
 // Only the outer shape goes through zod; the 49k entries are checked in a plain loop (parseVocab),
 // because zod's record parsing copies every entry (~100 ms).
@@ -194,6 +217,7 @@ export class ClipTokenizer {
   private readonly byteDecoder: ReadonlyMap<string, number>;
   private readonly utf8 = new TextEncoder();
   private readonly unkId: number;
+  private readonly cleanUpSpaces: boolean;
   private readonly commaId: number | undefined;
   /** The literal special tokens, which the reference never splits. */
   private readonly specials = new Map<string, readonly number[]>();
@@ -205,7 +229,9 @@ export class ClipTokenizer {
     ranks: Map<string, number>,
     settings: TokenizerSettings,
     unkId: number,
+    cleanUpSpaces: boolean,
   ) {
+    this.cleanUpSpaces = cleanUpSpaces;
     this.encoder = vocab.encoder;
     this.decoder = vocab.decoder;
     this.ranks = ranks;
@@ -261,7 +287,8 @@ export class ClipTokenizer {
     const mml = config.model_max_length;
     // Unset limits are written as 1e30 by transformers; Stable Diffusion's encoders all take 77.
     const maxLength = mml !== undefined && Number.isInteger(mml) && mml >= 3 && mml <= 1_000_000 ? mml : DEFAULT_MAX_LENGTH;
-    return new ClipTokenizer(vocab, merges, { bosId, eosId, padId, maxLength }, unkId);
+    const cleanUp = config.clean_up_tokenization_spaces ?? true;
+    return new ClipTokenizer(vocab, merges, { bosId, eosId, padId, maxLength }, unkId, cleanUp);
   }
 
   /** BPE ids of the text, without bos/eos, untruncated. */
@@ -307,19 +334,36 @@ export class ClipTokenizer {
     return windows;
   }
 
-  /** Text of the ids (bos/eos included literally); "</w>" becomes a space, as in transformers. */
+  /**
+   * Text of the ids, as transformers' `tokenizer.decode(ids)`: "</w>" ends a word, special tokens
+   * stay as their literal text separated by spaces, and (clean_up_tokenization_spaces, on unless the
+   * config turns it off) " ," becomes "," and " 's" becomes "'s".
+   */
   decode(ids: readonly number[]): string {
-    const bytes: number[] = [];
+    const pieces: string[] = [];
+    let bytes: number[] = [];
+    const flush = () => {
+      if (bytes.length === 0) return;
+      pieces.push(UTF8_LENIENT.decode(Uint8Array.from(bytes)).replaceAll("</w>", " ").trim());
+      bytes = [];
+    };
     for (const id of ids) {
       const token = this.decoder[id];
       if (token === undefined) throw new RangeError(`CLIP tokenizer: id ${id} is not in the vocabulary`);
+      if (this.specials.has(token)) {
+        flush();
+        pieces.push(token);
+        continue;
+      }
       for (const ch of token) {
         const b = this.byteDecoder.get(ch);
         if (b !== undefined) bytes.push(b);
         else for (const u of this.utf8.encode(ch)) bytes.push(u);
       }
     }
-    return new TextDecoder("utf-8").decode(Uint8Array.from(bytes)).replaceAll("</w>", " ").trim();
+    flush();
+    const text = pieces.join(" ");
+    return this.cleanUpSpaces ? cleanUpTokenization(text) : text;
   }
 
   private frame(window: readonly number[]): Int32Array {
