@@ -1,0 +1,126 @@
+import { execFile, spawn } from "node:child_process";
+import { mkdtemp, readFile, rm, stat, symlink } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+import sharp from "sharp";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { FIXTURES_DIR, ROOT, TSX } from "../helpers/paths";
+import { RawClient } from "../helpers/raw-client";
+
+const run = promisify(execFile);
+let work: string;
+let env: NodeJS.ProcessEnv;
+
+beforeAll(async () => {
+  work = await mkdtemp(path.join(os.tmpdir(), "underpaint-cli-"));
+  env = { ...process.env, UNDERPAINT_CONFIG_DIR: path.join(work, "config"), UNDERPAINT_MODELS: path.join(work, "models") };
+});
+afterAll(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+function cli(...args: string[]) {
+  return run(TSX, ["daemon/cli.ts", ...args], { cwd: ROOT, env, maxBuffer: 16 << 20 });
+}
+
+describe("underpaint token", () => {
+  it("creates the pairing token once, readable by the user alone", async () => {
+    const first = (await cli("token")).stdout.trim();
+    expect(first).toMatch(/^[A-Za-z0-9_-]{32,}$/);
+    expect((await cli("token")).stdout.trim()).toBe(first);
+    const mode = (await stat(path.join(work, "config", "pairing-token"))).mode & 0o777;
+    expect(mode).toBe(0o600);
+  });
+});
+
+describe("underpaint generate", () => {
+  const model = path.join(FIXTURES_DIR, "tiny-sd");
+
+  it("writes a PNG of the model's native size by default, the same bytes for the same seed", async () => {
+    const a = path.join(work, "cat.png");
+    const b = path.join(work, "cat-again.png");
+    const { stdout } = await cli("generate", "--model", model, "--prompt", "a cat", "--steps", "4", "--seed", "7", "--out", a);
+    expect(stdout).toMatch(/wrote .*cat\.png \(seed 7\)/);
+    await cli("generate", "--model", model, "--prompt", "a cat", "--steps", "4", "--seed", "7", "--out", b);
+    const meta = await sharp(a).metadata();
+    expect([meta.width, meta.height, meta.format]).toEqual([512, 512, "png"]);
+    expect((await readFile(a)).equals(await readFile(b))).toBe(true);
+  });
+
+  it("writes one file per variation, each re-makeable alone from its seed", async () => {
+    const out = path.join(work, "v.png");
+    const { stdout } = await cli(
+      "generate", "--model", model, "--prompt", "a red cube", "--steps", "3", "--seed", "100", "--width", "96", "--height", "64",
+      "--variations", "2", "--scheduler", "euler_a", "--out", out,
+    );
+    expect(stdout).toMatch(/v-0\.png \(seed 100\)/);
+    expect(stdout).toMatch(/v-1\.png \(seed 101\)/);
+    const alone = path.join(work, "alone.png");
+    await cli("generate", "--model", model, "--prompt", "a red cube", "--steps", "3", "--seed", "101", "--width", "96", "--height", "64", "--scheduler", "euler_a", "--out", alone);
+    const pixels = async (f: string) => sharp(f).raw().toBuffer();
+    expect((await pixels(alone)).equals(await pixels(path.join(work, "v-1.png")))).toBe(true);
+    expect((await pixels(alone)).equals(await pixels(path.join(work, "v-0.png")))).toBe(false);
+    expect((await sharp(alone).metadata()).width).toBe(96);
+  });
+
+  it("runs img2img from an init image and a strength", async () => {
+    const out = path.join(work, "i2i.png");
+    await cli("generate", "--model", model, "--prompt", "a cup", "--steps", "4", "--seed", "3", "--width", "64", "--height", "64",
+      "--init", path.join(FIXTURES_DIR, "images", "coffee.png"), "--strength", "0.5", "--out", out);
+    expect((await sharp(out).metadata()).width).toBe(64);
+  });
+
+  it("explains bad input with a sentence and a non-zero exit", async () => {
+    const failing = async (...args: string[]) => {
+      try {
+        await cli("generate", ...args);
+        throw new Error("expected a failure");
+      } catch (error) {
+        return error as { code: number; stderr: string };
+      }
+    };
+    const size = await failing("--model", model, "--prompt", "x", "--width", "100", "--height", "64", "--out", path.join(work, "x.png"));
+    expect(size.code).toBe(1);
+    expect(size.stderr).toMatch(/multiple of 8/);
+    const missing = await failing("--model", "no-such-model", "--prompt", "x", "--out", path.join(work, "x.png"));
+    expect(missing.stderr).toMatch(/There is no model "no-such-model"/);
+    const scheduler = await failing("--model", model, "--prompt", "x", "--scheduler", "magic", "--out", path.join(work, "x.png"));
+    expect(scheduler.code).toBe(2);
+    expect(scheduler.stderr).toMatch(/--scheduler/);
+  });
+});
+
+describe("underpaint serve", () => {
+  it("prints where it listens, runs a job with a real model, and shuts down cleanly on SIGTERM", async () => {
+    const models = path.join(work, "models");
+    await rm(models, { recursive: true, force: true });
+    await import("node:fs/promises").then((fs) => fs.mkdir(models, { recursive: true }));
+    await symlink(path.join(FIXTURES_DIR, "tiny-sd"), path.join(models, "tiny-sd"));
+    const token = (await cli("token")).stdout.trim();
+    const daemon = spawn(TSX, ["daemon/cli.ts", "serve", "--port", "0"], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        let out = "";
+        daemon.stdout.on("data", (d: Buffer) => {
+          out += d.toString();
+          const m = /^listening on (ws:\/\/127\.0\.0\.1:\d+)$/m.exec(out);
+          if (m) resolve(m[1]!);
+        });
+        daemon.once("exit", (code) => reject(new Error(`daemon exited with ${code}`)));
+      });
+      const client = await RawClient.paired(url, token);
+      const welcome = await client.next("welcome");
+      expect(welcome.capabilities.models.map((m) => m.id)).toEqual(["tiny-sd"]);
+      expect(welcome.capabilities.models[0]!.modes).toEqual(["txt2img", "img2img"]);
+      client.submit({ jobId: 1, mode: "txt2img", model: "tiny-sd", prompt: "a cat", seed: 1, steps: 3, guidance: 7.5, scheduler: "euler", width: 64, height: 64 });
+      expect((await client.next("done", undefined, 30_000)).status).toBe("completed");
+      client.close();
+      const exited = new Promise<number | null>((resolve) => daemon.once("exit", resolve));
+      daemon.kill("SIGTERM");
+      expect(await exited).toBe(0);
+    } finally {
+      daemon.kill("SIGKILL");
+    }
+  });
+});
