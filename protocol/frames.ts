@@ -186,10 +186,19 @@ export function* frameChunks(frame: ImageFrame, chunkBytes = DEFAULT_CHUNK_BYTES
   } while (offset < totalLength);
 }
 
-/** Splits an image into whole wire messages (header + payload each), for senders that cannot fragment (UXP). */
-export function* encodeFrame(frame: ImageFrame, chunkBytes = DEFAULT_CHUNK_BYTES): Generator<Uint8Array> {
+/**
+ * Splits an image into whole wire messages (header + payload each), for senders that cannot
+ * fragment a message (UXP's WebSocket). With `scratch`, every message is built in that one
+ * buffer (at least chunkBytes + 40 bytes): only for senders that copy the bytes before
+ * `send` returns (a browser-style WebSocket, or ws when it masks), since fresh memory costs
+ * page faults on every chunk.
+ */
+export function* encodeFrame(frame: ImageFrame, chunkBytes = DEFAULT_CHUNK_BYTES, scratch?: Uint8Array): Generator<Uint8Array> {
+  if (scratch && scratch.byteLength < Math.min(chunkBytes, frame.data.byteLength) + FRAME_HEADER_BYTES) {
+    throw new FrameError("frame_invalid", "The scratch buffer is smaller than one chunk and its header.");
+  }
   for (const { header, payload } of frameChunks(frame, chunkBytes)) {
-    const message = new Uint8Array(FRAME_HEADER_BYTES + payload.byteLength);
+    const message = scratch ? scratch.subarray(0, FRAME_HEADER_BYTES + payload.byteLength) : new Uint8Array(FRAME_HEADER_BYTES + payload.byteLength);
     message.set(header);
     message.set(payload, FRAME_HEADER_BYTES);
     yield message;

@@ -12,6 +12,6 @@ const fixtures = process.env.UNDERPAINT_FIXTURES ?? path.resolve(root, "..", "sh
 const quick = process.argv.includes("--quick");
 
 const figures: Figures = { ...machine(), "bench.quick": quick };
-Object.assign(figures, await benchProtocol(fixtures, quick ? { size: 1024, runs: 2 } : { size: 4096, runs: 3 }));
+Object.assign(figures, await benchProtocol(fixtures, quick ? { size: 1024, runs: 2 } : { size: 4096, runs: 5 }));
 const file = await writeResults(root, figures);
 console.log(`\nwrote ${path.relative(process.cwd(), file)}`);

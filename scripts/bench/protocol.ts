@@ -9,13 +9,13 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import sharp from "sharp";
 import WebSocket from "ws";
-import { BufferPool, FrameAssembler, PROTOCOL_VERSION, frameChunks, parseDaemonMessage, readFrameChunk, type DaemonMessage, type ImageFrame } from "../../protocol";
+import { BufferPool, DEFAULT_CHUNK_BYTES, FRAME_HEADER_BYTES, FrameAssembler, PROTOCOL_VERSION, encodeFrame, parseDaemonMessage, readFrameChunk, type DaemonMessage, type ImageFrame } from "../../protocol";
 import { bestOf, fmtMs, fmtRate, printSection, timeIt, type Figures } from "./report";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
 async function startPeer(...args: string[]): Promise<{ port: number; child: ChildProcess }> {
-  const child = fork(path.join(here, "loopback-peer.ts"), args, { execArgv: ["--import", "tsx", ...(process.env.PEER_PROF ? ["--cpu-prof", "--cpu-prof-dir=/tmp/prof"] : [])], stdio: "inherit" });
+  const child = fork(path.join(here, "loopback-peer.ts"), args, { execArgv: ["--import", "tsx"], stdio: "inherit" });
   const port = await new Promise<number>((resolve, reject) => {
     child.once("message", (m) => resolve((m as { port: number }).port));
     child.once("exit", (code) => reject(new Error(`bench peer exited with ${code}`)));
@@ -49,6 +49,7 @@ class PanelLikeClient {
   private readonly frames = new FrameAssembler({ maxFrameBytes: 2 ** 31, maxPendingFrames: 4 }, this.pool);
   lastFrame: ImageFrame | undefined;
   private jobId = 0;
+  private readonly scratch = new Uint8Array(DEFAULT_CHUNK_BYTES + FRAME_HEADER_BYTES);
 
   constructor(private readonly ws: WebSocket) {
     ws.on("message", (data, isBinary) => {
@@ -82,9 +83,10 @@ class PanelLikeClient {
         job: { jobId, mode: "img2img", model: "echo", prompt: "", seed: 1, steps: 1, guidance: 1, scheduler: "euler", width: size, height: size, previews: false, image },
       }),
     );
-    for (const { header, payload } of frameChunks({ kind: "image", jobId, ...image, bitsPerChannel: 8, data: pixels })) {
-      this.ws.send(header, { fin: false });
-      this.ws.send(payload, { fin: true });
+    // As the panel sends: one whole message per chunk, built in one reused buffer (the browser-style
+    // WebSocket, like ws when it masks, copies the bytes before send returns).
+    for (const message of encodeFrame({ kind: "image", jobId, ...image, bitsPerChannel: 8, data: pixels }, DEFAULT_CHUNK_BYTES, this.scratch)) {
+      this.ws.send(message);
     }
   }
 }
