@@ -31,7 +31,9 @@ export const CaseManifest = z.looseObject({
   identical_to_generator_only_run: z.boolean().nullable().optional(),
   rng: z.looseObject({
     seed: z.number().int(),
-    draws: z.array(z.looseObject({ tensor: z.string(), shape: z.array(z.number().int()), from_generator: z.boolean().optional() })),
+    draws: z.array(
+      z.looseObject({ tensor: z.string(), shape: z.array(z.number().int()), caller: z.string().optional(), from_generator: z.boolean().optional() }),
+    ),
   }),
   tensors: z.record(z.string(), TensorEntry),
 });

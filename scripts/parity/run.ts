@@ -5,7 +5,7 @@
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
-import { generate, type GenerateTrace, type LoadedModel } from "../../daemon/engine/pipeline/generate";
+import { generate, type GenerateParams, type GenerateTrace, type LoadedModel } from "../../daemon/engine/pipeline/generate";
 import type { PromptEncoding } from "../../daemon/engine/pipeline/text";
 import { TorchGenerator } from "../../daemon/engine/rng";
 import { SCHEDULER_NAMES, type NoiseSource, type SchedulerName } from "../../daemon/engine/schedulers";
@@ -22,8 +22,8 @@ export interface CaseReport {
   stages: StageResult[];
 }
 
-/** Kinds the engine runs today; the others print SKIP until masked editing lands. */
-const SUPPORTED_KINDS = new Set(["txt2img", "img2img"]);
+/** Kinds the engine runs; any other prints SKIP. */
+const SUPPORTED_KINDS = new Set(["txt2img", "img2img", "inpaint", "inpaint_legacy"]);
 
 /** Hands out the case's recorded torch.randn draws in order. */
 class RecordedDraws implements NoiseSource {
@@ -65,11 +65,11 @@ interface Captured {
   negative?: PromptEncoding | null;
   steps: Float32Array[];
   decoded: Float32Array[];
-  encodedMean?: Float32Array;
+  encodedMeans: Float32Array[];
 }
 
 function capture(): { trace: GenerateTrace; got: Captured } {
-  const got: Captured = { steps: [], decoded: [] };
+  const got: Captured = { steps: [], decoded: [], encodedMeans: [] };
   return {
     got,
     trace: {
@@ -77,7 +77,7 @@ function capture(): { trace: GenerateTrace; got: Captured } {
         got.positive = positive;
         got.negative = negative;
       },
-      encoded: (mean) => (got.encodedMean = mean.slice()),
+      encoded: (mean) => got.encodedMeans.push(mean.slice()),
       step: (_i, _n, latents) => got.steps.push(latents.slice()),
       decoded: (_b, unit) => got.decoded.push(unit.slice()),
     },
@@ -106,14 +106,22 @@ function flatIds(encoding: PromptEncoding | null | undefined): Int32Array | unde
   return out;
 }
 
-async function runOnce(reference: ReferenceCase, model: LoadedModel, noise: NoiseSource): Promise<{ stages: StageResult[]; error?: string }> {
+async function runOnce(reference: ReferenceCase, model: LoadedModel, noise: NoiseSource, latents?: Float32Array): Promise<{ stages: StageResult[]; error?: string }> {
   const m = reference.manifest;
   const { prompts, negatives } = reference.prompts();
   const kind = m.scheduler.kind as SchedulerName;
-  let init: { rgb: Uint8Array; strength: number } | undefined;
+  const strength = m.params.strength ?? 1;
+  let init: GenerateParams["init"];
+  let inpaint: GenerateParams["inpaint"];
   if (m.kind === "img2img") {
-    const u8 = await reference.floats("init_image_u8");
-    init = { rgb: Uint8Array.from(u8), strength: m.params.strength ?? 1 };
+    init = { rgb: Uint8Array.from(await reference.floats("init_image_u8")), strength };
+  } else if (m.kind === "inpaint" || m.kind === "inpaint_legacy") {
+    inpaint = {
+      rgb: Uint8Array.from(await reference.floats("init_image_u8")),
+      mask: Uint8Array.from(await reference.floats("mask_u8")),
+      strength,
+      variant: m.kind === "inpaint_legacy" ? "legacy" : "blend",
+    };
   }
   const { trace, got } = capture();
   const stages: StageResult[] = [];
@@ -131,9 +139,10 @@ async function runOnce(reference: ReferenceCase, model: LoadedModel, noise: Nois
         eta: m.params.eta ?? 0,
         truncatePrompt: true,
         ...(init ? { init } : {}),
+        ...(inpaint ? { inpaint } : {}),
       },
       noise,
-      { trace, schedulerConfig: m.scheduler.config },
+      { trace, schedulerConfig: m.scheduler.config, ...(latents ? { latents } : {}) },
     );
   } catch (error) {
     return { stages, error: error instanceof Error ? error.message : String(error) };
@@ -147,9 +156,10 @@ async function runOnce(reference: ReferenceCase, model: LoadedModel, noise: Nois
     const negative = await reference.floats("negative_embeds");
     stages.push(compare("negative embeddings", got.negative?.embeddings ?? undefined, negative, Tolerance.module(negative)));
   }
-  if (reference.has("vae_encoder_posterior_mean") && got.encodedMean) {
+  if (reference.has("vae_encoder_posterior_mean")) {
     const mean = await reference.floats("vae_encoder_posterior_mean");
-    stages.push(compare("vae encoder", got.encodedMean, mean, Tolerance.vaeEncoder));
+    const ours = got.encodedMeans.length ? Float32Array.from(got.encodedMeans.flatMap((x) => Array.from(x))) : undefined;
+    stages.push(compare(`vae encoder (${got.encodedMeans.length} calls)`, ours, mean, Tolerance.vaeEncoder));
   }
   const after = await reference.tensor("latents_after_step");
   const steps = after.shape[0]!;
@@ -190,10 +200,13 @@ export async function runCase(dir: string, pool: ModelPool): Promise<CaseReport[
     return [{ name: m.case, kind: m.kind, run: "-", stages: [{ stage: `scheduler ${m.scheduler.kind}`, verdict: "FAIL", maxAbsError: NaN, tolerance: NaN, note: "unknown scheduler" }] }];
   }
   const model = await pool.get(m.model);
-  const draws = await Promise.all(m.rng.draws.map((d) => reference.floats(d.tensor)));
+  // A case that passed `latents=` drew them itself (the "oracle" draw); the pipeline then draws the rest.
+  const given = reference.has("latents_init") ? await reference.floats("latents_init") : undefined;
+  const pipelineDraws = m.rng.draws.filter((d) => !(given && d.caller?.startsWith("oracle")));
+  const draws = await Promise.all(pipelineDraws.map((d) => reference.floats(d.tensor)));
   const recorded = new RecordedDraws(draws);
   const reports: CaseReport[] = [];
-  const first = await runOnce(reference, model, recorded);
+  const first = await runOnce(reference, model, recorded, given);
   if (!first.error && recorded.used !== draws.length) {
     first.stages.push({ stage: "noise draws", verdict: "FAIL", maxAbsError: Infinity, tolerance: 0, note: `used ${recorded.used} of ${draws.length} recorded draws` });
   }

@@ -24,26 +24,23 @@ afterAll(async () => {
 });
 
 describe("npm run parity", () => {
-  it("passes every txt2img and img2img reference case, stage by stage, and skips the inpainting ones", async () => {
+  it("passes every reference case (txt2img, img2img, the three inpainting pipelines), stage by stage", async () => {
     const { code, out } = await parity(path.join(FIXTURES_DIR, "reference"));
     expect(code).toBe(0);
     const index = JSON.parse(await readFile(path.join(FIXTURES_DIR, "reference", "index.json"), "utf8")) as { cases: { case: string; kind: string }[] };
     for (const c of index.cases) {
       const block = out.split("\n\n")[0]!.split(/\n(?=\S)/).filter((b) => b.startsWith(`${c.case} [`));
       expect(block.length, c.case).toBeGreaterThan(0);
-      if (c.kind === "txt2img" || c.kind === "img2img") {
-        const text = block.join("\n");
-        expect(text, c.case).not.toMatch(/FAIL|SKIP/);
-        expect(text).toMatch(/PASS {2}final image/);
-        expect(text).toMatch(/PASS {2}latents step 1\//);
-      } else {
-        expect(block.join("\n")).toMatch(/SKIP/);
-        expect(block.join("\n")).not.toMatch(/PASS/);
-      }
+      const text = block.join("\n");
+      expect(text, c.case).not.toMatch(/FAIL|SKIP/);
+      expect(text).toMatch(/PASS {2}final image/);
+      expect(text).toMatch(/PASS {2}latents step 1\//);
+      if (c.kind !== "txt2img") expect(text).toMatch(/PASS {2}vae encoder/);
     }
-    // txt2img cases are also run from the seed alone
+    // cases marked identical_to_generator_only_run are also run from the seed alone
     expect(out).toMatch(/t2i_euler_a_cfg7\.5 \[txt2img, seed only\]/);
-    expect(out).toMatch(/parity: \d+ passed, 0 failed, 4 skipped/);
+    expect(out).toMatch(/inpaint9_pndm_cfg7\.5 \[inpaint, seed only\]/);
+    expect(out).toMatch(/parity: \d+ passed, 0 failed, 0 skipped/);
   });
 
   it("fails, naming the stage, when the reference disagrees, and checks a tokenizer-golden.json", async () => {

@@ -1,6 +1,7 @@
 /**
- * The diffusion loop as diffusers' StableDiffusionPipeline / Img2ImgPipeline run it: text
- * embeddings, initial latents (noise, or the encoded init image noised to the start step),
+ * The diffusion loop as diffusers' StableDiffusionPipeline, Img2ImgPipeline, InpaintPipeline
+ * (9-channel UNet, or a 4-channel one with latent blending) and the legacy InpaintPipeline run
+ * it: text embeddings, initial latents (noise, or the encoded image noised to the start step),
  * one UNet call per step on the whole batch with [uncond; cond] guidance, scheduler steps,
  * VAE decode. Every random draw comes from `noise`, in diffusers' order.
  */
@@ -10,6 +11,7 @@ import { makeTensor, makeTimestep, tensorToFloat32 } from "../../models/session-
 import { CancelledError, EngineError } from "../engine";
 import { createScheduler, SchedulerConfigSchema, type NoiseSource, type Scheduler, type SchedulerName } from "../schedulers";
 import type { ClipTokenizer } from "../tokenizer";
+import { binaryLatentMask, binaryPixelMask, legacyKeepMask, maskedImage } from "./inpaint-masks";
 import { concatBatch, guide } from "./tensor";
 import { encodePrompts, type PromptEncoding } from "./text";
 import { decodedToUnit, decodeLatents, encodeImage, imageToTensor, unitToRgb8 } from "./vae";
@@ -35,6 +37,21 @@ export interface GenerateParams {
   truncatePrompt: boolean;
   /** img2img: the init image, 8-bit RGB at width x height, and how much of it to repaint. */
   init?: { rgb: Uint8Array; strength: number };
+  /** Inpainting: the image, its mask (one 8-bit channel, 255 = repaint), the strength. */
+  inpaint?: InpaintInput;
+}
+
+export interface InpaintInput {
+  rgb: Uint8Array;
+  mask: Uint8Array;
+  strength: number;
+  /**
+   * With a 4-channel UNet: "blend" re-noises the original to the NEXT step's level after every
+   * step, as diffusers' StableDiffusionInpaintPipeline does (the latents after step i are at
+   * timestep i + 1); "legacy" re-noises to the current step with a soft mask, as the deprecated
+   * legacy pipeline did. 9-channel inpainting models ignore it.
+   */
+  variant: "blend" | "legacy";
 }
 
 /** Observers for parity runs and previews; none changes the computation. */
@@ -91,7 +108,9 @@ export async function generate(model: LoadedModel, params: GenerateParams, noise
   const latentHeight = params.height / 8;
   const latentShape = [batch, 4, latentHeight, latentWidth] as const;
   const cfg = params.guidance > 1;
-  if (folder.unetInChannels !== 4) {
+  const inpaint = params.inpaint;
+  const conditioned = folder.unetInChannels === 9;
+  if (conditioned && !inpaint) {
     throw new EngineError("unsupported_mode", `"${folder.name}" is an inpainting model: use it to inpaint a selection or expand the canvas.`);
   }
 
@@ -105,46 +124,36 @@ export async function generate(model: LoadedModel, params: GenerateParams, noise
   const scheduler = schedulerFor(folder, params.scheduler, params.eta, options.schedulerConfig);
   scheduler.setTimesteps(params.steps);
   let timesteps = Array.from(scheduler.timesteps);
-  let latents: Float32Array;
-  if (params.init) {
-    const begin = startIndex(params.steps, params.init.strength, scheduler.order);
+  const strength = params.init?.strength ?? inpaint?.strength ?? 1;
+  if (params.init || inpaint) {
+    const begin = startIndex(params.steps, strength, scheduler.order);
     timesteps = timesteps.slice(begin);
     if (timesteps.length === 0) {
-      throw new EngineError(
-        "invalid_job",
-        `With strength ${params.init.strength} and ${params.steps} steps no step would run: raise the strength or the steps.`,
-      );
+      throw new EngineError("invalid_job", `With strength ${strength} and ${params.steps} steps no step would run: raise the strength or the steps.`);
     }
     scheduler.setBeginIndex(begin);
-    const encoder = await sessions.vaeEncoder();
-    const image = imageToTensor(params.init.rgb, params.width, params.height);
-    const encoded = await encodeImage(encoder, image, params.width, params.height, folder.vaeScalingFactor, noise);
-    trace?.encoded?.(encoded.mean);
-    // One init image serves every prompt of the batch.
-    const initLatents = concatBatch(Array.from({ length: batch }, () => encoded.latents));
-    latents = scheduler.addNoise(initLatents, noise.randn(latentShape), timesteps[0]!);
-  } else {
-    const start = options.latents ?? noise.randn(latentShape);
-    latents = new Float32Array(start.length);
-    const sigma = Math.fround(scheduler.initNoiseSigma);
-    for (let i = 0; i < start.length; i++) latents[i] = start[i]! * sigma;
   }
-  trace?.initialLatents?.(latents);
+  const latents = await initialLatents(model, params, scheduler, timesteps[0]!, noise, options, latentShape);
+  trace?.initialLatents?.(latents.start);
   check(signal);
 
   options.onStage?.("denoising");
   const unet = await sessions.unet();
   const { io } = unet;
   const unetBatch = cfg ? 2 * batch : batch;
+  const channels = folder.unetInChannels;
   const hidden = makeTensor(io.encoderHiddenStatesType, text.hidden, [unetBatch, text.sequence, text.dim]);
+  let current = latents.start;
   for (let i = 0; i < timesteps.length; i++) {
     check(signal);
     const t = timesteps[i]!;
-    const scaled = scheduler.scaleModelInput(latents, t);
-    const sample = cfg ? concatBatch([scaled, scaled]) : scaled;
+    const scaled = scheduler.scaleModelInput(current, t);
+    const doubled = cfg ? concatBatch([scaled, scaled]) : scaled;
+    // 9-channel UNets get [latents, mask, masked-image latents] on the channel axis, after scaling.
+    const sample = latents.conditioning ? withConditioning(doubled, latents.conditioning, unetBatch, latentWidth * latentHeight) : doubled;
     const outputs = await unet.session.run(
       {
-        [io.sample]: makeTensor(io.sampleType, sample, [unetBatch, 4, latentHeight, latentWidth]),
+        [io.sample]: makeTensor(io.sampleType, sample, [unetBatch, channels, latentHeight, latentWidth]),
         [io.timestep]: makeTimestep(io, t, unetBatch),
         [io.encoderHiddenStates]: hidden,
       },
@@ -152,21 +161,134 @@ export async function generate(model: LoadedModel, params: GenerateParams, noise
     );
     const predicted = tensorToFloat32(outputs[io.output]!);
     const noisePrediction = cfg ? guide(predicted, params.guidance) : predicted;
-    latents = scheduler.step(noisePrediction, t, latents, latentShape, noise);
-    trace?.step?.(i, timesteps.length, latents);
+    current = scheduler.step(noisePrediction, t, current, latentShape, noise);
+    if (latents.afterStep) current = latents.afterStep(current, i, timesteps, scheduler);
+    trace?.step?.(i, timesteps.length, current);
   }
+  if (latents.final) current = latents.final(current);
   check(signal);
 
   options.onStage?.("decoding");
   const decoder = await sessions.vaeDecoder();
   const images: GeneratedImage[] = [];
-  const itemSize = latents.length / batch;
+  const itemSize = current.length / batch;
   for (let b = 0; b < batch; b++) {
     check(signal);
-    const decoded = await decodeLatents(decoder, latents.subarray(b * itemSize, (b + 1) * itemSize), latentWidth, latentHeight, folder.vaeScalingFactor);
+    const decoded = await decodeLatents(decoder, current.subarray(b * itemSize, (b + 1) * itemSize), latentWidth, latentHeight, folder.vaeScalingFactor);
     const unit = decodedToUnit(decoded);
     trace?.decoded?.(b, unit);
     images.push({ rgb: unitToRgb8(unit, params.width, params.height) });
   }
   return images;
+}
+
+interface StartingLatents {
+  start: Float32Array;
+  /** 9-channel UNets: [mask (1 channel); masked-image latents (4 channels)] per UNet batch row. */
+  conditioning?: { mask: Float32Array; maskedLatents: Float32Array };
+  /** 4-channel inpainting: blends the original back outside the mask after each step. */
+  afterStep?(latents: Float32Array, index: number, timesteps: number[], scheduler: Scheduler): Float32Array;
+  /** The legacy pipeline's last blend after the loop. */
+  final?(latents: Float32Array): Float32Array;
+}
+
+function repeatItems(item: Float32Array, count: number): Float32Array {
+  return concatBatch(Array.from({ length: count }, () => item));
+}
+
+function scaleBy(data: Float32Array, factor: number): Float32Array {
+  const out = new Float32Array(data.length);
+  const f = Math.fround(factor);
+  for (let i = 0; i < data.length; i++) out[i] = data[i]! * f;
+  return out;
+}
+
+/** The latents the loop starts from, with each pipeline's draws in diffusers' order. */
+async function initialLatents(
+  model: LoadedModel,
+  params: GenerateParams,
+  scheduler: Scheduler,
+  firstTimestep: number,
+  noise: NoiseSource,
+  options: GenerateOptions,
+  shape: readonly [number, number, number, number],
+): Promise<StartingLatents> {
+  const { folder, sessions } = model;
+  const [batch, , latentHeight, latentWidth] = shape;
+  const { width, height } = params;
+  const encode = async (image: Float32Array) => {
+    const encoder = await sessions.vaeEncoder();
+    const encoded = await encodeImage(encoder, image, width, height, folder.vaeScalingFactor, noise);
+    options.trace?.encoded?.(encoded.mean);
+    return repeatItems(encoded.latents, batch);
+  };
+
+  if (params.init) {
+    const initLatents = await encode(imageToTensor(params.init.rgb, width, height));
+    return { start: scheduler.addNoise(initLatents, noise.randn(shape), firstTimestep) };
+  }
+  const inpaint = params.inpaint;
+  if (!inpaint) return { start: scaleBy(options.latents ?? noise.randn(shape), scheduler.initNoiseSigma) };
+
+  const image = imageToTensor(inpaint.rgb, width, height);
+  const isStrengthMax = inpaint.strength === 1;
+  const plane = latentWidth * latentHeight;
+
+  if (inpaint.variant === "legacy" && folder.unetInChannels === 4) {
+    const original = await encode(image);
+    const legacyNoise = noise.randn(shape);
+    const keep = legacyKeepMask(inpaint.mask, width, height);
+    const blend = (target: Float32Array, latents: Float32Array) => {
+      const out = new Float32Array(latents.length);
+      for (let i = 0; i < latents.length; i++) {
+        const m = keep[i % plane]!;
+        out[i] = Math.fround(target[i]! * m) + Math.fround(latents[i]! * Math.fround(1 - m));
+      }
+      return out;
+    };
+    return {
+      start: scheduler.addNoise(original, legacyNoise, firstTimestep),
+      afterStep: (latents, index, timesteps, s) => blend(s.addNoise(original, legacyNoise, timesteps[index]!), latents),
+      final: (latents) => blend(original, latents),
+    };
+  }
+
+  // StableDiffusionInpaintPipeline.prepare_latents: the image is encoded first when the 4-channel
+  // blend needs it or when the strength starts from the image, then the noise is drawn.
+  const needsImageLatents = folder.unetInChannels === 4 || (!options.latents && !isStrengthMax);
+  const imageLatents = needsImageLatents ? await encode(image) : undefined;
+  const startNoise = options.latents ?? noise.randn(shape);
+  const start = options.latents || isStrengthMax ? scaleBy(startNoise, scheduler.initNoiseSigma) : scheduler.addNoise(imageLatents!, startNoise, firstTimestep);
+
+  // prepare_mask_latents: the masked image is encoded even for 4-channel UNets (one more draw).
+  const binary = binaryPixelMask(inpaint.mask);
+  const maskedLatents = await encode(maskedImage(image, binary));
+  const latentMask = binaryLatentMask(inpaint.mask, width, height);
+
+  if (folder.unetInChannels === 9) {
+    return { start, conditioning: { mask: repeatItems(latentMask, batch), maskedLatents } };
+  }
+  return {
+    start,
+    afterStep: (latents, index, timesteps, s) => {
+      const proper = index < timesteps.length - 1 ? s.addNoise(imageLatents!, startNoise, timesteps[index + 1]!) : imageLatents!;
+      const out = new Float32Array(latents.length);
+      for (let i = 0; i < latents.length; i++) out[i] = latentMask[i % plane] ? latents[i]! : proper[i]!;
+      return out;
+    },
+  };
+}
+
+/** [rows, 4, h, w] latents + per-item mask and masked latents -> [rows, 9, h, w]. */
+function withConditioning(latents: Float32Array, conditioning: { mask: Float32Array; maskedLatents: Float32Array }, rows: number, plane: number): Float32Array {
+  const items = conditioning.mask.length / plane;
+  const out = new Float32Array(rows * 9 * plane);
+  for (let r = 0; r < rows; r++) {
+    const item = r % items;
+    const base = r * 9 * plane;
+    out.set(latents.subarray(r * 4 * plane, (r + 1) * 4 * plane), base);
+    out.set(conditioning.mask.subarray(item * plane, (item + 1) * plane), base + 4 * plane);
+    out.set(conditioning.maskedLatents.subarray(item * 4 * plane, (item + 1) * 4 * plane), base + 5 * plane);
+  }
+  return out;
 }
