@@ -4,7 +4,10 @@ import { stat } from "node:fs/promises";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import sharp from "sharp";
-import { SchedulerName } from "../../protocol";
+import { SchedulerName, type Expansion } from "../../protocol";
+import { composite } from "../imaging/composite";
+import { expandCanvas } from "../imaging/outpaint";
+import type { Image8 } from "../imaging/types";
 import { DiffusionEngine } from "../engine/diffusion-engine";
 import type { Raster } from "../engine/engine";
 import { defaultModelsDir } from "../paths";
@@ -13,7 +16,11 @@ import { ProgressBar } from "./progress-bar";
 
 export const GENERATE_USAGE = `underpaint generate --model DIR|ID --prompt TEXT [--negative TEXT] [--steps N] [--guidance G]
     [--scheduler ${SchedulerName.options.join("|")}] [--seed S] [--width W --height H]
-    [--init IMAGE --strength F] [--variations N] [--truncate] [--models DIR] --out FILE.png`;
+    [--init IMAGE [--strength F] [--mask MASK.png | --expand LEFT,TOP,RIGHT,BOTTOM]]
+    [--variations N] [--truncate] [--models DIR] --out FILE.png
+      --mask: inpaint where the mask is white (black = keep); writes the picture at the input's size
+      --expand: extend the canvas by that many pixels per side; writes the enlarged picture
+      (with --mask or --expand, W x H is the model's working resolution, default its native one)`;
 
 export async function generateCommand(argv: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -29,7 +36,9 @@ export async function generateCommand(argv: string[]): Promise<void> {
       width: { type: "string" },
       height: { type: "string" },
       init: { type: "string" },
-      strength: { type: "string", default: "0.75" },
+      strength: { type: "string" },
+      mask: { type: "string" },
+      expand: { type: "string" },
       variations: { type: "string", default: "1" },
       truncate: { type: "boolean", default: false },
       models: { type: "string" },
@@ -52,11 +61,13 @@ export async function generateCommand(argv: string[]): Promise<void> {
   const width = parseWith(intFlag(64, 4096), values.width ?? size, "width");
   const height = parseWith(intFlag(64, 4096), values.height ?? size, "height");
   const seed = parseWith(intFlag(0, Number.MAX_SAFE_INTEGER), values.seed ?? randomInt(0, 2 ** 32), "seed");
-  let image: Raster | undefined;
-  if (values.init) {
-    const { data, info } = await sharp(values.init).removeAlpha().raw().toBuffer({ resolveWithObject: true });
-    image = { width: info.width, height: info.height, channels: 3, bitsPerChannel: 8, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
-  }
+  if ((values.mask || values.expand) && !values.init) throw new UsageError("--mask and --expand need --init IMAGE.");
+  if (values.mask && values.expand) throw new UsageError("Use either --mask (inpaint) or --expand (outpaint), not both.");
+  const image = values.init ? await readRaster(values.init, 3) : undefined;
+  const mask = values.mask ? await readRaster(values.mask, 1) : undefined;
+  const expand = values.expand ? parseExpansion(values.expand) : undefined;
+  const mode = mask ? "inpaint" : expand ? "outpaint" : image ? "img2img" : "txt2img";
+  const strength = parseWith(numberFlag(0, 1), values.strength ?? (mode === "img2img" ? 0.75 : 1), "strength");
   const bar = new ProgressBar();
   const controller = new AbortController();
   process.once("SIGINT", () => controller.abort());
@@ -64,14 +75,14 @@ export async function generateCommand(argv: string[]): Promise<void> {
     const results = await engine.run(
       {
         jobId: 1,
-        mode: image ? "img2img" : "txt2img",
+        mode,
         model: modelId,
         prompt: values.prompt,
         negativePrompt: values.negative,
         seed,
         steps: parseWith(intFlag(1, 200), values.steps, "steps"),
         guidance: parseWith(numberFlag(0, 50), values.guidance, "guidance"),
-        strength: parseWith(numberFlag(0, 1), values.strength, "strength"),
+        strength,
         scheduler: parseWith(SchedulerName, values.scheduler, "scheduler"),
         width,
         height,
@@ -79,13 +90,15 @@ export async function generateCommand(argv: string[]): Promise<void> {
         truncatePrompt: values.truncate,
         previews: false,
         ...(image ? { image } : {}),
+        ...(mask ? { mask } : {}),
+        ...(expand ? { expand } : {}),
       },
       { signal: controller.signal, onProgress: (p) => bar.update(p.stage, p.step, p.total) },
     );
     bar.done();
     for (const result of results) {
       const file = results.length > 1 ? variationFile(values.out, result.variation) : values.out;
-      const { data, width: w, height: h, channels } = result.image;
+      const { data, width: w, height: h, channels } = image && (mask || expand) ? pictureOf(image, result.image, expand) : result.image;
       await sharp(data, { raw: { width: w, height: h, channels } }).png().toFile(file);
       console.log(`wrote ${file} (seed ${result.seed})`);
     }
@@ -98,4 +111,35 @@ export async function generateCommand(argv: string[]): Promise<void> {
 export function variationFile(out: string, variation: number): string {
   const ext = path.extname(out);
   return `${out.slice(0, out.length - ext.length)}-${variation}${ext || ".png"}`;
+}
+
+async function readRaster(file: string, channels: 1 | 3): Promise<Raster> {
+  let image = sharp(file).flatten({ background: { r: 255, g: 255, b: 255 } });
+  image = channels === 1 ? image.greyscale().extractChannel(0) : image.removeAlpha();
+  const { data, info } = await image.raw().toBuffer({ resolveWithObject: true });
+  return { width: info.width, height: info.height, channels, bitsPerChannel: 8, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
+}
+
+export function parseExpansion(text: string): Expansion {
+  const parts = text.split(",").map((p) => p.trim());
+  if (parts.length !== 4) throw new UsageError(`--expand takes LEFT,TOP,RIGHT,BOTTOM in pixels (got "${text}").`);
+  const [left, top, right, bottom] = parts.map((p, i) => parseWith(intFlag(0, 100_000), p, `expand (${["left", "top", "right", "bottom"][i]})`));
+  return { left: left!, top: top!, right: right!, bottom: bottom! };
+}
+
+/** The whole picture a masked edit makes: the result layer composited over the (enlarged) input. */
+function pictureOf(input: Raster, layer: Raster, expand: Expansion | undefined): Raster {
+  const original: Image8 = { width: input.width, height: input.height, channels: 3, data: input.data };
+  const base = expand ? expandCanvas(original, expand).canvas : original;
+  const plane = layer.width * layer.height;
+  const rgb = new Uint8Array(plane * 3);
+  const alpha = new Uint8Array(plane);
+  for (let i = 0; i < plane; i++) {
+    rgb[i * 3] = layer.data[i * 4]!;
+    rgb[i * 3 + 1] = layer.data[i * 4 + 1]!;
+    rgb[i * 3 + 2] = layer.data[i * 4 + 2]!;
+    alpha[i] = layer.data[i * 4 + 3]!;
+  }
+  const picture = composite(base, { width: layer.width, height: layer.height, channels: 3, data: rgb }, { width: layer.width, height: layer.height, channels: 1, data: alpha });
+  return { width: picture.width, height: picture.height, channels: 3, bitsPerChannel: 8, data: picture.data };
 }

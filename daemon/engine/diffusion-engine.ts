@@ -8,15 +8,19 @@ import { discoverModels } from "../models/discover";
 import type { Device, ModelLog } from "../models/execution-provider";
 import { loadModelFolder, toModelInfo, type ModelFolder } from "../models/model-folder";
 import { SessionCache } from "../models/model-sessions";
+import { ModelsWatcher } from "../models/watcher";
 import { CancelledError, EngineError, type Engine, type EngineCapabilities, type EngineJob, type EngineResult, type RunContext } from "./engine";
-import { checkSize, generate } from "./pipeline/generate";
+import { asEngineError, finishMaskedEdit, planInpaint, planOutpaint, type MaskedEditPlan } from "./masked-edit";
+import { checkSize, generate, type GenerateParams, type LoadedModel } from "./pipeline/generate";
 import { latentPreview } from "./preview";
 import { toRgbAt } from "./raster-input";
 import { TorchGenerator } from "./rng";
 import { ClipTokenizer } from "./tokenizer";
 
-/** What this engine can run today; masked editing adds inpaint and outpaint. */
-const ENGINE_MODES: readonly Mode[] = ["txt2img", "img2img"];
+const ENGINE_MODES: readonly Mode[] = ["txt2img", "img2img", "inpaint", "outpaint"];
+
+/** The largest canvas an outpaint may produce. */
+const MAX_CANVAS_PIXELS = 8192 * 8192;
 
 export interface DiffusionEngineOptions {
   modelsDir: string;
@@ -32,6 +36,8 @@ export class DiffusionEngine implements Engine {
   /** Folders used by path (the CLI's --model DIR), listed beside the models folder's. */
   private readonly extraFolders = new Map<string, ModelFolder>();
   private readonly log: ModelLog;
+  /** Started by the first onModelsChanged listener. */
+  private watcher: ModelsWatcher | undefined;
 
   constructor(private readonly options: DiffusionEngineOptions) {
     this.log = options.log ?? (() => {});
@@ -66,35 +72,95 @@ export class DiffusionEngine implements Engine {
     };
   }
 
-  async run(job: EngineJob, { signal, onProgress }: RunContext): Promise<EngineResult[]> {
+  async run(job: EngineJob, context: RunContext): Promise<EngineResult[]> {
     const folder = this.models.find((m) => m.id === job.model) ?? (await this.refresh()).find((m) => m.id === job.model);
     if (!folder) throw new EngineError("model_not_found", `There is no model "${job.model}" in ${this.options.modelsDir}.`);
-    if (!ENGINE_MODES.includes(job.mode)) throw new EngineError("unsupported_mode", `This daemon cannot do ${job.mode} yet.`);
-    checkSize(job.width, job.height);
-    if (job.mode === "img2img" && !job.image) throw new EngineError("invalid_job", "img2img needs an init image.");
+    if (!modelInfo(folder).modes.includes(job.mode)) throw new EngineError("unsupported_mode", `The model "${folder.name}" cannot do ${job.mode}.`);
+    if (job.mode !== "txt2img" && !job.image) throw new EngineError("invalid_job", `${job.mode} needs an image.`);
+    try {
+      return job.mode === "inpaint" || job.mode === "outpaint" ? await this.runMasked(job, folder, context) : await this.runWhole(job, folder, context);
+    } catch (error) {
+      throw asEngineError(error);
+    }
+  }
 
+  /** txt2img and img2img: the whole image at the job's size. */
+  private async runWhole(job: EngineJob, folder: ModelFolder, context: RunContext): Promise<EngineResult[]> {
+    checkSize(job.width, job.height);
+    const init = job.mode === "img2img" && job.image ? { rgb: await toRgbAt(job.image, job.width, job.height), strength: job.strength } : undefined;
+    const model = await this.load(folder, job, context);
+    return this.variations(job, model, context, { width: job.width, height: job.height, ...(init ? { init } : {}) }, async (rgb, seed, variation) => ({
+      variation,
+      seed,
+      image: { width: job.width, height: job.height, channels: 3, bitsPerChannel: 8, data: rgb },
+    }));
+  }
+
+  /**
+   * Inpaint and outpaint: the model works on a context crop at about its native resolution (the
+   * job's width x height is the pixel budget); each result is RGBA at the image's (or the
+   * enlarged canvas's) size, alpha = the blend mask, ready to become a layer.
+   */
+  private async runMasked(job: EngineJob, folder: ModelFolder, context: RunContext): Promise<EngineResult[]> {
+    const options = { nativeResolution: folder.nativeResolution, budget: job.width * job.height, strength: job.strength };
+    let plan: MaskedEditPlan;
+    if (job.mode === "outpaint") {
+      if (!job.expand) throw new EngineError("invalid_job", "Expanding the canvas needs the extension per side.");
+      plan = await planOutpaint(job.image!, job.expand, { ...options, maxPixels: MAX_CANVAS_PIXELS });
+    } else {
+      if (!job.mask) throw new EngineError("invalid_job", "Inpainting needs a mask (the selection).");
+      plan = await planInpaint(job.image!, job.mask, options);
+    }
+    const origin = job.region ?? { x: 0, y: 0 };
+    const region = {
+      x: origin.x - plan.original.x,
+      y: origin.y - plan.original.y,
+      width: plan.canvas.width,
+      height: plan.canvas.height,
+    };
+    const model = await this.load(folder, job, context);
+    const inpaint = {
+      rgb: plan.modelImage.data,
+      mask: plan.modelMask.data,
+      strength: job.strength,
+      variant: "blend" as const,
+    };
+    return this.variations(job, model, context, { ...plan.size, inpaint }, async (rgb, seed, variation) => {
+      context.onProgress({ stage: "compositing", step: 0, total: 0 });
+      const { layer } = await finishMaskedEdit(plan, rgb, { compositing: "seamless" });
+      return { variation, seed, region, image: { width: layer.width, height: layer.height, channels: 4, bitsPerChannel: 8, data: layer.data } };
+    });
+  }
+
+  private async load(folder: ModelFolder, job: EngineJob, { onProgress }: RunContext): Promise<LoadedModel> {
     onProgress({ stage: "loading", step: 0, total: job.steps });
     const sessions = await this.sessions.get(folder);
-    const tokenizer = await this.tokenizer(folder);
-    const init = job.mode === "img2img" && job.image ? { rgb: await toRgbAt(job.image, job.width, job.height), strength: job.strength } : undefined;
+    return { folder, sessions, tokenizer: await this.tokenizer(folder) };
+  }
 
+  /** One generation per variation, seed + i each, reporting steps and previews. */
+  private async variations(
+    job: EngineJob,
+    model: LoadedModel,
+    { signal, onProgress }: RunContext,
+    settings: Pick<GenerateParams, "width" | "height" | "init" | "inpaint">,
+    finish: (rgb: Uint8Array, seed: number, variation: number) => Promise<EngineResult>,
+  ): Promise<EngineResult[]> {
     const results: EngineResult[] = [];
     for (let variation = 0; variation < job.variations; variation++) {
       if (signal.aborted) throw new CancelledError();
       const seed = job.seed + variation;
       let stepsInRun = job.steps;
       const [image] = await generate(
-        { folder, sessions, tokenizer },
+        model,
         {
           prompts: [job.prompt],
           negativePrompts: [job.negativePrompt],
-          width: job.width,
-          height: job.height,
           steps: job.steps,
           guidance: job.guidance,
           scheduler: job.scheduler,
           truncatePrompt: job.truncatePrompt,
-          ...(init ? { init } : {}),
+          ...settings,
         },
         new TorchGenerator(seed),
         {
@@ -109,18 +175,29 @@ export class DiffusionEngine implements Engine {
                 stage: "denoising",
                 step: index + 1,
                 total,
-                ...(job.previews ? { preview: latentPreview(latents, job.width / 8, job.height / 8) } : {}),
+                ...(job.previews ? { preview: latentPreview(latents, settings.width / 8, settings.height / 8) } : {}),
               });
             },
           },
         },
       );
-      results.push({ variation, seed, image: { width: job.width, height: job.height, channels: 3, bitsPerChannel: 8, data: image!.rgb } });
+      results.push(await finish(image!.rgb, seed, variation));
     }
     return results;
   }
 
+  /** Tells `listener` the new list whenever models are added to, removed from or changed in the models folder. */
+  onModelsChanged(listener: (models: ModelInfo[]) => void): () => void {
+    this.watcher ??= new ModelsWatcher({
+      dir: this.options.modelsDir,
+      scan: async () => (await this.capabilities()).models,
+      log: (line) => this.log("warn", line),
+    });
+    return this.watcher.subscribe(listener);
+  }
+
   async dispose(): Promise<void> {
+    this.watcher?.close();
     await this.sessions.release();
   }
 

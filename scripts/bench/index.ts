@@ -4,6 +4,7 @@
  */
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { benchCompositing } from "./compositing";
 import { benchProtocol } from "./protocol";
 import { machine, writeResults, type Figures } from "./report";
 
@@ -13,5 +14,6 @@ const quick = process.argv.includes("--quick");
 
 const figures: Figures = { ...machine(), "bench.quick": quick };
 Object.assign(figures, await benchProtocol(fixtures, quick ? { size: 1024, runs: 2 } : { size: 4096, runs: 5 }));
+Object.assign(figures, await benchCompositing(fixtures, quick));
 const file = await writeResults(root, figures);
 console.log(`\nwrote ${path.relative(process.cwd(), file)}`);

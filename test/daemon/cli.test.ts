@@ -71,6 +71,51 @@ describe("underpaint generate", () => {
     expect((await sharp(out).metadata()).width).toBe(64);
   });
 
+  it("inpaints where the mask is white and writes the picture at the input's exact size, untouched outside the blend", async () => {
+    const photo = path.join(FIXTURES_DIR, "images", "chelsea.png");
+    const maskFile = path.join(work, "mask.png");
+    // white rectangle = repaint
+    const { width, height } = await sharp(photo).metadata();
+    const mask = Buffer.alloc(width! * height!);
+    for (let y = 100; y < 180; y++) mask.fill(255, y * width! + 150, y * width! + 260);
+    await sharp(mask, { raw: { width: width!, height: height!, channels: 1 } }).png().toFile(maskFile);
+    const out = path.join(work, "inpainted.png");
+    await cli("generate", "--model", model, "--prompt", "a hat", "--steps", "2", "--seed", "4", "--width", "128", "--height", "128",
+      "--init", photo, "--mask", maskFile, "--out", out);
+    const before = await sharp(photo).removeAlpha().raw().toBuffer();
+    const after = await sharp(out).raw().toBuffer({ resolveWithObject: true });
+    expect([after.info.width, after.info.height]).toEqual([451, 300]);
+    let changedFarAway = 0;
+    let changedInside = 0;
+    for (let y = 0; y < height!; y++) {
+      for (let x = 0; x < width!; x++) {
+        const i = (y * width! + x) * 3;
+        const changed = before[i] !== after.data[i] || before[i + 1] !== after.data[i + 1] || before[i + 2] !== after.data[i + 2];
+        const inside = y >= 100 && y < 180 && x >= 150 && x < 260;
+        if (!inside && changed) changedFarAway++;
+        if (inside && changed) changedInside++;
+      }
+    }
+    expect(changedFarAway).toBe(0); // the blend mask stays inside the selection
+    expect(changedInside).toBeGreaterThan(80 * 110 * 0.5);
+  });
+
+  it("extends the canvas and writes the enlarged picture with the old pixels in place", async () => {
+    const photo = path.join(FIXTURES_DIR, "images", "coffee.png");
+    const out = path.join(work, "expanded.png");
+    await cli("generate", "--model", model, "--prompt", "a table", "--steps", "2", "--seed", "4", "--width", "128", "--height", "128",
+      "--init", photo, "--expand", "0,0,96,32", "--out", out);
+    const before = await sharp(photo).removeAlpha().raw().toBuffer();
+    const after = await sharp(out).raw().toBuffer({ resolveWithObject: true });
+    expect([after.info.width, after.info.height]).toEqual([696, 432]);
+    // far from the overlap band (64 px into the old picture on the extended sides) nothing moved
+    for (const [x, y] of [[0, 0], [300, 200], [599 - 65, 0], [0, 399 - 65]] as const) {
+      const i = (y * 600 + x) * 3;
+      const j = (y * 696 + x) * 3;
+      expect([...after.data.subarray(j, j + 3)]).toEqual([...before.subarray(i, i + 3)]);
+    }
+  });
+
   it("explains bad input with a sentence and a non-zero exit", async () => {
     const failing = async (...args: string[]) => {
       try {
@@ -112,7 +157,7 @@ describe("underpaint serve", () => {
       const client = await RawClient.paired(url, token);
       const welcome = await client.next("welcome");
       expect(welcome.capabilities.models.map((m) => m.id)).toEqual(["tiny-sd"]);
-      expect(welcome.capabilities.models[0]!.modes).toEqual(["txt2img", "img2img"]);
+      expect(welcome.capabilities.models[0]!.modes).toEqual(["txt2img", "img2img", "inpaint", "outpaint"]);
       client.submit({ jobId: 1, mode: "txt2img", model: "tiny-sd", prompt: "a cat", seed: 1, steps: 3, guidance: 7.5, scheduler: "euler", width: 64, height: 64 });
       expect((await client.next("done", undefined, 30_000)).status).toBe("completed");
       client.close();

@@ -83,6 +83,15 @@ function check(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new CancelledError();
 }
 
+/** ONNX exports fix the UNet's up-sampling factors: sizes that do not halve cleanly fail in a Concat. */
+function explainRunError(error: unknown, width: number, height: number): unknown {
+  const message = error instanceof Error ? error.message : String(error);
+  if (/Concat/.test(message) && /mismatched dimensions/.test(message)) {
+    return new EngineError("invalid_job", `This model cannot work at ${width}x${height}: use a width and height that are multiples of 64.`);
+  }
+  return error;
+}
+
 export function checkSize(width: number, height: number): void {
   if (width % 8 !== 0 || height % 8 !== 0 || width < 64 || height < 64) {
     throw new EngineError("invalid_job", `The size ${width}x${height} must be at least 64x64 and a multiple of 8 on each side.`);
@@ -151,14 +160,18 @@ export async function generate(model: LoadedModel, params: GenerateParams, noise
     const doubled = cfg ? concatBatch([scaled, scaled]) : scaled;
     // 9-channel UNets get [latents, mask, masked-image latents] on the channel axis, after scaling.
     const sample = latents.conditioning ? withConditioning(doubled, latents.conditioning, unetBatch, latentWidth * latentHeight) : doubled;
-    const outputs = await unet.session.run(
-      {
-        [io.sample]: makeTensor(io.sampleType, sample, [unetBatch, channels, latentHeight, latentWidth]),
-        [io.timestep]: makeTimestep(io, t, unetBatch),
-        [io.encoderHiddenStates]: hidden,
-      },
-      [io.output],
-    );
+    const outputs = await unet.session
+      .run(
+        {
+          [io.sample]: makeTensor(io.sampleType, sample, [unetBatch, channels, latentHeight, latentWidth]),
+          [io.timestep]: makeTimestep(io, t, unetBatch),
+          [io.encoderHiddenStates]: hidden,
+        },
+        [io.output],
+      )
+      .catch((error: unknown) => {
+        throw explainRunError(error, params.width, params.height);
+      });
     const predicted = tensorToFloat32(outputs[io.output]!);
     const noisePrediction = cfg ? guide(predicted, params.guidance) : predicted;
     current = scheduler.step(noisePrediction, t, current, latentShape, noise);

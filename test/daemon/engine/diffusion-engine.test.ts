@@ -32,9 +32,9 @@ const job = { mode: "txt2img", model: "tiny-sd", prompt: "a lighthouse at night"
 describe("the diffusion engine behind the daemon", () => {
   it("lists the models with what each can do, and the device", async () => {
     const { models, device } = await engine.capabilities();
-    expect(models.find((m) => m.id === "tiny-sd")).toMatchObject({ kind: "txt2img", modes: ["txt2img", "img2img"] });
-    // The inpainting model has nothing this engine can run yet, so it is not offered.
-    expect(models.find((m) => m.id === "tiny-sd-inpaint")).toBeUndefined();
+    expect(models.find((m) => m.id === "tiny-sd")).toMatchObject({ kind: "txt2img", modes: ["txt2img", "img2img", "inpaint", "outpaint"] });
+    // A 9-channel inpainting model only edits what is there.
+    expect(models.find((m) => m.id === "tiny-sd-inpaint")).toMatchObject({ kind: "inpainting", modes: ["inpaint", "outpaint"] });
     expect(device.name).toBe("cpu");
   });
 

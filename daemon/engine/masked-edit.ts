@@ -1,0 +1,193 @@
+/**
+ * Inpainting a selection and extending the canvas, for artists: the selection becomes a denoise
+ * mask (grown, feathered) and a blend mask (shrunk, feathered, never outside the selection); the
+ * model sees a context crop rescaled to its native resolution; its result is scaled back to the
+ * exact crop, colour-matched at the edge and composited at full resolution, so every pixel where
+ * the blend mask is 0 comes back bit-identical.
+ */
+import { ImagingError } from "../imaging/errors";
+import { composite, layerPixels, matchColours } from "../imaging/composite";
+import { contextRegion, cropAndResize, generationSize, resizeTo } from "../imaging/context";
+import { maskBounds, masksFor } from "../imaging/mask";
+import { expandCanvas, type Expansion } from "../imaging/outpaint";
+import { prefill, type PrefillMode } from "../imaging/prefill";
+import type { Bounds, Image8 } from "../imaging/types";
+import { EngineError, type Raster } from "./engine";
+import { to8Bit } from "./raster-input";
+
+/** Sides longer than this per extension are refused: the model cannot invent that much at once. */
+export const MAX_EXPANSION = 2048;
+
+/** One masked edit, prepared: what the model runs on and how its output goes back. */
+export interface MaskedEditPlan {
+  /** The whole picture the result covers (the image, or the enlarged canvas), RGB. */
+  canvas: Image8;
+  /** Alpha of the original picture, kept as it was (null when it had none). */
+  alpha: Uint8Array | null;
+  /** What the artist selected (inpaint) or the new area (outpaint). */
+  selection: Image8;
+  /** 255 = the model may repaint. */
+  denoise: Image8;
+  /** How much of the generated picture shows, per pixel; 0 = the original, untouched. */
+  blend: Image8;
+  /** The context crop the model sees, in canvas pixels. */
+  region: Bounds;
+  /** The size the model runs at (multiples of 8). */
+  size: { width: number; height: number };
+  /** Model inputs at `size`: RGB and the denoise mask. */
+  modelImage: Image8;
+  modelMask: Image8;
+  /** Where the old image sits in the canvas (outpaint), or the whole canvas. */
+  original: Bounds;
+}
+
+function imageOf(raster: Raster): { rgb: Image8; alpha: Uint8Array | null } {
+  const eight = to8Bit(raster);
+  const { width, height, channels, data } = eight;
+  if (channels === 3) return { rgb: { width, height, channels: 3, data }, alpha: null };
+  const rgb = new Uint8Array(width * height * 3);
+  const alpha = channels === 4 ? new Uint8Array(width * height) : null;
+  for (let i = 0; i < width * height; i++) {
+    if (channels === 1) {
+      rgb[i * 3] = rgb[i * 3 + 1] = rgb[i * 3 + 2] = data[i]!;
+    } else {
+      rgb[i * 3] = data[i * 4]!;
+      rgb[i * 3 + 1] = data[i * 4 + 1]!;
+      rgb[i * 3 + 2] = data[i * 4 + 2]!;
+      alpha![i] = data[i * 4 + 3]!;
+    }
+  }
+  return { rgb: { width, height, channels: 3, data: rgb }, alpha };
+}
+
+function maskOf(raster: Raster): Image8 {
+  if (raster.channels !== 1) throw new EngineError("invalid_job", "The mask must have one channel (white = repaint, black = keep).");
+  const eight = to8Bit(raster);
+  return { width: eight.width, height: eight.height, channels: 1, data: eight.data };
+}
+
+/** Which pre-fill the model's input gets, per mode: only what the model must invent is filled. */
+export function prefillFor(mode: "inpaint" | "outpaint", strength: number): PrefillMode {
+  if (mode === "outpaint") return "propagate";
+  // At strength 1 the selection's content is replaced; a blur of its surroundings keeps the colours
+  // that the VAE sees near the edge plausible. Below 1 the artist wants their pixels as the start.
+  return strength >= 1 ? "blur" : "none";
+}
+
+async function modelInputs(canvas: Image8, denoise: Image8, fill: Image8, region: Bounds, budget: number, nativeResolution: number, mode: PrefillMode) {
+  // ONNX exports trace the UNet's upsampling at fixed factors: latents must halve cleanly three
+  // times (SD 1.x/2.x), so the model runs at multiples of 64 px.
+  const size = generationSize(region, nativeResolution, { maxPixels: budget, multiple: 64 });
+  const filled = mode === "none" ? canvas : prefill(canvas, fill, mode);
+  const modelImage = await cropAndResize(filled, region, size);
+  const modelMask = await cropAndResize(denoise, region, size);
+  return { size, modelImage, modelMask };
+}
+
+export interface PlanOptions {
+  nativeResolution: number;
+  /** Pixels the model may work on (the job's width x height). */
+  budget: number;
+  strength: number;
+}
+
+export async function planInpaint(image: Raster, mask: Raster, options: PlanOptions): Promise<MaskedEditPlan> {
+  const { rgb, alpha } = imageOf(image);
+  const selection = maskOf(mask);
+  if (selection.width !== rgb.width || selection.height !== rgb.height) {
+    throw new EngineError("invalid_job", `The mask (${selection.width}x${selection.height}) must be the size of the image (${rgb.width}x${rgb.height}).`);
+  }
+  if (!maskBounds(selection)) throw new EngineError("invalid_job", "The selection is empty: select the area to repaint first.");
+  const { denoise, blend } = masksFor(selection);
+  const bounds = maskBounds(denoise) ?? { x: 0, y: 0, width: rgb.width, height: rgb.height };
+  const region = contextRegion(bounds, rgb, "automatic");
+  const inputs = await modelInputs(rgb, denoise, selection, region, options.budget, options.nativeResolution, prefillFor("inpaint", options.strength));
+  return { canvas: rgb, alpha, selection, denoise, blend, region, ...inputs, original: { x: 0, y: 0, width: rgb.width, height: rgb.height } };
+}
+
+export async function planOutpaint(image: Raster, expand: Expansion, options: PlanOptions & { maxPixels: number }): Promise<MaskedEditPlan> {
+  const sides = [expand.left, expand.top, expand.right, expand.bottom];
+  if (sides.every((s) => s === 0)) throw new EngineError("invalid_job", "Extend the canvas by at least one pixel on one side.");
+  if (sides.some((s) => s > MAX_EXPANSION)) throw new EngineError("invalid_job", `Extend each side by at most ${MAX_EXPANSION} pixels at a time.`);
+  const { rgb, alpha } = imageOf(image);
+  const width = rgb.width + expand.left + expand.right;
+  const height = rgb.height + expand.top + expand.bottom;
+  if (width * height > options.maxPixels) {
+    throw new EngineError("invalid_job", `The extended canvas (${width}x${height}) would be over the ${options.maxPixels}-pixel limit.`);
+  }
+  const { canvas, mask, oldRegion } = expandCanvas(rgb, expand);
+  // Only the new area is unknown; the overlap band keeps its pixels for the model to see.
+  const unknown: Image8 = { width, height, channels: 1, data: new Uint8Array(width * height).fill(255) };
+  for (let y = 0; y < oldRegion.height; y++) unknown.data.fill(0, (oldRegion.y + y) * width + oldRegion.x, (oldRegion.y + y) * width + oldRegion.x + oldRegion.width);
+  const bounds = maskBounds(mask)!;
+  const region = contextRegion(bounds, canvas, "automatic");
+  const inputs = await modelInputs(canvas, mask, unknown, region, options.budget, options.nativeResolution, prefillFor("outpaint", options.strength));
+  let fullAlpha: Uint8Array | null = null;
+  if (alpha) {
+    fullAlpha = new Uint8Array(width * height).fill(255);
+    for (let y = 0; y < oldRegion.height; y++) fullAlpha.set(alpha.subarray(y * oldRegion.width, (y + 1) * oldRegion.width), (oldRegion.y + y) * width + oldRegion.x);
+  }
+  // The new area must be covered completely, up to the canvas edge: the blend is the expansion mask itself.
+  return { canvas, alpha: fullAlpha, selection: unknown, denoise: mask, blend: mask, region, ...inputs, original: oldRegion };
+}
+
+export interface MaskedEditResult {
+  /** RGBA at canvas size: generated colours where blend > 0, alpha = blend (a layer). */
+  layer: Image8;
+  /** The composited picture at canvas size (original outside the blend mask, bit for bit). */
+  picture: Image8;
+}
+
+/**
+ * Scales the model's output back to the crop, matches its colours and composites it with the
+ * blend mask ("seamless"), or pastes it into the hard selection as other plugins do ("off",
+ * for measuring what the compositing gains).
+ */
+export async function finishMaskedEdit(plan: MaskedEditPlan, generatedRgb: Uint8Array, options: { compositing: "seamless" | "off" }): Promise<MaskedEditResult> {
+  const { canvas, region } = plan;
+  const seamless = options.compositing === "seamless";
+  const atModelSize: Image8 = { width: plan.size.width, height: plan.size.height, channels: 3, data: generatedRgb };
+  const patch = await resizeTo(atModelSize, { width: region.width, height: region.height });
+  const pasted = pasteRegion(canvas, patch, region);
+  // Outside the region the model saw nothing: no generated colour may show there.
+  const blendInRegion = clipToRegion(seamless ? plan.blend : hardMask(plan.selection), region);
+  const generated = seamless ? matchColours(pasted, canvas, blendInRegion) : pasted;
+  return { layer: layerPixels(generated, blendInRegion), picture: withAlpha(composite(canvas, generated, blendInRegion), plan.alpha) };
+}
+
+function pasteRegion(canvas: Image8, patch: Image8, region: Bounds): Image8 {
+  const out = new Uint8Array(canvas.data);
+  for (let y = 0; y < region.height; y++) {
+    out.set(patch.data.subarray(y * region.width * 3, (y + 1) * region.width * 3), ((region.y + y) * canvas.width + region.x) * 3);
+  }
+  return { ...canvas, data: out };
+}
+
+function clipToRegion(mask: Image8, region: Bounds): Image8 {
+  const out = new Uint8Array(mask.width * mask.height);
+  for (let y = region.y; y < region.y + region.height; y++) {
+    out.set(mask.data.subarray(y * mask.width + region.x, y * mask.width + region.x + region.width), y * mask.width + region.x);
+  }
+  return { ...mask, data: out };
+}
+
+function hardMask(mask: Image8): Image8 {
+  return { ...mask, data: mask.data.map((v) => (v > 127 ? 255 : 0)) };
+}
+
+function withAlpha(rgb: Image8, alpha: Uint8Array | null): Image8 {
+  if (!alpha) return rgb;
+  const data = new Uint8Array(rgb.width * rgb.height * 4);
+  for (let i = 0; i < alpha.length; i++) {
+    data[i * 4] = rgb.data[i * 3]!;
+    data[i * 4 + 1] = rgb.data[i * 3 + 1]!;
+    data[i * 4 + 2] = rgb.data[i * 3 + 2]!;
+    data[i * 4 + 3] = alpha[i]!;
+  }
+  return { width: rgb.width, height: rgb.height, channels: 4, data };
+}
+
+/** Imaging errors are the user's input: they become invalid_job with the same sentence. */
+export function asEngineError(error: unknown): unknown {
+  return error instanceof ImagingError ? new EngineError("invalid_job", error.message) : error;
+}
