@@ -11,6 +11,7 @@ import { contextRegion, cropAndResize, generationSize, resizeTo } from "../imagi
 import { maskBounds, masksFor } from "../imaging/mask";
 import { expandCanvas, type Expansion } from "../imaging/outpaint";
 import { prefill, type PrefillMode } from "../imaging/prefill";
+import { createImage, cropImage, pasteImage } from "../imaging/image";
 import type { Bounds, Image8 } from "../imaging/types";
 import { EngineError, type Raster } from "./engine";
 import { to8Bit } from "./raster-input";
@@ -117,16 +118,14 @@ export async function planOutpaint(image: Raster, expand: Expansion, options: Pl
   }
   const { canvas, mask, oldRegion } = expandCanvas(rgb, expand);
   // Only the new area is unknown; the overlap band keeps its pixels for the model to see.
-  const unknown: Image8 = { width, height, channels: 1, data: new Uint8Array(width * height).fill(255) };
-  for (let y = 0; y < oldRegion.height; y++) unknown.data.fill(0, (oldRegion.y + y) * width + oldRegion.x, (oldRegion.y + y) * width + oldRegion.x + oldRegion.width);
+  const unknown = pasteImage(createImage(width, height, 1, 255), createImage(oldRegion.width, oldRegion.height, 1, 0), oldRegion);
   const bounds = maskBounds(mask)!;
   const region = contextRegion(bounds, canvas, "automatic");
   const inputs = await modelInputs(canvas, mask, unknown, region, options.budget, options.nativeResolution, prefillFor("outpaint", options.strength));
-  let fullAlpha: Uint8Array | null = null;
-  if (alpha) {
-    fullAlpha = new Uint8Array(width * height).fill(255);
-    for (let y = 0; y < oldRegion.height; y++) fullAlpha.set(alpha.subarray(y * oldRegion.width, (y + 1) * oldRegion.width), (oldRegion.y + y) * width + oldRegion.x);
-  }
+  // A transparent layer stays transparent where it was; the new area is opaque.
+  const fullAlpha = alpha
+    ? pasteImage(createImage(width, height, 1, 255), { width: rgb.width, height: rgb.height, channels: 1, data: alpha }, oldRegion).data
+    : null;
   // The new area must be covered completely, up to the canvas edge: the blend is the expansion mask itself.
   return { canvas, alpha: fullAlpha, selection: unknown, denoise: mask, blend: mask, region, ...inputs, original: oldRegion };
 }
@@ -148,27 +147,16 @@ export async function finishMaskedEdit(plan: MaskedEditPlan, generatedRgb: Uint8
   const seamless = options.compositing === "seamless";
   const atModelSize: Image8 = { width: plan.size.width, height: plan.size.height, channels: 3, data: generatedRgb };
   const patch = await resizeTo(atModelSize, { width: region.width, height: region.height });
-  const pasted = pasteRegion(canvas, patch, region);
+  const pasted = pasteImage(canvas, patch, region);
   // Outside the region the model saw nothing: no generated colour may show there.
   const blendInRegion = clipToRegion(seamless ? plan.blend : hardMask(plan.selection), region);
   const generated = seamless ? matchColours(pasted, canvas, blendInRegion) : pasted;
   return { layer: layerPixels(generated, blendInRegion), picture: withAlpha(composite(canvas, generated, blendInRegion), plan.alpha) };
 }
 
-function pasteRegion(canvas: Image8, patch: Image8, region: Bounds): Image8 {
-  const out = new Uint8Array(canvas.data);
-  for (let y = 0; y < region.height; y++) {
-    out.set(patch.data.subarray(y * region.width * 3, (y + 1) * region.width * 3), ((region.y + y) * canvas.width + region.x) * 3);
-  }
-  return { ...canvas, data: out };
-}
-
+/** The mask inside `region`, zero everywhere else. */
 function clipToRegion(mask: Image8, region: Bounds): Image8 {
-  const out = new Uint8Array(mask.width * mask.height);
-  for (let y = region.y; y < region.y + region.height; y++) {
-    out.set(mask.data.subarray(y * mask.width + region.x, y * mask.width + region.x + region.width), y * mask.width + region.x);
-  }
-  return { ...mask, data: out };
+  return pasteImage(createImage(mask.width, mask.height, 1), cropImage(mask, region), region);
 }
 
 function hardMask(mask: Image8): Image8 {
