@@ -5,7 +5,7 @@
 import { makeNoiseSchedule, sigmasFromAlphasCumprod } from "./betas";
 import { checkChoice, resolveConfig, type SchedulerConfig } from "./config";
 import { f, npInterpIndex } from "./numeric";
-import { eulerTimesteps } from "./sigmas";
+import { eulerTimesteps, eulerDenoised, scaleBySigma } from "./sigmas";
 import { indexForTimestep, StepIndex } from "./step-index";
 import type { NoiseSource, Scheduler, SchedulerOptions } from "./types";
 
@@ -85,11 +85,7 @@ export class EulerAncestralScheduler implements Scheduler {
   }
 
   scaleModelInput(sample: Float32Array, timestep: number): Float32Array {
-    const sigma = this.sigmas[this.index.current(timestep)]!;
-    const denom = f(Math.sqrt(f(f(sigma * sigma) + 1)));
-    const out = new Float32Array(sample.length);
-    for (let i = 0; i < out.length; i++) out[i] = f(sample[i]! / denom);
-    return out;
+    return scaleBySigma(sample, this.sigmas[this.index.current(timestep)]!);
   }
 
   step(
@@ -104,14 +100,7 @@ export class EulerAncestralScheduler implements Scheduler {
     const len = sample.length;
     const sigma = this.sigmas[i]!;
     // 1. predicted original sample (x_0)
-    const x0 = new Float32Array(len);
-    if (this.predictionType === "epsilon") {
-      for (let k = 0; k < len; k++) x0[k] = f(sample[k]! - f(sigma * modelOutput[k]!));
-    } else {
-      const s2 = f(f(sigma * sigma) + 1);
-      const cOut = f(-sigma / f(Math.sqrt(s2)));
-      for (let k = 0; k < len; k++) x0[k] = f(f(modelOutput[k]! * cOut) + f(sample[k]! / s2));
-    }
+    const x0 = eulerDenoised(this.predictionType, sample, modelOutput, sigma, sigma);
     const from = sigma;
     const to = this.sigmas[i + 1]!;
     const from2 = f(from * from);

@@ -6,7 +6,7 @@
 import { makeNoiseSchedule, sigmasFromAlphasCumprod } from "./betas";
 import { checkChoice, resolveConfig, type SchedulerConfig } from "./config";
 import { f, npInterpIndex, torchLinspaceF32 } from "./numeric";
-import { eulerTimesteps, karrasSigmas, logF32, sigmaToT } from "./sigmas";
+import { eulerTimesteps, karrasSigmas, logF32, sigmaToT, eulerDenoised, scaleBySigma } from "./sigmas";
 import { indexForTimestep, StepIndex } from "./step-index";
 import type { NoiseSource, Scheduler, SchedulerOptions } from "./types";
 
@@ -136,11 +136,7 @@ export class EulerScheduler implements Scheduler {
   }
 
   scaleModelInput(sample: Float32Array, timestep: number): Float32Array {
-    const sigma = this.sigmas[this.index.current(timestep)]!;
-    const denom = f(Math.sqrt(f(f(sigma * sigma) + 1)));
-    const out = new Float32Array(sample.length);
-    for (let i = 0; i < out.length; i++) out[i] = f(sample[i]! / denom);
-    return out;
+    return scaleBySigma(sample, this.sigmas[this.index.current(timestep)]!);
   }
 
   step(
@@ -167,17 +163,7 @@ export class EulerScheduler implements Scheduler {
       for (let k = 0; k < len; k++) x[k] = f(sample[k]! + f(f(z[k]! * sn) * c));
     }
     // 1. predicted original sample (x_0)
-    const x0 = new Float32Array(len);
-    if (this.predictionType === "epsilon") {
-      for (let k = 0; k < len; k++) x0[k] = f(x[k]! - f(sigmaHat * modelOutput[k]!));
-    } else if (this.predictionType === "v_prediction") {
-      // denoised = model_output * c_out + input * c_skip
-      const s2 = f(f(sigma * sigma) + 1);
-      const cOut = f(-sigma / f(Math.sqrt(s2)));
-      for (let k = 0; k < len; k++) x0[k] = f(f(modelOutput[k]! * cOut) + f(x[k]! / s2));
-    } else {
-      x0.set(modelOutput);
-    }
+    const x0 = eulerDenoised(this.predictionType, x, modelOutput, sigmaHat, sigma);
     // 2. ODE derivative, 3. Euler step
     const dt = f(this.sigmas[i + 1]! - sigmaHat);
     const out = new Float32Array(len);

@@ -69,3 +69,31 @@ export function karrasSigmas(sigmaMin: number, sigmaMax: number, steps: number):
   for (let i = 0; i < steps; i++) out[i] = (maxInvRho + ramp[i]! * (minInvRho - maxInvRho)) ** rho;
   return out;
 }
+
+/** The Euler family's model input: x / sqrt(sigma^2 + 1), in float32 as torch computes it. */
+export function scaleBySigma(sample: Float32Array, sigma: number): Float32Array {
+  const denom = f(Math.sqrt(f(f(sigma * sigma) + 1)));
+  const out = new Float32Array(sample.length);
+  for (let i = 0; i < out.length; i++) out[i] = f(sample[i]! / denom);
+  return out;
+}
+
+/**
+ * The Euler family's predicted original sample: epsilon x - sigmaHat * eps; v-prediction
+ * eps * c_out + x / (sigma^2 + 1) with c_out = -sigma / sqrt(sigma^2 + 1) (diffusers uses sigma,
+ * not sigmaHat, there); "sample" is the model output itself.
+ */
+export function eulerDenoised(predictionType: string, x: Float32Array, modelOutput: Float32Array, sigmaHat: number, sigma: number): Float32Array {
+  const len = x.length;
+  const x0 = new Float32Array(len);
+  if (predictionType === "epsilon") {
+    for (let k = 0; k < len; k++) x0[k] = f(x[k]! - f(sigmaHat * modelOutput[k]!));
+  } else if (predictionType === "v_prediction") {
+    const s2 = f(f(sigma * sigma) + 1);
+    const cOut = f(-sigma / f(Math.sqrt(s2)));
+    for (let k = 0; k < len; k++) x0[k] = f(f(modelOutput[k]! * cOut) + f(x[k]! / s2));
+  } else {
+    x0.set(modelOutput);
+  }
+  return x0;
+}
