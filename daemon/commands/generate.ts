@@ -4,6 +4,7 @@ import { stat } from "node:fs/promises";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import sharp from "sharp";
+import { z } from "zod";
 import { SchedulerName, type Expansion } from "../../protocol";
 import { composite } from "../imaging/composite";
 import { expandCanvas } from "../imaging/outpaint";
@@ -19,6 +20,7 @@ export const GENERATE_USAGE = `underpaint generate --model DIR|ID --prompt TEXT 
     [--init IMAGE [--strength F] [--mask MASK.png | --expand LEFT,TOP,RIGHT,BOTTOM]]
     [--variations N] [--truncate] [--models DIR] --out FILE.png
       --mask: inpaint where the mask is white (black = keep); writes the picture at the input's size
+      --context automatic|selection|image: what the model sees around the mask (default automatic)
       --expand: extend the canvas by that many pixels per side; writes the enlarged picture
       (with --mask or --expand, W x H is the model's working resolution, default its native one)`;
 
@@ -38,6 +40,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
       init: { type: "string" },
       strength: { type: "string" },
       mask: { type: "string" },
+      context: { type: "string", default: "automatic" },
       expand: { type: "string" },
       variations: { type: "string", default: "1" },
       truncate: { type: "boolean", default: false },
@@ -69,6 +72,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
   const mode = mask ? "inpaint" : expand ? "outpaint" : image ? "img2img" : "txt2img";
   const strength = parseWith(numberFlag(0, 1), values.strength ?? (mode === "img2img" ? 0.75 : 1), "strength");
   const bar = new ProgressBar();
+  const notices: string[] = [];
   const controller = new AbortController();
   process.once("SIGINT", () => controller.abort());
   try {
@@ -90,12 +94,17 @@ export async function generateCommand(argv: string[]): Promise<void> {
         truncatePrompt: values.truncate,
         previews: false,
         ...(image ? { image } : {}),
-        ...(mask ? { mask } : {}),
+        ...(mask ? { mask, context: parseWith(z.enum(["automatic", "selection", "image"]), values.context, "context") } : {}),
         ...(expand ? { expand } : {}),
       },
-      { signal: controller.signal, onProgress: (p) => bar.update(p.stage, p.step, p.total) },
+      {
+        signal: controller.signal,
+        onProgress: (p) => bar.update(p.stage, p.step, p.total),
+        onNotice: (notice) => notices.push(notice),
+      },
     );
     bar.done();
+    for (const notice of notices) process.stderr.write(`note: ${notice}\n`);
     for (const result of results) {
       const file = results.length > 1 ? variationFile(values.out, result.variation) : values.out;
       const { data, width: w, height: h, channels } = image && (mask || expand) ? pictureOf(image, result.image, expand) : result.image;

@@ -109,7 +109,7 @@ export class DiffusionEngine implements Engine {
       plan = await planOutpaint(job.image!, job.expand, { ...options, maxPixels: MAX_CANVAS_PIXELS });
     } else {
       if (!job.mask) throw new EngineError("invalid_job", "Inpainting needs a mask (the selection).");
-      plan = await planInpaint(job.image!, job.mask, options);
+      plan = await planInpaint(job.image!, job.mask, { ...options, context: job.context ?? "automatic" });
     }
     const origin = job.region ?? { x: 0, y: 0 };
     const region = {
@@ -142,7 +142,7 @@ export class DiffusionEngine implements Engine {
   private async variations(
     job: EngineJob,
     model: LoadedModel,
-    { signal, onProgress }: RunContext,
+    { signal, onProgress, onNotice }: RunContext,
     settings: Pick<GenerateParams, "width" | "height" | "init" | "inpaint">,
     finish: (rgb: Uint8Array, seed: number, variation: number) => Promise<EngineResult>,
   ): Promise<EngineResult[]> {
@@ -169,6 +169,13 @@ export class DiffusionEngine implements Engine {
             if (stage !== "denoising") onProgress({ stage, step: 0, total: stepsInRun });
           },
           trace: {
+            prompt: (positive, negative) => {
+              if (variation > 0) return;
+              for (const [which, encoding] of [["prompt", positive], ["negative prompt", negative]] as const) {
+                const dropped = encoding?.dropped.find((d) => d.length > 0);
+                if (dropped) onNotice?.(`The ${which} is longer than the model reads (77 tokens); left out: "${dropped}".`);
+              }
+            },
             step: (index, total, latents) => {
               stepsInRun = total;
               onProgress({

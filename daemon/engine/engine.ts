@@ -19,9 +19,11 @@ export function rasterOf(frame: ImageFrame): Raster {
 }
 
 /** A job as the engine sees it: the request's settings and its pixels. */
-export type EngineJob = Omit<JobRequest, "image" | "mask"> & {
+export type EngineJob = Omit<JobRequest, "image" | "mask" | "context"> & {
   image?: Raster;
   mask?: Raster;
+  /** Inpaint: what the model sees around the selection (default "automatic"). */
+  context?: JobRequest["context"];
 };
 
 export interface EngineProgress {
@@ -43,6 +45,8 @@ export interface EngineResult {
 export interface RunContext {
   signal: AbortSignal;
   onProgress(progress: EngineProgress): void;
+  /** A sentence the artist should read when the job is done (e.g. words cut from the prompt). */
+  onNotice?(message: string): void;
 }
 
 export interface EngineCapabilities {

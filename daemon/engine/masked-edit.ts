@@ -7,7 +7,7 @@
  */
 import { ImagingError } from "../imaging/errors";
 import { composite, layerPixels, matchColours } from "../imaging/composite";
-import { contextRegion, cropAndResize, generationSize, resizeTo } from "../imaging/context";
+import { contextRegion, cropAndResize, generationSize, resizeTo, type ContextMode } from "../imaging/context";
 import { maskBounds, masksFor } from "../imaging/mask";
 import { expandCanvas, type Expansion } from "../imaging/outpaint";
 import { prefill, type PrefillMode } from "../imaging/prefill";
@@ -92,7 +92,7 @@ export interface PlanOptions {
   strength: number;
 }
 
-export async function planInpaint(image: Raster, mask: Raster, options: PlanOptions): Promise<MaskedEditPlan> {
+export async function planInpaint(image: Raster, mask: Raster, options: PlanOptions & { context?: ContextMode }): Promise<MaskedEditPlan> {
   const { rgb, alpha } = imageOf(image);
   const selection = maskOf(mask);
   if (selection.width !== rgb.width || selection.height !== rgb.height) {
@@ -101,7 +101,7 @@ export async function planInpaint(image: Raster, mask: Raster, options: PlanOpti
   if (!maskBounds(selection)) throw new EngineError("invalid_job", "The selection is empty: select the area to repaint first.");
   const { denoise, blend } = masksFor(selection);
   const bounds = maskBounds(denoise) ?? { x: 0, y: 0, width: rgb.width, height: rgb.height };
-  const region = contextRegion(bounds, rgb, "automatic");
+  const region = contextRegion(bounds, rgb, options.context ?? "automatic");
   const inputs = await modelInputs(rgb, denoise, selection, region, options.budget, options.nativeResolution, prefillFor("inpaint", options.strength));
   return { canvas: rgb, alpha, selection, denoise, blend, region, ...inputs, original: { x: 0, y: 0, width: rgb.width, height: rgb.height } };
 }

@@ -82,6 +82,18 @@ describe("the diffusion engine behind the daemon", () => {
     client.close();
   });
 
+  it("tells the artist which words a truncated prompt lost", async () => {
+    const client = await RawClient.paired(server.url, TOKEN);
+    const long = `${Array.from({ length: 80 }, (_, i) => ["red", "cat", "hat"][i % 3]).join(" ")} lighthouse`;
+    client.submit({ ...job, jobId: 6, steps: 1, prompt: long, truncatePrompt: true });
+    const done = await client.next("done", (d) => d.jobId === 6, 30_000);
+    expect(done.status).toBe("completed");
+    expect(done.notices?.[0]).toMatch(/prompt is longer than the model reads \(77 tokens\); left out: "red cat .* lighthouse"\.$/);
+    client.submit({ ...job, jobId: 7, steps: 1, prompt: long });
+    expect((await client.next("done", (d) => d.jobId === 7, 30_000)).notices).toBeUndefined();
+    client.close();
+  });
+
   it("refuses a size that is not a multiple of 8", async () => {
     const client = await RawClient.paired(server.url, TOKEN);
     client.submit({ ...job, jobId: 5, steps: 2, width: 100 });

@@ -9,6 +9,7 @@ import path from "node:path";
 import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DiffusionEngine } from "../../../daemon/engine/diffusion-engine";
+import { planInpaint } from "../../../daemon/engine/masked-edit";
 import type { EngineJob, EngineResult, Raster } from "../../../daemon/engine/engine";
 import { ellipseSelection } from "../../../scripts/bench/compositing";
 import { FIXTURES_DIR } from "../../helpers/paths";
@@ -69,6 +70,24 @@ describe("inpainting a selection", () => {
     expect([result!.image.width, result!.image.height]).toEqual([451, 300]);
     // the middle of a whole-image selection is fully generated
     expect(result!.image.data[(150 * 451 + 225) * 4 + 3]).toBe(255);
+  });
+});
+
+describe("context around the selection", () => {
+  it("shows the model more than the selection by default, the selection alone or the whole image on request", async () => {
+    const mask = ellipseSelection(cat.width, cat.height, 230, 120, 40, 30);
+    const plan = (context: "automatic" | "selection" | "image") => planInpaint(cat, mask, { nativeResolution: 512, budget: 128 * 128, strength: 1, context });
+    const [automatic, selection, image] = await Promise.all([plan("automatic"), plan("selection"), plan("image")]);
+    const area = (b: { width: number; height: number }) => b.width * b.height;
+    expect(area(selection.region)).toBeLessThan(area(automatic.region));
+    expect(image.region).toEqual({ x: 0, y: 0, width: 451, height: 300 });
+    for (const p of [automatic, selection]) {
+      // the region contains the whole denoise mask
+      expect(p.region.x).toBeLessThanOrEqual(230 - 40);
+      expect(p.region.x + p.region.width).toBeGreaterThanOrEqual(230 + 40);
+      expect(p.size.width % 64).toBe(0);
+      expect(p.size.height % 64).toBe(0);
+    }
   });
 });
 
