@@ -262,14 +262,21 @@ function gaussianKernel(sigma: number): Float64Array {
 
 function convolveRows(src: Float32Array, dst: Float32Array, width: number, height: number, c: number, k: Float64Array): void {
   const r = (k.length - 1) / 2;
+  const last = width - 1;
   for (let y = 0; y < height; y++) {
     const row = y * width * c;
     for (let x = 0; x < width; x++) {
+      // Only the first and last r pixels need their taps clamped to the row.
+      const inside = x >= r && x + r <= last;
       for (let ch = 0; ch < c; ch++) {
         let sum = 0;
-        for (let i = -r; i <= r; i++) {
-          const xx = x + i < 0 ? 0 : x + i >= width ? width - 1 : x + i;
-          sum += k[i + r]! * src[row + xx * c + ch]!;
+        if (inside) {
+          for (let i = -r, p = row + (x - r) * c + ch; i <= r; i++, p += c) sum += k[i + r]! * src[p]!;
+        } else {
+          for (let i = -r; i <= r; i++) {
+            const xx = x + i < 0 ? 0 : x + i > last ? last : x + i;
+            sum += k[i + r]! * src[row + xx * c + ch]!;
+          }
         }
         dst[row + x * c + ch] = sum;
       }
@@ -280,15 +287,16 @@ function convolveRows(src: Float32Array, dst: Float32Array, width: number, heigh
 function convolveColumns(src: Float32Array, dst: Float32Array, width: number, height: number, c: number, k: Float64Array): void {
   const r = (k.length - 1) / 2;
   const stride = width * c;
-  dst.fill(0);
+  const acc = new Float64Array(stride);
   for (let y = 0; y < height; y++) {
-    const out = y * stride;
+    acc.fill(0);
     for (let i = -r; i <= r; i++) {
       const yy = y + i < 0 ? 0 : y + i >= height ? height - 1 : y + i;
       const wgt = k[i + r]!;
       const from = yy * stride;
-      for (let j = 0; j < stride; j++) dst[out + j]! += wgt * src[from + j]!;
+      for (let j = 0; j < stride; j++) acc[j]! += wgt * src[from + j]!;
     }
+    dst.set(acc, y * stride);
   }
 }
 

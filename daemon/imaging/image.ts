@@ -102,7 +102,7 @@ export function maskFromImage(image: Image8): Image8 {
   const src = image.data;
   const out = new Uint8Array(n);
   for (let i = 0, p = 0; i < n; i++, p += c) {
-    let v = (299 * src[p]! + 587 * src[p + 1]! + 114 * src[p + 2]! + 500) / 1000;
+    let v = (299 * src[p]! + 587 * src[p + 1]! + 114 * src[p + 2]!) / 1000;
     if (c === 4) v = (v * src[p + 3]!) / 255;
     out[i] = Math.round(v);
   }
