@@ -4,6 +4,7 @@ import { CancelledError, EngineError } from "./engine/engine";
 import { ModelFolderError } from "./models/errors";
 import { UsageError } from "./commands/args";
 import { generateCommand, GENERATE_USAGE } from "./commands/generate";
+import { modelsCommand, MODELS_USAGE } from "./commands/models";
 import { serve } from "./commands/serve";
 import { token } from "./commands/token";
 
@@ -12,6 +13,7 @@ const USAGE = `Underpaint: local Stable Diffusion for Photoshop.
   underpaint serve [--port N] [--host H] [--models DIR]   start the daemon the panel connects to
   underpaint token                                        print the pairing token for the panel
   ${GENERATE_USAGE}
+  ${MODELS_USAGE}
 `;
 
 async function main(argv: string[]): Promise<void> {
@@ -23,6 +25,8 @@ async function main(argv: string[]): Promise<void> {
       return token();
     case "generate":
       return generateCommand(rest);
+    case "models":
+      return modelsCommand(rest);
     case undefined:
     case "help":
     case "--help":

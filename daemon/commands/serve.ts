@@ -1,6 +1,7 @@
 import { parseArgs } from "node:util";
 import { DEFAULT_HOST, DEFAULT_PORT } from "../../protocol";
 import { DiffusionEngine } from "../engine/diffusion-engine";
+import { ModelDownloads } from "../models/downloads";
 import { defaultModelsDir } from "../paths";
 import { startServer } from "../server/server";
 import { loadOrCreateToken } from "../server/token";
@@ -24,7 +25,8 @@ export async function serve(argv: string[]): Promise<void> {
   const engine = new DiffusionEngine({ modelsDir, log: (level, message) => log(`${level}: ${message}`) });
   const { models } = await engine.capabilities();
   log(`models folder ${modelsDir}: ${models.length ? models.map((m) => m.id).join(", ") : "no models yet"}`);
-  const server = await startServer({ token, engine, host, port, log, daemonVersion: DAEMON_VERSION });
+  const installer = new ModelDownloads({ modelsDir, log });
+  const server = await startServer({ token, engine, host, port, log, daemonVersion: DAEMON_VERSION, installer });
   console.log(`listening on ${server.url}`);
 
   let stopping = false;
@@ -33,6 +35,7 @@ export async function serve(argv: string[]): Promise<void> {
     stopping = true;
     log(`${signal}: shutting down`);
     await server.close();
+    await installer.close();
     await engine.dispose();
     process.exit(0);
   };

@@ -1,0 +1,56 @@
+/**
+ * Which files of a hub repo a pull fetches: the ONNX parts in the diffusers / Optimum layout,
+ * the tokenizer, the scheduler config and model_index.json. Everything else (safety checker,
+ * PyTorch / safetensors weights, sample images, controlnets) stays on the hub.
+ */
+import { ModelInstallError } from "./install-errors";
+import type { HubFile } from "./hub";
+
+/** Folders holding an ONNX graph, its external weights and Optimum's config.json. */
+export const ONNX_PARTS = ["text_encoder", "unet", "vae_encoder", "vae_decoder"] as const;
+
+const TOKENIZER_FILES = new Set(["vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"]);
+
+/**
+ * In an ONNX part folder: the graph, its external weights (weights.pb, model.onnx_data,
+ * model.onnx.data, *.data) and config.json. Weights in other formats are not ours.
+ */
+function isOnnxPartFile(name: string): boolean {
+  return name === "config.json" || /\.(onnx|pb|onnx_data|data)$/.test(name);
+}
+
+/** Whether the engine needs this repo file. */
+export function isEngineFile(path: string): boolean {
+  const parts = path.split("/");
+  if (parts.length === 1) return path === "model_index.json";
+  if (parts.length !== 2) return false;
+  const [folder, name] = parts as [string, string];
+  if ((ONNX_PARTS as readonly string[]).includes(folder)) return isOnnxPartFile(name);
+  if (folder === "tokenizer") return TOKENIZER_FILES.has(name);
+  if (folder === "scheduler") return name === "scheduler_config.json";
+  return false;
+}
+
+/**
+ * The files to fetch, or an error that says why this repo is not a model Underpaint can run,
+ * before a byte of weights is downloaded.
+ */
+export function selectEngineFiles(repo: string, files: readonly HubFile[]): HubFile[] {
+  const paths = new Set(files.map((f) => f.path));
+  if (paths.has("text_encoder_2/model.onnx") || [...paths].some((p) => p.startsWith("text_encoder_2/"))) {
+    throw new ModelInstallError(
+      "unsupported",
+      `${repo} is an SDXL model (it has text_encoder_2/); Underpaint runs SD 1.x / 2.x architectures only.`,
+    );
+  }
+  const missing = ["model_index.json", "unet/model.onnx", "text_encoder/model.onnx", "vae_decoder/model.onnx"].filter((p) => !paths.has(p));
+  if (missing.length) {
+    const hasTorch = [...paths].some((p) => /\.(safetensors|bin|ckpt)$/.test(p));
+    throw new ModelInstallError(
+      "not_onnx",
+      `${repo} is not an ONNX model in the diffusers layout (it lacks ${missing.join(", ")})` +
+        (hasTorch ? "; it holds PyTorch weights, which Underpaint cannot run: look for an ONNX export of it." : "."),
+    );
+  }
+  return files.filter((f) => isEngineFile(f.path)).sort((a, b) => a.path.localeCompare(b.path));
+}

@@ -1,0 +1,118 @@
+import { describe, expect, it } from "vitest";
+import { SCHEDULERS } from "../../../protocol";
+import { isEngineFile, selectEngineFiles } from "../../../daemon/models/engine-files";
+import type { HubFile } from "../../../daemon/models/hub";
+import { hubConfigFromEnv, hubHeaders, resolveUrl } from "../../../daemon/models/hub";
+import { ModelInstallError } from "../../../daemon/models/install-errors";
+import { Registry, findRegistryEntry, loadRegistry, pullTarget } from "../../../daemon/models/registry";
+import { formatDuration, progressLine } from "../../../daemon/commands/download-progress";
+import registryJson from "../../../daemon/models/registry.json";
+
+describe("the registry", () => {
+  it("is valid and covers SD 1.5, an inpainting model, SD-Turbo and an LCM", () => {
+    const registry = loadRegistry();
+    expect(registry.models.map((m) => m.id)).toEqual(["sd-1.5", "sd-1.5-inpainting", "sd-turbo", "lcm-dreamshaper-v7"]);
+    expect(registry.models.some((m) => m.kind === "inpainting")).toBe(true);
+    expect(findRegistryEntry("sd-turbo")).toMatchObject({ turbo: true, recommended: { steps: 1, guidance: 0 } });
+    expect(findRegistryEntry("lcm-dreamshaper-v7")?.recommended.scheduler).toBe("lcm");
+    for (const m of registry.models) {
+      expect(SCHEDULERS).toContain(m.recommended.scheduler);
+      expect(m.license.length).toBeGreaterThan(2);
+      if (m.pinned) expect(m.revision).toMatch(/^[0-9a-f]{40}$/);
+      else expect(m.note).toMatch(/not pinned/i);
+    }
+  });
+
+  it("rejects entries that claim a pin without a commit, or leave an unpinned revision unexplained", () => {
+    const base = structuredClone(registryJson) as { version: 1; models: Array<Record<string, unknown>> };
+    base.models[1]!.revision = "main";
+    expect(Registry.safeParse(base).success).toBe(false);
+    const unexplained = structuredClone(registryJson) as { version: 1; models: Array<Record<string, unknown>> };
+    delete unexplained.models[0]!.note;
+    expect(Registry.safeParse(unexplained).success).toBe(false);
+    const duplicate = structuredClone(registryJson) as { version: 1; models: Array<Record<string, unknown>> };
+    duplicate.models.push(duplicate.models[0]!);
+    expect(Registry.safeParse(duplicate).success).toBe(false);
+  });
+
+  it("turns what the artist typed into a repo, a revision and a folder name", () => {
+    expect(pullTarget("sd-turbo")).toMatchObject({ id: "sd-turbo", repo: "TensorStack/SD-Turbo-onnx", revision: "8f9288d1ecfc10a3618fbd4138982e0987e764cd" });
+    expect(pullTarget("TensorStack/SD-Turbo-onnx").id).toBe("sd-turbo");
+    expect(pullTarget("someone/My-Model_v2")).toEqual({ id: "My-Model_v2", repo: "someone/My-Model_v2", revision: "main" });
+    expect(pullTarget("someone/model", { revision: "refs/pr/3", as: "mine" })).toEqual({ id: "mine", repo: "someone/model", revision: "refs/pr/3" });
+    expect(() => pullTarget("sd-2000")).toThrow(ModelInstallError);
+    expect(() => pullTarget("someone/model", { as: "../evil" })).toThrow(/cannot name a model folder/);
+    expect(() => pullTarget("someone/model", { as: ".hidden" })).toThrow(/cannot name a model folder/);
+  });
+});
+
+describe("the files a pull fetches", () => {
+  const file = (path: string): HubFile => ({ path, size: 1, sha256: null, gitSha1: null });
+
+  it("are the ONNX parts, tokenizer, scheduler and model_index.json, nothing else", () => {
+    const take = [
+      "model_index.json",
+      "unet/model.onnx",
+      "unet/weights.pb",
+      "unet/config.json",
+      "unet/model.onnx_data",
+      "text_encoder/model.onnx",
+      "vae_decoder/model.onnx",
+      "vae_encoder/model.onnx.data",
+      "tokenizer/vocab.json",
+      "tokenizer/merges.txt",
+      "tokenizer/tokenizer_config.json",
+      "tokenizer/special_tokens_map.json",
+      "scheduler/scheduler_config.json",
+    ];
+    const leave = [
+      "README.md",
+      ".gitattributes",
+      "Sample.png",
+      "unet/diffusion_pytorch_model.safetensors",
+      "text_encoder/model.safetensors",
+      "text_encoder/pytorch_model.bin",
+      "safety_checker/model.onnx",
+      "feature_extractor/preprocessor_config.json",
+      "controlnet/model.onnx",
+      "tokenizer/model.onnx",
+      "unet/sub/model.onnx",
+    ];
+    for (const p of take) expect(isEngineFile(p), p).toBe(true);
+    for (const p of leave) expect(isEngineFile(p), p).toBe(false);
+    expect(selectEngineFiles("a/b", [...take, ...leave].map(file)).map((f) => f.path)).toEqual([...take].sort());
+  });
+
+  it("are refused early for SDXL and for repos without an ONNX export", () => {
+    const sdxl = ["model_index.json", "unet/model.onnx", "text_encoder/model.onnx", "text_encoder_2/model.onnx", "vae_decoder/model.onnx"].map(file);
+    expect(() => selectEngineFiles("x/sdxl", sdxl)).toThrow(/SDXL/);
+    expect(() => selectEngineFiles("x/torch", ["model_index.json", "unet/diffusion_pytorch_model.safetensors"].map(file))).toThrow(
+      /not an ONNX model in the diffusers layout \(it lacks unet\/model.onnx, text_encoder\/model.onnx, vae_decoder\/model.onnx\); it holds PyTorch weights/,
+    );
+  });
+});
+
+describe("the hub client", () => {
+  it("takes the endpoint and token from the environment, and keeps the token at the hub", () => {
+    const config = hubConfigFromEnv({ HF_ENDPOINT: "https://mirror.example/", HF_TOKEN: "hf_x" });
+    expect(config.endpoint).toBe("https://mirror.example");
+    expect(hubConfigFromEnv({}).endpoint).toBe("https://huggingface.co");
+    const url = resolveUrl(config, "o/n", "0".repeat(40), "unet/model name.onnx");
+    expect(url).toBe(`https://mirror.example/o/n/resolve/${"0".repeat(40)}/unet/model%20name.onnx`);
+    expect(hubHeaders(config, url).authorization).toBe("Bearer hf_x");
+    expect(hubHeaders(config, "https://cdn-lfs.example/abc").authorization).toBeUndefined();
+  });
+});
+
+describe("the terminal progress line", () => {
+  it("shows bytes, rate, ETA and the file, within the terminal's width", () => {
+    const line = progressLine(
+      { model: "sd-turbo", request: "sd-turbo", stage: "downloading", file: "unet/model.onnx", bytes: 1_200_000_000, total: 2_400_000_000, bytesPerSecond: 25_000_000, etaSeconds: 48 },
+      200,
+    );
+    expect(line).toBe("sd-turbo  [############------------]   50%  1.20 GB / 2.40 GB  25.0 MB/s  ETA 0:48  unet/model.onnx");
+    expect(progressLine({ model: "m", request: "m", stage: "verifying", bytes: 5, total: 5 }, 200)).toMatch(/100%.*verifying$/);
+    expect(progressLine({ model: "m", request: "m", stage: "downloading", bytes: 0, total: 0, file: "x".repeat(300) }, 60).length).toBe(60);
+    expect(formatDuration(3725)).toBe("1:02:05");
+  });
+});
