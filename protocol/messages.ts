@@ -89,6 +89,12 @@ export const JobRequest = z
     truncatePrompt: z.boolean().default(false),
     /** Stream a small preview after each step. */
     previews: z.boolean().default(true),
+    /**
+     * Inpaint / outpaint: what the model sees around the selection. "automatic" pads the selection
+     * by a margin that grows with its size; "selection" is the selection's bounds alone; "image"
+     * is the whole picture.
+     */
+    context: z.enum(["automatic", "selection", "image"]).default("automatic"),
     image: FrameRef.optional(),
     mask: FrameRef.optional(),
     /** Inpaint: where the image and mask sit in the document (results come back for this rectangle). */
@@ -129,8 +135,16 @@ export const Hello = z.object({
 export const Submit = z.object({ type: z.literal("submit"), job: JobRequest });
 export const Cancel = z.object({ type: z.literal("cancel"), jobId: u32 });
 export const ListModels = z.object({ type: z.literal("list-models") });
+/** Installs a model from the Hugging Face Hub: a registry id ("sd-turbo") or an owner/name repo id. */
+export const PullModel = z.object({
+  type: z.literal("pull-model"),
+  model: z.string().min(1).max(200),
+  revision: z.string().min(1).max(200).optional(),
+});
+/** Stops a pull (by what was asked for, or the model id); what is on disk is kept for resuming. */
+export const CancelPull = z.object({ type: z.literal("cancel-pull"), model: z.string().min(1).max(200) });
 
-export const ClientMessage = z.discriminatedUnion("type", [Hello, Submit, Cancel, ListModels]);
+export const ClientMessage = z.discriminatedUnion("type", [Hello, Submit, Cancel, ListModels, PullModel, CancelPull]);
 export type ClientMessage = z.infer<typeof ClientMessage>;
 export type ClientMessageInput = z.input<typeof ClientMessage>;
 export const CLIENT_MESSAGE_TYPES = ClientMessage.options.map((o) => o.shape.type.value);
@@ -219,9 +233,35 @@ export const Done = z.object({
   jobId: u32,
   status: z.enum(["completed", "cancelled", "failed"]),
   error: z.object({ code: ErrorCode, message: z.string() }).optional(),
+  /** Things the artist should know about a finished job, as sentences (e.g. words cut from a long prompt). */
+  notices: z.array(z.string()).optional(),
 });
 
 export const ModelsList = z.object({ type: z.literal("models"), models: z.array(ModelInfo) });
+
+export const DOWNLOAD_STAGES = ["listing", "downloading", "verifying", "installing", "done", "failed", "cancelled"] as const;
+export const DownloadStage = z.enum(DOWNLOAD_STAGES);
+export type DownloadStage = z.infer<typeof DownloadStage>;
+
+/** A model being installed (by a panel's pull-model or by `npx underpaint models pull`), sent to every panel. */
+export const ModelDownload = z.object({
+  type: z.literal("model-download"),
+  /** The id the model will have in the models list. */
+  model: z.string(),
+  /** What was asked for: a registry id or an owner/name repo id. */
+  request: z.string().optional(),
+  /** owner/name@commit, once known. */
+  source: z.string().optional(),
+  stage: DownloadStage,
+  file: z.string().optional(),
+  bytes: z.number().int().min(0),
+  total: z.number().int().min(0),
+  bytesPerSecond: z.number().min(0).optional(),
+  etaSeconds: z.number().min(0).optional(),
+  /** stage failed / cancelled: why, as a sentence for the artist. */
+  error: z.object({ code: z.string(), message: z.string() }).optional(),
+});
+export type ModelDownload = z.infer<typeof ModelDownload>;
 
 export const DaemonMessage = z.discriminatedUnion("type", [
   Welcome,
@@ -232,6 +272,7 @@ export const DaemonMessage = z.discriminatedUnion("type", [
   Result,
   Done,
   ModelsList,
+  ModelDownload,
 ]);
 export type DaemonMessage = z.infer<typeof DaemonMessage>;
 export type DaemonMessageInput = z.input<typeof DaemonMessage>;

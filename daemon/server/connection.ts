@@ -20,6 +20,7 @@ import {
   type MessageOf,
 } from "../../protocol";
 import { CancelledError, EngineError, rasterOf, type Engine, type EngineProgress, type Raster } from "../engine/engine";
+import type { ModelInstaller } from "../models/downloads";
 import type { JobQueue } from "./queue";
 import type { ServerLimits } from "./limits";
 import { tokensMatch } from "./token";
@@ -36,6 +37,8 @@ export interface ConnectionSettings {
   handshakeTimeoutMs: number;
   frameTimeoutMs: number;
   log(line: string): void;
+  /** Installs models for pull-model / cancel-pull; absent, the daemon refuses them. */
+  installer?: ModelInstaller;
 }
 
 type Phase = "awaiting-frames" | "queued" | "running";
@@ -157,6 +160,14 @@ export class Connection {
         return this.submit(message.job);
       case "cancel":
         return this.cancel(message);
+      case "pull-model":
+        if (!this.settings.installer) return this.sendError("invalid_message", "This daemon does not install models.");
+        return this.settings.installer.start(message.model, message.revision);
+      case "cancel-pull":
+        if (!this.settings.installer?.cancel(message.model)) {
+          this.sendError("invalid_message", `No download of "${message.model}" runs in this daemon.`);
+        }
+        return;
       case "list-models": {
         const { models } = await this.settings.engine.capabilities();
         return this.send({ type: "models", models });
@@ -290,6 +301,7 @@ export class Connection {
     const jobId = request.jobId;
     job.phase = "running";
     const { image: _i, mask: _m, ...settings } = request;
+    const notices: string[] = [];
     try {
       const results = await this.settings.engine.run(
         {
@@ -297,7 +309,7 @@ export class Connection {
           ...(job.received.image ? { image: rasterOf(job.received.image) } : {}),
           ...(job.received.mask ? { mask: rasterOf(job.received.mask) } : {}),
         },
-        { signal, onProgress: (progress) => this.progress(jobId, progress) },
+        { signal, onProgress: (progress) => this.progress(jobId, progress), onNotice: (notice) => notices.push(notice) },
       );
       if (signal.aborted) throw new CancelledError();
       for (const result of results) {
@@ -313,7 +325,7 @@ export class Connection {
         });
         this.sendFrame("result", jobId, frameId, image);
       }
-      this.notify({ type: "done", jobId, status: "completed" }, () => this.recycle(job));
+      this.notify({ type: "done", jobId, status: "completed", ...(notices.length ? { notices } : {}) }, () => this.recycle(job));
     } catch (error) {
       if (error instanceof CancelledError || signal.aborted) {
         this.notify({ type: "done", jobId, status: "cancelled" });

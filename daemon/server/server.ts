@@ -7,6 +7,7 @@ import type { Duplex } from "node:stream";
 import { WebSocketServer, type WebSocket } from "ws";
 import { BufferPool, DEFAULT_HOST, DEFAULT_PORT, type ModelInfo } from "../../protocol";
 import type { Engine } from "../engine/engine";
+import type { ModelInstaller } from "../models/downloads";
 import { CloseCode, Connection } from "./connection";
 import { DEFAULT_LIMITS, HARD_MESSAGE_FACTOR, type ServerLimits } from "./limits";
 import { isBrowserOrigin } from "./origin";
@@ -24,6 +25,8 @@ export interface ServerOptions {
   handshakeTimeoutMs?: number;
   frameTimeoutMs?: number;
   log?: (line: string) => void;
+  /** Runs pull-model requests and reports every model install to the panels (model-download). */
+  installer?: ModelInstaller;
 }
 
 export interface DaemonServer {
@@ -84,6 +87,7 @@ export async function startServer(options: ServerOptions): Promise<DaemonServer>
       handshakeTimeoutMs: options.handshakeTimeoutMs ?? 10_000,
       frameTimeoutMs: options.frameTimeoutMs ?? 60_000,
       log,
+      ...(options.installer ? { installer: options.installer } : {}),
     });
     connections.set(ws, connection);
     ws.on("close", () => connections.delete(ws));
@@ -103,6 +107,10 @@ export async function startServer(options: ServerOptions): Promise<DaemonServer>
   heartbeat.unref();
 
   const stopListening = options.engine.onModelsChanged?.((models) => broadcastModels(models));
+  const stopDownloads = options.installer?.onProgress((progress) => {
+    const message = { type: "model-download", ...progress, bytes: Math.max(0, progress.bytes), total: Math.max(0, progress.total) } as const;
+    for (const connection of connections.values()) connection.notify(message);
+  });
 
   function broadcastModels(models: ModelInfo[]): void {
     for (const connection of connections.values()) connection.notify({ type: "models", models });
@@ -132,6 +140,7 @@ export async function startServer(options: ServerOptions): Promise<DaemonServer>
       closing ??= (async () => {
         clearInterval(heartbeat);
         stopListening?.();
+        stopDownloads?.();
         await queue.drain();
         for (const [ws, connection] of connections) {
           connection.close(CloseCode.shuttingDown, "daemon shutting down");
