@@ -71,6 +71,7 @@ await build({
   target: "es2020",
   external: ["photoshop", "uxp"],
   supported: { "top-level-await": false },
+  define: { __UNDERPAINT_VERSION__: JSON.stringify(pkg.version) },
   sourcemap: "inline",
   logLevel: "warning",
 });

@@ -1,12 +1,21 @@
 /**
- * The panel's entry point. UXP loads index.html, which loads this bundle; the panel UI and the
- * protocol client hang off this shell.
+ * The panel's entry point: UXP loads index.html, which loads this bundle. Photoshop and UXP are
+ * reached only through photoshop/uxp.ts; the panel gets them as a DocumentHost and a store.
  */
-import { DEFAULT_HOST, DEFAULT_PORT, PROTOCOL_VERSION } from "../../protocol";
+import type { WebSocketLike } from "./client/socket";
+import { startPanel } from "./panel/app";
+import { photoshopHost, uxpSettings } from "./photoshop/uxp";
 
-function showStatus(text: string): void {
+declare const __UNDERPAINT_VERSION__: string;
+
+startPanel({
+  host: photoshopHost(),
+  settings: uxpSettings(),
+  // UXP's WebSocket: a client only, no extensions, binary messages as ArrayBuffer.
+  socketFactory: (url) => new WebSocket(url) as unknown as WebSocketLike,
+  document,
+  version: typeof __UNDERPAINT_VERSION__ === "string" ? __UNDERPAINT_VERSION__ : "0.0.0",
+}).catch((error: unknown) => {
   const status = document.getElementById("status");
-  if (status) status.textContent = text;
-}
-
-showStatus(`Daemon expected at ws://${DEFAULT_HOST}:${DEFAULT_PORT} (protocol ${PROTOCOL_VERSION}). Start it with \`npm start\`.`);
+  if (status) status.textContent = `The panel could not start: ${error instanceof Error ? error.message : String(error)}`;
+});

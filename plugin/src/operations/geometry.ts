@@ -1,0 +1,187 @@
+/**
+ * Sizes and pixel rectangles: the size a model runs at, where a masked result has pixels,
+ * cropping, and resampling whole-image results to the document's exact size.
+ */
+import type { Region } from "../../../protocol";
+import type { Mask8, Rgba8 } from "../photoshop/host";
+
+/** ONNX exports of SD's UNet halve the latents three times with fixed shapes: sides must be multiples of 64. */
+export const SIZE_MULTIPLE = 64;
+
+function roundSide(v: number): number {
+  return Math.max(SIZE_MULTIPLE, Math.round(v / SIZE_MULTIPLE) * SIZE_MULTIPLE);
+}
+
+/**
+ * The size a whole-image generation runs at for a canvas of width x height: the model's native
+ * area (native x native pixels) in the canvas's proportions, each side a multiple of 64 (the VAE's
+ * 8 times the UNet's three halvings). Stable Diffusion makes poor pictures far from its native
+ * size, so small canvases are generated larger and big ones smaller, and the result is resampled
+ * to the canvas.
+ */
+export function generationSize(width: number, height: number, native: number): { width: number; height: number } {
+  const scale = Math.sqrt((native * native) / (width * height));
+  return { width: roundSide(width * scale), height: roundSide(height * scale) };
+}
+
+/** Bounds of the pixels whose alpha is above 0, or null when all are transparent. */
+export function alphaBounds(image: Rgba8): Region | null {
+  let left = image.width;
+  let top = image.height;
+  let right = -1;
+  let bottom = -1;
+  for (let y = 0; y < image.height; y++) {
+    const row = y * image.width * 4;
+    for (let x = 0; x < image.width; x++) {
+      if (image.data[row + x * 4 + 3] === 0) continue;
+      if (x < left) left = x;
+      if (x > right) right = x;
+      if (y < top) top = y;
+      bottom = y;
+    }
+  }
+  return right < 0 ? null : { x: left, y: top, width: right - left + 1, height: bottom - top + 1 };
+}
+
+export function cropRgba(image: Rgba8, region: Region): Rgba8 {
+  if (region.x === 0 && region.y === 0 && region.width === image.width && region.height === image.height) return image;
+  const out = new Uint8Array(region.width * region.height * 4);
+  for (let y = 0; y < region.height; y++) {
+    const from = ((region.y + y) * image.width + region.x) * 4;
+    out.set(image.data.subarray(from, from + region.width * 4), y * region.width * 4);
+  }
+  return { width: region.width, height: region.height, data: out };
+}
+
+/** Splits straight-alpha RGBA into opaque pixels and a mask (the alpha): a layer and its layer mask. */
+export function splitAlpha(image: Rgba8): { pixels: Rgba8; mask: Mask8 } {
+  const count = image.width * image.height;
+  const pixels = new Uint8Array(image.data);
+  const mask = new Uint8Array(count);
+  for (let i = 0; i < count; i++) {
+    mask[i] = image.data[i * 4 + 3]!;
+    pixels[i * 4 + 3] = 255;
+  }
+  return { pixels: { width: image.width, height: image.height, data: pixels }, mask: { width: image.width, height: image.height, data: mask } };
+}
+
+/** RGB, gray or RGBA 8-bit pixels as RGBA. */
+export function asRgba(image: { width: number; height: number; channels: 1 | 3 | 4; data: Uint8Array }): Rgba8 {
+  const { width, height, channels, data } = image;
+  if (channels === 4) return { width, height, data };
+  const count = width * height;
+  const out = new Uint8Array(count * 4);
+  for (let i = 0; i < count; i++) {
+    const s = i * channels;
+    out[i * 4] = data[s]!;
+    out[i * 4 + 1] = data[channels === 1 ? s : s + 1]!;
+    out[i * 4 + 2] = data[channels === 1 ? s : s + 2]!;
+    out[i * 4 + 3] = 255;
+  }
+  return { width, height, data: out };
+}
+
+interface Taps {
+  start: Int32Array;
+  count: Int32Array;
+  weights: Float32Array;
+  taps: number;
+}
+
+/** Triangle-filter taps for one axis (bilinear when enlarging, area-like when shrinking). */
+function taps(from: number, to: number): Taps {
+  const scale = from / to;
+  const support = Math.max(1, scale);
+  const taps = Math.ceil(support) * 2 + 1;
+  const start = new Int32Array(to);
+  const count = new Int32Array(to);
+  const weights = new Float32Array(to * taps);
+  for (let i = 0; i < to; i++) {
+    const center = (i + 0.5) * scale;
+    const lo = Math.max(0, Math.floor(center - support));
+    const hi = Math.min(from, Math.ceil(center + support));
+    let total = 0;
+    let n = 0;
+    for (let j = lo; j < hi && n < taps; j++, n++) {
+      const w = Math.max(0, 1 - Math.abs(j + 0.5 - center) / support);
+      weights[i * taps + n] = w;
+      total += w;
+    }
+    if (total === 0) {
+      // Degenerate: take the nearest pixel.
+      weights[i * taps] = 1;
+      start[i] = Math.min(from - 1, Math.floor(center));
+      count[i] = 1;
+      continue;
+    }
+    for (let k = 0; k < n; k++) weights[i * taps + k]! /= total;
+    start[i] = lo;
+    count[i] = n;
+  }
+  return { start, count, weights, taps };
+}
+
+/** Resamples RGBA to width x height (premultiplied while filtering, so edges do not darken). */
+export function resizeRgba(image: Rgba8, width: number, height: number): Rgba8 {
+  if (image.width === width && image.height === height) return image;
+  const sw = image.width;
+  const sh = image.height;
+  const pre = new Float32Array(sw * sh * 4);
+  for (let i = 0; i < sw * sh; i++) {
+    const a = image.data[i * 4 + 3]! / 255;
+    pre[i * 4] = image.data[i * 4]! * a;
+    pre[i * 4 + 1] = image.data[i * 4 + 1]! * a;
+    pre[i * 4 + 2] = image.data[i * 4 + 2]! * a;
+    pre[i * 4 + 3] = a;
+  }
+  const h = taps(sw, width);
+  const rows = new Float32Array(width * sh * 4);
+  for (let y = 0; y < sh; y++) {
+    for (let x = 0; x < width; x++) {
+      let r = 0, g = 0, b = 0, a = 0;
+      for (let k = 0; k < h.count[x]!; k++) {
+        const w = h.weights[x * h.taps + k]!;
+        const s = (y * sw + h.start[x]! + k) * 4;
+        r += pre[s]! * w;
+        g += pre[s + 1]! * w;
+        b += pre[s + 2]! * w;
+        a += pre[s + 3]! * w;
+      }
+      const o = (y * width + x) * 4;
+      rows[o] = r;
+      rows[o + 1] = g;
+      rows[o + 2] = b;
+      rows[o + 3] = a;
+    }
+  }
+  const v = taps(sh, height);
+  const out = new Uint8Array(width * height * 4);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      let r = 0, g = 0, b = 0, a = 0;
+      for (let k = 0; k < v.count[y]!; k++) {
+        const w = v.weights[y * v.taps + k]!;
+        const s = ((v.start[y]! + k) * width + x) * 4;
+        r += rows[s]! * w;
+        g += rows[s + 1]! * w;
+        b += rows[s + 2]! * w;
+        a += rows[s + 3]! * w;
+      }
+      const o = (y * width + x) * 4;
+      const alpha = Math.min(1, Math.max(0, a));
+      out[o + 3] = Math.round(alpha * 255);
+      if (alpha > 0) {
+        out[o] = Math.min(255, Math.max(0, Math.round(r / alpha)));
+        out[o + 1] = Math.min(255, Math.max(0, Math.round(g / alpha)));
+        out[o + 2] = Math.min(255, Math.max(0, Math.round(b / alpha)));
+      }
+    }
+  }
+  return { width, height, data: out };
+}
+
+/** The size to shrink an image to so that its longer side is at most `maxSide` (never enlarges). */
+export function fitWithin(width: number, height: number, maxSide: number): { width: number; height: number } {
+  const scale = Math.min(1, maxSide / Math.max(width, height));
+  return { width: Math.max(1, Math.round(width * scale)), height: Math.max(1, Math.round(height * scale)) };
+}

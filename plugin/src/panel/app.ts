@@ -1,0 +1,178 @@
+/**
+ * The panel: wires the view to the protocol client and the operations. Everything it touches in
+ * Photoshop goes through the DocumentHost it is given.
+ */
+import { DEFAULT_HOST, DEFAULT_PORT, type ImageFrame, type ModelInfo } from "../../../protocol";
+import { ProtocolClient, type JobHandle } from "../client/client";
+import type { SocketFactory } from "../client/socket";
+import { sentenceOf } from "../errors";
+import type { DocumentHost, SettingsStore } from "../photoshop/host";
+import { runOperation, type OperationOutcome } from "../operations/run";
+import { DEFAULT_SETTINGS, MODE_LABELS, PROTOCOL_MODE, type GenerationSettings } from "../operations/settings";
+import { PanelView, type ResultCard } from "./view";
+
+export interface PanelEnvironment {
+  host: DocumentHost;
+  settings: SettingsStore;
+  socketFactory: SocketFactory;
+  document: Document;
+  version: string;
+}
+
+export interface Panel {
+  client: ProtocolClient;
+  view: PanelView;
+}
+
+export async function startPanel(env: PanelEnvironment): Promise<Panel> {
+  const { host, settings, document } = env;
+  const view = new PanelView(document);
+  const saved = parseSettings(await settings.get("settings"));
+  const url = (await settings.get("daemonUrl")) ?? `ws://${DEFAULT_HOST}:${DEFAULT_PORT}`;
+  const token = await settings.get("token");
+  const client = new ProtocolClient({ url, socketFactory: env.socketFactory, clientName: "underpaint-panel", clientVersion: env.version, ...(token ? { token } : {}) });
+
+  view.restore(saved);
+  view.applyMode(view.mode);
+  view.preview(undefined);
+  view.showError(undefined);
+  view.showNotices([]);
+  view.setBusy(false);
+
+  const refreshHint = () => {
+    const model = view.model;
+    const mode = view.mode;
+    if (model && !model.modes.includes(PROTOCOL_MODE[mode])) {
+      const able = (client.capabilities?.models ?? []).filter((m) => m.modes.includes(PROTOCOL_MODE[mode]));
+      view.setHint(`“${model.name}” cannot do ${MODE_LABELS[mode]}${able.length ? `; ${able.map((m) => `“${m.name}”`).join(", ")} can` : ""}.`);
+    } else if (mode === "inpaint") {
+      view.setHint("Repaints the selection (feathered edges are kept).");
+    } else if (mode === "expand") {
+      view.setHint("Adds pixels on the sides you choose and paints them.");
+    } else {
+      view.setHint("");
+    }
+  };
+
+  client.onStatus((status) => {
+    view.showStatus(status);
+    const capabilities = client.capabilities;
+    if (capabilities) view.setSchedulers(capabilities.schedulers, saved.scheduler ?? DEFAULT_SETTINGS.scheduler);
+  });
+  client.onModels((models: ModelInfo[]) => {
+    view.setModels(models, view.model?.id ?? saved.model);
+    refreshHint();
+  });
+  view.showStatus(client.status);
+
+  view.on("mode", "change", () => {
+    view.applyMode(view.mode);
+    refreshHint();
+  });
+  view.on("model", "change", refreshHint);
+  view.on("random-seed", "change", () => view.syncSeed());
+  view.on("change-token", "click", () => view.showPairing(!view.pairingVisible));
+  view.on("pair", "click", () => {
+    const value = view.token;
+    if (!value) return view.showError("Paste the token that `npx underpaint token` prints.");
+    view.showError(undefined);
+    view.clearToken();
+    void settings.set("token", value).catch((error: unknown) => view.showError(`The token could not be stored: ${sentenceOf(error)}`));
+    client.setToken(value);
+  });
+
+  let running: { handle?: JobHandle; cancelled: boolean } | undefined;
+  view.on("cancel", "click", () => {
+    if (!running) return;
+    running.cancelled = true;
+    running.handle?.cancel();
+    view.progress(0, "Cancelling…");
+  });
+  view.on("generate", "click", () => {
+    if (running) return;
+    const current = view.read();
+    void settings.set("settings", JSON.stringify(current)).catch(() => {});
+    void generate(current);
+  });
+
+  async function generate(current: GenerationSettings): Promise<void> {
+    const run: { handle?: JobHandle; cancelled: boolean } = { cancelled: false };
+    running = run;
+    view.setBusy(true);
+    view.showError(undefined);
+    view.showNotices([]);
+    view.preview(undefined);
+    view.progress(0, "Starting…");
+    const previews = previewer(host, (url) => view.preview(url));
+    try {
+      const outcome = await runOperation({ host, client }, current, {
+        onProgress: (fraction, label) => view.progress(fraction, label),
+        onPreview: previews,
+        onJob: (handle) => {
+          run.handle = handle;
+        },
+      }, run);
+      await showOutcome(outcome);
+    } catch (error) {
+      view.progress(0, "Stopped.");
+      view.showError(sentenceOf(error));
+    } finally {
+      running = undefined;
+      view.setBusy(false);
+    }
+  }
+
+  async function showOutcome(outcome: OperationOutcome): Promise<void> {
+    if (outcome.status === "cancelled") {
+      view.preview(undefined);
+      view.progress(0, "Cancelled; the document is as it was.");
+      return;
+    }
+    view.showNotices(outcome.notices);
+    const cards: ResultCard[] = [];
+    for (const variation of outcome.variations) {
+      cards.push({ layerId: variation.layerId, seed: variation.seed, thumbnail: await host.encodeThumbnail({ ...variation.thumbnail, channels: 4 }) });
+    }
+    view.showResults(
+      cards,
+      (card) => {
+        host.showOnly(outcome.documentId, outcome.groupId, card.layerId).catch((error: unknown) => view.showError(sentenceOf(error)));
+      },
+      (card) => view.setSeed(card.seed),
+    );
+  }
+
+  client.start();
+  return { client, view };
+}
+
+/** Shows previews as they come, dropping those that arrive while one is still being encoded. */
+function previewer(host: DocumentHost, show: (url: string) => void): (frame: ImageFrame) => void {
+  let busy = false;
+  return (frame) => {
+    if (busy || frame.bitsPerChannel !== 8) return;
+    busy = true;
+    host
+      .encodeThumbnail({ width: frame.width, height: frame.height, channels: frame.channels === 1 ? 3 : frame.channels, data: frame.channels === 1 ? grayToRgb(frame.data) : frame.data })
+      .then(show, () => {})
+      .finally(() => {
+        busy = false;
+      });
+  };
+}
+
+function grayToRgb(gray: Uint8Array): Uint8Array {
+  const out = new Uint8Array(gray.length * 3);
+  for (let i = 0; i < gray.length; i++) out[i * 3] = out[i * 3 + 1] = out[i * 3 + 2] = gray[i]!;
+  return out;
+}
+
+function parseSettings(text: string | undefined): Partial<GenerationSettings> {
+  if (!text) return {};
+  try {
+    const value = JSON.parse(text) as Partial<GenerationSettings>;
+    return typeof value === "object" && value !== null ? value : {};
+  } catch {
+    return {};
+  }
+}

@@ -1,0 +1,257 @@
+/**
+ * The panel's controls (Photoshop's built-in Spectrum widgets in index.html): reads what the
+ * artist set, shows status, progress, the preview, results and errors. No logic of its own.
+ */
+import type { ModelInfo, SchedulerName } from "../../../protocol";
+import type { ConnectionStatus } from "../client/client";
+import { controlsFor, DEFAULT_SETTINGS, OPERATION_MODES, type GenerationSettings, type OperationMode } from "../operations/settings";
+
+/** The properties the built-in widgets have (sp-textfield, sp-slider, sp-dropdown, sp-checkbox…). */
+interface Widget extends HTMLElement {
+  value: string | number;
+  checked: boolean;
+  disabled: boolean;
+  selectedIndex: number;
+}
+
+export interface ResultCard {
+  layerId: number;
+  seed: number;
+  thumbnail: string;
+}
+
+const SCHEDULER_LABELS: Record<SchedulerName, string> = {
+  pndm: "PNDM",
+  ddim: "DDIM",
+  euler: "Euler",
+  euler_a: "Euler ancestral",
+  dpmpp_2m: "DPM++ 2M",
+  dpmpp_2m_karras: "DPM++ 2M Karras",
+  lcm: "LCM",
+};
+
+const CONTEXTS = ["automatic", "selection", "image"] as const;
+
+export class PanelView {
+  private models: ModelInfo[] = [];
+  private schedulers: SchedulerName[] = [];
+
+  constructor(private readonly doc: Document) {}
+
+  el(id: string): Widget {
+    const element = this.doc.getElementById(id);
+    if (!element) throw new Error(`The panel has no #${id}.`);
+    return element as Widget;
+  }
+
+  on(id: string, event: string, handler: () => void): void {
+    this.el(id).addEventListener(event, () => handler());
+  }
+
+  // ---- connection ----
+
+  showStatus(status: ConnectionStatus): void {
+    this.el("status").textContent = status.message;
+    const dot = this.el("status-dot");
+    dot.className = status.state === "ready" ? "ready" : status.state === "refused" || status.state === "unpaired" ? "refused" : "waiting";
+    const needsToken = status.state === "unpaired" || (status.state === "refused" && /token/i.test(status.message));
+    if (needsToken) this.showPairing(true);
+    if (status.state === "ready") this.showPairing(false);
+  }
+
+  showPairing(show: boolean): void {
+    this.show(this.el("pairing"), show);
+  }
+
+  get pairingVisible(): boolean {
+    return this.el("pairing").style.display !== "none";
+  }
+
+  get token(): string {
+    return String(this.el("token").value ?? "").trim();
+  }
+
+  clearToken(): void {
+    this.el("token").value = "";
+  }
+
+  // ---- settings ----
+
+  setModels(models: ModelInfo[], preferred?: string): void {
+    const current = preferred ?? this.models[this.el("model").selectedIndex]?.id;
+    this.models = models;
+    const index = Math.max(0, models.findIndex((m) => m.id === current));
+    this.fillMenu("model-menu", models.map((m) => ({ value: m.id, label: m.name })), index);
+    this.el("model").selectedIndex = models.length ? index : -1;
+  }
+
+  setSchedulers(schedulers: SchedulerName[], preferred: SchedulerName): void {
+    if (schedulers.join() === this.schedulers.join()) return;
+    this.schedulers = schedulers;
+    const index = Math.max(0, schedulers.indexOf(preferred));
+    this.fillMenu("scheduler-menu", schedulers.map((s) => ({ value: s, label: SCHEDULER_LABELS[s] ?? s })), index);
+    this.el("scheduler").selectedIndex = index;
+  }
+
+  get model(): ModelInfo | undefined {
+    return this.models[this.el("model").selectedIndex];
+  }
+
+  get mode(): OperationMode {
+    return OPERATION_MODES[this.el("mode").selectedIndex] ?? "generate";
+  }
+
+  /** Hides the controls that mean nothing in this mode. */
+  applyMode(mode: OperationMode): void {
+    const used = controlsFor(mode);
+    for (const element of Array.from(this.doc.querySelectorAll<HTMLElement>("[data-control]"))) {
+      this.show(element, used.has(element.getAttribute("data-control") as never));
+    }
+  }
+
+  setHint(text: string): void {
+    this.el("hint").textContent = text;
+  }
+
+  read(): GenerationSettings {
+    const number = (id: string, fallback: number) => {
+      const value = Number(this.el(id).value);
+      return Number.isFinite(value) ? value : fallback;
+    };
+    const side = (id: string) => Math.max(0, Math.round(number(id, 0)));
+    const randomSeed = this.el("random-seed").checked;
+    const seed = Math.round(number("seed", 0));
+    return {
+      mode: this.mode,
+      model: this.model?.id ?? "",
+      prompt: String(this.el("prompt").value ?? ""),
+      negativePrompt: String(this.el("negative").value ?? ""),
+      strength: Math.min(1, Math.max(0, number("strength", 75) / 100)),
+      steps: Math.max(1, Math.round(number("steps", DEFAULT_SETTINGS.steps))),
+      guidance: number("guidance", DEFAULT_SETTINGS.guidance),
+      scheduler: this.schedulers[this.el("scheduler").selectedIndex] ?? DEFAULT_SETTINGS.scheduler,
+      ...(randomSeed ? {} : { seed: Math.max(0, seed) }),
+      variations: Math.min(8, Math.max(1, Math.round(number("variations", 1)))),
+      source: this.el("source").selectedIndex === 1 ? "layer" : "visible",
+      context: CONTEXTS[this.el("context").selectedIndex] ?? "automatic",
+      expand: { left: side("expand-left"), top: side("expand-top"), right: side("expand-right"), bottom: side("expand-bottom") },
+    };
+  }
+
+  /** Puts saved settings back (the model and scheduler once their lists arrive). */
+  restore(settings: Partial<GenerationSettings>): void {
+    if (settings.mode) this.select("mode", OPERATION_MODES.indexOf(settings.mode));
+    if (settings.prompt !== undefined) this.el("prompt").value = settings.prompt;
+    if (settings.negativePrompt !== undefined) this.el("negative").value = settings.negativePrompt;
+    if (settings.strength !== undefined) this.el("strength").value = Math.round(settings.strength * 100);
+    if (settings.steps !== undefined) this.el("steps").value = settings.steps;
+    if (settings.guidance !== undefined) this.el("guidance").value = settings.guidance;
+    if (settings.variations !== undefined) this.el("variations").value = settings.variations;
+    if (settings.source) this.select("source", settings.source === "layer" ? 1 : 0);
+    if (settings.context) this.select("context", CONTEXTS.indexOf(settings.context));
+    if (settings.expand) {
+      for (const side of ["left", "top", "right", "bottom"] as const) this.el(`expand-${side}`).value = settings.expand[side];
+    }
+    this.setSeed(settings.seed);
+  }
+
+  /** A fixed seed (reusing a result's), or undefined for random. */
+  setSeed(seed: number | undefined): void {
+    this.el("random-seed").checked = seed === undefined;
+    if (seed !== undefined) this.el("seed").value = seed;
+    this.syncSeed();
+  }
+
+  syncSeed(): void {
+    this.el("seed").disabled = this.el("random-seed").checked;
+  }
+
+  // ---- a generation ----
+
+  setBusy(busy: boolean): void {
+    this.el("generate").disabled = busy;
+    this.el("cancel").disabled = !busy;
+  }
+
+  progress(fraction: number, label: string): void {
+    this.el("progress").value = Math.round(Math.min(1, Math.max(0, fraction)) * 100);
+    this.el("progress-label").textContent = label;
+  }
+
+  preview(url: string | undefined): void {
+    const img = this.el("preview") as unknown as HTMLImageElement;
+    if (url) img.src = url;
+    this.show(img, url !== undefined);
+  }
+
+  showError(sentence: string | undefined): void {
+    const error = this.el("error");
+    error.textContent = sentence ?? "";
+    this.show(error, sentence !== undefined);
+  }
+
+  /** Sentences about a finished job that are not errors. */
+  showNotices(notices: string[]): void {
+    const notice = this.el("notice");
+    notice.textContent = notices.join(" ");
+    this.show(notice, notices.length > 0);
+  }
+
+  showResults(cards: ResultCard[], onChoose: (card: ResultCard) => void, onUseSeed: (card: ResultCard) => void): void {
+    const strip = this.el("results");
+    strip.textContent = "";
+    cards.forEach((card, i) => {
+      const item = this.doc.createElement("div");
+      item.className = i === 0 ? "result chosen" : "result";
+      item.setAttribute("data-layer-id", String(card.layerId));
+      const img = this.doc.createElement("img");
+      img.src = card.thumbnail;
+      img.alt = `seed ${card.seed}`;
+      img.title = "Show this variation";
+      img.addEventListener("click", () => {
+        for (const other of Array.from(strip.children)) other.classList.remove("chosen");
+        item.classList.add("chosen");
+        onChoose(card);
+      });
+      const caption = this.doc.createElement("sp-detail");
+      caption.textContent = `seed ${card.seed}`;
+      const reuse = this.doc.createElement("sp-button");
+      reuse.setAttribute("variant", "secondary");
+      reuse.setAttribute("quiet", "");
+      reuse.setAttribute("size", "s");
+      reuse.className = "use-seed";
+      reuse.textContent = "Use seed";
+      reuse.addEventListener("click", () => onUseSeed(card));
+      // appendChild one by one: UXP's DOM has no append().
+      item.appendChild(img);
+      item.appendChild(caption);
+      item.appendChild(reuse);
+      strip.appendChild(item);
+    });
+  }
+
+  // ---- helpers ----
+
+  private select(id: string, index: number): void {
+    if (index < 0) return;
+    const items = Array.from(this.el(id).querySelectorAll("sp-menu-item"));
+    items.forEach((item, i) => (i === index ? item.setAttribute("selected", "") : item.removeAttribute("selected")));
+    this.el(id).selectedIndex = index;
+  }
+
+  private fillMenu(menuId: string, items: Array<{ value: string; label: string }>, selected: number): void {
+    const menu = this.el(menuId);
+    menu.textContent = "";
+    items.forEach((item, i) => {
+      const element = this.doc.createElement("sp-menu-item");
+      element.setAttribute("value", item.value);
+      if (i === selected) element.setAttribute("selected", "");
+      element.textContent = item.label;
+      menu.appendChild(element);
+    });
+  }
+
+  private show(element: HTMLElement, visible: boolean): void {
+    element.style.display = visible ? "" : "none";
+  }
+}

@@ -1,0 +1,103 @@
+/**
+ * What the panel needs from Photoshop, in the panel's words. Operations and the panel are written
+ * against this interface; uxp-host.ts implements it on Photoshop's UXP APIs, and the tests on an
+ * in-memory Photoshop that keeps UXP's rules.
+ */
+import type { Expansion, Region } from "../../../protocol";
+
+/** Photoshop's colour modes, by what the user sees in Image > Mode. */
+export type ColorModeName = "rgb" | "grayscale" | "cmyk" | "lab" | "indexed" | "bitmap" | "duotone" | "multichannel";
+
+export interface LayerInfo {
+  id: number;
+  name: string;
+  /** "pixel" layers hold pixels; groups, text, adjustment and smart-object layers do not. */
+  kind: "pixel" | "group" | "other";
+}
+
+export interface DocumentInfo {
+  id: number;
+  title: string;
+  width: number;
+  height: number;
+  mode: ColorModeName;
+  bitsPerChannel: 1 | 8 | 16 | 32;
+  /** Bounds of the selection in document pixels, or null when nothing is selected. */
+  selection: Region | null;
+  /** The one active layer, or null when none or several are active. */
+  activeLayer: LayerInfo | null;
+}
+
+/** 8-bit sRGB pixels with straight alpha, row-major RGBARGBA…, exactly width x height. */
+export interface Rgba8 {
+  width: number;
+  height: number;
+  data: Uint8Array;
+}
+
+/** One 8-bit channel (a selection or a layer mask), 255 = fully selected / shown. */
+export interface Mask8 {
+  width: number;
+  height: number;
+  data: Uint8Array;
+}
+
+export type PixelSource = { kind: "composite" } | { kind: "layer"; layerId: number };
+
+/** One new pixel layer: its pixels, where they go, and an optional layer mask of the same size. */
+export interface NewLayer {
+  name: string;
+  /** Document position of the pixels' top-left corner (after any canvas growth). */
+  x: number;
+  y: number;
+  pixels: Rgba8;
+  mask?: Mask8;
+  visible: boolean;
+}
+
+/** Everything one generation writes, done as one undoable step. */
+export interface DocumentEdit {
+  /** The name of the single history state (Edit > Undo <name>). */
+  historyName: string;
+  /** The canvas grows first by this much per side (Expand canvas). */
+  grow?: Expansion;
+  /** The new group that holds the layers, placed above the active layer. */
+  groupName: string;
+  /** Top to bottom inside the group. */
+  layers: NewLayer[];
+}
+
+export interface WrittenEdit {
+  groupId: number;
+  /** In the order of DocumentEdit.layers. */
+  layerIds: number[];
+}
+
+export interface DocumentHost {
+  /** The document in front, or null when none is open. */
+  activeDocument(): Promise<DocumentInfo | null>;
+  /** An open document by id (it may no longer be in front), or null when it was closed. */
+  documentInfo(documentId: number): Promise<DocumentInfo | null>;
+  /**
+   * Pixels of the merged visible image or of one layer, as 8-bit sRGB whatever the document's
+   * depth, padded to exactly `region` (areas without pixels are transparent).
+   */
+  readPixels(documentId: number, source: PixelSource, region: Region): Promise<Rgba8>;
+  /** The selection as a soft mask over `region` (feathered edges kept); null when nothing is selected. */
+  readSelection(documentId: number, region: Region): Promise<Mask8 | null>;
+  /**
+   * Grows the canvas and adds the layers in one modal operation and one history state: a single
+   * Undo removes all of it, and when anything fails the document is rolled back as it was.
+   */
+  applyEdit(documentId: number, edit: DocumentEdit): Promise<WrittenEdit>;
+  /** Shows one layer of a group and hides its siblings (choosing a variation). */
+  showOnly(documentId: number, groupId: number, layerId: number): Promise<void>;
+  /** A data: URL the panel's <img> can show (UXP's canvas cannot draw pixels). */
+  encodeThumbnail(image: { width: number; height: number; channels: 3 | 4; data: Uint8Array }): Promise<string>;
+}
+
+/** Small persistent values (the pairing token, the last settings), kept by the host. */
+export interface SettingsStore {
+  get(key: string): Promise<string | undefined>;
+  set(key: string, value: string): Promise<void>;
+}

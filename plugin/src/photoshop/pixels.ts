@@ -1,0 +1,152 @@
+/**
+ * Pixel conversions between Photoshop's image data (8, 16 or 32 bits; gray or RGB; with or
+ * without alpha) and the panel's 8-bit sRGB RGBA. Pure functions: no Photoshop APIs here.
+ */
+import type { Mask8, Rgba8 } from "./host";
+
+export type ComponentSize = 8 | 16 | 32;
+export type Samples = Uint8Array | Uint16Array | Float32Array;
+
+/** Photoshop's 16-bit range is 0..32768, not 0..65535. */
+export const PS16_MAX = 32768;
+
+export function srgbToLinear(v: number): number {
+  return v <= 0.04045 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4);
+}
+
+export function linearToSrgb(v: number): number {
+  return v <= 0.0031308 ? v * 12.92 : 1.055 * Math.pow(v, 1 / 2.4) - 0.055;
+}
+
+function clamp01(v: number): number {
+  return v < 0 ? 0 : v > 1 ? 1 : v;
+}
+
+/** One sample as 0..1 in its own encoding (32-bit samples are linear light). */
+function sampleTo8(v: number, size: ComponentSize, linear: boolean): number {
+  if (size === 8) return v;
+  if (size === 16) return Math.round((clamp01(v / PS16_MAX)) * 255);
+  const unit = clamp01(linear ? linearToSrgb(clamp01(v)) : v);
+  return Math.round(unit * 255);
+}
+
+/**
+ * Photoshop image data (chunky) -> 8-bit sRGB RGBA. `linear32` says 32-bit samples are linear
+ * light (Photoshop's 32-bit documents); alpha is never gamma-encoded.
+ */
+export function toRgba8(
+  samples: Samples,
+  image: { width: number; height: number; components: number; componentSize: ComponentSize },
+  linear32 = true,
+): Rgba8 {
+  const { width, height, components, componentSize } = image;
+  const count = width * height;
+  if (samples.length < count * components) {
+    throw new Error(`Photoshop returned ${samples.length} samples for ${width}x${height}x${components}.`);
+  }
+  const gray = components <= 2;
+  const hasAlpha = components === 2 || components === 4;
+  const out = new Uint8Array(count * 4);
+  const colour = (v: number) => sampleTo8(v, componentSize, linear32 && componentSize === 32);
+  const alpha = (v: number) => sampleTo8(v, componentSize, false);
+  for (let i = 0, s = 0, o = 0; i < count; i++, s += components, o += 4) {
+    if (gray) {
+      const g = colour(samples[s]!);
+      out[o] = g;
+      out[o + 1] = g;
+      out[o + 2] = g;
+      out[o + 3] = hasAlpha ? alpha(samples[s + 1]!) : 255;
+    } else {
+      out[o] = colour(samples[s]!);
+      out[o + 1] = colour(samples[s + 1]!);
+      out[o + 2] = colour(samples[s + 2]!);
+      out[o + 3] = hasAlpha ? alpha(samples[s + 3]!) : 255;
+    }
+  }
+  return { width, height, data: out };
+}
+
+/** One-channel selection or mask data at any depth -> 8-bit. */
+export function toMask8(samples: Samples, image: { width: number; height: number; components: number; componentSize: ComponentSize }): Mask8 {
+  const { width, height, components, componentSize } = image;
+  const count = width * height;
+  const out = new Uint8Array(count);
+  for (let i = 0; i < count; i++) out[i] = sampleTo8(samples[i * components]!, componentSize, false);
+  return { width, height, data: out };
+}
+
+/** Luma of sRGB-encoded values (Rec. 709 weights), for writing into Grayscale documents. */
+export function grayOf(r: number, g: number, b: number): number {
+  return Math.round(0.2126 * r + 0.7152 * g + 0.0722 * b);
+}
+
+function from8(v: number, size: ComponentSize, linear: boolean): number {
+  if (size === 8) return v;
+  if (size === 16) return Math.round((v / 255) * PS16_MAX);
+  return linear ? srgbToLinear(v / 255) : v / 255;
+}
+
+function allocate(size: ComponentSize, length: number): Samples {
+  return size === 8 ? new Uint8Array(length) : size === 16 ? new Uint16Array(length) : new Float32Array(length);
+}
+
+/**
+ * 8-bit sRGB RGBA -> samples for a document of this depth and colour space (32-bit documents
+ * get linear light, as Photoshop keeps them). Returns chunky RGBA or GrayAlpha.
+ */
+export function fromRgba8(image: Rgba8, target: { componentSize: ComponentSize; grayscale: boolean }): { samples: Samples; components: number } {
+  const { componentSize, grayscale } = target;
+  const count = image.width * image.height;
+  const components = grayscale ? 2 : 4;
+  const out = allocate(componentSize, count * components);
+  const linear = componentSize === 32;
+  const src = image.data;
+  for (let i = 0, s = 0, o = 0; i < count; i++, s += 4, o += components) {
+    if (grayscale) {
+      out[o] = from8(grayOf(src[s]!, src[s + 1]!, src[s + 2]!), componentSize, linear);
+      out[o + 1] = from8(src[s + 3]!, componentSize, false);
+    } else {
+      out[o] = from8(src[s]!, componentSize, linear);
+      out[o + 1] = from8(src[s + 1]!, componentSize, linear);
+      out[o + 2] = from8(src[s + 2]!, componentSize, linear);
+      out[o + 3] = from8(src[s + 3]!, componentSize, false);
+    }
+  }
+  return { samples: out, components };
+}
+
+/** An 8-bit mask -> samples of this depth (masks are coverage, never gamma-encoded). */
+export function maskFrom8(mask: Mask8, componentSize: ComponentSize): Samples {
+  const out = allocate(componentSize, mask.width * mask.height);
+  for (let i = 0; i < mask.data.length; i++) out[i] = from8(mask.data[i]!, componentSize, false);
+  return out;
+}
+
+/**
+ * Copies `src` (which covers `at` in the same coordinates as `into`'s origin) into a
+ * zero-filled image of `into`'s size: Photoshop trims reads to where pixels exist, and the
+ * panel always wants the rectangle it asked for.
+ */
+export function padRgba(src: Rgba8, at: { left: number; top: number }, into: { width: number; height: number }): Rgba8 {
+  if (at.left === 0 && at.top === 0 && src.width === into.width && src.height === into.height) return src;
+  const out = new Uint8Array(into.width * into.height * 4);
+  blit(src.data, src.width, src.height, 4, at.left, at.top, out, into.width, into.height);
+  return { width: into.width, height: into.height, data: out };
+}
+
+export function padMask(src: Mask8, at: { left: number; top: number }, into: { width: number; height: number }): Mask8 {
+  if (at.left === 0 && at.top === 0 && src.width === into.width && src.height === into.height) return src;
+  const out = new Uint8Array(into.width * into.height);
+  blit(src.data, src.width, src.height, 1, at.left, at.top, out, into.width, into.height);
+  return { width: into.width, height: into.height, data: out };
+}
+
+function blit(src: Uint8Array, sw: number, sh: number, channels: number, dx: number, dy: number, dst: Uint8Array, dw: number, dh: number): void {
+  const x0 = Math.max(0, dx);
+  const x1 = Math.min(dw, dx + sw);
+  if (x1 <= x0) return;
+  for (let y = Math.max(0, dy); y < Math.min(dh, dy + sh); y++) {
+    const from = ((y - dy) * sw + (x0 - dx)) * channels;
+    dst.set(src.subarray(from, from + (x1 - x0) * channels), (y * dw + x0) * channels);
+  }
+}

@@ -1,0 +1,362 @@
+/**
+ * DocumentHost on Photoshop's UXP APIs: imaging.getPixels / getSelection to read, and
+ * createPixelLayer + putPixels + putLayerMask to write, every write of one generation inside
+ * one executeAsModal and one suspended history state (rolled back when anything fails).
+ */
+import type { Region } from "../../../protocol";
+import { PanelError } from "../errors";
+import type { ExecutionContext, PhotoshopApi, PsDocument, PsLayer, imaging } from "./api";
+import { canvasGrowth } from "./canvas";
+import type { ColorModeName, DocumentEdit, DocumentHost, DocumentInfo, LayerInfo, Mask8, NewLayer, PixelSource, Rgba8, WrittenEdit } from "./host";
+import { fromRgba8, maskFrom8, padMask, padRgba, toMask8, toRgba8, type ComponentSize } from "./pixels";
+
+const SRGB = "sRGB IEC61966-2.1";
+const GRAY = "Gray Gamma 2.2";
+
+/** batchPlay for Layer > Layer Mask > Reveal All on the active layer (the one just created). */
+const ADD_REVEAL_ALL_MASK = {
+  _obj: "make",
+  new: { _class: "channel" },
+  at: { _ref: "channel", _enum: "channel", _value: "mask" },
+  using: { _enum: "userMaskEnabled", _value: "revealAll" },
+};
+
+export function createPhotoshopHost<L extends PsLayer>(ps: PhotoshopApi<L>): DocumentHost {
+  const { DocumentMode, BitsPerChannelType, LayerKind, AnchorPosition } = ps.constants;
+
+  function modeName(mode: PsDocument["mode"]): ColorModeName {
+    switch (mode) {
+      case DocumentMode.RGB:
+        return "rgb";
+      case DocumentMode.GRAYSCALE:
+        return "grayscale";
+      case DocumentMode.CMYK:
+        return "cmyk";
+      case DocumentMode.LAB:
+        return "lab";
+      case DocumentMode.INDEXEDCOLOR:
+        return "indexed";
+      case DocumentMode.BITMAP:
+        return "bitmap";
+      case DocumentMode.DUOTONE:
+        return "duotone";
+      default:
+        return "multichannel";
+    }
+  }
+
+  function bitsOf(bits: PsDocument["bitsPerChannel"]): 1 | 8 | 16 | 32 {
+    switch (bits) {
+      case BitsPerChannelType.ONE:
+        return 1;
+      case BitsPerChannelType.SIXTEEN:
+        return 16;
+      case BitsPerChannelType.THIRTYTWO:
+        return 32;
+      default:
+        return 8;
+    }
+  }
+
+  function layerInfo(layer: PsLayer): LayerInfo {
+    const kind = layer.kind === LayerKind.NORMAL ? "pixel" : layer.kind === LayerKind.GROUP ? "group" : "other";
+    return { id: layer.id, name: layer.name, kind };
+  }
+
+  function findDocument(documentId: number): PsDocument<L> {
+    const docs = ps.app.documents;
+    for (let i = 0; i < docs.length; i++) if (docs[i]!.id === documentId) return docs[i]!;
+    throw new PanelError("The document was closed; open it again and retry.", "document_closed");
+  }
+
+  function findLayer(layers: ArrayLike<PsLayer> | null, id: number): PsLayer | undefined {
+    if (!layers) return undefined;
+    for (let i = 0; i < layers.length; i++) {
+      const layer = layers[i]!;
+      if (layer.id === id) return layer;
+      const inner = findLayer(layer.layers, id);
+      if (inner) return inner;
+    }
+    return undefined;
+  }
+
+  function anchorConstant(name: string) {
+    const value = Object.values(AnchorPosition).find((v) => v === name);
+    if (!value) throw new Error(`Photoshop has no anchor "${name}".`);
+    return value;
+  }
+
+  /** Runs fn as Photoshop's modal operation; a collision becomes a sentence. */
+  async function modal<T>(commandName: string, fn: (context: ExecutionContext) => Promise<T>): Promise<T> {
+    try {
+      return await ps.core.executeAsModal(fn, { commandName });
+    } catch (error) {
+      if (error instanceof PanelError) throw error;
+      const message = error instanceof Error ? error.message : String(error);
+      if (/modal state/i.test(message)) {
+        throw new PanelError("Photoshop is busy with another task (a dialog, a tool or an action): finish it and try again.", "photoshop_busy");
+      }
+      throw error;
+    }
+  }
+
+  async function dataOf(image: imaging.PhotoshopImageData): Promise<imaging.PhotoshopImageData & { samples: Uint8Array | Uint16Array | Float32Array }> {
+    const samples = await image.getData({ chunky: true });
+    return Object.assign(image, { samples });
+  }
+
+  function dispose(image: imaging.PhotoshopImageData): void {
+    // Typed as a promise, documented as synchronous: either way nothing to wait for.
+    void Promise.resolve(image.dispose()).catch(() => {});
+  }
+
+  function intersects(region: Region, bounds: { left: number; top: number; right: number; bottom: number }): boolean {
+    return bounds.right > region.x && bounds.left < region.x + region.width && bounds.bottom > region.y && bounds.top < region.y + region.height;
+  }
+
+  function boundsOf(region: Region) {
+    return { left: region.x, top: region.y, right: region.x + region.width, bottom: region.y + region.height };
+  }
+
+  function componentSizeOf(doc: PsDocument): ComponentSize {
+    const bits = bitsOf(doc.bitsPerChannel);
+    if (bits === 1) throw new PanelError("Bitmap documents cannot hold new pixel layers: choose Image > Mode > Grayscale first.", "unsupported_document");
+    return bits;
+  }
+
+  function describe(doc: PsDocument<L>): DocumentInfo {
+    const bounds = doc.selection.bounds;
+    const selection =
+      bounds && bounds.right > bounds.left && bounds.bottom > bounds.top
+        ? { x: bounds.left, y: bounds.top, width: bounds.right - bounds.left, height: bounds.bottom - bounds.top }
+        : null;
+    const active = doc.activeLayers;
+    return {
+      id: doc.id,
+      title: doc.title,
+      width: doc.width,
+      height: doc.height,
+      mode: modeName(doc.mode),
+      bitsPerChannel: bitsOf(doc.bitsPerChannel),
+      selection,
+      activeLayer: active.length === 1 ? layerInfo(active[0]!) : null,
+    };
+  }
+
+  async function writeLayer(doc: PsDocument<L>, target: L, layer: NewLayer): Promise<void> {
+    const componentSize = componentSizeOf(doc);
+    const grayscale = doc.mode === DocumentMode.GRAYSCALE;
+    const { samples, components } = fromRgba8(layer.pixels, { componentSize, grayscale });
+    const pixels = await ps.imaging.createImageDataFromBuffer(samples, {
+      width: layer.pixels.width,
+      height: layer.pixels.height,
+      components,
+      chunky: true,
+      colorSpace: grayscale ? "Grayscale" : "RGB",
+      colorProfile: grayscale ? GRAY : SRGB,
+    });
+    try {
+      await ps.imaging.putPixels({
+        documentID: doc.id,
+        layerID: target.id,
+        imageData: pixels,
+        replace: true,
+        targetBounds: { left: layer.x, top: layer.y, width: layer.pixels.width, height: layer.pixels.height },
+      });
+    } finally {
+      dispose(pixels);
+    }
+    if (!layer.mask) return;
+    await ps.action.batchPlay([ADD_REVEAL_ALL_MASK], {});
+    const mask = await ps.imaging.createImageDataFromBuffer(maskFrom8(layer.mask, componentSize), {
+      width: layer.mask.width,
+      height: layer.mask.height,
+      components: 1,
+      chunky: true,
+      colorSpace: "Grayscale",
+      colorProfile: GRAY,
+    });
+    try {
+      await ps.imaging.putLayerMask({
+        documentID: doc.id,
+        layerID: target.id,
+        kind: "user",
+        imageData: mask,
+        replace: false,
+        targetBounds: { left: layer.x, top: layer.y, width: layer.mask.width, height: layer.mask.height },
+      });
+    } finally {
+      dispose(mask);
+    }
+  }
+
+  return {
+    async activeDocument(): Promise<DocumentInfo | null> {
+      let doc: PsDocument<L> | null;
+      try {
+        doc = ps.app.documents.length > 0 ? ps.app.activeDocument : null;
+      } catch {
+        doc = null;
+      }
+      return doc ? describe(doc) : null;
+    },
+
+    async documentInfo(documentId: number): Promise<DocumentInfo | null> {
+      const docs = ps.app.documents;
+      for (let i = 0; i < docs.length; i++) if (docs[i]!.id === documentId) return describe(docs[i]!);
+      return null;
+    },
+
+    async readPixels(documentId: number, source: PixelSource, region: Region): Promise<Rgba8> {
+      const doc = findDocument(documentId);
+      const empty = (): Rgba8 => ({ width: region.width, height: region.height, data: new Uint8Array(region.width * region.height * 4) });
+      let layerID: number | undefined;
+      if (source.kind === "layer") {
+        const layer = findLayer(doc.layers, source.layerId);
+        if (!layer) throw new PanelError("The layer to start from is gone; select a layer and try again.", "layer_missing");
+        // Photoshop refuses to read where a layer has no pixels at all.
+        if (!intersects(region, layer.boundsNoEffects)) return empty();
+        layerID = layer.id;
+      }
+      return modal("Underpaint: reading the document", async () => {
+        const result = await ps.imaging.getPixels({
+          documentID: documentId,
+          ...(layerID !== undefined ? { layerID } : {}),
+          sourceBounds: boundsOf(region),
+          colorSpace: "RGB",
+          colorProfile: SRGB,
+          componentSize: 8,
+          applyAlpha: false,
+        });
+        const image = await dataOf(result.imageData);
+        try {
+          const rgba = toRgba8(image.samples, image);
+          // Bounds come back trimmed to where pixels exist: put them back where they belong.
+          return padRgba(rgba, { left: result.sourceBounds.left - region.x, top: result.sourceBounds.top - region.y }, region);
+        } finally {
+          dispose(result.imageData);
+        }
+      });
+    },
+
+    async readSelection(documentId: number, region: Region): Promise<Mask8 | null> {
+      const doc = findDocument(documentId);
+      const bounds = doc.selection.bounds;
+      if (!bounds || !intersects(region, bounds)) return null;
+      return modal("Underpaint: reading the selection", async () => {
+        const result = await ps.imaging.getSelection({ documentID: documentId, sourceBounds: boundsOf(region) });
+        const image = await dataOf(result.imageData);
+        try {
+          const mask = toMask8(image.samples, image);
+          return padMask(mask, { left: result.sourceBounds.left - region.x, top: result.sourceBounds.top - region.y }, region);
+        } finally {
+          dispose(result.imageData);
+        }
+      });
+    },
+
+    async applyEdit(documentId: number, edit: DocumentEdit): Promise<WrittenEdit> {
+      return modal(edit.historyName, async (context) => {
+        const doc = findDocument(documentId);
+        const suspension = await context.hostControl.suspendHistory({ documentID: documentId, name: edit.historyName });
+        let committed = false;
+        const stopIfCancelled = () => {
+          if (context.isCancelled) throw new PanelError("Placing the results was cancelled; the document is as it was.", "cancelled");
+        };
+        try {
+          if (edit.grow) {
+            for (const step of canvasGrowth(doc.width, doc.height, edit.grow)) {
+              await doc.resizeCanvas(step.width, step.height, anchorConstant(step.anchor));
+            }
+          }
+          // Each new layer lands above the active one, so the bottom one is made first.
+          const created: L[] = [];
+          for (let i = edit.layers.length - 1; i >= 0; i--) {
+            stopIfCancelled();
+            const layer = edit.layers[i]!;
+            const target = await doc.createPixelLayer({ name: layer.name });
+            if (!target) throw new Error("Photoshop did not create the layer.");
+            created.unshift(target);
+            await writeLayer(doc, target, layer);
+          }
+          stopIfCancelled();
+          const group = await doc.createLayerGroup({ name: edit.groupName, fromLayers: created });
+          if (!group) throw new Error("Photoshop did not create the group.");
+          created.forEach((layer, i) => {
+            layer.visible = edit.layers[i]!.visible;
+          });
+          await context.hostControl.resumeHistory(suspension, true);
+          committed = true;
+          return { groupId: group.id, layerIds: created.map((l) => l.id) };
+        } finally {
+          // Anything short of the end puts the document back as it was.
+          if (!committed) await context.hostControl.resumeHistory(suspension, false).catch(() => {});
+        }
+      });
+    },
+
+    async showOnly(documentId: number, groupId: number, layerId: number): Promise<void> {
+      await modal("Underpaint: choose a variation", async (context) => {
+        const doc = findDocument(documentId);
+        const group = findLayer(doc.layers, groupId);
+        if (!group || !group.layers) throw new PanelError("The group of these results is gone from the document.", "layer_missing");
+        const suspension = await context.hostControl.suspendHistory({ documentID: documentId, name: "Underpaint: choose a variation" });
+        let committed = false;
+        try {
+          for (let i = 0; i < group.layers.length; i++) {
+            const layer = group.layers[i]!;
+            const visible = layer.id === layerId;
+            if (layer.visible !== visible) layer.visible = visible;
+          }
+          await context.hostControl.resumeHistory(suspension, true);
+          committed = true;
+        } finally {
+          if (!committed) await context.hostControl.resumeHistory(suspension, false).catch(() => {});
+        }
+      });
+    },
+
+    async encodeThumbnail(image): Promise<string> {
+      const count = image.width * image.height;
+      let rgb = image.data;
+      if (image.channels === 4) {
+        rgb = new Uint8Array(count * 3);
+        for (let i = 0; i < count; i++) {
+          rgb[i * 3] = image.data[i * 4]!;
+          rgb[i * 3 + 1] = image.data[i * 4 + 1]!;
+          rgb[i * 3 + 2] = image.data[i * 4 + 2]!;
+        }
+      }
+      const data = await ps.imaging.createImageDataFromBuffer(rgb, {
+        width: image.width,
+        height: image.height,
+        components: 3,
+        chunky: true,
+        colorSpace: "RGB",
+        colorProfile: SRGB,
+      });
+      try {
+        const encoded = await ps.imaging.encodeImageData({ imageData: data, base64: true });
+        const base64 = typeof encoded === "string" ? encoded : bytesToBase64(Uint8Array.from(encoded));
+        return `data:image/jpeg;base64,${base64}`;
+      } finally {
+        dispose(data);
+      }
+    },
+  };
+}
+
+const BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+export function bytesToBase64(bytes: Uint8Array): string {
+  let out = "";
+  for (let i = 0; i < bytes.length; i += 3) {
+    const a = bytes[i]!;
+    const b = bytes[i + 1] ?? 0;
+    const c = bytes[i + 2] ?? 0;
+    out += BASE64[a >> 2]! + BASE64[((a & 3) << 4) | (b >> 4)]!;
+    out += i + 1 < bytes.length ? BASE64[((b & 15) << 2) | (c >> 6)]! : "=";
+    out += i + 2 < bytes.length ? BASE64[c & 63]! : "=";
+  }
+  return out;
+}

@@ -1,0 +1,183 @@
+/**
+ * The panel's protocol client against the real daemon server (with the deterministic test
+ * engine): pairing, chunked frames out and in, progress and previews, cancel, timeouts,
+ * reconnecting with backoff, and a wrong token.
+ */
+import { afterEach, describe, expect, it } from "vitest";
+import WebSocket, { WebSocketServer } from "ws";
+import { startServer, type DaemonServer } from "../../daemon/server/server";
+import { ProtocolClient, type ClientOptions } from "../../plugin/src/client/client";
+import type { WebSocketLike } from "../../plugin/src/client/socket";
+import { PanelError } from "../../plugin/src/errors";
+import { FRAME_HEADER_BYTES, readFrameChunk } from "../../protocol";
+import { TestEngine } from "../helpers/test-engine";
+
+const TOKEN = "t".repeat(40);
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+/** ws in the browser's shape, recording every message the client sends (binary: a copy, and the view sent). */
+function recordingFactory(sent: Array<string | Uint8Array>, views: Uint8Array[] = []) {
+  return (url: string) => {
+    const socket = new WebSocket(url, { perMessageDeflate: false });
+    const send = socket.send.bind(socket);
+    (socket as unknown as { send(data: string | Uint8Array): void }).send = (data) => {
+      sent.push(typeof data === "string" ? data : data.slice());
+      if (typeof data !== "string") views.push(data);
+      send(data);
+    };
+    return socket as unknown as WebSocketLike;
+  };
+}
+
+async function daemon(engine = new TestEngine(), options: { port?: number; limits?: { chunkBytes: number } } = {}): Promise<DaemonServer> {
+  const server = await startServer({ token: TOKEN, engine, port: options.port ?? 0, ...(options.limits ? { limits: options.limits } : {}) });
+  cleanups.push(() => server.close());
+  return server;
+}
+
+function client(options: Partial<ClientOptions> & { url: string }, sent: Array<string | Uint8Array> = [], views: Uint8Array[] = []): ProtocolClient {
+  const c = new ProtocolClient({ socketFactory: recordingFactory(sent, views), token: TOKEN, backoff: { initialMs: 50, maxMs: 200 }, ...options });
+  cleanups.push(() => c.stop());
+  return c;
+}
+
+describe("the panel's protocol client", () => {
+  it("pairs, sends an image in chunks built in one reused buffer, and gets progress, previews and results", async () => {
+    const server = await daemon(new TestEngine({ stepMs: 2 }), { limits: { chunkBytes: 1000 } });
+    const sent: Array<string | Uint8Array> = [];
+    const views: Uint8Array[] = [];
+    const c = client({ url: server.url }, sent, views);
+    c.start();
+    const capabilities = await c.whenReady();
+    expect(capabilities.models[0]!.id).toBe("test-model");
+    expect(c.status).toMatchObject({ state: "ready", message: "Connected to the Underpaint daemon 0.0.0 on test engine." });
+
+    const image = { width: 30, height: 20, channels: 4 as const, data: Uint8Array.from({ length: 30 * 20 * 4 }, (_, i) => i % 251) };
+    const progress: number[] = [];
+    let previews = 0;
+    const handle = c.submit(
+      { mode: "img2img", model: "test-model", prompt: "p", seed: 3, steps: 4, guidance: 7, scheduler: "euler", width: 64, height: 64, variations: 2 },
+      { image },
+      { onProgress: (p) => progress.push(p.step), onPreview: () => previews++ },
+    );
+    const outcome = await handle.done;
+    expect(outcome.status).toBe("completed");
+    expect(progress).toEqual([1, 2, 3, 4]);
+    expect(previews).toBe(4);
+    expect(outcome.results.map((r) => [r.variation, r.seed])).toEqual([
+      [0, 3],
+      [1, 4],
+    ]);
+    // The test engine hands the init image back: it arrived whole, chunk by chunk.
+    expect(Buffer.from(outcome.results[0]!.image.data).equals(Buffer.from(image.data))).toBe(true);
+
+    const chunks = sent.filter((m): m is Uint8Array => typeof m !== "string");
+    expect(chunks).toHaveLength(Math.ceil(image.data.byteLength / 1000));
+    expect(chunks.every((m) => m.byteLength <= 1000 + FRAME_HEADER_BYTES)).toBe(true);
+    // Every chunk was a view into the same scratch buffer.
+    expect(new Set(views.map((m) => m.buffer)).size).toBe(1);
+    expect(readFrameChunk(chunks[0]!).header).toMatchObject({ kind: "image", offset: 0, totalLength: image.data.byteLength });
+  });
+
+  it("cancels a running job, and the outcome says so", async () => {
+    const engine = new TestEngine({ stepMs: 20 });
+    const server = await daemon(engine);
+    const c = client({ url: server.url });
+    c.start();
+    await c.whenReady();
+    let handleSteps = 0;
+    const handle = c.submit(
+      { mode: "txt2img", model: "test-model", prompt: "p", seed: 1, steps: 200, guidance: 7, scheduler: "euler", width: 64, height: 64 },
+      {},
+      {
+        onProgress: () => {
+          if (++handleSteps === 2) handle.cancel();
+        },
+      },
+    );
+    expect((await handle.done).status).toBe("cancelled");
+    expect(engine.stepsRun.get(handle.jobId)).toBeLessThan(10);
+    expect(c.activeJobs).toBe(0);
+  });
+
+  it("turns a refused job into a failed outcome with the daemon's sentence", async () => {
+    const server = await daemon();
+    const c = client({ url: server.url });
+    c.start();
+    await c.whenReady();
+    const outcome = await c.submit({ mode: "txt2img", model: "nope", prompt: "p", seed: 1, steps: 2, guidance: 7, scheduler: "euler", width: 64, height: 64 }, {}).done;
+    expect(outcome).toMatchObject({ status: "failed", error: { code: "model_not_found", message: 'There is no model "nope" (available: test-model).' } });
+  });
+
+  it("fails a job whose daemon goes quiet, after the idle timeout", async () => {
+    const server = await daemon(new TestEngine({ stepMs: 1_000 }));
+    const c = client({ url: server.url, timeouts: { jobIdleMs: 300 } });
+    c.start();
+    await c.whenReady();
+    const started = Date.now();
+    const outcome = await c.submit({ mode: "txt2img", model: "test-model", prompt: "p", seed: 1, steps: 3, guidance: 7, scheduler: "euler", width: 64, height: 64 }, {}).done;
+    expect(outcome).toMatchObject({ status: "failed", error: { code: "timeout" } });
+    expect(outcome.error!.message).toMatch(/stopped reporting/);
+    expect(Date.now() - started).toBeLessThan(3_000);
+  });
+
+  it("says the token is wrong, stops retrying, and pairs once the right token is pasted", async () => {
+    const server = await daemon();
+    const c = client({ url: server.url, token: "wrong" });
+    const states: string[] = [];
+    c.onStatus((s) => states.push(s.state));
+    c.start();
+    await expect(c.whenReady()).rejects.toThrow("The pairing token is wrong: run `npx underpaint token` and paste it into the panel.");
+    expect(c.status.state).toBe("refused");
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(states.filter((s) => s === "connecting")).toHaveLength(1);
+    c.setToken(TOKEN);
+    await c.whenReady();
+    expect(c.status.state).toBe("ready");
+  });
+
+  it("asks for a token before connecting when it has none", () => {
+    const c = client({ url: "ws://127.0.0.1:1", token: "" });
+    c.start();
+    expect(c.status).toEqual({ state: "unpaired", message: "Paste the pairing token: run `npx underpaint token` in a terminal and copy what it prints." });
+    expect(() => c.submit({ mode: "txt2img", model: "m", prompt: "", seed: 1, steps: 1, guidance: 1, scheduler: "euler", width: 64, height: 64 }, {})).toThrow(PanelError);
+  });
+
+  it("retries with growing delays while the daemon is away, and fails running jobs when it drops", async () => {
+    const engine = new TestEngine({ stepMs: 50 });
+    const first = await startServer({ token: TOKEN, engine, port: 0 });
+    const port = first.port;
+    const c = client({ url: first.url, backoff: { initialMs: 40, maxMs: 160 } });
+    const delays: number[] = [];
+    c.onStatus((s) => s.retryInMs !== undefined && delays.push(s.retryInMs));
+    c.start();
+    await c.whenReady();
+    const running = c.submit({ mode: "txt2img", model: "test-model", prompt: "p", seed: 1, steps: 100, guidance: 7, scheduler: "euler", width: 64, height: 64 }, {});
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await first.close();
+    const outcome = await running.done;
+    // The daemon cancels its jobs as it shuts down, or the connection drops first: a failure either way.
+    expect(outcome.status).toBe("failed");
+    expect(outcome.error!.message).toMatch(/nothing was changed in your document/);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(delays.slice(0, 4)).toEqual([40, 80, 160, 160]);
+    expect(c.status.message).toMatch(/^Cannot reach the Underpaint daemon at ws:\/\/127\.0\.0\.1:\d+\./);
+    await daemon(engine, { port });
+    await c.whenReady(5_000);
+    expect(c.status.state).toBe("ready");
+  });
+
+  it("gives up on a daemon that accepts the connection but never answers the hello", async () => {
+    const silent = new WebSocketServer({ port: 0, host: "127.0.0.1" });
+    cleanups.push(() => new Promise<void>((resolve) => silent.close(() => resolve())));
+    await new Promise<void>((resolve) => silent.once("listening", () => resolve()));
+    const port = (silent.address() as { port: number }).port;
+    const c = client({ url: `ws://127.0.0.1:${port}`, timeouts: { welcomeMs: 150 } });
+    c.start();
+    await expect.poll(() => c.status.state, { timeout: 3_000 }).toBe("retrying");
+    expect(c.status.message).toMatch(/^The daemon accepted the connection but did not answer the pairing in time\./);
+  });
+});

@@ -1,0 +1,1035 @@
+/**
+ * An in-memory Photoshop for tests, shaped like require("photoshop") as the adapter sees it
+ * (PhotoshopApi), that keeps UXP's rules and fails loudly where Photoshop would:
+ * - document changes only inside core.executeAsModal, one modal scope at a time;
+ * - imaging.getPixels / getSelection trim their bounds to where pixels exist (and refuse an
+ *   area with none), and read RGB, Grayscale and Lab documents only;
+ * - putPixels only into pixel layers, with image data of the document's depth and colour space;
+ *   putLayerMask only on a layer that has a user mask;
+ * - every change outside a suspended history is its own history state; suspendHistory /
+ *   resumeHistory(commit) make one state, or roll the document back;
+ * - resizeCanvas moves every layer (and the selection) by its anchor; the background layer
+ *   grows with the background colour (white).
+ * Pixels are kept as 0..1 floats in the document's own encoding (32-bit: linear light).
+ * No Node APIs: the same code runs in the browser for the panel test.
+ */
+import type { Constants, ExecutionContext, PhotoshopApi, PsBounds, imaging } from "../../plugin/src/photoshop/api";
+import { bytesToBase64 } from "../../plugin/src/photoshop/uxp-host";
+import { linearToSrgb, srgbToLinear } from "../../plugin/src/photoshop/pixels";
+
+export type FakeMode = "RGBColorMode" | "grayscaleMode" | "CMYKColorMode" | "labColorMode" | "indexedColorMode" | "bitmapMode";
+export type FakeDepth = 8 | 16 | 32;
+
+const CONSTANTS = {
+  AnchorPosition: {
+    BOTTOMCENTER: "bottom-center",
+    BOTTOMLEFT: "bottom-left",
+    BOTTOMRIGHT: "bottom-right",
+    MIDDLECENTER: "middle-center",
+    MIDDLELEFT: "middle-left",
+    MIDDLERIGHT: "middle-right",
+    TOPCENTER: "top-center",
+    TOPLEFT: "top-left",
+    TOPRIGHT: "top-right",
+  },
+  DocumentMode: {
+    BITMAP: "bitmapMode",
+    CMYK: "CMYKColorMode",
+    DUOTONE: "duotoneMode",
+    GRAYSCALE: "grayscaleMode",
+    INDEXEDCOLOR: "indexedColorMode",
+    LAB: "labColorMode",
+    MULTICHANNEL: "multichannelMode",
+    RGB: "RGBColorMode",
+  },
+  BitsPerChannelType: { ONE: "bitDepth1", EIGHT: "bitDepth8", SIXTEEN: "bitDepth16", THIRTYTWO: "bitDepth32" },
+  LayerKind: { NORMAL: "pixel", GROUP: "group", TEXT: "text", SMARTOBJECT: "smartObject" },
+};
+
+interface Raster {
+  left: number;
+  top: number;
+  width: number;
+  height: number;
+  /** RGBA, 0..1, document encoding. */
+  data: Float32Array;
+}
+
+interface MaskRaster {
+  left: number;
+  top: number;
+  width: number;
+  height: number;
+  /** 0..1 */
+  data: Float32Array;
+  /** The value outside the rectangle (a "reveal all" mask shows everything). */
+  outside: number;
+}
+
+interface LayerState {
+  id: number;
+  name: string;
+  visible: boolean;
+  kind: "pixel" | "group" | "text";
+  background: boolean;
+  content: Raster | null;
+  mask: MaskRaster | null;
+  children: LayerState[];
+}
+
+interface DocState {
+  width: number;
+  height: number;
+  /** Top to bottom. */
+  layers: LayerState[];
+  /** Canvas-sized, 0..1, or null. */
+  selection: Float32Array | null;
+  activeIds: number[];
+}
+
+export interface FakeLayerSpec {
+  name: string;
+  background?: boolean;
+  /** 8-bit sRGB RGBA pixels at (left, top); a background layer must cover the canvas. */
+  pixels?: { width: number; height: number; data: Uint8Array };
+  left?: number;
+  top?: number;
+  kind?: "pixel" | "text";
+}
+
+export interface FakeDocumentSpec {
+  title?: string;
+  width: number;
+  height: number;
+  mode?: FakeMode;
+  depth?: FakeDepth;
+  /** Top to bottom. */
+  layers: FakeLayerSpec[];
+}
+
+const clone = (state: DocState): DocState => ({
+  width: state.width,
+  height: state.height,
+  selection: state.selection ? new Float32Array(state.selection) : null,
+  activeIds: [...state.activeIds],
+  layers: state.layers.map(cloneLayer),
+});
+
+function cloneLayer(layer: LayerState): LayerState {
+  return {
+    ...layer,
+    content: layer.content ? { ...layer.content, data: new Float32Array(layer.content.data) } : null,
+    mask: layer.mask ? { ...layer.mask, data: new Float32Array(layer.mask.data) } : null,
+    children: layer.children.map(cloneLayer),
+  };
+}
+
+function clamp01(v: number): number {
+  return v < 0 ? 0 : v > 1 ? 1 : v;
+}
+
+class FakeImageData implements imaging.PhotoshopImageData {
+  disposed = false;
+  readonly chunky = true;
+  readonly type = "image/uncompressed" as const;
+  constructor(
+    readonly width: number,
+    readonly height: number,
+    readonly components: number,
+    readonly componentSize: 8 | 16 | 32,
+    readonly colorSpace: imaging.ColorSpace,
+    readonly colorProfile: string,
+    readonly samples: Uint8Array | Uint16Array | Float32Array,
+  ) {}
+
+  get hasAlpha(): boolean {
+    return this.colorSpace === "Grayscale" ? this.components === 2 : this.components === 4;
+  }
+
+  get pixelFormat(): imaging.PixelFormat {
+    if (this.colorSpace === "Grayscale") return this.hasAlpha ? "GrayscaleAlpha" : "Grayscale";
+    if (this.colorSpace === "Lab") return this.hasAlpha ? "LABAlpha" : "LAB";
+    return this.hasAlpha ? "RGBA" : "RGB";
+  }
+
+  getData = async (options: imaging.GetDataOptions = {}): Promise<Uint8Array | Uint16Array | Float32Array> => {
+    if (this.disposed) throw new Error("getData: the image data was disposed.");
+    if (options.chunky === false) throw new Error("fake Photoshop: planar data is not modelled.");
+    return this.samples;
+  };
+
+  dispose = async (): Promise<void> => {
+    this.disposed = true;
+  };
+}
+
+/** A handle on a layer by id, as Photoshop's Layer objects are. */
+export class FakeLayer {
+  constructor(
+    private readonly doc: FakeDocument,
+    readonly id: number,
+  ) {}
+
+  private get state(): LayerState {
+    const state = this.doc.findState(this.id);
+    if (!state) throw new Error(`Layer ${this.id} does not exist (any more).`);
+    return state;
+  }
+
+  get name(): string {
+    return this.state.name;
+  }
+  set name(name: string) {
+    this.doc.ps.requireModal("set layer name");
+    this.state.name = name;
+    this.doc.record("Rename Layer");
+  }
+  get visible(): boolean {
+    return this.state.visible;
+  }
+  set visible(visible: boolean) {
+    this.doc.ps.requireModal("set layer visibility");
+    this.state.visible = visible;
+    this.doc.record(visible ? "Show Layer" : "Hide Layer");
+  }
+  get kind(): Constants.LayerKind {
+    const kind = this.state.kind;
+    return (kind === "pixel" ? CONSTANTS.LayerKind.NORMAL : kind === "group" ? CONSTANTS.LayerKind.GROUP : CONSTANTS.LayerKind.TEXT) as Constants.LayerKind;
+  }
+  get isBackgroundLayer(): boolean {
+    return this.state.background;
+  }
+  get boundsNoEffects(): PsBounds {
+    return contentBounds(this.state) ?? { left: 0, top: 0, right: 0, bottom: 0 };
+  }
+  get layers(): FakeLayer[] | null {
+    const state = this.state;
+    return state.kind === "group" ? state.children.map((c) => new FakeLayer(this.doc, c.id)) : null;
+  }
+  get parent(): FakeLayer | null {
+    const parent = this.doc.parentOf(this.id);
+    return parent ? new FakeLayer(this.doc, parent.id) : null;
+  }
+  /** Test view: whether the layer has a user mask. */
+  get hasMask(): boolean {
+    return this.state.mask !== null;
+  }
+  delete(): void {
+    this.doc.ps.requireModal("delete a layer");
+    const list = this.doc.listOf(this.id);
+    list.splice(list.findIndex((l) => l.id === this.id), 1);
+    this.doc.record("Delete Layer");
+  }
+}
+
+function contentBounds(layer: LayerState): PsBounds | null {
+  if (layer.kind === "group") {
+    let out: PsBounds | null = null;
+    for (const child of layer.children) {
+      const b = contentBounds(child);
+      if (b) out = out ? { left: Math.min(out.left, b.left), top: Math.min(out.top, b.top), right: Math.max(out.right, b.right), bottom: Math.max(out.bottom, b.bottom) } : b;
+    }
+    return out;
+  }
+  const c = layer.content;
+  if (!c) return null;
+  let left = Infinity, top = Infinity, right = -Infinity, bottom = -Infinity;
+  for (let y = 0; y < c.height; y++) {
+    for (let x = 0; x < c.width; x++) {
+      if (c.data[(y * c.width + x) * 4 + 3]! <= 0) continue;
+      left = Math.min(left, x);
+      right = Math.max(right, x + 1);
+      top = Math.min(top, y);
+      bottom = Math.max(bottom, y + 1);
+    }
+  }
+  return left === Infinity ? null : { left: c.left + left, top: c.top + top, right: c.left + right, bottom: c.top + bottom };
+}
+
+export class FakeDocument {
+  state: DocState;
+  readonly history: string[] = [];
+  private suspension: { id: number; name: string; snapshot: DocState } | undefined;
+
+  constructor(
+    readonly ps: FakePhotoshop,
+    readonly id: number,
+    readonly title: string,
+    readonly modeValue: FakeMode,
+    readonly depth: FakeDepth,
+    state: DocState,
+  ) {
+    this.state = state;
+  }
+
+  // ---- the Document API the adapter uses ----
+
+  get width(): number {
+    return this.state.width;
+  }
+  get height(): number {
+    return this.state.height;
+  }
+  get mode(): Constants.DocumentMode {
+    return this.modeValue as Constants.DocumentMode;
+  }
+  get bitsPerChannel(): Constants.BitsPerChannelType {
+    return (this.depth === 8 ? "bitDepth8" : this.depth === 16 ? "bitDepth16" : "bitDepth32") as Constants.BitsPerChannelType;
+  }
+  get layers(): FakeLayer[] {
+    return this.state.layers.map((l) => new FakeLayer(this, l.id));
+  }
+  get activeLayers(): FakeLayer[] {
+    return this.state.activeIds.filter((id) => this.findState(id)).map((id) => new FakeLayer(this, id));
+  }
+  get selection(): { readonly bounds: PsBounds | null } {
+    const doc = this;
+    return {
+      get bounds() {
+        return doc.selectionBounds();
+      },
+    };
+  }
+
+  async resizeCanvas(width: number, height: number, anchor?: Constants.AnchorPosition): Promise<void> {
+    this.ps.requireModal("resizeCanvas");
+    if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) throw new Error(`resizeCanvas: bad size ${width}x${height}.`);
+    const name = (anchor as string | undefined) ?? "middle-center";
+    const [v, h] = name.split("-") as [string, string];
+    const dx = width - this.state.width;
+    const dy = height - this.state.height;
+    const ox = h === "left" ? 0 : h === "center" ? Math.floor(dx / 2) : dx;
+    const oy = v === "top" ? 0 : v === "middle" ? Math.floor(dy / 2) : dy;
+    const shift = (layer: LayerState) => {
+      if (layer.content) {
+        layer.content.left += ox;
+        layer.content.top += oy;
+      }
+      if (layer.mask) {
+        layer.mask.left += ox;
+        layer.mask.top += oy;
+      }
+      layer.children.forEach(shift);
+      if (layer.background && layer.content) {
+        // The background layer is the canvas: new area in the background colour (white).
+        const grown = new Float32Array(width * height * 4).fill(1);
+        const c = layer.content;
+        for (let y = 0; y < c.height; y++) {
+          for (let x = 0; x < c.width; x++) {
+            const tx = c.left + x;
+            const ty = c.top + y;
+            if (tx < 0 || ty < 0 || tx >= width || ty >= height) continue;
+            grown.set(c.data.subarray((y * c.width + x) * 4, (y * c.width + x) * 4 + 4), (ty * width + tx) * 4);
+          }
+        }
+        layer.content = { left: 0, top: 0, width, height, data: grown };
+      }
+    };
+    this.state.layers.forEach(shift);
+    if (this.state.selection) {
+      const old = this.state.selection;
+      const moved = new Float32Array(width * height);
+      for (let y = 0; y < this.state.height; y++) {
+        for (let x = 0; x < this.state.width; x++) {
+          const tx = x + ox;
+          const ty = y + oy;
+          if (tx >= 0 && ty >= 0 && tx < width && ty < height) moved[ty * width + tx] = old[y * this.state.width + x]!;
+        }
+      }
+      this.state.selection = moved;
+    }
+    this.state.width = width;
+    this.state.height = height;
+    this.record("Canvas Size");
+  }
+
+  async createPixelLayer(options: { name?: string } = {}): Promise<FakeLayer> {
+    this.ps.requireModal("createPixelLayer");
+    const layer: LayerState = { id: this.ps.newId(), name: options.name ?? "Layer", visible: true, kind: "pixel", background: false, content: null, mask: null, children: [] };
+    this.insertAboveActive(layer);
+    this.record("New Layer");
+    return new FakeLayer(this, layer.id);
+  }
+
+  async createLayerGroup(options: { name?: string; fromLayers?: FakeLayer[] } = {}): Promise<FakeLayer> {
+    this.ps.requireModal("createLayerGroup");
+    const group: LayerState = { id: this.ps.newId(), name: options.name ?? "Group", visible: true, kind: "group", background: false, content: null, mask: null, children: [] };
+    const from = options.fromLayers ?? [];
+    if (from.length === 0) {
+      this.insertAboveActive(group);
+    } else {
+      const list = this.listOf(from[0]!.id);
+      for (const layer of from) {
+        if (this.listOf(layer.id) !== list) throw new Error("createLayerGroup: the layers to group have different parents.");
+        if (this.findState(layer.id)!.background) throw new Error("createLayerGroup: the background layer cannot be grouped.");
+      }
+      const ids = new Set(from.map((l) => l.id));
+      const at = list.findIndex((l) => ids.has(l.id));
+      group.children = list.filter((l) => ids.has(l.id));
+      const rest = list.filter((l) => !ids.has(l.id));
+      rest.splice(at, 0, group);
+      list.splice(0, list.length, ...rest);
+      this.state.activeIds = [group.id];
+    }
+    this.record("Group Layers");
+    return new FakeLayer(this, group.id);
+  }
+
+  // ---- internals shared with the imaging module ----
+
+  record(name: string): void {
+    if (!this.suspension) this.history.push(name);
+  }
+
+  suspend(name: string, id: number): void {
+    if (this.suspension) throw new Error("suspendHistory: the document's history is already suspended.");
+    this.suspension = { id, name, snapshot: clone(this.state) };
+  }
+
+  resume(id: number, commit: boolean, finalName?: string): void {
+    if (!this.suspension || this.suspension.id !== id) throw new Error(`resumeHistory: no suspension ${id} on this document.`);
+    const { name, snapshot } = this.suspension;
+    this.suspension = undefined;
+    if (commit) this.history.push(finalName ?? name);
+    else this.state = snapshot;
+  }
+
+  get suspended(): boolean {
+    return this.suspension !== undefined;
+  }
+
+  findState(id: number, layers: LayerState[] = this.state.layers): LayerState | undefined {
+    for (const layer of layers) {
+      if (layer.id === id) return layer;
+      const inner = this.findState(id, layer.children);
+      if (inner) return inner;
+    }
+    return undefined;
+  }
+
+  parentOf(id: number, layers: LayerState[] = this.state.layers, parent: LayerState | null = null): LayerState | null {
+    for (const layer of layers) {
+      if (layer.id === id) return parent;
+      const inner = this.parentOf(id, layer.children, layer);
+      if (inner !== null) return inner;
+    }
+    return null;
+  }
+
+  listOf(id: number): LayerState[] {
+    const parent = this.parentOf(id);
+    const list = parent ? parent.children : this.state.layers;
+    if (!list.some((l) => l.id === id)) throw new Error(`Layer ${id} does not exist.`);
+    return list;
+  }
+
+  private insertAboveActive(layer: LayerState): void {
+    const active = this.state.activeIds.length === 1 ? this.findState(this.state.activeIds[0]!) : undefined;
+    if (active) {
+      const list = this.listOf(active.id);
+      list.splice(list.indexOf(active), 0, layer);
+    } else {
+      this.state.layers.unshift(layer);
+    }
+    this.state.activeIds = [layer.id];
+  }
+
+  selectionBounds(): PsBounds | null {
+    const sel = this.state.selection;
+    if (!sel) return null;
+    let left = Infinity, top = Infinity, right = -Infinity, bottom = -Infinity;
+    for (let y = 0; y < this.state.height; y++) {
+      for (let x = 0; x < this.state.width; x++) {
+        if (sel[y * this.state.width + x]! <= 0) continue;
+        left = Math.min(left, x);
+        right = Math.max(right, x + 1);
+        top = Math.min(top, y);
+        bottom = Math.max(bottom, y + 1);
+      }
+    }
+    return left === Infinity ? null : { left, top, right, bottom };
+  }
+
+  /** The merged visible image, RGBA 0..1 in document encoding (float64 while blending). */
+  compositeFloat(): Float64Array {
+    const { width, height } = this.state;
+    const out = new Float64Array(width * height * 4);
+    const paint = (layers: LayerState[]) => {
+      for (let i = layers.length - 1; i >= 0; i--) {
+        const layer = layers[i]!;
+        if (!layer.visible) continue;
+        if (layer.kind === "group") {
+          paint(layer.children);
+          continue;
+        }
+        const c = layer.content;
+        if (!c) continue;
+        for (let y = Math.max(0, c.top); y < Math.min(height, c.top + c.height); y++) {
+          for (let x = Math.max(0, c.left); x < Math.min(width, c.left + c.width); x++) {
+            const s = ((y - c.top) * c.width + (x - c.left)) * 4;
+            const a = c.data[s + 3]! * maskAt(layer.mask, x, y);
+            if (a <= 0) continue;
+            const o = (y * width + x) * 4;
+            const below = out[o + 3]!;
+            const alpha = a + below * (1 - a);
+            for (let k = 0; k < 3; k++) out[o + k] = (c.data[s + k]! * a + out[o + k]! * below * (1 - a)) / alpha;
+            out[o + 3] = alpha;
+          }
+        }
+      }
+    };
+    paint(this.state.layers);
+    return out;
+  }
+
+  /** Whether the composite is opaque by construction (a visible background layer). */
+  hasOpaqueBase(): boolean {
+    const bottom = this.state.layers[this.state.layers.length - 1];
+    return !!bottom && bottom.background && bottom.visible;
+  }
+
+  // ---- test views (not Photoshop API) ----
+
+  /** The merged visible image as 8-bit sRGB RGBA. */
+  composite8(): { width: number; height: number; data: Uint8Array } {
+    const f = this.compositeFloat();
+    const data = new Uint8Array(f.length);
+    for (let i = 0; i < f.length; i++) {
+      const alpha = i % 4 === 3;
+      const v = !alpha && this.depth === 32 ? linearToSrgb(clamp01(f[i]!)) : clamp01(f[i]!);
+      data[i] = Math.round(v * 255);
+    }
+    return { width: this.state.width, height: this.state.height, data };
+  }
+
+  /** A summary of the layer tree, top to bottom: names, kinds, visibility, masks. */
+  tree(): LayerSummary[] {
+    const summarize = (layer: LayerState): LayerSummary => ({
+      id: layer.id,
+      name: layer.name,
+      kind: layer.kind,
+      visible: layer.visible,
+      hasMask: layer.mask !== null,
+      bounds: contentBounds(layer),
+      ...(layer.kind === "group" ? { children: layer.children.map(summarize) } : {}),
+    });
+    return this.state.layers.map(summarize);
+  }
+
+  /** Test setup: a soft selection from 0..255 values over the canvas (not Photoshop API). */
+  setSelection(mask: Uint8Array | null): void {
+    if (mask && mask.length !== this.state.width * this.state.height) throw new Error("setSelection: the mask must cover the canvas.");
+    this.state.selection = mask ? Float32Array.from(mask, (v) => v / 255) : null;
+  }
+
+  /** Test setup: which layers are active (not Photoshop API). */
+  setActive(ids: number[]): void {
+    this.state.activeIds = ids;
+  }
+
+  /** A layer's mask as 8-bit values over its rectangle (test view). */
+  layerMask(id: number): { left: number; top: number; width: number; height: number; data: Uint8Array } | null {
+    const mask = this.findState(id)?.mask;
+    if (!mask) return null;
+    return { ...mask, data: Uint8Array.from(mask.data, (v) => Math.round(v * 255)) };
+  }
+}
+
+export interface LayerSummary {
+  id: number;
+  name: string;
+  kind: "pixel" | "group" | "text";
+  visible: boolean;
+  hasMask: boolean;
+  bounds: PsBounds | null;
+  children?: LayerSummary[];
+}
+
+function maskAt(mask: MaskRaster | null, x: number, y: number): number {
+  if (!mask) return 1;
+  const mx = x - mask.left;
+  const my = y - mask.top;
+  if (mx < 0 || my < 0 || mx >= mask.width || my >= mask.height) return mask.outside;
+  return mask.data[my * mask.width + mx]!;
+}
+
+function intersect(a: PsBounds, b: PsBounds): PsBounds | null {
+  const left = Math.max(a.left, b.left);
+  const top = Math.max(a.top, b.top);
+  const right = Math.min(a.right, b.right);
+  const bottom = Math.min(a.bottom, b.bottom);
+  return right > left && bottom > top ? { left, top, right, bottom } : null;
+}
+
+function boundsOf(bounds: imaging.Bounds | imaging.BoundsSize | undefined, fallback: PsBounds): PsBounds {
+  if (!bounds) return fallback;
+  if ("width" in bounds) return { left: bounds.left, top: bounds.top, right: bounds.left + bounds.width, bottom: bounds.top + bounds.height };
+  return { left: bounds.left, top: bounds.top, right: bounds.right, bottom: bounds.bottom };
+}
+
+const TYPE_BY_SIZE = { 8: Uint8Array, 16: Uint16Array, 32: Float32Array } as const;
+
+export class FakePhotoshop implements PhotoshopApi<FakeLayer> {
+  readonly documents: FakeDocument[] = [];
+  private active: FakeDocument | null = null;
+  private modalName: string | undefined;
+  private nextId = 1;
+  private nextSuspension = 1;
+  /** Every executeAsModal command name, in order. */
+  readonly modalCommands: string[] = [];
+  /** Rules broken by the code under test (for tests that assert none). */
+  readonly violations: string[] = [];
+  /** Set to make the next modal scope report isCancelled, as when the artist presses Esc. */
+  cancelNextModal = false;
+  private readonly faults = new Map<string, number>();
+  private readonly calls = new Map<string, number>();
+
+  /** Test setup: the nth call (1-based, from now) of this imaging function fails, as a full disk would make it. */
+  injectFault(api: "putPixels" | "putLayerMask" | "getPixels", nth: number): void {
+    this.faults.set(api, (this.calls.get(api) ?? 0) + nth);
+  }
+
+  private count(api: string): void {
+    const n = (this.calls.get(api) ?? 0) + 1;
+    this.calls.set(api, n);
+    if (this.faults.get(api) === n) throw new Error(`${api}: Photoshop could not complete the request (scratch disk full).`);
+  }
+
+  readonly constants = CONSTANTS as unknown as PhotoshopApi["constants"];
+
+  readonly app: { readonly activeDocument: FakeDocument | null; readonly documents: FakeDocument[] };
+
+  constructor() {
+    const self = this;
+    this.app = {
+      get activeDocument() {
+        return self.active;
+      },
+      get documents() {
+        return self.documents;
+      },
+    };
+  }
+
+  readonly core = {
+    executeAsModal: async <T>(target: (context: ExecutionContext, descriptor?: object) => Promise<T>, options: { commandName: string }): Promise<T> => {
+      if (this.modalName !== undefined) throw new Error(`host is in a modal state (${this.modalName})`);
+      if (!options?.commandName) throw new Error("executeAsModal: commandName is required.");
+      this.modalName = options.commandName;
+      this.modalCommands.push(options.commandName);
+      const suspensions = new Map<number, FakeDocument>();
+      const cancelled = this.cancelNextModal;
+      this.cancelNextModal = false;
+      const context: ExecutionContext = {
+        isCancelled: cancelled,
+        onCancel: undefined,
+        reportProgress: () => {},
+        hostControl: {
+          suspendHistory: async ({ documentID, name }) => {
+            this.requireModal("suspendHistory");
+            const doc = this.documentById(documentID);
+            const id = this.nextSuspension++;
+            doc.suspend(name, id);
+            suspensions.set(id, doc);
+            return { historySuspensionID: id };
+          },
+          resumeHistory: async ({ historySuspensionID, finalName }, commit = true) => {
+            this.requireModal("resumeHistory");
+            const doc = suspensions.get(historySuspensionID);
+            if (!doc) throw new Error(`resumeHistory: unknown suspension ${historySuspensionID}.`);
+            suspensions.delete(historySuspensionID);
+            doc.resume(historySuspensionID, commit, finalName);
+          },
+          registerAutoCloseDocument: async () => {},
+          unregisterAutoCloseDocument: async () => {},
+        },
+      };
+      try {
+        return await target(context);
+      } finally {
+        for (const [id, doc] of suspensions) {
+          this.violations.push(`history of document ${doc.id} left suspended by "${options.commandName}"`);
+          doc.resume(id, true);
+        }
+        this.modalName = undefined;
+      }
+    },
+  };
+
+  readonly action = {
+    batchPlay: async (commands: Array<{ _obj: string; [key: string]: unknown }>): Promise<Array<{ _obj: string }>> => {
+      this.requireModal("batchPlay");
+      for (const command of commands) {
+        const c = command as { _obj: string; new?: { _class?: string }; at?: { _ref?: string; _value?: string }; using?: { _value?: string } };
+        if (c._obj === "make" && c.new?._class === "channel" && c.at?._ref === "channel" && c.at._value === "mask" && c.using?._value === "revealAll") {
+          const doc = this.activeDocumentOrThrow();
+          const [id, ...more] = doc.state.activeIds;
+          if (id === undefined || more.length) throw new Error("Add layer mask: select one layer.");
+          const layer = doc.findState(id)!;
+          if (layer.background) throw new Error("Add layer mask: the background layer cannot have a mask.");
+          if (layer.mask) throw new Error("Add layer mask: the layer already has one.");
+          layer.mask = { left: 0, top: 0, width: 0, height: 0, data: new Float32Array(0), outside: 1 };
+          doc.record("Add Layer Mask");
+          continue;
+        }
+        throw new Error(`fake Photoshop: batchPlay "${command._obj}" is not modelled.`);
+      }
+      return commands.map(() => ({ _obj: "result" }));
+    },
+  };
+
+  readonly imaging = {
+    getPixels: async (options: imaging.GetPixelsOptions): Promise<imaging.GetPixelsResult> => {
+      this.count("getPixels");
+      const doc = this.documentFor(options.documentID);
+      this.requireImagingMode(doc);
+      if (options.targetSize) throw new Error("fake Photoshop: targetSize is not modelled.");
+      const canvas = { left: 0, top: 0, right: doc.width, bottom: doc.height };
+      const requested = boundsOf(options.sourceBounds, canvas);
+      let available: PsBounds | null;
+      let source: (x: number, y: number, out: number[]) => void;
+      let hasAlpha: boolean;
+      if (options.layerID !== undefined) {
+        const layer = doc.findState(options.layerID);
+        if (!layer) throw new Error(`getPixels: there is no layer ${options.layerID}.`);
+        if (layer.kind !== "pixel") throw new Error("getPixels: the layer is not a pixel layer.");
+        available = contentBounds(layer);
+        hasAlpha = !layer.background;
+        const c = layer.content;
+        source = (x, y, out) => {
+          const s = c ? ((y - c.top) * c.width + (x - c.left)) * 4 : -1;
+          for (let k = 0; k < 4; k++) out[k] = s >= 0 && x >= c!.left && y >= c!.top && x < c!.left + c!.width && y < c!.top + c!.height ? c!.data[s + k]! : 0;
+        };
+      } else {
+        const f = doc.compositeFloat();
+        available = null;
+        for (const layer of doc.state.layers) {
+          if (!layer.visible) continue;
+          const b = contentBounds(layer);
+          if (b) available = available ? { left: Math.min(available.left, b.left), top: Math.min(available.top, b.top), right: Math.max(available.right, b.right), bottom: Math.max(available.bottom, b.bottom) } : b;
+        }
+        available = available ? intersect(available, canvas) : null;
+        hasAlpha = !doc.hasOpaqueBase();
+        source = (x, y, out) => {
+          const s = (y * doc.width + x) * 4;
+          for (let k = 0; k < 4; k++) out[k] = f[s + k]!;
+        };
+      }
+      const trimmed = available ? intersect(requested, available) : null;
+      if (!trimmed) throw new Error("getPixels: there are no pixels in the requested area.");
+      const componentSize = options.componentSize === undefined || options.componentSize === -1 ? doc.depth : options.componentSize;
+      const gray = options.colorSpace ? options.colorSpace === "Grayscale" : doc.modeValue === "grayscaleMode";
+      const applyAlpha = options.applyAlpha === true;
+      const alpha = hasAlpha && !applyAlpha;
+      const components = (gray ? 1 : 3) + (alpha ? 1 : 0);
+      const width = trimmed.right - trimmed.left;
+      const height = trimmed.bottom - trimmed.top;
+      const samples = new TYPE_BY_SIZE[componentSize](width * height * components);
+      const px = [0, 0, 0, 0];
+      for (let y = 0; y < height; y++) {
+        for (let x = 0; x < width; x++) {
+          source(trimmed.left + x, trimmed.top + y, px);
+          let [r, g, b] = [px[0]!, px[1]!, px[2]!];
+          const a = px[3]!;
+          if (applyAlpha) {
+            const white = 1;
+            r = r * a + white * (1 - a);
+            g = g * a + white * (1 - a);
+            b = b * a + white * (1 - a);
+          }
+          const o = (y * width + x) * components;
+          const colours = gray ? [r] : [r, g, b];
+          colours.forEach((v, k) => {
+            samples[o + k] = this.encodeSample(v, doc.depth, componentSize);
+          });
+          if (alpha) samples[o + components - 1] = this.encodeAlpha(a, componentSize);
+        }
+      }
+      const imageData = new FakeImageData(width, height, components, componentSize, gray ? "Grayscale" : "RGB", options.colorProfile ?? (gray ? "Gray Gamma 2.2" : "sRGB IEC61966-2.1"), samples);
+      return { imageData, sourceBounds: trimmed, level: 0 };
+    },
+
+    putPixels: async (options: imaging.PutPixelsOptions): Promise<void> => {
+      this.requireModal("putPixels");
+      this.count("putPixels");
+      const doc = this.documentFor(options.documentID);
+      const layer = doc.findState(options.layerID);
+      if (!layer) throw new Error(`putPixels: there is no layer ${options.layerID}.`);
+      if (layer.kind !== "pixel") throw new Error("putPixels: the target must be a pixel layer.");
+      const data = this.checkImageData(options.imageData, doc);
+      const colourComponents = data.colorSpace === "Grayscale" ? 1 : 3;
+      const at = options.targetBounds ?? { left: 0, top: 0 };
+      const raster: Raster = { left: at.left, top: at.top, width: data.width, height: data.height, data: new Float32Array(data.width * data.height * 4) };
+      for (let i = 0; i < data.width * data.height; i++) {
+        const s = i * data.components;
+        for (let k = 0; k < 3; k++) raster.data[i * 4 + k] = this.decodeSample(data.samples[s + (colourComponents === 1 ? 0 : k)]!, data.componentSize);
+        raster.data[i * 4 + 3] = data.hasAlpha ? this.decodeAlpha(data.samples[s + data.components - 1]!, data.componentSize) : 1;
+      }
+      if (options.replace === false && layer.content) layer.content = merge(layer.content, raster);
+      else layer.content = raster;
+      doc.record(options.commandName ?? "Put Pixels");
+    },
+
+    getSelection: async (options: imaging.GetSelectionOptions): Promise<imaging.GetSelectionResult> => {
+      const doc = this.documentFor(options.documentID);
+      const selected = doc.selectionBounds();
+      if (!selected) throw new Error("getSelection: there is no selection.");
+      const requested = boundsOf(options.sourceBounds, { left: 0, top: 0, right: doc.width, bottom: doc.height });
+      const trimmed = intersect(requested, selected);
+      if (!trimmed) throw new Error("getSelection: the requested area holds no selection.");
+      const width = trimmed.right - trimmed.left;
+      const height = trimmed.bottom - trimmed.top;
+      const samples = new TYPE_BY_SIZE[doc.depth](width * height);
+      const sel = doc.state.selection!;
+      for (let y = 0; y < height; y++) {
+        for (let x = 0; x < width; x++) samples[y * width + x] = this.encodeAlpha(sel[(trimmed.top + y) * doc.width + trimmed.left + x]!, doc.depth);
+      }
+      return { imageData: new FakeImageData(width, height, 1, doc.depth, "Grayscale", "Gray Gamma 2.2", samples), sourceBounds: trimmed };
+    },
+
+    putLayerMask: async (options: imaging.PutLayerMaskOptions): Promise<void> => {
+      this.requireModal("putLayerMask");
+      this.count("putLayerMask");
+      const doc = this.documentFor(options.documentID);
+      const layer = doc.findState(options.layerID);
+      if (!layer) throw new Error(`putLayerMask: there is no layer ${options.layerID}.`);
+      if (!layer.mask) throw new Error("putLayerMask: the layer has no user mask.");
+      const data = this.checkImageData(options.imageData, doc);
+      if (data.components !== 1 || data.colorSpace !== "Grayscale") throw new Error("putLayerMask: the mask must be one grayscale component.");
+      const at = options.targetBounds ?? { left: 0, top: 0 };
+      const region: MaskRaster = { left: at.left, top: at.top, width: data.width, height: data.height, data: Float32Array.from(data.samples, (v) => this.decodeAlpha(v, data.componentSize)), outside: 0 };
+      layer.mask = options.replace === false ? mergeMask(layer.mask, region) : region;
+      doc.record(options.commandName ?? "Put Layer Mask");
+    },
+
+    createImageDataFromBuffer: async (data: Uint8Array | Uint16Array | Float32Array, options: imaging.CreateImageDataFromBufferOptions): Promise<imaging.PhotoshopImageData> => {
+      const componentSize = data instanceof Uint8Array ? 8 : data instanceof Uint16Array ? 16 : data instanceof Float32Array ? 32 : undefined;
+      if (!componentSize) throw new Error("createImageDataFromBuffer: expected a Uint8Array, Uint16Array or Float32Array.");
+      const { width, height, components, colorSpace } = options;
+      if (data.length !== width * height * components) throw new Error(`createImageDataFromBuffer: ${data.length} samples for ${width}x${height}x${components}.`);
+      if (options.chunky === false) throw new Error("fake Photoshop: planar data is not modelled.");
+      const allowed = colorSpace === "Grayscale" ? [1, 2] : colorSpace === "RGB" || colorSpace === "Lab" ? [3, 4] : [];
+      if (!allowed.includes(components)) throw new Error(`createImageDataFromBuffer: ${components} components do not fit ${colorSpace}.`);
+      return new FakeImageData(width, height, components, componentSize, colorSpace as imaging.ColorSpace, options.colorProfile ?? "", new (data.constructor as typeof Uint8Array)(data as Uint8Array));
+    },
+
+    encodeImageData: async (options: imaging.EncodeImageDataOptions): Promise<number[] | string> => {
+      const image = options.imageData as FakeImageData;
+      if (image.disposed) throw new Error("encodeImageData: the image data was disposed.");
+      const rgba = new Uint8Array(image.width * image.height * 4);
+      const gray = image.colorSpace === "Grayscale";
+      for (let i = 0; i < image.width * image.height; i++) {
+        const s = i * image.components;
+        for (let k = 0; k < 3; k++) rgba[i * 4 + k] = this.to8(image.samples[s + (gray ? 0 : k)]!, image.componentSize);
+        rgba[i * 4 + 3] = image.hasAlpha ? this.to8(image.samples[s + image.components - 1]!, image.componentSize) : 255;
+      }
+      // Photoshop answers with JPEG; a stored PNG is as good for an <img> and simple to write.
+      const png = encodePng(image.width, image.height, rgba);
+      return options.base64 ? bytesToBase64(png) : Array.from(png);
+    },
+  };
+
+  // ---- test setup ----
+
+  openDocument(spec: FakeDocumentSpec): FakeDocument {
+    const depth = spec.depth ?? 8;
+    const layers: LayerState[] = spec.layers.map((l) => {
+      const state: LayerState = { id: this.newId(), name: l.name, visible: true, kind: l.kind ?? "pixel", background: l.background ?? false, content: null, mask: null, children: [] };
+      if (l.pixels) {
+        const data = new Float32Array(l.pixels.width * l.pixels.height * 4);
+        for (let i = 0; i < data.length; i++) {
+          const v = l.pixels.data[i]! / 255;
+          // Stored as a document of this depth would hold it.
+          data[i] = i % 4 === 3 ? v : depth === 32 ? srgbToLinear(v) : depth === 16 ? Math.round(v * 32768) / 32768 : v;
+        }
+        state.content = { left: l.left ?? 0, top: l.top ?? 0, width: l.pixels.width, height: l.pixels.height, data };
+      }
+      return state;
+    });
+    const top = layers[0];
+    const doc = new FakeDocument(this, this.newId(), spec.title ?? "Untitled-1", spec.mode ?? "RGBColorMode", depth, {
+      width: spec.width,
+      height: spec.height,
+      layers,
+      selection: null,
+      activeIds: top ? [top.id] : [],
+    });
+    this.documents.push(doc);
+    this.active = doc;
+    return doc;
+  }
+
+  closeDocument(doc: FakeDocument): void {
+    this.documents.splice(this.documents.indexOf(doc), 1);
+    if (this.active === doc) this.active = this.documents[this.documents.length - 1] ?? null;
+  }
+
+  // ---- rules ----
+
+  newId(): number {
+    return this.nextId++;
+  }
+
+  get inModal(): boolean {
+    return this.modalName !== undefined;
+  }
+
+  requireModal(what: string): void {
+    if (this.modalName === undefined) {
+      this.violations.push(`${what} outside executeAsModal`);
+      throw new Error(`${what}: the document can only be changed inside executeAsModal.`);
+    }
+  }
+
+  documentById(id: number): FakeDocument {
+    const doc = this.documents.find((d) => d.id === id);
+    if (!doc) throw new Error(`There is no open document ${id}.`);
+    return doc;
+  }
+
+  private documentFor(id: number | undefined): FakeDocument {
+    return id === undefined || id < 0 ? this.activeDocumentOrThrow() : this.documentById(id);
+  }
+
+  private activeDocumentOrThrow(): FakeDocument {
+    if (!this.active) throw new Error("There is no open document.");
+    return this.active;
+  }
+
+  private requireImagingMode(doc: FakeDocument): void {
+    if (doc.modeValue !== "RGBColorMode" && doc.modeValue !== "grayscaleMode" && doc.modeValue !== "labColorMode") {
+      throw new Error(`The imaging API reads RGB, Grayscale and Lab documents only, not ${doc.modeValue}.`);
+    }
+  }
+
+  private checkImageData(image: imaging.PhotoshopImageData, doc: FakeDocument): FakeImageData {
+    if (!(image instanceof FakeImageData)) throw new Error("Image data must come from the imaging API.");
+    if (image.disposed) throw new Error("The image data was disposed.");
+    if (image.componentSize !== doc.depth) throw new Error(`Image data of ${image.componentSize} bits does not fit a ${doc.depth}-bit document.`);
+    const docSpace = doc.modeValue === "grayscaleMode" ? "Grayscale" : "RGB";
+    if (image.colorSpace !== docSpace && !(image.components === 1 && image.colorSpace === "Grayscale")) {
+      throw new Error(`${image.colorSpace} image data does not fit a ${docSpace} document.`);
+    }
+    return image;
+  }
+
+  /** A document sample (0..1, its own encoding) as a sample of `size` bits in gamma-encoded sRGB. */
+  private encodeSample(v: number, depth: FakeDepth, size: 8 | 16 | 32): number {
+    const gamma = depth === 32 ? linearToSrgb(clamp01(v)) : v;
+    if (size === 8) return Math.round(clamp01(gamma) * 255);
+    if (size === 16) return Math.round(clamp01(gamma) * 32768);
+    return depth === 32 ? v : srgbToLinear(gamma);
+  }
+
+  private decodeSample(v: number, size: 8 | 16 | 32): number {
+    return size === 8 ? v / 255 : size === 16 ? v / 32768 : v;
+  }
+
+  private encodeAlpha(a: number, size: 8 | 16 | 32): number {
+    return size === 8 ? Math.round(clamp01(a) * 255) : size === 16 ? Math.round(clamp01(a) * 32768) : a;
+  }
+
+  private decodeAlpha(v: number, size: 8 | 16 | 32): number {
+    return size === 8 ? v / 255 : size === 16 ? v / 32768 : v;
+  }
+
+  private to8(v: number, size: 8 | 16 | 32): number {
+    return size === 8 ? v : size === 16 ? Math.round(clamp01(v / 32768) * 255) : Math.round(clamp01(v) * 255);
+  }
+}
+
+function merge(base: Raster, top: Raster): Raster {
+  const left = Math.min(base.left, top.left);
+  const topY = Math.min(base.top, top.top);
+  const right = Math.max(base.left + base.width, top.left + top.width);
+  const bottom = Math.max(base.top + base.height, top.top + top.height);
+  const out: Raster = { left, top: topY, width: right - left, height: bottom - topY, data: new Float32Array((right - left) * (bottom - topY) * 4) };
+  for (const r of [base, top]) {
+    for (let y = 0; y < r.height; y++) out.data.set(r.data.subarray(y * r.width * 4, (y + 1) * r.width * 4), ((r.top - topY + y) * out.width + (r.left - left)) * 4);
+  }
+  return out;
+}
+
+function mergeMask(base: MaskRaster, region: MaskRaster): MaskRaster {
+  if (base.width === 0 || base.height === 0) return { ...region, outside: base.outside };
+  const left = Math.min(base.left, region.left);
+  const top = Math.min(base.top, region.top);
+  const right = Math.max(base.left + base.width, region.left + region.width);
+  const bottom = Math.max(base.top + base.height, region.top + region.height);
+  const out: MaskRaster = { left, top, width: right - left, height: bottom - top, data: new Float32Array((right - left) * (bottom - top)).fill(base.outside), outside: base.outside };
+  for (const r of [base, region]) {
+    for (let y = 0; y < r.height; y++) out.data.set(r.data.subarray(y * r.width, (y + 1) * r.width), (r.top - top + y) * out.width + (r.left - left));
+  }
+  return out;
+}
+
+// ---- a PNG without compression (stored deflate blocks), for encodeImageData ----
+
+const CRC_TABLE = (() => {
+  const table = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    table[n] = c >>> 0;
+  }
+  return table;
+})();
+
+function crc32(bytes: Uint8Array): number {
+  let c = 0xffffffff;
+  for (let i = 0; i < bytes.length; i++) c = CRC_TABLE[(c ^ bytes[i]!) & 0xff]! ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+export function encodePng(width: number, height: number, rgba: Uint8Array): Uint8Array {
+  const raw = new Uint8Array(height * (width * 4 + 1));
+  for (let y = 0; y < height; y++) raw.set(rgba.subarray(y * width * 4, (y + 1) * width * 4), y * (width * 4 + 1) + 1);
+  const blocks = Math.max(1, Math.ceil(raw.length / 65535));
+  const zlib = new Uint8Array(2 + raw.length + blocks * 5 + 4);
+  zlib[0] = 0x78;
+  zlib[1] = 0x01;
+  let o = 2;
+  for (let b = 0; b < blocks; b++) {
+    const chunk = raw.subarray(b * 65535, Math.min(raw.length, (b + 1) * 65535));
+    zlib[o++] = b === blocks - 1 ? 1 : 0;
+    zlib[o++] = chunk.length & 0xff;
+    zlib[o++] = chunk.length >> 8;
+    zlib[o++] = ~chunk.length & 0xff;
+    zlib[o++] = (~chunk.length >> 8) & 0xff;
+    zlib.set(chunk, o);
+    o += chunk.length;
+  }
+  let a = 1, bsum = 0;
+  for (let i = 0; i < raw.length; i++) {
+    a = (a + raw[i]!) % 65521;
+    bsum = (bsum + a) % 65521;
+  }
+  const adler = ((bsum << 16) | a) >>> 0;
+  zlib[o++] = adler >>> 24;
+  zlib[o++] = (adler >>> 16) & 0xff;
+  zlib[o++] = (adler >>> 8) & 0xff;
+  zlib[o++] = adler & 0xff;
+  const chunk = (type: string, body: Uint8Array) => {
+    const out = new Uint8Array(12 + body.length);
+    const view = new DataView(out.buffer);
+    view.setUint32(0, body.length);
+    for (let i = 0; i < 4; i++) out[4 + i] = type.charCodeAt(i);
+    out.set(body, 8);
+    view.setUint32(8 + body.length, crc32(out.subarray(4, 8 + body.length)));
+    return out;
+  };
+  const ihdr = new Uint8Array(13);
+  const iv = new DataView(ihdr.buffer);
+  iv.setUint32(0, width);
+  iv.setUint32(4, height);
+  ihdr.set([8, 6, 0, 0, 0], 8);
+  const parts = [new Uint8Array([137, 80, 78, 71, 13, 10, 26, 10]), chunk("IHDR", ihdr), chunk("IDAT", zlib.subarray(0, o)), chunk("IEND", new Uint8Array(0))];
+  const png = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    png.set(p, at);
+    at += p.length;
+  }
+  return png;
+}
+
