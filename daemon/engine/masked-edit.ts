@@ -79,9 +79,12 @@ async function modelInputs(canvas: Image8, denoise: Image8, fill: Image8, region
   // ONNX exports trace the UNet's upsampling at fixed factors: latents must halve cleanly three
   // times (SD 1.x/2.x), so the model runs at multiples of 64 px.
   const size = generationSize(region, nativeResolution, { maxPixels: budget, multiple: 64 });
-  const filled = mode === "none" ? canvas : prefill(canvas, fill, mode);
-  const modelImage = await cropAndResize(filled, region, size);
-  const modelMask = await cropAndResize(denoise, region, size);
+  // Only the crop is filled: the fill depends on pixels near the hole, and documents are big.
+  const crop = cropImage(canvas, region);
+  const filled = mode === "none" ? crop : prefill(crop, cropImage(fill, region), mode);
+  const modelImage = await resizeTo(filled, size);
+  // Linear, not Lanczos: a mask must not ring around hard edges.
+  const modelMask = await cropAndResize(denoise, region, size, { kernel: "linear" });
   return { size, modelImage, modelMask };
 }
 
@@ -116,9 +119,8 @@ export async function planOutpaint(image: Raster, expand: Expansion, options: Pl
   if (width * height > options.maxPixels) {
     throw new EngineError("invalid_job", `The extended canvas (${width}x${height}) would be over the ${options.maxPixels}-pixel limit.`);
   }
-  const { canvas, mask, oldRegion } = expandCanvas(rgb, expand);
   // Only the new area is unknown; the overlap band keeps its pixels for the model to see.
-  const unknown = pasteImage(createImage(width, height, 1, 255), createImage(oldRegion.width, oldRegion.height, 1, 0), oldRegion);
+  const { canvas, mask, oldRegion, newArea: unknown } = expandCanvas(rgb, expand);
   const bounds = maskBounds(mask)!;
   const region = contextRegion(bounds, canvas, "automatic");
   const inputs = await modelInputs(canvas, mask, unknown, region, options.budget, options.nativeResolution, prefillFor("outpaint", options.strength));
