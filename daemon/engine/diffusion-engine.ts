@@ -1,14 +1,14 @@
 /**
  * The daemon's engine: finds the models in the models folder, keeps one model's sessions loaded,
- * and runs txt2img / img2img jobs, one variation after another (variation i uses seed + i, so
- * any one of them can be re-made alone, as in Automatic1111).
+ * and runs txt2img, img2img, inpaint and outpaint jobs, one variation after another (variation i
+ * uses seed + i, so any one of them can be re-made alone, as in Automatic1111).
  */
 import { SCHEDULERS, type Mode, type ModelInfo } from "../../protocol";
 import { discoverModels } from "../models/discover";
 import type { Device, ModelLog } from "../models/execution-provider";
 import { loadModelFolder, toModelInfo, type ModelFolder } from "../models/model-folder";
 import { SessionCache } from "../models/model-sessions";
-import { ModelsWatcher } from "../models/watcher";
+import { folderFingerprint, ModelsWatcher } from "../models/watcher";
 import { CancelledError, EngineError, type Engine, type EngineCapabilities, type EngineJob, type EngineResult, type RunContext } from "./engine";
 import { asEngineError, finishMaskedEdit, planInpaint, planOutpaint, type MaskedEditPlan } from "./masked-edit";
 import { checkSize, generate, type GenerateParams, type LoadedModel } from "./pipeline/generate";
@@ -33,6 +33,7 @@ export class DiffusionEngine implements Engine {
   private readonly sessions: SessionCache;
   private readonly tokenizers = new Map<string, Promise<ClipTokenizer>>();
   private models: ModelFolder[] = [];
+  private discovered: { fingerprint: string; models: ModelFolder[] } | undefined;
   /** Folders used by path (the CLI's --model DIR), listed beside the models folder's. */
   private readonly extraFolders = new Map<string, ModelFolder>();
   private readonly log: ModelLog;
@@ -44,12 +45,20 @@ export class DiffusionEngine implements Engine {
     this.sessions = new SessionCache({ log: this.log, ...(options.devices ? { devices: options.devices } : {}) });
   }
 
-  /** Re-reads the models folder; a broken model is logged, not fatal. */
+  /**
+   * The models folder's models, read again only when its names, sizes or times changed (loading a
+   * folder parses its tokenizer: too slow to repeat for every panel message). A broken model is
+   * logged, not fatal.
+   */
   async refresh(): Promise<ModelFolder[]> {
-    const found = await discoverModels(this.options.modelsDir);
-    for (const broken of found.broken) this.log("warn", `skipping model "${broken.id}": ${broken.error.message}`);
-    const ids = new Set(found.models.map((m) => m.id));
-    this.models = [...found.models, ...[...this.extraFolders.values()].filter((m) => !ids.has(m.id))];
+    const fingerprint = await folderFingerprint(this.options.modelsDir);
+    if (fingerprint !== this.discovered?.fingerprint) {
+      const found = await discoverModels(this.options.modelsDir);
+      for (const broken of found.broken) this.log("warn", `skipping model "${broken.id}": ${broken.error.message}`);
+      this.discovered = { fingerprint, models: found.models };
+    }
+    const ids = new Set(this.discovered.models.map((m) => m.id));
+    this.models = [...this.discovered.models, ...[...this.extraFolders.values()].filter((m) => !ids.has(m.id))];
     return this.models;
   }
 

@@ -147,7 +147,8 @@ describe("underpaint models", { timeout: 240_000 }, () => {
       const exited = new Promise<number | null>((resolve) => child.once("close", (code, signal) => resolve(code ?? (signal ? -1 : null))));
       const sizeNow = () => stat(part).then((s) => s.size, () => 0);
       const before = await sizeNow();
-      for (let i = 0; i < 400 && (await sizeNow()) < before + 500_000; i++) await new Promise((r) => setTimeout(r, 25));
+      // Up to a minute: a tsx process starts slowly on a busy 2-core machine; the loop ends as soon as bytes flow.
+      for (let i = 0; i < 2400 && (await sizeNow()) < before + 500_000; i++) await new Promise((r) => setTimeout(r, 25));
       return { child, exited, stderr: () => stderr };
     };
 
