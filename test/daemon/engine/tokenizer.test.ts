@@ -298,17 +298,11 @@ describe("tokenizer folders", () => {
   });
 });
 
-describe("speed", () => {
-  it("loads once and encodes prompts quickly (cached words)", async () => {
-    const t0 = performance.now();
+describe("repeated prompts", () => {
+  it("gives the same ids from its per-word cache as on first encoding", async () => {
     const fresh = await ClipTokenizer.fromFolder(TOKENIZER_DIR);
-    const loadMs = performance.now() - t0;
     const prompt = goldenCase("long_truncated").text;
-    fresh.encode(prompt);
-    const t1 = performance.now();
-    for (let i = 0; i < 200; i++) fresh.encode(prompt);
-    const perPrompt = (performance.now() - t1) / 200;
-    expect(loadMs).toBeLessThan(5000);
-    expect(perPrompt).toBeLessThan(5);
+    const first = fresh.encode(prompt);
+    for (let i = 0; i < 20; i++) expect(fresh.encode(prompt)).toEqual(first);
   });
 });
