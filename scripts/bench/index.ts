@@ -5,6 +5,8 @@
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { benchCompositing } from "./compositing";
+import { benchEngine } from "./engine";
+import { benchImaging } from "./imaging";
 import { benchProtocol } from "./protocol";
 import { machine, writeResults, type Figures } from "./report";
 
@@ -15,5 +17,17 @@ const quick = process.argv.includes("--quick");
 const figures: Figures = { ...machine(), "bench.quick": quick };
 Object.assign(figures, await benchProtocol(fixtures, quick ? { size: 1024, runs: 2 } : { size: 4096, runs: 5 }));
 Object.assign(figures, await benchCompositing(fixtures, quick));
-const file = await writeResults(root, figures);
+Object.assign(figures, benchImaging(quick));
+const stepsArg = process.argv.indexOf("--steps");
+const widthArg = process.argv.indexOf("--width");
+Object.assign(
+  figures,
+  await benchEngine(root, fixtures, {
+    quick,
+    ...(stepsArg > 0 ? { steps: Number(process.argv[stepsArg + 1]) } : {}),
+    ...(widthArg > 0 ? { width: Number(process.argv[widthArg + 1]) } : {}),
+  }),
+);
+// UNDERPAINT_BENCH_ROOT: write bench/results.json under another folder (the bench test uses a temporary one).
+const file = await writeResults(process.env.UNDERPAINT_BENCH_ROOT ?? root, figures);
 console.log(`\nwrote ${path.relative(process.cwd(), file)}`);
