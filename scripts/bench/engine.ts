@@ -1,0 +1,316 @@
+/**
+ * The engine against the hardware: SD-1.5-architecture models with random weights (built on
+ * first use into .cache/bench-models/ by scripts/onnx-builder), loaded through the daemon's own
+ * model-folder and session code, timed per network, per step of a txt2img job run through
+ * DiffusionEngine (previews on), on cancel, and compared with a large MatMul on the same
+ * onnxruntime in the same run (the roofline). Speed does not depend on the weights' values.
+ */
+import { mkdir, stat } from "node:fs/promises";
+import path from "node:path";
+import { InferenceSession, Tensor } from "onnxruntime-node";
+import { DiffusionEngine } from "../../daemon/engine/diffusion-engine";
+import type { EngineJob } from "../../daemon/engine/engine";
+import { latentPreview } from "../../daemon/engine/preview";
+import { sessionOptionsFor, type SessionFactory } from "../../daemon/models/execution-provider";
+import { loadModelFolder, type ModelFolder } from "../../daemon/models/model-folder";
+import { MODEL_PARTS, ModelSessions, type ModelPart } from "../../daemon/models/model-sessions";
+import { compareCounts, formatCounts } from "../onnx-builder/counts";
+import { countGraphs, ensureModelFolder, type PartName } from "../onnx-builder/folder";
+import { fillRandom } from "../onnx-builder/graph";
+import { matmul, REFERENCE } from "../onnx-builder/sd15";
+import { bestOf, printSection, timeIt, type Figures, type Row } from "./report";
+
+export interface EngineBenchOptions {
+  quick: boolean;
+  /** Denoising steps of the txt2img job (default 20; 3 with --quick). */
+  steps?: number;
+  /** Channel width of the built models (default 1 = SD 1.5; 0.125 with --quick). */
+  width?: number;
+}
+
+const PART_FILE: Record<ModelPart, PartName> = { textEncoder: "text_encoder", unet: "unet", vaeEncoder: "vae_encoder", vaeDecoder: "vae_decoder" };
+const now = () => Number(process.hrtime.bigint()) / 1e6;
+const round = (x: number, digits = 3) => Number(x.toPrecision(digits));
+const randn = (n: number, name: string) => {
+  const a = new Float32Array(n);
+  fillRandom(a, name, 1);
+  return a;
+};
+
+export async function benchEngine(root: string, fixtures: string, options: EngineBenchOptions): Promise<Figures> {
+  const quick = options.quick;
+  const width = options.width ?? (quick ? 0.125 : 1);
+  const size = quick ? 256 : 512;
+  const latent = size / 8;
+  const steps = options.steps ?? (quick ? 3 : 20);
+  const reps = 1;
+  const cacheDir = path.join(root, ".cache", "bench-models");
+  const figures: Figures = { "engine.width": width, "engine.imageSize": size, "engine.steps": steps };
+  const rows: Row[] = [];
+  // Full-size runs take minutes: say what is done as it is done (the table comes at the end).
+  const push = (row: Row) => {
+    rows.push(row);
+    if (!quick) console.log(`  [engine] ${row.what}: ${row.value}${row.note ? ` (${row.note})` : ""}`);
+  };
+  const rssBefore = process.memoryUsage().rss;
+
+  // ---- the models and their counts ----
+  const buildStart = now();
+  const built = await ensureModelFolder(cacheDir, { width, tokenizerDir: path.join(fixtures, "tiny-sd", "tokenizer"), log: (line) => console.log(line) });
+  figures["models.buildMs"] = built.built ? round(now() - buildStart) : 0;
+  const full = compareCounts(countGraphs(1, REFERENCE));
+  console.log("\n## SD 1.5 architecture: the builder's full-size counts against SD 1.5 (FLOP at batch 1, 64x64 latents; text [2, 77])");
+  for (const line of formatCounts(full)) console.log(`  ${line}`);
+  for (const row of full) {
+    figures[`counts.${row.part}.params`] = row.params;
+    figures[`counts.${row.part}.gflop`] = round(row.flop / 1e9, 5);
+    figures[`counts.${row.part}.paramsError`] = round(row.paramsError, 3);
+    if (row.flopError !== null) figures[`counts.${row.part}.flopError`] = round(row.flopError, 3);
+  }
+  const ref1 = { textBatch: 2, sequence: 77, unetBatch: 1, latent };
+  const at1 = countGraphs(width, ref1);
+  const unetFlop2 = countGraphs(width, { ...ref1, unetBatch: 2 }).unet.flop;
+  const folder = await loadModelFolder(built.dir);
+  figures["memory.weightsMiB"] = round(folder.weightsBytes / 2 ** 20);
+
+  // ---- the yardstick: a large MatMul on the same onnxruntime ----
+  const n = 2048;
+  const matmulFile = path.join(cacheDir, `matmul-${n}`, "model.onnx");
+  if (!(await stat(matmulFile).catch(() => null))) await matmul(n).write(matmulFile);
+  const mm = await InferenceSession.create(matmulFile, sessionOptionsFor("cpu"));
+  const a = new Tensor("float32", randn(n * n, "a"), [n, n]);
+  const runMatmul = async () => void (await mm.run({ a }));
+  const matmulMs = await bestOf(quick ? 2 : 5, runMatmul);
+  const matmulRate = (2 * n ** 3) / (matmulMs / 1000);
+  figures["matmul.gflops"] = round(matmulRate / 1e9);
+  push({ what: `${n}^3 MatMul`, value: `${matmulMs.toFixed(0)} ms`, note: `${(matmulRate / 1e9).toFixed(0)} GFLOP/s, the roofline` });
+  /**
+   * Times `fn` (after a warm-up) with a MatMul just before and after each run: other processes on
+   * a shared machine slow both alike, so each ratio is taken against its own neighbours.
+   */
+  const paired = async (runs: number, fn: () => Promise<void>): Promise<{ ms: number; matmulRate: number }> => {
+    await fn();
+    let best = { ms: Infinity, matmulRate };
+    for (let i = 0; i < runs; i++) {
+      const before = await timeIt(runMatmul);
+      const ms = await timeIt(fn);
+      const after = await timeIt(runMatmul);
+      if (ms < best.ms) best = { ms, matmulRate: (2 * n ** 3) / ((before + after) / 2 / 1000) };
+    }
+    return best;
+  };
+
+  // ---- loading: first, second, and from an optimized-model cache ----
+  const loadTimes = async (label: string, factory: SessionFactory) => {
+    const times: Partial<Record<ModelPart, number>> = {};
+    const timed: SessionFactory = async (file, opts) => {
+      const start = now();
+      const session = await factory(file, opts);
+      const part = MODEL_PARTS.find((p) => folder.paths[p] === file);
+      if (part) times[part] = now() - start;
+      return session;
+    };
+    const sessions = new ModelSessions(folder, { devices: ["cpu"], factory: timed });
+    const total = await timeIt(() => sessions.loadAll());
+    figures[`load.${label}Ms`] = round(total);
+    figures[`load.${label}UnetMs`] = round(times.unet ?? NaN);
+    return { sessions, total, unet: times.unet ?? NaN };
+  };
+  const plain: SessionFactory = (file, opts) => InferenceSession.create(file, opts);
+  const cold = await loadTimes("cold", plain);
+  await cold.sessions.release();
+  const second = await loadTimes("second", plain);
+  await second.sessions.release();
+  const optimizedDir = path.join(cacheDir, "optimized", path.basename(built.dir));
+  await mkdir(optimizedDir, { recursive: true });
+  const optimizedFile = (file: string) => path.join(optimizedDir, `${PART_FILE[MODEL_PARTS.find((p) => folder.paths[p] === file) ?? "unet"]}.onnx`);
+  // The first load writes the optimized graph (weights beside it); later loads read it with optimizations off.
+  const writing: SessionFactory = (file, opts) =>
+    InferenceSession.create(file, { ...opts, logSeverityLevel: 3, optimizedModelFilePath: optimizedFile(file), extra: { session: { optimized_model_external_initializers_file_name: `${path.basename(optimizedFile(file))}.data`, optimized_model_external_initializers_min_size_in_bytes: "1024" } } });
+  const written = await loadTimes("writeOptimized", writing);
+  await written.sessions.release();
+  let cached: Awaited<ReturnType<typeof loadTimes>> | null = null;
+  try {
+    cached = await loadTimes("fromOptimized", async (file, opts) => InferenceSession.create(optimizedFile(file), { ...opts, graphOptimizationLevel: "disabled" }));
+    await cached.sessions.release();
+  } catch (error) {
+    console.log(`  (loading the optimized models failed: ${(error as Error).message.split("\n")[0]})`);
+  }
+  figures["load.secondOverFirstUnet"] = round(second.unet / cold.unet);
+  figures["load.optimizedOverFirstUnet"] = cached ? round(cached.unet / cold.unet) : null;
+  push({ what: "load all sessions: first", value: `${cold.total.toFixed(0)} ms`, note: `UNet ${cold.unet.toFixed(0)} ms` });
+  push({ what: "load all sessions: second", value: `${second.total.toFixed(0)} ms`, note: `UNet ${second.unet.toFixed(0)} ms` });
+  if (cached) push({ what: "load from optimized-model cache", value: `${cached.total.toFixed(0)} ms`, note: `UNet ${cached.unet.toFixed(0)} ms = ${(cached.unet / cold.unet).toFixed(2)}x first (target <= 0.33)` });
+
+  // ---- each network alone ----
+  const sessions = new ModelSessions(folder, { devices: ["cpu"] });
+  const text = await sessions.textEncoder();
+  const unet = await sessions.unet();
+  const decoder = await sessions.vaeDecoder();
+  const dim = built.config.text.hidden;
+  const ids = new Tensor("int32", new Int32Array(2 * 77).fill(49407).map((v, i) => (i % 77 === 0 ? 49406 : v)), [2, 77]);
+  const textRun = await paired(reps + 1, async () => void (await text.session.run({ [text.io.inputIds]: ids })));
+  const unetCall = (batch: number) => {
+    const feeds = {
+      [unet.io.sample]: new Tensor("float32", randn(batch * 4 * latent * latent, "sample"), [batch, 4, latent, latent]),
+      [unet.io.timestep]: new Tensor("float32", new Float32Array(batch).fill(981), [batch]),
+      [unet.io.encoderHiddenStates]: new Tensor("float32", randn(batch * 77 * dim, "context"), [batch, 77, dim]),
+    };
+    return async () => void (await unet.session.run(feeds));
+  };
+  const unet1 = await paired(reps, unetCall(1));
+  const unet2 = await paired(reps, unetCall(2));
+  const z = new Tensor("float32", randn(4 * latent * latent, "latent"), [1, 4, latent, latent]);
+  const vae = await paired(reps, async () => void (await decoder.session.run({ [decoder.io.latent]: z })));
+  await sessions.release();
+  await mm.release();
+  const rate = (flop: number, ms: number) => flop / (ms / 1000);
+  const put = (key: string, what: string, timed: { ms: number; matmulRate: number }, flop: number) => {
+    const { ms } = timed;
+    const ratio = rate(flop, ms) / timed.matmulRate;
+    figures[`${key}.ms`] = round(ms);
+    figures[`${key}.gflops`] = round(rate(flop, ms) / 1e9);
+    figures[`${key}.overMatmul`] = round(ratio);
+    figures[`${key}.neighbourMatmulGflops`] = round(timed.matmulRate / 1e9);
+    push({ what, value: `${ms.toFixed(1)} ms`, note: `${(flop / 1e9).toFixed(1)} GFLOP, ${(rate(flop, ms) / 1e9).toFixed(0)} GFLOP/s = ${ratio.toFixed(2)}x the MatMul beside it (${(timed.matmulRate / 1e9).toFixed(0)} GFLOP/s)` });
+    return ratio;
+  };
+  put("textEncoder", "text encoder [2, 77]", textRun, at1.text_encoder.flop);
+  figures["unet.rooflineRatio"] = round(put("unet.batch1", `UNet batch 1 at ${latent}x${latent}`, unet1, at1.unet.flop));
+  figures["unet.rooflineRatioBatch2"] = round(put("unet.batch2", `UNet batch 2 (guidance)`, unet2, unetFlop2));
+  put("vaeDecoder", `VAE decoder ${latent}x${latent} -> ${size}x${size}`, vae, at1.vae_decoder.flop);
+
+  // ---- a txt2img job through the daemon's engine, previews on; then one cancelled mid-step ----
+  const unetRuns: number[] = [];
+  const proto = (InferenceSession as unknown as { prototype: { run: (...args: unknown[]) => Promise<unknown> } }).prototype;
+  const originalRun = proto.run;
+  // Times the UNet's own session.run calls inside the job (the only session fed encoder_hidden_states).
+  proto.run = async function (this: unknown, ...args: unknown[]) {
+    const feeds = args[0] as Record<string, unknown>;
+    if (!(unet.io.encoderHiddenStates in feeds)) return originalRun.apply(this, args);
+    const start = now();
+    try {
+      return await originalRun.apply(this, args);
+    } finally {
+      unetRuns.push(now() - start);
+    }
+  };
+  const modelsDir = path.join(cacheDir, "empty-models-dir");
+  await mkdir(modelsDir, { recursive: true });
+  const engine = new DiffusionEngine({ modelsDir, devices: ["cpu"] });
+  try {
+    const id = await engine.useFolder(built.dir);
+    const job: EngineJob = {
+      jobId: 1,
+      mode: "txt2img",
+      model: id,
+      prompt: "a lighthouse on a cliff at dusk, oil painting",
+      negativePrompt: "",
+      seed: 42,
+      steps,
+      guidance: 7.5,
+      strength: 1,
+      scheduler: "pndm",
+      width: size,
+      height: size,
+      variations: 1,
+      truncatePrompt: false,
+      previews: true,
+    };
+    const stepAt: number[] = [];
+    let previews = 0;
+    let lastPreviewBytes = 0;
+    const runStart = now();
+    await engine.run(job, {
+      signal: new AbortController().signal,
+      onProgress: (p) => {
+        if (p.stage === "denoising") {
+          stepAt.push(now());
+          if (p.preview) {
+            previews++;
+            lastPreviewBytes = p.preview.data.length;
+          }
+        }
+      },
+    });
+    const jobMs = now() - runStart;
+    const calls = stepAt.length;
+    // Steady-state steps: from the first step's report to the last (a fresh session's first
+    // run also plans its memory, so step 1 is slower and is reported apart).
+    const loopUnet = unetRuns.slice(-(calls - 1));
+    const stepMs = (stepAt.at(-1)! - stepAt[0]!) / (calls - 1);
+    const unetInLoop = loopUnet.reduce((s, x) => s + x, 0) / (calls - 1);
+    const overhead = stepMs - unetInLoop;
+    figures["txt2img.firstUnetCallMs"] = round(unetRuns.at(-calls) ?? NaN);
+    figures["txt2img.ms"] = round(jobMs);
+    figures["txt2img.unetCalls"] = calls;
+    figures["txt2img.stepMs"] = round(stepMs);
+    figures["pipeline.unetMsPerStep"] = round(unetInLoop);
+    figures["pipeline.overheadMsPerStep"] = round(overhead);
+    figures["pipeline.overheadFraction"] = round(overhead / stepMs);
+    push({ what: `txt2img ${size}x${size}, ${steps} steps, guidance`, value: `${(jobMs / 1000).toFixed(2)} s`, note: `${calls} UNet calls, ${stepMs.toFixed(1)} ms per step (load included in the total)` });
+    push({ what: "pipeline overhead per step", value: `${overhead.toFixed(2)} ms`, note: `${((overhead / stepMs) * 100).toFixed(2)}% of a step (target <= 2%)` });
+
+    // Preview: the cost of one latent-to-RGB picture, and when the first one arrives.
+    const latents = randn(4 * latent * latent, "preview");
+    const previewMs = (await timeIt(async () => {
+      for (let i = 0; i < 100; i++) latentPreview(latents, latent, latent);
+    })) / 100;
+    figures["preview.ms"] = round(previewMs);
+    figures["preview.costFraction"] = round(previewMs / stepMs);
+    figures["preview.count"] = previews;
+    figures["preview.bytes"] = lastPreviewBytes;
+    push({ what: "preview (latent -> RGB)", value: `${previewMs.toFixed(3)} ms`, note: `${((previewMs / stepMs) * 100).toFixed(3)}% of a step (target < 1%), ${lastPreviewBytes} bytes` });
+
+    // Cancel half-way through a step: the job ends when that step's UNet call returns.
+    // The sessions are loaded now, so this job also times start -> first preview.
+    const controller = new AbortController();
+    let abortedAt = NaN;
+    let firstPreviewAt = NaN;
+    let cancelledSteps = 0;
+    const cancelStart = now();
+    const outcome = await engine
+      .run(
+        { ...job, steps: Math.max(3, Math.min(steps, 4)), jobId: 2 },
+        {
+          signal: controller.signal,
+          onProgress: (p) => {
+            if (p.stage !== "denoising") return;
+            if (p.preview && Number.isNaN(firstPreviewAt)) firstPreviewAt = now();
+            cancelledSteps = p.step;
+            if (p.step === 1) setTimeout(() => ((abortedAt = now()), controller.abort()), stepMs / 2);
+          },
+        },
+      )
+      .then(
+        () => "finished",
+        (error: unknown) => (error as Error).name,
+      );
+    const endedAt = now();
+    figures["cancel.outcome"] = outcome;
+    figures["cancel.latencyMs"] = round(endedAt - abortedAt);
+    figures["cancel.latencySteps"] = round((endedAt - abortedAt) / stepMs);
+    figures["cancel.stepsRun"] = cancelledSteps;
+    figures["preview.firstPreviewSteps"] = round((firstPreviewAt - cancelStart) / stepMs);
+    push({ what: "job start -> first preview", value: `${(firstPreviewAt - cancelStart).toFixed(0)} ms`, note: `${figures["preview.firstPreviewSteps"]} steps: text encoder + 1 step, sessions loaded (target <= 1 step)` });
+    push({ what: "cancel -> job end (cancelled mid-step)", value: `${(endedAt - abortedAt).toFixed(0)} ms`, note: `${figures["cancel.latencySteps"]} steps, ${outcome} (target <= 1 step); job ran ${((endedAt - cancelStart) / 1000).toFixed(1)} s` });
+  } finally {
+    proto.run = originalRun;
+    await engine.dispose();
+  }
+
+  // ---- memory ----
+  const peak = process.resourceUsage().maxRSS * 1024;
+  figures["memory.peakRssMiB"] = round(peak / 2 ** 20);
+  figures["memory.rssBeforeModelsMiB"] = round(rssBefore / 2 ** 20);
+  figures["memory.peakRssOverWeights"] = round(peak / folder.weightsBytes);
+  figures["memory.peakRssAboveStartOverWeights"] = round((peak - rssBefore) / folder.weightsBytes);
+  push({ what: "peak RSS / weight bytes", value: `${(peak / folder.weightsBytes).toFixed(2)}x`, note: `${(peak / 2 ** 30).toFixed(2)} GiB peak for ${(folder.weightsBytes / 2 ** 30).toFixed(2)} GiB of weights, ${(rssBefore / 2 ** 20).toFixed(0)} MiB before loading (target <= 1.3x)` });
+
+  printSection(`Engine: SD 1.5 architecture at width ${width} (${describe(folder)}), ${size}x${size}, onnxruntime CPU`, rows);
+  return figures;
+}
+
+function describe(folder: ModelFolder): string {
+  return `${(folder.weightsBytes / 2 ** 20).toFixed(0)} MiB of weights`;
+}
