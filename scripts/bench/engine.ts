@@ -262,23 +262,22 @@ export async function benchEngine(root: string, fixtures: string, options: Engin
     figures["preview.bytes"] = lastPreviewBytes;
     push({ what: "preview (latent -> RGB)", value: `${previewMs.toFixed(3)} ms`, note: `${((previewMs / stepMs) * 100).toFixed(3)}% of a step (target < 1%), ${lastPreviewBytes} bytes` });
 
-    // Cancel half-way through a step: the job ends when that step's UNet call returns.
-    // The sessions are loaded now, so this job also times start -> first preview.
+    // Cancel half-way through step 3: the job ends when that step's UNet call returns. The
+    // sessions are loaded now, so this job also times start -> first preview. Both are in units
+    // of this job's own step 2 (the machine's speed drifts between jobs when it is shared).
     const controller = new AbortController();
     let abortedAt = NaN;
-    let firstPreviewAt = NaN;
-    let cancelledSteps = 0;
+    const reports: number[] = [];
     const cancelStart = now();
     const outcome = await engine
       .run(
-        { ...job, steps: Math.max(3, Math.min(steps, 4)), jobId: 2 },
+        { ...job, steps: Math.max(4, Math.min(steps, 6)), jobId: 2 },
         {
           signal: controller.signal,
           onProgress: (p) => {
-            if (p.stage !== "denoising") return;
-            if (p.preview && Number.isNaN(firstPreviewAt)) firstPreviewAt = now();
-            cancelledSteps = p.step;
-            if (p.step === 1) setTimeout(() => ((abortedAt = now()), controller.abort()), stepMs / 2);
+            if (p.stage !== "denoising" || !p.preview) return;
+            reports.push(now());
+            if (reports.length === 2) setTimeout(() => ((abortedAt = now()), controller.abort()), (reports[1]! - reports[0]!) / 2);
           },
         },
       )
@@ -287,13 +286,16 @@ export async function benchEngine(root: string, fixtures: string, options: Engin
         (error: unknown) => (error as Error).name,
       );
     const endedAt = now();
+    const ownStep = reports[1]! - reports[0]!;
     figures["cancel.outcome"] = outcome;
+    figures["cancel.stepMs"] = round(ownStep);
     figures["cancel.latencyMs"] = round(endedAt - abortedAt);
-    figures["cancel.latencySteps"] = round((endedAt - abortedAt) / stepMs);
-    figures["cancel.stepsRun"] = cancelledSteps;
-    figures["preview.firstPreviewSteps"] = round((firstPreviewAt - cancelStart) / stepMs);
-    push({ what: "job start -> first preview", value: `${(firstPreviewAt - cancelStart).toFixed(0)} ms`, note: `${figures["preview.firstPreviewSteps"]} steps: text encoder + 1 step, sessions loaded (target <= 1 step)` });
-    push({ what: "cancel -> job end (cancelled mid-step)", value: `${(endedAt - abortedAt).toFixed(0)} ms`, note: `${figures["cancel.latencySteps"]} steps, ${outcome} (target <= 1 step); job ran ${((endedAt - cancelStart) / 1000).toFixed(1)} s` });
+    figures["cancel.latencySteps"] = round((endedAt - abortedAt) / ownStep);
+    figures["cancel.stepsRun"] = reports.length;
+    figures["preview.firstPreviewMs"] = round(reports[0]! - cancelStart);
+    figures["preview.firstPreviewSteps"] = round((reports[0]! - cancelStart) / ownStep);
+    push({ what: "job start -> first preview", value: `${(reports[0]! - cancelStart).toFixed(0)} ms`, note: `${figures["preview.firstPreviewSteps"]} steps: text encoder + step 1, sessions loaded (target <= 1 step)` });
+    push({ what: "cancel -> job end (cancelled mid-step)", value: `${(endedAt - abortedAt).toFixed(0)} ms`, note: `${figures["cancel.latencySteps"]} steps, ${outcome}, ${reports.length} steps ran (target <= 1 step)` });
   } finally {
     proto.run = originalRun;
     await engine.dispose();
