@@ -93,8 +93,18 @@ export async function startServer(options: ServerOptions): Promise<DaemonServer>
     ws.on("close", () => connections.delete(ws));
   });
 
+  let lastBeat = Date.now();
   const heartbeat = setInterval(() => {
+    const now = Date.now();
+    // A late beat means the daemon itself was busy (a model call holds the main thread): the
+    // pongs that came meanwhile are not read yet, so judge no one this round.
+    const late = now - lastBeat > heartbeatMs * 1.5;
+    lastBeat = now;
     for (const ws of connections.keys()) {
+      if (late) {
+        alive.add(ws);
+        continue;
+      }
       if (!alive.has(ws)) {
         log("dropped a connection that stopped answering pings");
         ws.terminate();

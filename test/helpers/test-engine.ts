@@ -12,6 +12,8 @@ export interface TestEngineOptions {
   models?: ModelInfo[];
   /** Throws this from run() instead of producing images. */
   failWith?: Error;
+  /** Holds the main thread this long in every step, as onnxruntime-node's session.run does. */
+  blockMs?: number;
 }
 
 export const TEST_MODEL: ModelInfo = {
@@ -60,6 +62,10 @@ export class TestEngine implements Engine {
     for (let step = 1; step <= job.steps; step++) {
       if (signal.aborted) throw new CancelledError();
       await new Promise((resolve) => setTimeout(resolve, stepMs));
+      const until = Date.now() + (this.options.blockMs ?? 0);
+      while (Date.now() < until) {
+        // busy: nothing else runs, as during a model call
+      }
       this.stepsRun.set(job.jobId, step);
       onProgress({ stage: "denoising", step, total: job.steps, preview: gradient(8, 8, step) });
     }

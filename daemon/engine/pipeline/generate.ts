@@ -83,6 +83,16 @@ function check(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new CancelledError();
 }
 
+/**
+ * onnxruntime-node runs a session on the main thread: while a UNet call runs, no socket is read.
+ * Letting the event loop turn once before each step reads a cancel that arrived meanwhile, so
+ * the next call is not started for nothing.
+ */
+async function checkAfterPendingMessages(signal: AbortSignal | undefined): Promise<void> {
+  await new Promise<void>((resolve) => setImmediate(resolve));
+  check(signal);
+}
+
 /** ONNX exports fix the UNet's up-sampling factors: sizes that do not halve cleanly fail in a Concat. */
 function explainRunError(error: unknown, width: number, height: number): unknown {
   const message = error instanceof Error ? error.message : String(error);
@@ -154,7 +164,7 @@ export async function generate(model: LoadedModel, params: GenerateParams, noise
   const hidden = makeTensor(io.encoderHiddenStatesType, text.hidden, [unetBatch, text.sequence, text.dim]);
   let current = latents.start;
   for (let i = 0; i < timesteps.length; i++) {
-    check(signal);
+    await checkAfterPendingMessages(signal);
     const t = timesteps[i]!;
     const scaled = scheduler.scaleModelInput(current, t);
     const doubled = cfg ? concatBatch([scaled, scaled]) : scaled;
@@ -179,7 +189,7 @@ export async function generate(model: LoadedModel, params: GenerateParams, noise
     trace?.step?.(i, timesteps.length, current);
   }
   if (latents.final) current = latents.final(current);
-  check(signal);
+  await checkAfterPendingMessages(signal);
 
   options.onStage?.("decoding");
   const decoder = await sessions.vaeDecoder();

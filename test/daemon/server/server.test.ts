@@ -269,6 +269,15 @@ describe("jobs", () => {
     await expect.poll(() => server.connectionCount).toBe(0);
   });
 
+  it("keeps clients whose pongs wait behind a model call that holds the main thread", async () => {
+    const { server } = await serve(new TestEngine({ stepMs: 1, blockMs: 300 }), { heartbeatMs: 50 });
+    const client = await pair(server);
+    client.submit(txt2imgJob(1, { steps: 4 }));
+    expect((await client.next("done", undefined, 10_000)).status).toBe("completed");
+    expect(client.closeCode).toBeUndefined();
+    expect(server.connectionCount).toBe(1);
+  });
+
   it("pushes a new model list to paired clients", async () => {
     const { server, engine } = await serve();
     const client = await pair(server);
