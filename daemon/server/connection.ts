@@ -64,6 +64,8 @@ const PREVIEW_BACKLOG_BYTES = 8 * 1024 * 1024;
 
 export class Connection {
   private state: "handshake" | "ready" | "closed" = "handshake";
+  /** A valid hello arrived; the welcome may still be on its way. */
+  private helloAccepted = false;
   private readonly jobs = new Map<number, ConnectionJob>();
   private readonly frames: FrameAssembler;
   private readonly handshakeTimer: ReturnType<typeof setTimeout>;
@@ -78,9 +80,14 @@ export class Connection {
       { maxFrameBytes: settings.limits.maxImagePixels * 4 * 2, maxPendingFrames: settings.limits.maxPendingFrames },
       settings.pool,
     );
-    this.handshakeTimer = setTimeout(() => {
-      this.refuse("handshake_timeout", "No hello arrived in time: send hello with the pairing token first.", CloseCode.handshake);
-    }, settings.handshakeTimeoutMs);
+    this.handshakeTimer = setTimeout(
+      afterPendingMessages(() => {
+        if (this.state === "handshake" && !this.helloAccepted) {
+          this.refuse("handshake_timeout", "No hello arrived in time: send hello with the pairing token first.", CloseCode.handshake);
+        }
+      }),
+      settings.handshakeTimeoutMs,
+    );
     socket.on("message", (data, isBinary) => {
       // One message at a time, in order: a submit must be registered before its frames are read.
       this.inbox = this.inbox.then(() => this.receive(data, isBinary)).catch((error: unknown) => {
@@ -139,6 +146,7 @@ export class Connection {
       return this.refuse("bad_token", "The pairing token is wrong: run `npx underpaint token` and paste it into the panel.", CloseCode.badToken);
     }
     clearTimeout(this.handshakeTimer);
+    this.helloAccepted = true;
     const capabilities = await this.settings.engine.capabilities();
     if (this.state !== "handshake") return;
     this.state = "ready";
@@ -187,10 +195,14 @@ export class Connection {
     const job: ConnectionJob = { request, key: `${this.settings.id}/${jobId}`, phase: "awaiting-frames", received: {} };
     this.jobs.set(jobId, job);
     if (request.image || request.mask) {
-      job.frameTimer = setTimeout(() => {
-        this.dropJob(jobId);
-        this.sendError("frame_invalid", `The pixels of job ${jobId} did not arrive within ${this.settings.frameTimeoutMs / 1000} s.`, jobId);
-      }, this.settings.frameTimeoutMs);
+      job.frameTimer = setTimeout(
+        afterPendingMessages(() => {
+          if (job.phase !== "awaiting-frames" || this.jobs.get(jobId) !== job) return;
+          this.dropJob(jobId);
+          this.sendError("frame_invalid", `The pixels of job ${jobId} did not arrive within ${this.settings.frameTimeoutMs / 1000} s.`, jobId);
+        }),
+        this.settings.frameTimeoutMs,
+      );
     } else {
       this.enqueue(job);
     }
@@ -397,6 +409,14 @@ export class Connection {
     this.settings.queue.cancelOwnedBy(this.settings.id);
     this.frames.discard();
   }
+}
+
+/**
+ * A timeout that fires after a model call held the main thread may find the awaited message
+ * still unread in the socket: decide only after the event loop has read what is pending.
+ */
+function afterPendingMessages(decide: () => void): () => void {
+  return () => setImmediate(decide);
 }
 
 function toBytes(data: RawData): Uint8Array {

@@ -278,6 +278,19 @@ describe("jobs", () => {
     expect(server.connectionCount).toBe(1);
   });
 
+  it("pairs a client whose hello waited behind a model call longer than the handshake timeout", async () => {
+    const { server } = await serve(undefined, { handshakeTimeoutMs: 100 });
+    const late = await RawClient.open(server.url);
+    clients.push(late);
+    late.hello(TOKEN);
+    // The main thread is held (as by a UNet call) past the timeout, with the hello unread.
+    const until = Date.now() + 300;
+    while (Date.now() < until) {
+      // busy
+    }
+    expect((await late.next("welcome", undefined, 10_000)).protocol).toBe(PROTOCOL_VERSION);
+  });
+
   it("pushes a new model list to paired clients", async () => {
     const { server, engine } = await serve();
     const client = await pair(server);
