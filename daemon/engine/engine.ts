@@ -76,10 +76,6 @@ export class EngineError extends Error {
   }
 }
 
-export function throwIfCancelled(signal: AbortSignal): void {
-  if (signal.aborted) throw new CancelledError();
-}
-
 export class CancelledError extends Error {
   constructor() {
     super("The job was cancelled.");

@@ -12,7 +12,7 @@ import { CancelledError, EngineError } from "../engine";
 import { createScheduler, SchedulerConfigSchema, type NoiseSource, type Scheduler, type SchedulerName } from "../schedulers";
 import type { ClipTokenizer } from "../tokenizer";
 import { binaryLatentMask, binaryPixelMask, legacyKeepMask, maskedImage } from "./inpaint-masks";
-import { concatBatch, guide } from "./tensor";
+import { concatBatch, guide, scale } from "./tensor";
 import { encodePrompts, type PromptEncoding } from "./text";
 import { decodedToUnit, decodeLatents, encodeImage, imageToTensor, unitToRgb8 } from "./vae";
 
@@ -219,13 +219,6 @@ function repeatItems(item: Float32Array, count: number): Float32Array {
   return concatBatch(Array.from({ length: count }, () => item));
 }
 
-function scaleBy(data: Float32Array, factor: number): Float32Array {
-  const out = new Float32Array(data.length);
-  const f = Math.fround(factor);
-  for (let i = 0; i < data.length; i++) out[i] = data[i]! * f;
-  return out;
-}
-
 /** The latents the loop starts from, with each pipeline's draws in diffusers' order. */
 async function initialLatents(
   model: LoadedModel,
@@ -251,7 +244,7 @@ async function initialLatents(
     return { start: scheduler.addNoise(initLatents, noise.randn(shape), firstTimestep) };
   }
   const inpaint = params.inpaint;
-  if (!inpaint) return { start: scaleBy(options.latents ?? noise.randn(shape), scheduler.initNoiseSigma) };
+  if (!inpaint) return { start: scale(options.latents ?? noise.randn(shape), scheduler.initNoiseSigma) };
 
   const image = imageToTensor(inpaint.rgb, width, height);
   const isStrengthMax = inpaint.strength === 1;
@@ -281,7 +274,7 @@ async function initialLatents(
   const needsImageLatents = folder.unetInChannels === 4 || (!options.latents && !isStrengthMax);
   const imageLatents = needsImageLatents ? await encode(image) : undefined;
   const startNoise = options.latents ?? noise.randn(shape);
-  const start = options.latents || isStrengthMax ? scaleBy(startNoise, scheduler.initNoiseSigma) : scheduler.addNoise(imageLatents!, startNoise, firstTimestep);
+  const start = options.latents || isStrengthMax ? scale(startNoise, scheduler.initNoiseSigma) : scheduler.addNoise(imageLatents!, startNoise, firstTimestep);
 
   // prepare_mask_latents: the masked image is encoded even for 4-channel UNets (one more draw).
   const binary = binaryPixelMask(inpaint.mask);

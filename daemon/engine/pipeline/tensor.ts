@@ -1,11 +1,5 @@
 /** Flat float32 tensors in C order, and the few operations the pipeline needs on them. */
 
-export interface Tensor4 {
-  data: Float32Array;
-  /** [batch, channels, height, width] */
-  shape: [number, number, number, number];
-}
-
 export function concatBatch(parts: readonly Float32Array[]): Float32Array {
   const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
   let offset = 0;
@@ -28,22 +22,10 @@ export function guide(output: Float32Array, guidance: number): Float32Array {
   return result;
 }
 
+/** Every value times a float32 factor. */
 export function scale(data: Float32Array, factor: number): Float32Array {
   const out = new Float32Array(data.length);
   const f = Math.fround(factor);
   for (let i = 0; i < data.length; i++) out[i] = data[i]! * f;
   return out;
-}
-
-export function divide(data: Float32Array, divisor: number): Float32Array {
-  const out = new Float32Array(data.length);
-  const d = Math.fround(divisor);
-  for (let i = 0; i < data.length; i++) out[i] = data[i]! / d;
-  return out;
-}
-
-/** One item of a batch, as a view (no copy). */
-export function batchItem(data: Float32Array, batch: number, index: number): Float32Array {
-  const size = data.length / batch;
-  return data.subarray(index * size, (index + 1) * size);
 }
