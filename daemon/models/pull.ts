@@ -148,12 +148,17 @@ class Reporter {
     const bytes = this.state.bytes + delta;
     const rate = this.meter.rate();
     const left = Math.max(0, this.state.total - bytes);
-    this.update({
-      bytes,
-      file,
-      ...(rate !== undefined ? { bytesPerSecond: Math.round(rate) } : {}),
-      ...(rate ? { etaSeconds: Math.round(left / rate) } : {}),
-    });
+    // A new file is always reported (logs list every file), however soon after the last report.
+    const newFile = file !== this.state.file;
+    this.update(
+      {
+        bytes,
+        file,
+        ...(rate !== undefined ? { bytesPerSecond: Math.round(rate) } : {}),
+        ...(rate ? { etaSeconds: Math.round(left / rate) } : {}),
+      },
+      newFile,
+    );
   }
 
   get downloaded(): number {
