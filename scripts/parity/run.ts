@@ -6,6 +6,7 @@ import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
 import { generate, type GenerateParams, type GenerateTrace, type LoadedModel } from "../../daemon/engine/pipeline/generate";
+import { concatArrays } from "../../daemon/engine/pipeline/tensor";
 import type { PromptEncoding } from "../../daemon/engine/pipeline/text";
 import { TorchGenerator } from "../../daemon/engine/rng";
 import { SCHEDULER_NAMES, type NoiseSource, type SchedulerName } from "../../daemon/engine/schedulers";
@@ -95,15 +96,7 @@ function toNhwc(images: Float32Array[], width: number, height: number): Float32A
 }
 
 function flatIds(encoding: PromptEncoding | null | undefined): Int32Array | undefined {
-  if (!encoding) return undefined;
-  const all = encoding.ids.flat();
-  const out = new Int32Array(all.reduce((n, w) => n + w.length, 0));
-  let o = 0;
-  for (const w of all) {
-    out.set(w, o);
-    o += w.length;
-  }
-  return out;
+  return encoding ? concatArrays(Int32Array, encoding.ids.flat()) : undefined;
 }
 
 async function runOnce(reference: ReferenceCase, model: LoadedModel, noise: NoiseSource, latents?: Float32Array): Promise<{ stages: StageResult[]; error?: string }> {

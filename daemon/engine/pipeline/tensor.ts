@@ -1,13 +1,19 @@
 /** Flat float32 tensors in C order, and the few operations the pipeline needs on them. */
 
-export function concatBatch(parts: readonly Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+/** The parts one after the other, in a new array of the given kind. */
+export function concatArrays<T extends Float32Array | Int32Array>(Kind: new (length: number) => T, parts: readonly T[]): T {
+  const out = new Kind(parts.reduce((n, p) => n + p.length, 0));
   let offset = 0;
   for (const p of parts) {
     out.set(p, offset);
     offset += p.length;
   }
   return out;
+}
+
+/** Batch items (or whole batches) stacked along the batch axis. */
+export function concatBatch(parts: readonly Float32Array[]): Float32Array {
+  return concatArrays(Float32Array, parts);
 }
 
 /** Classifier-free guidance on a [uncond; cond] batch: u + g * (c - u), in float32 as torch does. */

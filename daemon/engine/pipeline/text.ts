@@ -7,7 +7,7 @@ import type { InferenceSession } from "onnxruntime-node";
 import type { ClipTokenizer } from "../tokenizer";
 import type { PartSession } from "../../models/model-sessions";
 import { makeTensor, tensorToFloat32, type TextEncoderIO } from "../../models/session-io";
-import { concatBatch } from "./tensor";
+import { concatArrays, concatBatch } from "./tensor";
 
 export interface PromptEncoding {
   /** [batch, sequence, dim], sequence = 77 x windows */
@@ -49,7 +49,7 @@ export function tokenize(tokenizer: ClipTokenizer, prompts: readonly string[], o
 export async function encodeTokens(encoder: PartSession<TextEncoderIO>, ids: Int32Array[][]): Promise<Omit<PromptEncoding, "ids" | "dropped">> {
   const windows = ids[0]!.length;
   const length = ids[0]![0]!.length;
-  const flat = concatInt(ids.flat());
+  const flat = concatArrays(Int32Array, ids.flat());
   const feeds = { [encoder.io.inputIds]: makeTensor(encoder.io.inputIdsType, flat, [ids.length * windows, length]) };
   const outputs = await (encoder.session as InferenceSession).run(feeds, [encoder.io.hiddenState]);
   const hidden = tensorToFloat32(outputs[encoder.io.hiddenState]!);
@@ -76,14 +76,4 @@ export async function encodePrompts(
   const negative = neg ? { ...(await encodeTokens(encoder, neg.ids)), ...neg } : null;
   const hidden = negative ? concatBatch([negative.embeddings, positive.embeddings]) : positive.embeddings;
   return { positive, negative, hidden, sequence: positive.sequence, dim: positive.dim };
-}
-
-function concatInt(parts: readonly Int32Array[]): Int32Array {
-  const out = new Int32Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const p of parts) {
-    out.set(p, offset);
-    offset += p.length;
-  }
-  return out;
 }
