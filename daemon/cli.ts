@@ -10,7 +10,8 @@ import { token } from "./commands/token";
 
 const USAGE = `Underpaint: local Stable Diffusion for Photoshop.
 
-  underpaint serve [--port N] [--host H] [--models DIR]   start the daemon the panel connects to
+  underpaint serve [--port N] [--host H] [--models DIR] [--no-optimized-cache]
+                                                          start the daemon the panel connects to
   underpaint token                                        print the pairing token for the panel
   ${GENERATE_USAGE}
   ${MODELS_USAGE}

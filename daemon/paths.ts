@@ -21,3 +21,12 @@ export function defaultModelsDir(env: Env = process.env, platform: NodeJS.Platfo
   if (platform === "darwin") return path.join(home, "Library", "Application Support", "Underpaint", "models");
   return path.join(env.XDG_DATA_HOME || path.join(home, ".local", "share"), "underpaint", "models");
 }
+
+/** Files the daemon can make again (onnxruntime-optimized model copies): safe to delete. */
+export function cacheDir(env: Env = process.env, platform: NodeJS.Platform = process.platform): string {
+  if (env.UNDERPAINT_CACHE_DIR) return env.UNDERPAINT_CACHE_DIR;
+  const home = os.homedir();
+  if (platform === "win32") return path.join(env.LOCALAPPDATA ?? path.join(home, "AppData", "Local"), "Underpaint", "cache");
+  if (platform === "darwin") return path.join(home, "Library", "Caches", "Underpaint");
+  return path.join(env.XDG_CACHE_HOME || path.join(home, ".cache"), "underpaint");
+}

@@ -11,14 +11,15 @@ import { expandCanvas } from "../imaging/outpaint";
 import type { Image8 } from "../imaging/types";
 import { DiffusionEngine } from "../engine/diffusion-engine";
 import type { Raster } from "../engine/engine";
-import { defaultModelsDir } from "../paths";
+import { OptimizedModelCache, optimizedCacheSwitchedOff } from "../models/optimized-models";
+import { cacheDir, defaultModelsDir } from "../paths";
 import { intFlag, numberFlag, parseWith, UsageError } from "./args";
 import { ProgressBar } from "./progress-bar";
 
 export const GENERATE_USAGE = `underpaint generate --model DIR|ID --prompt TEXT [--negative TEXT] [--steps N] [--guidance G]
     [--scheduler ${SchedulerName.options.join("|")}] [--seed S] [--width W --height H]
     [--init IMAGE [--strength F] [--mask MASK.png | --expand LEFT,TOP,RIGHT,BOTTOM]]
-    [--variations N] [--truncate] [--models DIR] --out FILE.png
+    [--variations N] [--truncate] [--models DIR] [--no-optimized-cache] --out FILE.png
       --mask: inpaint where the mask is white (black = keep); writes the picture at the input's size
       --context automatic|selection|image: what the model sees around the mask (default automatic)
       --expand: extend the canvas by that many pixels per side; writes the enlarged picture
@@ -45,6 +46,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
       variations: { type: "string", default: "1" },
       truncate: { type: "boolean", default: false },
       models: { type: "string" },
+      "no-optimized-cache": { type: "boolean", default: false },
       out: { type: "string" },
     },
     strict: true,
@@ -53,7 +55,12 @@ export async function generateCommand(argv: string[]): Promise<void> {
   if (values.prompt === undefined) throw new UsageError("--prompt is required.");
   if (!values.out) throw new UsageError("--out FILE.png is required.");
 
-  const engine = new DiffusionEngine({ modelsDir: values.models ?? defaultModelsDir() });
+  const bar = new ProgressBar();
+  const optimizedModels =
+    values["no-optimized-cache"] || optimizedCacheSwitchedOff()
+      ? null
+      : new OptimizedModelCache({ dir: cacheDir(), log: (level, message) => bar.note(`${level === "warn" ? "warning" : "note"}: ${message}`) });
+  const engine = new DiffusionEngine({ modelsDir: values.models ?? defaultModelsDir(), optimizedModels });
   const isFolder = await stat(values.model).then((s) => s.isDirectory(), () => false);
   const modelId = isFolder ? await engine.useFolder(values.model) : values.model;
   const { models } = await engine.capabilities();
@@ -71,7 +78,6 @@ export async function generateCommand(argv: string[]): Promise<void> {
   const expand = values.expand ? parseExpansion(values.expand) : undefined;
   const mode = mask ? "inpaint" : expand ? "outpaint" : image ? "img2img" : "txt2img";
   const strength = parseWith(numberFlag(0, 1), values.strength ?? (mode === "img2img" ? 0.75 : 1), "strength");
-  const bar = new ProgressBar();
   const notices: string[] = [];
   const controller = new AbortController();
   process.once("SIGINT", () => controller.abort());

@@ -13,6 +13,12 @@ export class ProgressBar {
     process.stderr.write(`\r${line}`);
   }
 
+  /** A line of its own on stderr (terminal or not), the bar drawn again below it. */
+  note(line: string): void {
+    if (this.tty && this.last) process.stderr.write(`\r\x1b[K${line}\n${this.last}`);
+    else process.stderr.write(`${line}\n`);
+  }
+
   done(): void {
     if (this.tty && this.last) process.stderr.write("\n");
     this.last = "";

@@ -2,7 +2,9 @@ import { parseArgs } from "node:util";
 import { DEFAULT_HOST, DEFAULT_PORT } from "../../protocol";
 import { DiffusionEngine } from "../engine/diffusion-engine";
 import { ModelDownloads } from "../models/downloads";
-import { defaultModelsDir } from "../paths";
+import type { ModelLog } from "../models/execution-provider";
+import { OptimizedModelCache, optimizedCacheSwitchedOff } from "../models/optimized-models";
+import { cacheDir, defaultModelsDir } from "../paths";
 import { startServer } from "../server/server";
 import { loadOrCreateToken } from "../server/token";
 import { intFlag, parseWith } from "./args";
@@ -11,7 +13,12 @@ import { DAEMON_VERSION } from "../version";
 export async function serve(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
-    options: { port: { type: "string" }, host: { type: "string" }, models: { type: "string" } },
+    options: {
+      port: { type: "string" },
+      host: { type: "string" },
+      models: { type: "string" },
+      "no-optimized-cache": { type: "boolean", default: false },
+    },
     strict: true,
   });
   const port = parseWith(intFlag(0, 65535), values.port ?? DEFAULT_PORT, "port");
@@ -22,7 +29,11 @@ export async function serve(argv: string[]): Promise<void> {
     log(`warning: listening on ${host} lets other machines reach the daemon; only the pairing token protects it`);
   }
   const token = await loadOrCreateToken();
-  const engine = new DiffusionEngine({ modelsDir, log: (level, message) => log(`${level}: ${message}`) });
+  const modelLog: ModelLog = (level, message) => log(`${level}: ${message}`);
+  const optimizedModels =
+    values["no-optimized-cache"] || optimizedCacheSwitchedOff() ? null : new OptimizedModelCache({ dir: cacheDir(), log: modelLog });
+  log(optimizedModels ? `optimized model copies in ${optimizedModels.root}` : "optimized-model cache off");
+  const engine = new DiffusionEngine({ modelsDir, log: modelLog, optimizedModels });
   const { models } = await engine.capabilities();
   log(`models folder ${modelsDir}: ${models.length ? models.map((m) => m.id).join(", ") : "no models yet"}`);
   const installer = new ModelDownloads({ modelsDir, log });

@@ -8,6 +8,7 @@ import { discoverModels } from "../models/discover";
 import type { Device, ModelLog } from "../models/execution-provider";
 import { loadModelFolder, toModelInfo, type ModelFolder } from "../models/model-folder";
 import { SessionCache } from "../models/model-sessions";
+import type { OptimizedModelCache } from "../models/optimized-models";
 import { folderFingerprint, ModelsWatcher } from "../models/watcher";
 import { CancelledError, EngineError, type Engine, type EngineCapabilities, type EngineJob, type EngineResult, type RunContext } from "./engine";
 import { asEngineError, finishMaskedEdit, planInpaint, planOutpaint, type MaskedEditPlan } from "./masked-edit";
@@ -27,6 +28,8 @@ export interface DiffusionEngineOptions {
   log?: ModelLog;
   /** For tests: pin the devices (default: the platform's best, CPU last). */
   devices?: readonly Device[];
+  /** Where CPU sessions keep onnxruntime-optimized model copies (default null: none). */
+  optimizedModels?: OptimizedModelCache | null;
 }
 
 export class DiffusionEngine implements Engine {
@@ -42,7 +45,11 @@ export class DiffusionEngine implements Engine {
 
   constructor(private readonly options: DiffusionEngineOptions) {
     this.log = options.log ?? (() => {});
-    this.sessions = new SessionCache({ log: this.log, ...(options.devices ? { devices: options.devices } : {}) });
+    this.sessions = new SessionCache({
+      log: this.log,
+      optimizedModels: options.optimizedModels ?? null,
+      ...(options.devices ? { devices: options.devices } : {}),
+    });
   }
 
   /**

@@ -30,6 +30,9 @@ type NodeProto = onnxProto.onnx.INodeProto;
 type TensorProto = onnxProto.onnx.ITensorProto;
 type IntLike = number | { toNumber(): number };
 
+/** Bump when the rewrite changes: optimized copies of fused graphs are keyed by it. */
+export const ATTENTION_FUSION_VERSION = 1;
+
 const MS_DOMAIN = "com.microsoft";
 const FLOAT = 1;
 const INT64 = 7;

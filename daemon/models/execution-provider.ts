@@ -114,7 +114,8 @@ export interface CreatedSession {
 
 export type SessionFactory = (path: string, options: InferenceSession.SessionOptions) => Promise<InferenceSession>;
 
-const defaultFactory: SessionFactory = (p, options) => InferenceSession.create(p, options);
+/** onnxruntime's own InferenceSession.create. */
+export const defaultSessionFactory: SessionFactory = (p, options) => InferenceSession.create(p, options);
 
 /**
  * Execution providers compiled into this onnxruntime-node binary. Asked for one that is
@@ -136,7 +137,7 @@ export async function createSession(
   options: { threads?: number; factory?: SessionFactory; compiled?: () => readonly string[] } = {},
 ): Promise<CreatedSession> {
   const wanted = (typeof preferred === "string" ? [preferred] : [...preferred]).filter((d) => d !== "cpu");
-  const factory = options.factory ?? defaultFactory;
+  const factory = options.factory ?? defaultSessionFactory;
   const compiled = (options.compiled ?? compiledProviders)();
   const reasons: string[] = [];
   for (const device of wanted) {

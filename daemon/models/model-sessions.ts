@@ -12,12 +12,16 @@ import { ModelFolderError } from "./errors";
 import {
   chooseDevices,
   createSession,
+  defaultSessionFactory,
   silentLog,
   type Device,
   type ModelLog,
   type SessionFactory,
 } from "./execution-provider";
 import type { ModelFolder } from "./model-folder";
+import { ATTENTION_FUSION_VERSION } from "./attention-fusion";
+import { withFusedAttention } from "./fused-attention-sessions";
+import type { OptimizedModelCache } from "./optimized-models";
 import {
   describeTextEncoderSession,
   describeUnetSession,
@@ -31,6 +35,12 @@ import {
 
 export const MODEL_PARTS = ["textEncoder", "unet", "vaeEncoder", "vaeDecoder"] as const;
 export type ModelPart = (typeof MODEL_PARTS)[number];
+
+/** What the default loading does to a part's graph, as named in the optimized-model cache's key. */
+export function graphRewriteOf(part: ModelPart): string {
+  // CLIP's attention is causal and short (77 tokens): only the UNet's and the VAE's are fused.
+  return part === "textEncoder" ? "" : `attention-fusion-${ATTENTION_FUSION_VERSION}`;
+}
 
 interface PartIO {
   textEncoder: TextEncoderIO;
@@ -56,8 +66,13 @@ export interface ModelSessionsOptions {
   log?: ModelLog;
   /** intraOpNumThreads (default: physical cores). */
   threads?: number;
-  /** For tests: how a session is made. */
+  /**
+   * For tests: how a session is made from a model file. The default also fuses the UNet's and
+   * the VAE's attention (./fused-attention-sessions); a factory given here is used as it is.
+   */
   factory?: SessionFactory;
+  /** Loads CPU sessions from onnxruntime-optimized copies, writing them on first use (default null: none, nothing written). */
+  optimizedModels?: OptimizedModelCache | null;
 }
 
 const DESCRIBE: { [P in ModelPart]: (session: InferenceSession, file: string) => PartIO[P] } = {
@@ -72,6 +87,7 @@ export class ModelSessions {
   private readonly ready = new Map<ModelPart, PartSession<unknown>>();
   private readonly devicesWanted: readonly Device[];
   private readonly log: ModelLog;
+  private readonly factories: Record<ModelPart, SessionFactory>;
   private isReleased = false;
 
   constructor(
@@ -80,6 +96,13 @@ export class ModelSessions {
   ) {
     this.log = options.log ?? silentLog;
     this.devicesWanted = options.devices ?? chooseDevices().devices;
+    const fusing = withFusedAttention(defaultSessionFactory, { log: this.log });
+    const factoryOf = (part: ModelPart): SessionFactory => {
+      const rewrite = options.factory ? "" : graphRewriteOf(part);
+      const factory = options.factory ?? (rewrite ? fusing : defaultSessionFactory);
+      return options.optimizedModels ? options.optimizedModels.wrap(factory, rewrite) : factory;
+    };
+    this.factories = { textEncoder: factoryOf("textEncoder"), unet: factoryOf("unet"), vaeEncoder: factoryOf("vaeEncoder"), vaeDecoder: factoryOf("vaeDecoder") };
   }
 
   textEncoder(): Promise<PartSession<TextEncoderIO>> {
@@ -168,7 +191,7 @@ export class ModelSessions {
     }
     const created = await createSession(path, this.devicesWanted, this.log, {
       threads: this.options.threads,
-      factory: this.options.factory,
+      factory: this.factories[part],
     });
     let io: PartIO[P];
     try {

@@ -1,5 +1,5 @@
 import { execFile, spawn } from "node:child_process";
-import { mkdtemp, readFile, rm, stat, symlink } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, stat, symlink } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -14,7 +14,13 @@ let env: NodeJS.ProcessEnv;
 
 beforeAll(async () => {
   work = await mkdtemp(path.join(os.tmpdir(), "underpaint-cli-"));
-  env = { ...process.env, UNDERPAINT_CONFIG_DIR: path.join(work, "config"), UNDERPAINT_MODELS: path.join(work, "models") };
+  env = {
+    ...process.env,
+    UNDERPAINT_CONFIG_DIR: path.join(work, "config"),
+    UNDERPAINT_MODELS: path.join(work, "models"),
+    // The optimized-model cache is on by default: keep it out of the user's cache folder.
+    UNDERPAINT_CACHE_DIR: path.join(work, "cache"),
+  };
 });
 afterAll(async () => {
   await rm(work, { recursive: true, force: true });
@@ -160,6 +166,9 @@ describe("underpaint serve", () => {
       expect(welcome.capabilities.models[0]!.modes).toEqual(["txt2img", "img2img", "inpaint", "outpaint"]);
       client.submit({ jobId: 1, mode: "txt2img", model: "tiny-sd", prompt: "a cat", seed: 1, steps: 3, guidance: 7.5, scheduler: "euler", width: 64, height: 64 });
       expect((await client.next("done", undefined, 30_000)).status).toBe("completed");
+      // The daemon keeps optimized copies of what the job loaded (text encoder, UNet, VAE decoder).
+      const optimized = (await readdir(path.join(work, "cache", "optimized"))).filter((n) => !n.startsWith(".tmp-"));
+      expect(optimized.length).toBeGreaterThanOrEqual(3);
       client.close();
       const exited = new Promise<number | null>((resolve) => daemon.once("exit", resolve));
       daemon.kill("SIGTERM");

@@ -1,9 +1,13 @@
+import { readdir, readFile } from "node:fs/promises";
+import path from "node:path";
+import onnxProto from "onnx-proto";
 import { InferenceSession } from "onnxruntime-node";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { SessionFactory } from "../../../daemon/models/execution-provider";
 import { loadModelFolder, ModelFolderError, type ModelFolder } from "../../../daemon/models/model-folder";
 import { ModelSessions, SessionCache } from "../../../daemon/models/model-sessions";
-import { fixtureModelDir } from "../../helpers/model-fixtures";
+import { OptimizedModelCache } from "../../../daemon/models/optimized-models";
+import { fixtureModelDir, makeTempDir } from "../../helpers/model-fixtures";
 
 /** Real CPU sessions, counting creations and releases per model file. */
 function countingFactory(): { factory: SessionFactory; created: string[]; released: string[] } {
@@ -91,6 +95,46 @@ describe("ModelSessions", () => {
     fail = false;
     expect((await sessions.vaeDecoder()).device).toBe("cpu");
     await sessions.release();
+  });
+});
+
+describe("ModelSessions' own loading: attention fused in the UNet and the VAE", () => {
+  it("fuses the UNet's and the VAE decoder's attention, not CLIP's, and says so", async () => {
+    const logs: string[] = [];
+    const sessions = new ModelSessions(sd, { devices: ["cpu"], threads: 1, log: (_level, message) => logs.push(message) });
+    await sessions.textEncoder();
+    expect(logs.filter((l) => l.includes("fused"))).toEqual([]);
+    await sessions.unet();
+    await sessions.vaeDecoder();
+    expect(logs.filter((l) => l.includes("fused"))).toEqual([
+      expect.stringMatching(/^unet\/model\.onnx: 12 attention blocks fused into MultiHeadAttention/),
+      expect.stringMatching(/^vae_decoder\/model\.onnx: 1 attention blocks fused into MultiHeadAttention/),
+    ]);
+    await sessions.release();
+  });
+
+  it("keeps the fused graph in the optimized copy, which later loads use as it is", async () => {
+    const temp = await makeTempDir();
+    try {
+      const cache = new OptimizedModelCache({ dir: temp.dir });
+      const first = new ModelSessions(sd, { devices: ["cpu"], threads: 1, optimizedModels: cache });
+      await first.unet();
+      await first.release();
+      const entries = (await readdir(cache.root)).filter((e) => !e.startsWith("."));
+      expect(entries).toHaveLength(1);
+      const copy = onnxProto.onnx.ModelProto.decode(await readFile(path.join(cache.root, entries[0]!, "model.onnx")));
+      const ops = copy.graph!.node!.map((n) => n.opType);
+      expect(ops.filter((op) => op === "MultiHeadAttention")).toHaveLength(12);
+      expect(ops).not.toContain("Softmax");
+      const logs: string[] = [];
+      const second = new ModelSessions(sd, { devices: ["cpu"], threads: 1, optimizedModels: new OptimizedModelCache({ dir: temp.dir, log: (_l, m) => logs.push(m) }), log: (_l, m) => logs.push(m) });
+      await second.unet();
+      expect(logs.some((l) => l.startsWith(`loaded ${sd.paths.unet} from its optimized copy`))).toBe(true);
+      expect(logs.some((l) => l.includes("fused"))).toBe(false);
+      await second.release();
+    } finally {
+      await temp.cleanup();
+    }
   });
 });
 
