@@ -100,8 +100,11 @@ export function sessionOptionsFor(device: Device, threads: number = physicalCore
     graphOptimizationLevel: "all",
     executionMode: "sequential",
     intraOpNumThreads: threads,
-    // DirectML requires memory patterns off (and sequential execution).
-    ...(device === "dml" ? { enableMemPattern: false } : {}),
+    // Memory patterns plan one block for all of a call's intermediate tensors from its first
+    // run. Off, each tensor is allocated from the arena when needed: measured on SD 1.5 at
+    // 512x512 (scripts/bench), the VAE decoder then needs 1.4 instead of 2.0 GiB and runs no
+    // slower, the UNet 0.13 GiB less at the same speed. DirectML requires them off anyway.
+    enableMemPattern: false,
   };
 }
 

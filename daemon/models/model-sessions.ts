@@ -151,6 +151,16 @@ export class ModelSessions {
     return this.isReleased;
   }
 
+  /** Releases one part's session (it is created again when next asked for). */
+  async releasePart(part: ModelPart): Promise<void> {
+    const pending = this.pending.get(part);
+    if (!pending) return;
+    this.pending.delete(part);
+    this.ready.delete(part);
+    const created = await pending.catch(() => null);
+    await created?.session.release().catch(() => {});
+  }
+
   /** Releases every session, waiting for any still being created. Idempotent. */
   async release(): Promise<void> {
     this.isReleased = true;

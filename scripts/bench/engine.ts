@@ -5,13 +5,16 @@
  * DiffusionEngine (previews on), on cancel, and compared with a large MatMul on the same
  * onnxruntime in the same run (the roofline). Speed does not depend on the weights' values.
  */
-import { mkdir, rm, stat } from "node:fs/promises";
+import { fork } from "node:child_process";
+import { mkdir, readdir, rm, stat } from "node:fs/promises";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { z } from "zod";
 import { InferenceSession, Tensor } from "onnxruntime-node";
 import { DiffusionEngine } from "../../daemon/engine/diffusion-engine";
 import type { EngineJob } from "../../daemon/engine/engine";
 import { latentPreview } from "../../daemon/engine/preview";
-import { sessionOptionsFor, type ModelLog, type SessionFactory } from "../../daemon/models/execution-provider";
+import { defaultSessionFactory, sessionOptionsFor, type ModelLog } from "../../daemon/models/execution-provider";
 import { loadModelFolder, type ModelFolder } from "../../daemon/models/model-folder";
 import { MODEL_PARTS, ModelSessions, type ModelPart } from "../../daemon/models/model-sessions";
 import { OptimizedModelCache } from "../../daemon/models/optimized-models";
@@ -52,7 +55,6 @@ export async function benchEngine(root: string, fixtures: string, options: Engin
     rows.push(row);
     if (!quick) console.log(`  [engine] ${row.what}: ${row.value}${row.note ? ` (${row.note})` : ""}`);
   };
-  const rssBefore = process.memoryUsage().rss;
 
   // ---- the models and their counts ----
   const buildStart = now();
@@ -100,26 +102,25 @@ export async function benchEngine(root: string, fixtures: string, options: Engin
     return best;
   };
 
-  // ---- loading: first, second, and from an optimized-model cache ----
-  const loadTimes = async (label: string, factory: SessionFactory) => {
+  // ---- loading, as the daemon loads (attention fused): first, second, writing and reading the optimized-model cache ----
+  const loadTimes = async (label: string, optimizedModels: OptimizedModelCache | null) => {
+    const sessions = new ModelSessions(folder, { devices: ["cpu"], optimizedModels });
     const times: Partial<Record<ModelPart, number>> = {};
-    const timed: SessionFactory = async (file, opts) => {
-      const start = now();
-      const session = await factory(file, opts);
-      const part = MODEL_PARTS.find((p) => folder.paths[p] === file);
-      if (part) times[part] = now() - start;
-      return session;
-    };
-    const sessions = new ModelSessions(folder, { devices: ["cpu"], factory: timed });
-    const total = await timeIt(() => sessions.loadAll());
+    const start = now();
+    for (const part of MODEL_PARTS) {
+      if (part === "vaeEncoder" && !folder.paths.vaeEncoder) continue;
+      const partStart = now();
+      await (part === "textEncoder" ? sessions.textEncoder() : part === "unet" ? sessions.unet() : part === "vaeEncoder" ? sessions.vaeEncoder() : sessions.vaeDecoder());
+      times[part] = now() - partStart;
+    }
+    const total = now() - start;
     figures[`load.${label}Ms`] = round(total);
     figures[`load.${label}UnetMs`] = round(times.unet ?? NaN);
     return { sessions, total, unet: times.unet ?? NaN };
   };
-  const plain: SessionFactory = (file, opts) => InferenceSession.create(file, opts);
-  const cold = await loadTimes("cold", plain);
+  const cold = await loadTimes("cold", null);
   await cold.sessions.release();
-  const second = await loadTimes("second", plain);
+  const second = await loadTimes("second", null);
   await second.sessions.release();
   // The product's optimized-model cache, in a folder of its own emptied first, so the first load really writes.
   const optimizedCacheDir = path.join(cacheDir, "optimized-cache");
@@ -129,44 +130,50 @@ export async function benchEngine(root: string, fixtures: string, options: Engin
     cacheLines.push(message);
     if (level === "warn") console.log(`  (optimized-model cache: ${message})`);
   };
-  const written = await loadTimes("writeOptimized", new OptimizedModelCache({ dir: optimizedCacheDir, log: cacheLog }).wrap(plain));
+  const written = await loadTimes("writeOptimized", new OptimizedModelCache({ dir: optimizedCacheDir, log: cacheLog }));
   const wroteAll = cacheLines.filter((l) => l.startsWith("optimized ")).length === written.sessions.loaded().length;
   await written.sessions.release();
   cacheLines.length = 0;
   // A new cache object, as after a restart of the daemon.
-  const fromCache = await loadTimes("fromOptimized", new OptimizedModelCache({ dir: optimizedCacheDir, log: cacheLog }).wrap(plain));
+  const fromCache = await loadTimes("fromOptimized", new OptimizedModelCache({ dir: optimizedCacheDir, log: cacheLog }));
   const hitAll = cacheLines.filter((l) => l.includes("from its optimized copy")).length === fromCache.sessions.loaded().length;
   await fromCache.sessions.release();
   const cached = wroteAll && hitAll ? fromCache : null;
   if (!cached) console.log("  (the optimized-model cache did not write or serve every model file: see its lines above)");
   figures["load.secondOverFirstUnet"] = round(second.unet / cold.unet);
   figures["load.optimizedOverFirstUnet"] = cached ? round(cached.unet / cold.unet) : null;
-  push({ what: "load all sessions: first", value: `${cold.total.toFixed(0)} ms`, note: `UNet ${cold.unet.toFixed(0)} ms` });
-  push({ what: "load all sessions: second", value: `${second.total.toFixed(0)} ms`, note: `UNet ${second.unet.toFixed(0)} ms` });
+  push({ what: "load all sessions: first", value: `${cold.total.toFixed(0)} ms`, note: `UNet ${cold.unet.toFixed(0)} ms (attention fused, graph optimised)` });
+  push({ what: "load all sessions: second", value: `${second.total.toFixed(0)} ms`, note: `UNet ${second.unet.toFixed(0)} ms (files in the OS cache)` });
   push({ what: "load all sessions: writing the optimized copies", value: `${written.total.toFixed(0)} ms`, note: `UNet ${written.unet.toFixed(0)} ms` });
   if (cached) push({ what: "load from optimized-model cache", value: `${cached.total.toFixed(0)} ms`, note: `UNet ${cached.unet.toFixed(0)} ms = ${(cached.unet / cold.unet).toFixed(2)}x first (target <= 0.33)` });
 
   // ---- each network alone ----
-  const sessions = new ModelSessions(folder, { devices: ["cpu"] });
+  const sessions = new ModelSessions(folder, { devices: ["cpu"], optimizedModels: new OptimizedModelCache({ dir: optimizedCacheDir }) });
   const text = await sessions.textEncoder();
   const unet = await sessions.unet();
   const decoder = await sessions.vaeDecoder();
   const dim = built.config.text.hidden;
   const ids = new Tensor("int32", new Int32Array(2 * 77).fill(49407).map((v, i) => (i % 77 === 0 ? 49406 : v)), [2, 77]);
   const textRun = await paired(reps + 1, async () => void (await text.session.run({ [text.io.inputIds]: ids })));
-  const unetCall = (batch: number) => {
+  const unetCall = (batch: number, { session, io } = unet) => {
     const feeds = {
-      [unet.io.sample]: new Tensor("float32", randn(batch * 4 * latent * latent, "sample"), [batch, 4, latent, latent]),
-      [unet.io.timestep]: new Tensor("float32", new Float32Array(batch).fill(981), [batch]),
-      [unet.io.encoderHiddenStates]: new Tensor("float32", randn(batch * 77 * dim, "context"), [batch, 77, dim]),
+      [io.sample]: new Tensor("float32", randn(batch * 4 * latent * latent, "sample"), [batch, 4, latent, latent]),
+      [io.timestep]: new Tensor("float32", new Float32Array(batch).fill(981), [batch]),
+      [io.encoderHiddenStates]: new Tensor("float32", randn(batch * 77 * dim, "context"), [batch, 77, dim]),
     };
-    return async () => void (await unet.session.run(feeds));
+    return async () => void (await session.run(feeds));
   };
   const unet1 = await paired(reps, unetCall(1));
   const unet2 = await paired(reps, unetCall(2));
   const z = new Tensor("float32", randn(4 * latent * latent, "latent"), [1, 4, latent, latent]);
   const vae = await paired(reps, async () => void (await decoder.session.run({ [decoder.io.latent]: z })));
   await sessions.release();
+  // The same UNet as exported (attention unfused), for what the fusion gains.
+  const exported = new ModelSessions(folder, { devices: ["cpu"], factory: defaultSessionFactory });
+  const exportedUnet = await exported.unet();
+  const exportedCall = unetCall(2, exportedUnet);
+  const unet2Exported = await paired(1, exportedCall);
+  await exported.release();
   await mm.release();
   const rate = (flop: number, ms: number) => flop / (ms / 1000);
   const put = (key: string, what: string, timed: { ms: number; matmulRate: number }, flop: number) => {
@@ -182,6 +189,8 @@ export async function benchEngine(root: string, fixtures: string, options: Engin
   put("textEncoder", "text encoder [2, 77]", textRun, at1.text_encoder.flop);
   figures["unet.rooflineRatio"] = round(put("unet.batch1", `UNet batch 1 at ${latent}x${latent}`, unet1, at1.unet.flop));
   figures["unet.rooflineRatioBatch2"] = round(put("unet.batch2", `UNet batch 2 (guidance)`, unet2, unetFlop2));
+  put("unet.exportedBatch2", `UNet batch 2, attention as exported (unfused)`, unet2Exported, unetFlop2);
+  figures["unet.fusionSpeedupBatch2"] = round(unet2Exported.ms / unet2.ms);
   put("vaeDecoder", `VAE decoder ${latent}x${latent} -> ${size}x${size}`, vae, at1.vae_decoder.flop);
 
   // ---- a txt2img job through the daemon's engine, previews on; then one cancelled mid-step ----
@@ -201,7 +210,8 @@ export async function benchEngine(root: string, fixtures: string, options: Engin
   };
   const modelsDir = path.join(cacheDir, "empty-models-dir");
   await mkdir(modelsDir, { recursive: true });
-  const engine = new DiffusionEngine({ modelsDir, devices: ["cpu"] });
+  // As the daemon runs it: models loaded through the optimized-model cache (attention fused).
+  const engine = new DiffusionEngine({ modelsDir, devices: ["cpu"], optimizedModels: new OptimizedModelCache({ dir: optimizedCacheDir }) });
   try {
     const id = await engine.useFolder(built.dir);
     const job: EngineJob = {
@@ -266,10 +276,13 @@ export async function benchEngine(root: string, fixtures: string, options: Engin
     figures["preview.bytes"] = lastPreviewBytes;
     push({ what: "preview (latent -> RGB)", value: `${previewMs.toFixed(3)} ms`, note: `${((previewMs / stepMs) * 100).toFixed(3)}% of a step (target < 1%), ${lastPreviewBytes} bytes` });
 
-    // Cancel half-way through step 3: the job ends when that step's UNet call returns. The
+    // Cancel half-way through step 3: the job ends when that step's UNet call returns. Timed from
+    // the moment the cancel was asked for, not from when the event loop got to it: onnxruntime
+    // holds the main thread during a call, as it would hold a cancel message from the panel. The
     // sessions are loaded now, so this job also times start -> first preview. Both are in units
     // of this job's own step 2 (the machine's speed drifts between jobs when it is shared).
     const controller = new AbortController();
+    let requestedAt = NaN;
     let abortedAt = NaN;
     const reports: number[] = [];
     const cancelStart = now();
@@ -281,7 +294,10 @@ export async function benchEngine(root: string, fixtures: string, options: Engin
           onProgress: (p) => {
             if (p.stage !== "denoising" || !p.preview) return;
             reports.push(now());
-            if (reports.length === 2) setTimeout(() => ((abortedAt = now()), controller.abort()), (reports[1]! - reports[0]!) / 2);
+            if (reports.length !== 2) return;
+            const delay = (reports[1]! - reports[0]!) / 2;
+            requestedAt = now() + delay;
+            setTimeout(() => ((abortedAt = now()), controller.abort()), delay);
           },
         },
       )
@@ -293,28 +309,59 @@ export async function benchEngine(root: string, fixtures: string, options: Engin
     const ownStep = reports[1]! - reports[0]!;
     figures["cancel.outcome"] = outcome;
     figures["cancel.stepMs"] = round(ownStep);
-    figures["cancel.latencyMs"] = round(endedAt - abortedAt);
-    figures["cancel.latencySteps"] = round((endedAt - abortedAt) / ownStep);
+    figures["cancel.latencyMs"] = round(endedAt - requestedAt);
+    figures["cancel.latencySteps"] = round((endedAt - requestedAt) / ownStep);
+    figures["cancel.heardAfterMs"] = round(abortedAt - requestedAt);
     figures["cancel.stepsRun"] = reports.length;
     figures["preview.firstPreviewMs"] = round(reports[0]! - cancelStart);
     figures["preview.firstPreviewSteps"] = round((reports[0]! - cancelStart) / ownStep);
     push({ what: "job start -> first preview", value: `${(reports[0]! - cancelStart).toFixed(0)} ms`, note: `${figures["preview.firstPreviewSteps"]} steps: text encoder + step 1, sessions loaded (target <= 1 step)` });
-    push({ what: "cancel -> job end (cancelled mid-step)", value: `${(endedAt - abortedAt).toFixed(0)} ms`, note: `${figures["cancel.latencySteps"]} steps, ${outcome}, ${reports.length} steps ran (target <= 1 step)` });
+    push({ what: "cancel -> job end (cancelled mid-step)", value: `${(endedAt - requestedAt).toFixed(0)} ms`, note: `${figures["cancel.latencySteps"]} steps, ${outcome}, ${reports.length} steps ran; the event loop heard it ${(abortedAt - requestedAt).toFixed(0)} ms late (target <= 1 step)` });
   } finally {
     proto.run = originalRun;
     await engine.dispose();
   }
 
-  // ---- memory ----
-  const peak = process.resourceUsage().maxRSS * 1024;
-  figures["memory.peakRssMiB"] = round(peak / 2 ** 20);
-  figures["memory.rssBeforeModelsMiB"] = round(rssBefore / 2 ** 20);
-  figures["memory.peakRssOverWeights"] = round(peak / folder.weightsBytes);
-  figures["memory.peakRssAboveStartOverWeights"] = round((peak - rssBefore) / folder.weightsBytes);
-  push({ what: "peak RSS / weight bytes", value: `${(peak / folder.weightsBytes).toFixed(2)}x`, note: `${(peak / 2 ** 30).toFixed(2)} GiB peak for ${(folder.weightsBytes / 2 ** 30).toFixed(2)} GiB of weights, ${(rssBefore / 2 ** 20).toFixed(0)} MiB before loading (target <= 1.3x)` });
+  // ---- memory: each in a fresh process, so nothing the bench did before counts ----
+  const unetWeights = await folderBytes(path.dirname(folder.paths.unet));
+  const jobProbe = await probe(["job", built.dir, optimizedCacheDir, String(size), "2"]);
+  const fusedProbe = await probe(["unet", built.dir, "fused", String(latent), String(dim), optimizedCacheDir]);
+  const exportedProbe = await probe(["unet", built.dir, "exported", String(latent), String(dim), optimizedCacheDir]);
+  const benchPeak = process.resourceUsage().maxRSS * 1024;
+  figures["memory.unetWeightsMiB"] = round(unetWeights / 2 ** 20);
+  figures["memory.jobPeakRssMiB"] = round(jobProbe.peakRssBytes / 2 ** 20);
+  figures["memory.peakRssOverWeights"] = round(jobProbe.peakRssBytes / folder.weightsBytes);
+  figures["memory.processStartRssMiB"] = round(jobProbe.rssBeforeBytes / 2 ** 20);
+  figures["memory.unetFusedPeakRssMiB"] = round(fusedProbe.peakRssBytes / 2 ** 20);
+  figures["memory.unetExportedPeakRssMiB"] = round(exportedProbe.peakRssBytes / 2 ** 20);
+  figures["memory.unetFusedOverWeights"] = round(fusedProbe.peakRssBytes / unetWeights);
+  figures["memory.unetExportedOverWeights"] = round(exportedProbe.peakRssBytes / unetWeights);
+  figures["memory.benchProcessPeakRssMiB"] = round(benchPeak / 2 ** 20);
+  push({ what: "peak RSS / weight bytes, txt2img job", value: `${(jobProbe.peakRssBytes / folder.weightsBytes).toFixed(2)}x`, note: `${(jobProbe.peakRssBytes / 2 ** 30).toFixed(2)} GiB peak for ${(folder.weightsBytes / 2 ** 30).toFixed(2)} GiB of weights, a fresh daemon-like process (${(jobProbe.rssBeforeBytes / 2 ** 20).toFixed(0)} MiB at start) (target <= 1.3x)` });
+  push({ what: "peak RSS / weight bytes, one UNet call at batch 2", value: `${(fusedProbe.peakRssBytes / unetWeights).toFixed(2)}x`, note: `${(fusedProbe.peakRssBytes / 2 ** 30).toFixed(2)} GiB; as exported (attention unfused): ${(exportedProbe.peakRssBytes / 2 ** 30).toFixed(2)} GiB = ${(exportedProbe.peakRssBytes / unetWeights).toFixed(2)}x` });
 
   printSection(`Engine: SD 1.5 architecture at width ${width} (${describe(folder)}), ${size}x${size}, onnxruntime CPU`, rows);
   return figures;
+}
+
+/** Runs scripts/bench/memory-probe.ts in a fresh process and returns what it measured. */
+async function probe(args: string[]): Promise<{ peakRssBytes: number; rssBeforeBytes: number }> {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const child = fork(path.join(here, "memory-probe.ts"), args, { execArgv: ["--import", "tsx"], stdio: ["ignore", "pipe", "inherit", "ipc"] });
+  let out = "";
+  child.stdout!.on("data", (chunk: Buffer) => (out += chunk.toString()));
+  const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
+  const line = out.trim().split("\n").at(-1) ?? "";
+  if (code !== 0) throw new Error(`memory probe ${args[0]} exited with ${code}: ${line}`);
+  return ProbeResult.parse(JSON.parse(line));
+}
+
+const ProbeResult = z.object({ peakRssBytes: z.number().positive(), rssBeforeBytes: z.number().positive() });
+
+async function folderBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const entry of await readdir(dir, { withFileTypes: true })) if (entry.isFile()) total += (await stat(path.join(dir, entry.name))).size;
+  return total;
 }
 
 function describe(folder: ModelFolder): string {

@@ -134,9 +134,10 @@ export async function generate(model: LoadedModel, params: GenerateParams, noise
   }
 
   options.onStage?.("encoding");
-  const textEncoder = await sessions.textEncoder();
-  check(signal);
-  const text = await encodePrompts(tokenizer, textEncoder, params.prompts, cfg ? params.negativePrompts : null, params.truncatePrompt);
+  const text = await encodePrompts(tokenizer, sessions, params.prompts, cfg ? params.negativePrompts : null, params.truncatePrompt);
+  // On the CPU the models share the machine's memory: the text encoder is not needed again
+  // until a new prompt comes (it then loads in a fraction of a second from its optimized copy).
+  if (sessions.device === "cpu") await sessions.releasePart("textEncoder");
   trace?.prompt?.(text.positive, text.negative);
   check(signal);
 

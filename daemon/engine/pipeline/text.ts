@@ -45,8 +45,42 @@ export function tokenize(tokenizer: ClipTokenizer, prompts: readonly string[], o
   return { ids, dropped };
 }
 
-/** Runs the text encoder on every window of every prompt in one call. */
-export async function encodeTokens(encoder: PartSession<TextEncoderIO>, ids: Int32Array[][]): Promise<Omit<PromptEncoding, "ids" | "dropped">> {
+type Encoded = Omit<PromptEncoding, "ids" | "dropped">;
+
+/** Where the text encoder comes from: a model's sessions, which load it when first asked. */
+export interface TextEncoderSource {
+  textEncoder(): Promise<PartSession<TextEncoderIO>>;
+}
+
+/**
+ * The embeddings of the last prompts each model's text encoder made. Artists run the same
+ * prompt again and again with new seeds, and the negative prompt rarely changes: those runs
+ * skip the text encoder, without even loading it. Keyed by the model's sessions, so another
+ * model (or the same one loaded again) never reuses them.
+ */
+const recentEmbeddings = new WeakMap<TextEncoderSource, Map<string, Encoded>>();
+/** About 240 KB per 77-token window of SD 1.5 (768 floats per token). */
+export const REMEMBERED_PROMPTS = 16;
+
+/** Runs the text encoder on every window of every prompt in one call, or reuses a recent result. */
+export async function encodeTokens(source: TextEncoderSource, ids: Int32Array[][]): Promise<Encoded> {
+  let recent = recentEmbeddings.get(source);
+  if (!recent) recentEmbeddings.set(source, (recent = new Map()));
+  const key = ids.map((windows) => windows.map((w) => w.join(",")).join("|")).join("/");
+  const known = recent.get(key);
+  if (known) {
+    // Most recently used last; a copy, so no caller can change what is remembered.
+    recent.delete(key);
+    recent.set(key, known);
+    return { ...known, embeddings: known.embeddings.slice() };
+  }
+  const encoded = await runTextEncoder(await source.textEncoder(), ids);
+  recent.set(key, { ...encoded, embeddings: encoded.embeddings.slice() });
+  if (recent.size > REMEMBERED_PROMPTS) recent.delete(recent.keys().next().value!);
+  return encoded;
+}
+
+async function runTextEncoder(encoder: PartSession<TextEncoderIO>, ids: Int32Array[][]): Promise<Encoded> {
   const windows = ids[0]!.length;
   const length = ids[0]![0]!.length;
   const flat = concatArrays(Int32Array, ids.flat());
@@ -61,7 +95,7 @@ export async function encodeTokens(encoder: PartSession<TextEncoderIO>, ids: Int
 /** Embeddings for the UNet: [negative; positive] with guidance, else positive alone. */
 export async function encodePrompts(
   tokenizer: ClipTokenizer,
-  encoder: PartSession<TextEncoderIO>,
+  encoder: TextEncoderSource,
   prompts: readonly string[],
   negativePrompts: readonly string[] | null,
   truncate: boolean,
