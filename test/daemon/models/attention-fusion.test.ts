@@ -175,3 +175,84 @@ describe("withFusedAttention", () => {
     expect(r.bytes).toEqual([]);
   });
 });
+
+/**
+ * The attention torch 2 exports for F.scaled_dot_product_attention at opset 14 (diffusers'
+ * AttnProcessor2_0): heads split by a Reshape whose target is built from the batch size and
+ * constants, q and kᵀ each multiplied by Sqrt(scale) before their MatMul, the default scale
+ * computed from the query's shape (or a constant when the caller gives one).
+ */
+function sdpaGraph(channels: number, heads: number, scale: number | "default") {
+  const T = onnx.AttributeProto.AttributeType;
+  const nodes: onnxProto.onnx.INodeProto[] = [];
+  const inits: onnxProto.onnx.ITensorProto[] = [];
+  let n = 0;
+  const node = (opType: string, input: string[], attrs: onnxProto.onnx.IAttributeProto[] = []) => {
+    const out = `v${n++}`;
+    nodes.push({ opType, input, output: [out], attribute: attrs, name: `${opType}_${n}` });
+    return out;
+  };
+  const i64 = (values: number[], dims: number[] = [values.length]) => {
+    const name = `c${n++}`;
+    inits.push({ name, dims, dataType: 7, rawData: new Uint8Array(new BigInt64Array(values.map(BigInt)).buffer) });
+    return name;
+  };
+  const f32 = (values: Float32Array, dims: number[]) => {
+    const name = `c${n++}`;
+    inits.push({ name, dims, dataType: 1, rawData: new Uint8Array(values.buffer.slice(0)) });
+    return name;
+  };
+  const ints = (name: string, v: number[]) => ({ name, type: T.INTS, ints: v });
+  const d = channels / heads;
+  const weight = (seed: number) => f32(noise(channels * channels, seed).map((x) => x / Math.sqrt(channels)), [channels, channels]);
+  const axis0 = [{ name: "axis", type: T.INT, i: 0 }];
+  const batch = node("Unsqueeze", [node("Gather", [node("Shape", ["x"]), i64([0], [])], axis0), i64([0])]);
+  const split = node("Concat", [batch, i64([-1]), i64([heads]), i64([d])], axis0);
+  const headsOf = (w: number) => node("Transpose", [node("Reshape", [node("MatMul", ["x", weight(w)]), split])], [ints("perm", [0, 2, 1, 3])]);
+  const q = headsOf(1);
+  const k = headsOf(2);
+  const v = headsOf(3);
+  const kT = node("Transpose", [k], [ints("perm", [0, 1, 3, 2])]);
+  let s: string;
+  if (scale === "default") {
+    const last = node("Slice", [node("Shape", [q]), i64([-1]), i64([2 ** 62])]);
+    s = node("Cast", [node("Div", [f32(new Float32Array([1]), []), node("Sqrt", [node("Cast", [last], [{ name: "to", type: T.INT, i: 1 }])])])], [{ name: "to", type: T.INT, i: 1 }]);
+  } else {
+    s = f32(new Float32Array([scale]), []);
+  }
+  const scores = node("MatMul", [node("Mul", [q, node("Sqrt", [s])]), node("Mul", [kT, node("Sqrt", [s])])]);
+  const mixed = node("MatMul", [node("Softmax", [scores], [{ name: "axis", type: T.INT, i: -1 }]), v]);
+  const merged = node("Reshape", [node("Transpose", [mixed], [ints("perm", [0, 2, 1, 3])]), node("Concat", [batch, i64([-1]), i64([channels])], axis0)]);
+  nodes.push({ opType: "MatMul", input: [merged, weight(4)], output: ["y"], name: "out" });
+  const io = (name: string) => ({ name, type: { tensorType: { elemType: 1, shape: { dim: [{ dimParam: "b" }, { dimParam: "s" }, { dimValue: channels }] } } } });
+  return onnx.ModelProto.create({ irVersion: 8, opsetImport: [{ domain: "", version: 14 }], graph: { name: "sdpa", node: nodes, initializer: inits, input: [io("x")], output: [io("y")] } });
+}
+
+describe("fuseAttention on torch 2's scaled_dot_product_attention export", () => {
+  for (const scale of ["default", 0.2] as const) {
+    it(`fuses it with ${scale === "default" ? "the default scale (from the query's shape)" : "a given scale"} and computes the same`, async () => {
+      const model = sdpaGraph(32, 4, scale);
+      const original = await InferenceSession.create(onnx.ModelProto.encode(model).finish(), cpu);
+      expect(fuseAttention(model)).toEqual({ fused: 1, skipped: 0 });
+      const mha = model.graph!.node!.find((n) => n.opType === "MultiHeadAttention")!;
+      expect(Number(mha.attribute!.find((a) => a.name === "num_heads")!.i)).toBe(4);
+      const attr = mha.attribute!.find((a) => a.name === "scale");
+      if (scale === "default") expect(attr).toBeUndefined();
+      else expect(attr!.f).toBeCloseTo(0.2, 6);
+      expect(model.graph!.node!.map((n) => n.opType).sort()).toEqual(["MatMul", "MatMul", "MatMul", "MatMul", "MultiHeadAttention"]);
+      const fused = await InferenceSession.create(onnx.ModelProto.encode(model).finish(), cpu);
+      const { diff, scale: magnitude } = await maxDifference(original, fused, { x: new Tensor("float32", noise(2 * 50 * 32, 9), [2, 50, 32]) });
+      expect(magnitude).toBeGreaterThan(0.05);
+      expect(diff).toBeLessThan(1e-5);
+      await Promise.all([original.release(), fused.release()]);
+    });
+  }
+
+  it("leaves it alone when q and k are scaled by different amounts", async () => {
+    const model = sdpaGraph(32, 4, 0.2);
+    const kScale = model.graph!.node!.filter((n) => n.opType === "Sqrt")[1]!;
+    model.graph!.initializer!.push({ name: "other", dims: [], dataType: 1, rawData: new Uint8Array(new Float32Array([0.3]).buffer) });
+    kScale.input = ["other"];
+    expect(fuseAttention(model)).toEqual({ fused: 0, skipped: 1 });
+  });
+});
