@@ -59,7 +59,8 @@ export async function generateCommand(argv: string[]): Promise<void> {
   const optimizedModels =
     values["no-optimized-cache"] || optimizedCacheSwitchedOff()
       ? null
-      : new OptimizedModelCache({ dir: cacheDir(), log: (level, message) => bar.note(`${level === "warn" ? "warning" : "note"}: ${message}`) });
+      : // Only what went wrong: which copy was written or read is the daemon log's business.
+        new OptimizedModelCache({ dir: cacheDir(), log: (level, message) => level === "warn" && bar.note(`warning: ${message}`) });
   const engine = new DiffusionEngine({ modelsDir: values.models ?? defaultModelsDir(), optimizedModels });
   const isFolder = await stat(values.model).then((s) => s.isDirectory(), () => false);
   const modelId = isFolder ? await engine.useFolder(values.model) : values.model;
