@@ -335,6 +335,11 @@ export async function benchEngine(root: string, fixtures: string, options: Engin
   // ---- memory: each in a fresh process, so nothing the bench did before counts ----
   const unetWeights = await folderBytes(path.dirname(folder.paths.unet));
   const jobProbe = await probe(["job", built.dir, optimizedCacheDir, String(size), "2"]);
+  // The very first job on a machine: no optimized copies yet, so each model is optimised and written.
+  const firstCacheDir = path.join(cacheDir, "optimized-cache-first-run");
+  await rm(firstCacheDir, { recursive: true, force: true });
+  const firstJobProbe = await probe(["job", built.dir, firstCacheDir, String(size), "2"]);
+  await rm(firstCacheDir, { recursive: true, force: true });
   const fusedProbe = await probe(["unet", built.dir, "fused", String(latent), String(dim), optimizedCacheDir]);
   const exportedProbe = await probe(["unet", built.dir, "exported", String(latent), String(dim), optimizedCacheDir]);
   const benchPeak = process.resourceUsage().maxRSS * 1024;
@@ -342,12 +347,15 @@ export async function benchEngine(root: string, fixtures: string, options: Engin
   figures["memory.jobPeakRssMiB"] = round(jobProbe.peakRssBytes / 2 ** 20);
   figures["memory.peakRssOverWeights"] = round(jobProbe.peakRssBytes / folder.weightsBytes);
   figures["memory.processStartRssMiB"] = round(jobProbe.rssBeforeBytes / 2 ** 20);
+  figures["memory.firstRunJobPeakRssMiB"] = round(firstJobProbe.peakRssBytes / 2 ** 20);
+  figures["memory.firstRunPeakRssOverWeights"] = round(firstJobProbe.peakRssBytes / folder.weightsBytes);
   figures["memory.unetFusedPeakRssMiB"] = round(fusedProbe.peakRssBytes / 2 ** 20);
   figures["memory.unetExportedPeakRssMiB"] = round(exportedProbe.peakRssBytes / 2 ** 20);
   figures["memory.unetFusedOverWeights"] = round(fusedProbe.peakRssBytes / unetWeights);
   figures["memory.unetExportedOverWeights"] = round(exportedProbe.peakRssBytes / unetWeights);
   figures["memory.benchProcessPeakRssMiB"] = round(benchPeak / 2 ** 20);
   push({ what: "peak RSS / weight bytes, txt2img job", value: `${(jobProbe.peakRssBytes / folder.weightsBytes).toFixed(2)}x`, note: `${(jobProbe.peakRssBytes / 2 ** 30).toFixed(2)} GiB peak for ${(folder.weightsBytes / 2 ** 30).toFixed(2)} GiB of weights, a fresh daemon-like process (${(jobProbe.rssBeforeBytes / 2 ** 20).toFixed(0)} MiB at start) (target <= 1.3x)` });
+  push({ what: "peak RSS / weight bytes, first job on a machine", value: `${(firstJobProbe.peakRssBytes / folder.weightsBytes).toFixed(2)}x`, note: `${(firstJobProbe.peakRssBytes / 2 ** 30).toFixed(2)} GiB: each model optimised and its copy written first` });
   push({ what: "peak RSS / weight bytes, one UNet call at batch 2", value: `${(fusedProbe.peakRssBytes / unetWeights).toFixed(2)}x`, note: `${(fusedProbe.peakRssBytes / 2 ** 30).toFixed(2)} GiB; as exported (attention unfused): ${(exportedProbe.peakRssBytes / 2 ** 30).toFixed(2)} GiB = ${(exportedProbe.peakRssBytes / unetWeights).toFixed(2)}x` });
 
   printSection(`Engine: SD 1.5 architecture at width ${width} (${describe(folder)}), ${size}x${size}, onnxruntime CPU`, rows);
