@@ -119,6 +119,17 @@ export interface CreatedSession {
 
 export type SessionFactory = (path: string, options: InferenceSession.SessionOptions) => Promise<InferenceSession>;
 
+/** `options` with more onnxruntime session config entries (`extra.session.*`), keeping those it had. */
+export function withSessionConfig(options: InferenceSession.SessionOptions, entries: Record<string, string>): InferenceSession.SessionOptions {
+  const prior = options.extra?.session;
+  return { ...options, extra: { ...options.extra, session: { ...(typeof prior === "object" && prior !== null ? prior : {}), ...entries } } };
+}
+
+/** The first line of an error's message: onnxruntime's messages go on with C++ detail. */
+export function firstLine(error: unknown): string {
+  return (error instanceof Error ? error.message : String(error)).split("\n")[0] ?? "";
+}
+
 /** onnxruntime's own InferenceSession.create. */
 export const defaultSessionFactory: SessionFactory = (p, options) => InferenceSession.create(p, options);
 

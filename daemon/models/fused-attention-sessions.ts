@@ -4,7 +4,7 @@
  * from the model's own folder. The model folder is never written to.
  *
  * Any trouble (a graph too big to rewrite in memory, nothing recognised, a provider that
- * refuses the fused graph) loads the file as it is: fusion makes a model faster, never
+ * refuses the fused graph) loads the file as it is: fusion makes a model lighter, never
  * unusable.
  */
 import { readFile, stat } from "node:fs/promises";
@@ -12,7 +12,7 @@ import path from "node:path";
 import onnxProto from "onnx-proto";
 import { InferenceSession } from "onnxruntime-node";
 import { fuseAttention } from "./attention-fusion";
-import { silentLog, type ModelLog, type SessionFactory } from "./execution-provider";
+import { firstLine, silentLog, withSessionConfig, type ModelLog, type SessionFactory } from "./execution-provider";
 
 /**
  * Graph files above this are loaded as they are: they hold their weights inline, and
@@ -53,12 +53,8 @@ export function withFusedAttention(inner: SessionFactory, options: FusedAttentio
     }
     const bytes = await fusedGraph(file, maxBytes, log);
     if (!bytes) return inner(file, sessionOptions);
-    const session = sessionOptions.extra?.session;
-    const withFolder: InferenceSession.SessionOptions = {
-      ...sessionOptions,
-      // The rewritten graph has no file of its own: its external weights are read from the model's folder.
-      extra: { ...sessionOptions.extra, session: { ...(typeof session === "object" && session ? session : {}), model_external_initializers_file_folder_path: path.dirname(file) } },
-    };
+    // The rewritten graph has no file of its own: its external weights are read from the model's folder.
+    const withFolder = withSessionConfig(sessionOptions, { model_external_initializers_file_folder_path: path.dirname(file) });
     try {
       return await fromBytes(bytes, withFolder);
     } catch (error) {
@@ -88,4 +84,3 @@ async function fusedGraph(file: string, maxBytes: number, log: ModelLog): Promis
 }
 
 const describe = (file: string) => `${path.basename(path.dirname(file))}/${path.basename(file)}`;
-const firstLine = (error: unknown) => (error instanceof Error ? error.message : String(error)).split("\n")[0];

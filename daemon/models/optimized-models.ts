@@ -16,7 +16,7 @@ import os from "node:os";
 import path from "node:path";
 import type { InferenceSession } from "onnxruntime-node";
 import { z } from "zod";
-import { defaultSessionFactory, silentLog, type ModelLog, type SessionFactory } from "./execution-provider";
+import { defaultSessionFactory, firstLine, silentLog, withSessionConfig, type ModelLog, type SessionFactory } from "./execution-provider";
 
 /** Bump when the entry layout or the key's contents change: old entries are then never hit. */
 export const OPTIMIZED_CACHE_FORMAT = 1;
@@ -241,22 +241,19 @@ function cacheable(options: InferenceSession.SessionOptions): boolean {
 }
 
 function writingOptions(options: InferenceSession.SessionOptions, target: string): InferenceSession.SessionOptions {
-  const prior = options.extra?.session;
-  return {
-    ...options,
-    optimizedModelFilePath: target,
-    // onnxruntime warns that the written graph is hardware-specific: the key already says which hardware.
-    logSeverityLevel: options.logSeverityLevel ?? 3,
-    extra: {
-      ...options.extra,
-      session: {
-        ...(typeof prior === "object" && prior !== null ? prior : {}),
-        // The weights go beside the graph: one protobuf cannot hold more than 2 GB.
-        optimized_model_external_initializers_file_name: DATA_FILE,
-        optimized_model_external_initializers_min_size_in_bytes: "1024",
-      },
+  return withSessionConfig(
+    {
+      ...options,
+      optimizedModelFilePath: target,
+      // onnxruntime warns that the written graph is hardware-specific: the key already says which hardware.
+      logSeverityLevel: options.logSeverityLevel ?? 3,
     },
-  };
+    {
+      // The weights go beside the graph: one protobuf cannot hold more than 2 GB.
+      optimized_model_external_initializers_file_name: DATA_FILE,
+      optimized_model_external_initializers_min_size_in_bytes: "1024",
+    },
+  );
 }
 
 async function describeSource(file: string): Promise<SourceFiles> {
@@ -339,8 +336,4 @@ function ms(start: number): string {
 
 function mib(bytes: number): string {
   return Number.isFinite(bytes) ? `${(bytes / 2 ** 20).toFixed(bytes < 10 * 2 ** 20 ? 1 : 0)} MiB` : "unknown";
-}
-
-function firstLine(error: unknown): string {
-  return (error instanceof Error ? error.message : String(error)).split("\n")[0] ?? "";
 }

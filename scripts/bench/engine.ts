@@ -110,7 +110,7 @@ export async function benchEngine(root: string, fixtures: string, options: Engin
     for (const part of MODEL_PARTS) {
       if (part === "vaeEncoder" && !folder.paths.vaeEncoder) continue;
       const partStart = now();
-      await (part === "textEncoder" ? sessions.textEncoder() : part === "unet" ? sessions.unet() : part === "vaeEncoder" ? sessions.vaeEncoder() : sessions.vaeDecoder());
+      await { textEncoder: () => sessions.textEncoder(), unet: () => sessions.unet(), vaeEncoder: () => sessions.vaeEncoder(), vaeDecoder: () => sessions.vaeDecoder() }[part]();
       times[part] = now() - partStart;
     }
     const total = now() - start;
