@@ -15,11 +15,12 @@ import { unzipSync } from "fflate";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_PORT } from "../../protocol";
+import { findChromium } from "../../scripts/browser";
 import { ROOT } from "../helpers/paths";
 import { startTestDaemon, TOKEN, type TestDaemon } from "./helpers";
 import { startRelay, type Relay } from "./relay";
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const browser = findChromium();
 const DIST = path.join(ROOT, "plugin", "dist");
 let work: string;
 let ccx: string;
@@ -82,8 +83,8 @@ describe("the panel in headless Chromium against the real daemon", () => {
   let page: Page;
 
   beforeAll(async () => {
-    // .ci/run installs Debian's chromium; a missing browser is a failure, not a reason to skip.
-    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install chromium (as .ci/run does)`);
+    // npm test's pretest step installs or asks for a Chromium; a missing browser is a failure, not a reason to skip.
+    if (!browser.found) throw new Error(`the panel's browser test needs Chromium: ${browser.reason} (npm test's pretest step says how to install it)`);
     daemon = await startTestDaemon();
     relay = await startRelay(daemon.server.url);
     const harness = await build({
@@ -97,7 +98,7 @@ describe("the panel in headless Chromium against the real daemon", () => {
     });
     const config = { daemonUrl: relay.url, token: TOKEN, width: 320, height: 240 };
     context = await chromium.launchPersistentContext(path.join(work, "profile"), {
-      executablePath: CHROMIUM,
+      executablePath: browser.path,
       headless: true,
       args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
       viewport: { width: 320, height: 900 },
