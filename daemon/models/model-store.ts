@@ -7,6 +7,7 @@
  *
  * and a finished folder appears under its id by one rename.
  */
+import { readFileSync } from "node:fs";
 import { mkdir, open, readFile, readdir, rename, rm, statfs, lstat, unlink } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { ModelInstallError } from "./install-errors";
@@ -84,9 +85,21 @@ export function pidAlive(pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);
-    return true;
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+  return !isZombie(pid);
+}
+
+/** A killed process whose parent has not reaped it yet still answers kill(0) on Linux: it holds nothing. */
+function isZombie(pid: number): boolean {
+  if (process.platform !== "linux") return false;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    return state === "Z" || state === "X";
+  } catch {
+    return false;
   }
 }
 
