@@ -2,6 +2,7 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
+import { parseSchedulerConfig, SCHEDULER_NAMES, schedulerForClass, type SchedulerName } from "../../daemon/engine/schedulers";
 
 const TensorEntry = z.object({
   file: z.string(),
@@ -26,7 +27,13 @@ export const CaseManifest = z.looseObject({
     eta: z.number().nullable().optional(),
     num_images_per_prompt: z.number().int().default(1),
   }),
-  scheduler: z.looseObject({ kind: z.string(), config: z.record(z.string(), z.unknown()) }),
+  scheduler: z.looseObject({
+    /** our scheduler name, or a case family such as "turbo_euler_a" (then config._class_name says which) */
+    kind: z.string(),
+    config: z.record(z.string(), z.unknown()),
+    /** set when diffusers built the scheduler with from_config of the model folder's own file */
+    config_file: z.string().optional(),
+  }),
   scheduler_state: z.looseObject({ timesteps: z.array(z.number()) }),
   identical_to_generator_only_run: z.boolean().nullable().optional(),
   rng: z.looseObject({
@@ -38,6 +45,14 @@ export const CaseManifest = z.looseObject({
   tensors: z.record(z.string(), TensorEntry),
 });
 export type CaseManifest = z.infer<typeof CaseManifest>;
+
+/** The engine's scheduler a case ran: its kind when that is one of ours, else the class its config names. */
+export function caseScheduler(manifest: CaseManifest): SchedulerName | undefined {
+  const kind = manifest.scheduler.kind;
+  if ((SCHEDULER_NAMES as readonly string[]).includes(kind)) return kind as SchedulerName;
+  const config = parseSchedulerConfig(manifest.scheduler.config);
+  return config._class_name === undefined ? undefined : schedulerForClass(config._class_name, config);
+}
 
 export const ReferenceIndex = z.looseObject({
   cases: z.array(z.looseObject({ case: z.string(), kind: z.string(), dir: z.string() })),

@@ -9,12 +9,12 @@ import { generate, type GenerateParams, type GenerateTrace, type LoadedModel } f
 import { concatArrays } from "../../daemon/engine/pipeline/tensor";
 import type { PromptEncoding } from "../../daemon/engine/pipeline/text";
 import { TorchGenerator } from "../../daemon/engine/rng";
-import { SCHEDULER_NAMES, type NoiseSource, type SchedulerName } from "../../daemon/engine/schedulers";
+import type { NoiseSource } from "../../daemon/engine/schedulers";
 import { ClipTokenizer } from "../../daemon/engine/tokenizer";
 import { loadModelFolder } from "../../daemon/models/model-folder";
 import { ModelSessions } from "../../daemon/models/model-sessions";
 import { compare, Tolerance, type StageResult } from "./compare";
-import { ReferenceCase, ReferenceIndex } from "./reference";
+import { caseScheduler, ReferenceCase, ReferenceIndex } from "./reference";
 
 export interface CaseReport {
   name: string;
@@ -102,7 +102,7 @@ function flatIds(encoding: PromptEncoding | null | undefined): Int32Array | unde
 async function runOnce(reference: ReferenceCase, model: LoadedModel, noise: NoiseSource, latents?: Float32Array): Promise<{ stages: StageResult[]; error?: string }> {
   const m = reference.manifest;
   const { prompts, negatives } = reference.prompts();
-  const kind = m.scheduler.kind as SchedulerName;
+  const kind = caseScheduler(m)!;
   const strength = m.params.strength ?? 1;
   let init: GenerateParams["init"];
   let inpaint: GenerateParams["inpaint"];
@@ -135,7 +135,9 @@ async function runOnce(reference: ReferenceCase, model: LoadedModel, noise: Nois
         ...(inpaint ? { inpaint } : {}),
       },
       noise,
-      { trace, schedulerConfig: m.scheduler.config, ...(latents ? { latents } : {}) },
+      // A case built from the model folder's own file replays it through the engine's from_config;
+      // the others replay the config diffusers recorded.
+      { trace, ...(m.scheduler.config_file ? {} : { schedulerConfig: m.scheduler.config }), ...(latents ? { latents } : {}) },
     );
   } catch (error) {
     return { stages, error: error instanceof Error ? error.message : String(error) };
@@ -189,7 +191,7 @@ export async function runCase(dir: string, pool: ModelPool): Promise<CaseReport[
   if (!SUPPORTED_KINDS.has(m.kind)) {
     return [{ name: m.case, kind: m.kind, run: "-", stages: [{ stage: `${m.kind} (masked editing)`, verdict: "SKIP", maxAbsError: NaN, tolerance: NaN }] }];
   }
-  if (!(SCHEDULER_NAMES as readonly string[]).includes(m.scheduler.kind)) {
+  if (!caseScheduler(m)) {
     return [{ name: m.case, kind: m.kind, run: "-", stages: [{ stage: `scheduler ${m.scheduler.kind}`, verdict: "FAIL", maxAbsError: NaN, tolerance: NaN, note: "unknown scheduler" }] }];
   }
   const model = await pool.get(m.model);

@@ -105,12 +105,8 @@ export type SchedulerConfigKey = Exclude<keyof SchedulerConfig, `_${string}`>;
  * A scheduler class's resolved settings: its defaults, overridden by the config's values.
  *
  * diffusers' rules (extract_init_dict): keys listed in `_use_default_values` are dropped; the class
- * reads only its own keys. One deliberate addition: when the config was written for ANOTHER class
- * (`_class_name` differs), `timestep_spacing` is dropped too, so every scheduler keeps its own default
- * spacing (PNDM/DDIM leading, Euler/Euler a/DPM++ linspace). This is what diffusers does with the
- * original SD 1.x configs, which never set the key (so it lands in `_use_default_values`), and what the
- * reference cases were made with; a config saved by a newer diffusers writes "leading" explicitly,
- * which diffusers would then carry over to Euler/DPM++. `options.timestepSpacing` overrides either way.
+ * reads only its own keys. Which keys of a config written for another class count as chosen is
+ * decided before this, by `carriedConfig` (createScheduler applies it). `overrides` win over both.
  */
 export function resolveConfig<D extends Partial<Record<SchedulerConfigKey, unknown>>>(
   className: string,
@@ -119,7 +115,6 @@ export function resolveConfig<D extends Partial<Record<SchedulerConfigKey, unkno
   overrides: Partial<D> = {},
 ): D {
   const dropped = new Set(config._use_default_values ?? []);
-  if (config._class_name !== undefined && config._class_name !== className) dropped.add("timestep_spacing");
   const out: Record<string, unknown> = { ...defaults };
   const src = config as Record<string, unknown>;
   for (const key of Object.keys(defaults)) {
@@ -129,6 +124,29 @@ export function resolveConfig<D extends Partial<Record<SchedulerConfigKey, unkno
   }
   for (const [key, value] of Object.entries(overrides)) if (value !== undefined) out[key] = value;
   return out as D;
+}
+
+/**
+ * diffusers' `Target.from_config(config)` for a config written for another class: every key the
+ * file sets travels across classes (SD-Turbo's `timestep_spacing: "trailing"`, SD 2.x's
+ * `prediction_type: "v_prediction"`, `use_karras_sigmas`), and keys it did not set
+ * (`_use_default_values`) keep the target class's defaults. One key needs more care:
+ * `timestep_spacing` arrived in diffusers 0.17, so the SD 1.x configs never set it (diffusers then
+ * gives Euler and DPM++ their "linspace", as in the reference cases), while the same configs re-saved
+ * by a newer save_pretrained spell out the writing class's default ("leading" for PNDM). A spacing
+ * equal to the writer's own default is therefore taken as not chosen; any other spacing was chosen and
+ * is carried. `writerSpacing` gives the default spacing of the class named by `_class_name`
+ * (undefined: a class we do not know, whose spacing is carried).
+ */
+export function carriedConfig(
+  targetClass: string,
+  config: SchedulerConfig,
+  writerSpacing: (className: string) => string | undefined,
+): SchedulerConfig {
+  const writer = config._class_name;
+  if (writer === undefined || writer === targetClass || config.timestep_spacing === undefined) return config;
+  if (config.timestep_spacing !== writerSpacing(writer)) return config;
+  return { ...config, _use_default_values: [...(config._use_default_values ?? []), "timestep_spacing"] };
 }
 
 export function checkChoice<T extends string>(className: string, key: string, value: string, allowed: readonly T[]): T {

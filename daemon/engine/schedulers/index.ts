@@ -2,13 +2,13 @@
  * Schedulers: ports of diffusers 0.27.2 behind one interface, and the factory that builds one from a
  * model folder's scheduler/scheduler_config.json.
  */
-import type { SchedulerConfig } from "./config";
-import { DdimScheduler } from "./ddim";
-import { DpmSolverMultistepScheduler } from "./dpm-solver";
-import { EulerScheduler } from "./euler";
-import { EulerAncestralScheduler } from "./euler-ancestral";
-import { LcmScheduler } from "./lcm";
-import { PndmScheduler } from "./pndm";
+import { carriedConfig, type SchedulerConfig } from "./config";
+import { DDIM_DEFAULTS, DdimScheduler } from "./ddim";
+import { DPM_SOLVER_DEFAULTS, DpmSolverMultistepScheduler } from "./dpm-solver";
+import { EULER_DEFAULTS, EulerScheduler } from "./euler";
+import { EULER_ANCESTRAL_DEFAULTS, EulerAncestralScheduler } from "./euler-ancestral";
+import { LCM_DEFAULTS, LcmScheduler } from "./lcm";
+import { PNDM_DEFAULTS, PndmScheduler } from "./pndm";
 import type { Scheduler, SchedulerName, SchedulerOptions } from "./types";
 
 export type { NoiseSource, Scheduler, SchedulerName, SchedulerOptions, TimestepSpacing } from "./types";
@@ -37,17 +37,42 @@ export const SCHEDULER_CLASS_NAMES: Readonly<Record<SchedulerName, string>> = {
   lcm: "LCMScheduler",
 };
 
+/** The default timestep spacing of the diffusers classes whose configs ship with models. */
+const DEFAULT_SPACING: Readonly<Record<string, string>> = {
+  PNDMScheduler: PNDM_DEFAULTS.timestep_spacing,
+  DDIMScheduler: DDIM_DEFAULTS.timestep_spacing,
+  EulerDiscreteScheduler: EULER_DEFAULTS.timestep_spacing,
+  EulerAncestralDiscreteScheduler: EULER_ANCESTRAL_DEFAULTS.timestep_spacing,
+  DPMSolverMultistepScheduler: DPM_SOLVER_DEFAULTS.timestep_spacing,
+  LCMScheduler: LCM_DEFAULTS.timestep_spacing,
+  // classes we do not run (diffusers 0.27.2 defaults)
+  DDPMScheduler: "leading",
+  LMSDiscreteScheduler: "linspace",
+  HeunDiscreteScheduler: "linspace",
+  UniPCMultistepScheduler: "linspace",
+  DEISMultistepScheduler: "linspace",
+  KDPM2DiscreteScheduler: "linspace",
+};
+
+/** Our scheduler for a diffusers class name (what a model's own scheduler_config.json asks for), if we run it. */
+export function schedulerForClass(className: string, config: SchedulerConfig = {}): SchedulerName | undefined {
+  if (className === "DPMSolverMultistepScheduler") return config.use_karras_sigmas ? "dpmpp_2m_karras" : "dpmpp_2m";
+  const names = Object.keys(SCHEDULER_CLASS_NAMES) as SchedulerName[];
+  return names.find((name) => SCHEDULER_CLASS_NAMES[name] === className);
+}
+
 /**
  * Builds a scheduler the way diffusers' `Cls.from_config(pipe.scheduler.config, **overrides)` does:
- * the config's keys the class knows override the class's defaults. When `_class_name` names another
- * class (the usual case: a PNDM config from an SD 1.x folder), `timestep_spacing` is not carried over,
- * so each scheduler keeps its own default (PNDM/DDIM/LCM leading, Euler/Euler a/DPM++ linspace), as
- * diffusers does with SD 1.x's original config. The overrides per name:
+ * the config's keys the class knows override the class's defaults, and a config written for another
+ * class carries what its author chose (carriedConfig: SD-Turbo's trailing spacing reaches Euler
+ * ancestral; SD 1.x's PNDM "leading", PNDM's default, leaves Euler and DPM++ their "linspace"). The
+ * overrides per name:
  * - dpmpp_2m: algorithm_type "dpmsolver++", solver_order 2, use_karras_sigmas false;
  * - dpmpp_2m_karras: the same with use_karras_sigmas true.
  * PNDM takes the config's skip_prk_steps (SD 1.x sets it: PLMS).
  */
-export function createScheduler(name: SchedulerName, config: SchedulerConfig, options: SchedulerOptions = {}): Scheduler {
+export function createScheduler(name: SchedulerName, fileConfig: SchedulerConfig, options: SchedulerOptions = {}): Scheduler {
+  const config = carriedConfig(SCHEDULER_CLASS_NAMES[name], fileConfig, (className) => DEFAULT_SPACING[className]);
   switch (name) {
     case "pndm":
       return new PndmScheduler(config, options);

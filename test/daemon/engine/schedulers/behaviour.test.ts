@@ -2,19 +2,22 @@
  * What the reference cases do not reach: other timestep spacings, prediction types, DDIM eta > 0,
  * PNDM's PRK warm-up schedule, config resolution, add_noise indexing, and chained (not fed) replays.
  */
+import { readFileSync } from "node:fs";
+import path from "node:path";
 import { describe, expect, it } from "vitest";
 import {
   createScheduler,
   DdimScheduler,
   parseSchedulerConfig,
   SCHEDULER_NAMES,
+  schedulerForClass,
   type NoiseSource,
   type Scheduler,
   type SchedulerConfig,
   type SchedulerName,
 } from "../../../../daemon/engine/schedulers";
 import { torchLinspaceF32 } from "../../../../daemon/engine/schedulers/numeric";
-import { listReferenceCases, RecordedNoise, ReferenceCase, relativeError } from "./reference-case";
+import { FIXTURES_DIR, listReferenceCases, RecordedNoise, REFERENCE_DIR, ReferenceCase, relativeError } from "./reference-case";
 
 const SD15: SchedulerConfig = parseSchedulerConfig({
   _class_name: "PNDMScheduler",
@@ -118,7 +121,7 @@ describe("timestep spacing (10 steps, T = 1000, steps_offset 1)", () => {
 });
 
 describe("config resolution", () => {
-  it("a config written for another class does not carry timestep_spacing over", () => {
+  it("a config written for another class does not carry the writer's default spacing over", () => {
     const pndmFile = withConfig({ timestep_spacing: "leading", prediction_type: "epsilon" });
     const euler = createScheduler("euler", pndmFile);
     euler.setTimesteps(4);
@@ -126,6 +129,40 @@ describe("config resolution", () => {
     const pndm = createScheduler("pndm", pndmFile);
     pndm.setTimesteps(4);
     expect(Array.from(pndm.timesteps)).toEqual([751, 501, 501, 251, 1]);
+  });
+
+  it("a spacing the author chose travels to other classes: SD-Turbo's Euler trailing runs 1 step at t = 999", () => {
+    const turboFile = parseSchedulerConfig(JSON.parse(readFileSync(path.join(FIXTURES_DIR, "tiny-sd-turbo-config", "scheduler", "scheduler_config.json"), "utf8")));
+    for (const caseName of ["turbo_t2i_euler_1step_cfg0", "turbo_t2i_euler_a_1step_cfg0"]) {
+      const ref = ReferenceCase.load(path.join(REFERENCE_DIR, "cases", caseName));
+      const s = createScheduler(ref.schedulerName(), turboFile);
+      s.setTimesteps(1);
+      expect(Array.from(s.timesteps), caseName).toEqual(ref.manifest.scheduler_state.timesteps);
+      expect(Array.from(s.sigmas ?? []), caseName).toEqual(ref.manifest.scheduler_state.sigmas);
+      expect(s.initNoiseSigma, caseName).toBe(ref.manifest.scheduler_state.init_noise_sigma);
+    }
+    for (const name of ["ddim", "dpmpp_2m", "dpmpp_2m_karras", "pndm"] as const) {
+      const s = createScheduler(name, turboFile);
+      s.setTimesteps(1);
+      expect(s.timesteps[0], name).toBe(999);
+    }
+  });
+
+  it("the prediction type and karras sigmas an author chose travel to other classes", () => {
+    const v = withConfig({ prediction_type: "v_prediction" });
+    for (const name of ["ddim", "euler", "euler_a", "dpmpp_2m", "lcm"] as const) {
+      const s = createScheduler(name, v) as Scheduler & { config: { prediction_type: string } };
+      expect(s.config.prediction_type, name).toBe("v_prediction");
+    }
+    const karras = parseSchedulerConfig({ ...SD15, _class_name: "EulerDiscreteScheduler", use_karras_sigmas: true });
+    const euler = createScheduler("euler", karras);
+    const plain = createScheduler("euler", withConfig({ _class_name: "EulerDiscreteScheduler" }));
+    euler.setTimesteps(8);
+    plain.setTimesteps(8);
+    expect(Array.from(euler.sigmas!)).not.toEqual(Array.from(plain.sigmas!));
+    expect(schedulerForClass("DPMSolverMultistepScheduler", karras)).toBe("dpmpp_2m_karras");
+    expect(schedulerForClass("EulerDiscreteScheduler")).toBe("euler");
+    expect(schedulerForClass("UniPCMultistepScheduler")).toBeUndefined();
   });
 
   it("a config written for the same class keeps its spacing; _use_default_values are dropped", () => {
@@ -355,7 +392,7 @@ describe("chained txt2img replay (own latents fed back, recorded model outputs)"
     it(c.name, () => {
       const ref = ReferenceCase.load(c.dir);
       const m = ref.manifest;
-      const s = createScheduler(m.scheduler.kind as SchedulerName, parseSchedulerConfig(m.scheduler.config), {
+      const s = createScheduler(ref.schedulerName(), parseSchedulerConfig(m.scheduler.config), {
         eta: m.params.eta ?? 0,
       });
       s.setTimesteps(m.params.num_inference_steps);

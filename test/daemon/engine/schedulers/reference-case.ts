@@ -8,6 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
+import { parseSchedulerConfig, SCHEDULER_NAMES, schedulerForClass, type SchedulerName } from "../../../../daemon/engine/schedulers";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -168,6 +169,16 @@ export class ReferenceCase {
     if (n === undefined || index < 0 || index >= n) throw new RangeError(`${this.name}: ${name}[${index}] out of range`);
     const per = rest.reduce((a, b) => a * b, 1);
     return { data: t.data.subarray(index * per, (index + 1) * per), shape: rest };
+  }
+
+  /** Our scheduler for the case: its kind when that is one of ours ("turbo_euler_a" etc.: the class its config names). */
+  schedulerName(): SchedulerName {
+    const kind = this.manifest.scheduler.kind;
+    if ((SCHEDULER_NAMES as readonly string[]).includes(kind)) return kind as SchedulerName;
+    const config = parseSchedulerConfig(this.manifest.scheduler.config);
+    const name = config._class_name === undefined ? undefined : schedulerForClass(config._class_name, config);
+    if (!name) throw new Error(`unknown scheduler ${kind}`);
+    return name;
   }
 
   /** The draws made by scheduler.step, in call order. */

@@ -8,9 +8,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import {
   createScheduler,
   parseSchedulerConfig,
-  SCHEDULER_NAMES,
   type Scheduler,
-  type SchedulerName,
 } from "../../../../daemon/engine/schedulers";
 import { listReferenceCases, RecordedNoise, ReferenceCase, relativeError } from "./reference-case";
 
@@ -21,10 +19,6 @@ const worst = new Map<string, { err: number; where: string }>();
 function record(scheduler: string, err: number, where: string): void {
   const w = worst.get(scheduler);
   if (!w || !(err <= w.err)) worst.set(scheduler, { err, where });
-}
-
-function isSchedulerName(s: string): s is SchedulerName {
-  return (SCHEDULER_NAMES as readonly string[]).includes(s);
 }
 
 const cases = listReferenceCases();
@@ -38,8 +32,7 @@ describe("reference cases: scheduler replay (diffusers 0.27.2)", () => {
     it(`${c.name} (${c.scheduler}, ${c.kind})`, () => {
       const ref = ReferenceCase.load(c.dir);
       const m = ref.manifest;
-      const kind = m.scheduler.kind;
-      if (!isSchedulerName(kind)) throw new Error(`unknown scheduler ${kind}`);
+      const kind = ref.schedulerName();
       const s: Scheduler = createScheduler(kind, parseSchedulerConfig(m.scheduler.config), { eta: m.params.eta ?? 0 });
       const N = m.params.num_inference_steps;
 
