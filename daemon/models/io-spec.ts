@@ -43,8 +43,11 @@ export interface UnetIO {
   timestepLength: number | null;
   encoderHiddenStates: string;
   encoderHiddenStatesType: FloatType;
-  /** LCM's guidance embedding input [B, 256], when the export has it. */
+  /** LCM's guidance embedding input [B, width], when the export has it. */
   timestepCond: string | null;
+  timestepCondType: FloatType | null;
+  /** Its width (the UNet's time_cond_proj_dim, 256 for LCM Dreamshaper v7). */
+  timestepCondWidth: number | null;
   output: string;
   outputType: FloatType;
 }
@@ -133,6 +136,13 @@ export function describeUnet(file: string, inputs: readonly IoValue[], outputs: 
   if (timestep.type !== "float32" && timestep.type !== "float16" && timestep.type !== "int64") {
     throw unsupported(file, `the UNet's timestep is ${timestep.type}; only float32, float16 and int64 are supported`);
   }
+  const condWidth = cond?.shape?.[1];
+  if (cond && (cond.shape === null || cond.shape.length !== 2 || typeof condWidth !== "number" || condWidth <= 0)) {
+    throw unsupported(
+      file,
+      `the UNet's ${cond.name} input has no fixed width (shape ${JSON.stringify(cond.shape)}), so the size of the guidance embedding it takes is unknown`,
+    );
+  }
   const rank = timestep.shape === null ? 1 : timestep.shape.length;
   const length = timestep.shape?.[0];
   if (rank > 1) throw unsupported(file, `the UNet's timestep has rank ${rank}; expected a scalar or [batch]`);
@@ -148,6 +158,8 @@ export function describeUnet(file: string, inputs: readonly IoValue[], outputs: 
     encoderHiddenStates: ehs.name,
     encoderHiddenStatesType: floatType(file, ehs, "input"),
     timestepCond: cond?.name ?? null,
+    timestepCondType: cond ? floatType(file, cond, "input") : null,
+    timestepCondWidth: typeof condWidth === "number" ? condWidth : null,
     output: out.name,
     outputType: floatType(file, out, "output"),
   };

@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 
 export const FIXTURES_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../shared/fixtures");
 
-export type FixtureModel = "tiny-sd" | "tiny-sd-inpaint";
+export type FixtureModel = "tiny-sd" | "tiny-sd-inpaint" | "tiny-lcm" | "tiny-sd-turbo-config";
 
 export function fixtureModelDir(name: FixtureModel): string {
   return path.join(FIXTURES_DIR, name);

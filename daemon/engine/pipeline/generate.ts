@@ -12,6 +12,7 @@ import { CancelledError, EngineError } from "../engine";
 import { createScheduler, SchedulerConfigSchema, type NoiseSource, type Scheduler, type SchedulerName } from "../schedulers";
 import type { ClipTokenizer } from "../tokenizer";
 import { binaryLatentMask, binaryPixelMask, legacyKeepMask, maskedImage } from "./inpaint-masks";
+import { guidanceEmbeddingBatch } from "./guidance-embedding";
 import { concatBatch, guide, scale } from "./tensor";
 import { encodePrompts, type PromptEncoding } from "./text";
 import { decodedToUnit, decodeLatents, encodeImage, imageToTensor, unitToRgb8 } from "./vae";
@@ -126,7 +127,9 @@ export async function generate(model: LoadedModel, params: GenerateParams, noise
   const latentWidth = params.width / 8;
   const latentHeight = params.height / 8;
   const latentShape = [batch, 4, latentHeight, latentWidth] as const;
-  const cfg = params.guidance > 1;
+  // A UNet with a guidance embedding (LCM) has the guidance distilled in: one batch, no negative prompt.
+  const embedsGuidance = folder.io.unet.timestepCond !== null;
+  const cfg = params.guidance > 1 && !embedsGuidance;
   const inpaint = params.inpaint;
   const conditioned = folder.unetInChannels === 9;
   if (conditioned && !inpaint) {
@@ -163,6 +166,10 @@ export async function generate(model: LoadedModel, params: GenerateParams, noise
   const unetBatch = cfg ? 2 * batch : batch;
   const channels = folder.unetInChannels;
   const hidden = makeTensor(io.encoderHiddenStatesType, text.hidden, [unetBatch, text.sequence, text.dim]);
+  const guidanceFeed =
+    io.timestepCond && io.timestepCondType && io.timestepCondWidth
+      ? { [io.timestepCond]: makeTensor(io.timestepCondType, guidanceEmbeddingBatch(params.guidance, io.timestepCondWidth, unetBatch), [unetBatch, io.timestepCondWidth]) }
+      : {};
   let current = latents.start;
   for (let i = 0; i < timesteps.length; i++) {
     await checkAfterPendingMessages(signal);
@@ -177,6 +184,7 @@ export async function generate(model: LoadedModel, params: GenerateParams, noise
           [io.sample]: makeTensor(io.sampleType, sample, [unetBatch, channels, latentHeight, latentWidth]),
           [io.timestep]: makeTimestep(io, t, unetBatch),
           [io.encoderHiddenStates]: hidden,
+          ...guidanceFeed,
         },
         [io.output],
       )

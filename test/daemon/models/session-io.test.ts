@@ -57,6 +57,8 @@ describe("describing real sessions of tiny-sd", () => {
       encoderHiddenStates: "encoder_hidden_states",
       encoderHiddenStatesType: "float32",
       timestepCond: null,
+      timestepCondType: null,
+      timestepCondWidth: null,
       output: "out_sample",
       outputType: "float32",
     });
@@ -137,6 +139,15 @@ describe("io rules", () => {
     const sdxl = [...inputs({ type: "float32", shape: [1] }), { name: "text_embeds", type: "float16", shape: ["b", 1280] }];
     expect(() => describeUnet(f, sdxl, outputs)).toThrow(ModelFolderError);
     expect(() => describeUnet(f, inputs({ type: "int32", shape: [1] }), outputs)).toThrow(/timestep is int32/);
+  });
+
+  it("reads LCM's timestep_cond width, and refuses one whose width is not fixed in one sentence", () => {
+    const lcm = (shape: (number | string)[] | null) => [...inputs({ type: "float32", shape: [1] }), { name: "timestep_cond", type: "float32", shape }];
+    expect(describeUnet(f, lcm(["batch", 256]), outputs)).toMatchObject({ timestepCond: "timestep_cond", timestepCondType: "float32", timestepCondWidth: 256 });
+    expect(() => describeUnet(f, lcm(["batch", "cond_dim"]), outputs)).toThrow(/timestep_cond input has no fixed width .* the size of the guidance embedding it takes is unknown$/);
+    expect(() => describeUnet(f, lcm(null), outputs)).toThrow(ModelFolderError);
+    const extra = [...inputs({ type: "float32", shape: [1] }), { name: "mystery", type: "float32", shape: [1] }];
+    expect(() => describeUnet(f, extra, outputs)).toThrow(/unsupported UNet inputs mystery \(float32\)/);
   });
 });
 
