@@ -1,0 +1,95 @@
+/**
+ * Every registry entry, pulled as a user pulls it: a replica of its repo's files (scripts/replicas.ts)
+ * served by the local hub imitation at the entry's pinned revision, `pullModel(id)`, then a
+ * generation with exactly the entry's recommended steps, guidance and scheduler (and an inpaint where
+ * the model is an inpainting one) through the daemon's engine.
+ */
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DiffusionEngine } from "../../../daemon/engine/diffusion-engine";
+import type { EngineJob, Raster } from "../../../daemon/engine/engine";
+import { schedulerFor } from "../../../daemon/engine/pipeline/generate";
+import { loadModelFolder } from "../../../daemon/models/model-folder";
+import { pullModel } from "../../../daemon/models/pull";
+import { loadRegistry } from "../../../daemon/models/registry";
+import { replicas, writeReplica, type Replica } from "../../../scripts/replicas";
+import { makeTempDir, type TempDir } from "../../helpers/model-fixtures";
+import { FakeHub } from "./fake-hub";
+
+const registry = loadRegistry();
+let hub: FakeHub;
+let tmp: TempDir;
+let all: Replica[];
+const modelsDir = () => path.join(tmp.dir, "models");
+
+beforeAll(async () => {
+  hub = await FakeHub.start();
+  tmp = await makeTempDir("underpaint-replicas-");
+  all = await replicas();
+  for (const entry of registry.models) {
+    const replica = all.find((r) => r.repo === entry.repo);
+    if (!replica) continue;
+    const dir = path.join(tmp.dir, "hub", entry.id);
+    await writeReplica(replica, dir);
+    await hub.addRepo(entry.repo, { dir, ...(entry.pinned ? { commit: entry.revision } : {}) });
+  }
+}, 60_000);
+afterAll(async () => {
+  await hub.close();
+  await tmp.cleanup();
+});
+
+const env = () => ({ HF_ENDPOINT: hub.url, UNDERPAINT_PULL_BACKOFF_MS: "5" });
+
+function square(size: number, channels: 1 | 3, fill: (x: number, y: number) => number[]): Raster {
+  const data = new Uint8Array(size * size * channels);
+  for (let y = 0; y < size; y++) for (let x = 0; x < size; x++) data.set(fill(x, y), (y * size + x) * channels);
+  return { width: size, height: size, channels, bitsPerChannel: 8, data };
+}
+
+describe("registry entries on replicas of their repos", () => {
+  it("has a replica for every entry", () => {
+    expect(registry.models.map((e) => e.repo).filter((repo) => !all.some((r) => r.repo === repo))).toEqual([]);
+  });
+
+  for (const entry of registry.models) {
+    it(`${entry.id}: pulls, and its recommended settings (${entry.recommended.steps} steps, guidance ${entry.recommended.guidance}, ${entry.recommended.scheduler}) make a picture`, { timeout: 120_000 }, async () => {
+      const pulled = await pullModel(entry.id, { modelsDir: modelsDir(), env: env() });
+      expect(pulled.id).toBe(entry.id);
+      const folder = await loadModelFolder(path.join(modelsDir(), entry.id));
+      expect(folder.kind).toBe(entry.kind);
+      expect(folder.turbo).toBe(entry.turbo);
+
+      // By construction: the recommended schedule starts from (nearly) pure noise, with the repo's own config.
+      const { steps, guidance, scheduler } = entry.recommended;
+      const schedule = schedulerFor(folder, scheduler);
+      schedule.setTimesteps(steps);
+      expect(schedule.timesteps[0], "first timestep").toBeGreaterThanOrEqual(900);
+      // A UNet with the guidance distilled in runs with LCM's scheduler; guidance 1 or less never doubles the batch.
+      if (folder.io.unet.timestepCond) expect(scheduler).toBe("lcm");
+
+      const engine = new DiffusionEngine({ modelsDir: modelsDir(), devices: ["cpu"] });
+      try {
+        const base = { jobId: 1, model: entry.id, prompt: "a lighthouse on a cliff at dusk", negativePrompt: "", seed: 42, steps, guidance, scheduler, strength: 1, width: 64, height: 64, variations: 1, truncatePrompt: true, previews: false } as const;
+        const progress: number[] = [];
+        const context = { signal: new AbortController().signal, onProgress: (p: { stage: string; step: number }) => p.stage === "denoising" && progress.push(p.step) };
+        if (entry.kind === "txt2img") {
+          const [result] = await engine.run({ ...base, mode: "txt2img" } as EngineJob, context);
+          expect([result!.image.width, result!.image.height]).toEqual([64, 64]);
+          expect(new Set(result!.image.data).size).toBeGreaterThan(16);
+        } else {
+          const image = square(96, 3, (x, y) => [x * 2, y * 2, 128]);
+          const mask = square(96, 1, (x, y) => [x > 30 && x < 70 && y > 30 && y < 70 ? 255 : 0]);
+          const [result] = await engine.run({ ...base, mode: "inpaint", image, mask } as EngineJob, context);
+          expect(result!.image.channels).toBe(4);
+          const alpha = (x: number, y: number) => result!.image.data[(y * result!.image.width + x) * 4 + 3];
+          expect(alpha(50, 50)).toBe(255);
+          expect(alpha(2, 2)).toBe(0);
+        }
+        expect(progress.at(-1)).toBe(steps);
+      } finally {
+        await engine.dispose();
+      }
+    });
+  }
+});
