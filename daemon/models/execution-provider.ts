@@ -94,8 +94,14 @@ export function physicalCoreCount(
   }
 }
 
-export function sessionOptionsFor(device: Device, threads: number = physicalCoreCount()): InferenceSession.SessionOptions {
+export function sessionOptionsFor(
+  device: Device,
+  threads: number = physicalCoreCount(),
+  freeDimensions?: Readonly<Record<string, number>>,
+): InferenceSession.SessionOptions {
   return {
+    // DirectML sessions are planned for fixed shapes (see free-dimensions.ts); other providers take any.
+    ...(device === "dml" && freeDimensions ? { freeDimensionOverrides: { ...freeDimensions } } : {}),
     executionProviders: device === "cpu" ? ["cpu"] : [device, "cpu"],
     graphOptimizationLevel: "all",
     executionMode: "sequential",
@@ -150,7 +156,7 @@ export async function createSession(
   modelPath: string,
   preferred: Device | readonly Device[],
   log: ModelLog = silentLog,
-  options: { threads?: number; factory?: SessionFactory; compiled?: () => readonly string[] } = {},
+  options: { threads?: number; factory?: SessionFactory; compiled?: () => readonly string[]; freeDimensions?: Readonly<Record<string, number>> } = {},
 ): Promise<CreatedSession> {
   const wanted = (typeof preferred === "string" ? [preferred] : [...preferred]).filter((d) => d !== "cpu");
   const factory = options.factory ?? defaultSessionFactory;
@@ -164,7 +170,7 @@ export async function createSession(
       continue;
     }
     try {
-      const session = await factory(modelPath, sessionOptionsFor(device, options.threads));
+      const session = await factory(modelPath, sessionOptionsFor(device, options.threads, options.freeDimensions));
       return { session, device, fallbackReason: reasons.length ? reasons.join("; ") : null };
     } catch (error) {
       const reason = `${device} could not load ${path.basename(path.dirname(modelPath))}: ${(error as Error).message}`;

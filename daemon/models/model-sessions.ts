@@ -19,6 +19,7 @@ import {
   type SessionFactory,
 } from "./execution-provider";
 import type { ModelFolder } from "./model-folder";
+import { freeDimensionOverrides, sameShape, type JobShape } from "./free-dimensions";
 import { ATTENTION_FUSION_VERSION } from "./attention-fusion";
 import { withFusedAttention } from "./fused-attention-sessions";
 import type { OptimizedModelCache } from "./optimized-models";
@@ -71,6 +72,8 @@ export interface ModelSessionsOptions {
    * the VAE's attention (./fused-attention-sessions); a factory given here is used as it is.
    */
   factory?: SessionFactory;
+  /** For tests: the providers this onnxruntime build has (default: onnxruntime's own list). */
+  compiled?: () => readonly string[];
   /** Loads CPU sessions from onnxruntime-optimized copies, writing them on first use (default null: none, nothing written). */
   optimizedModels?: OptimizedModelCache | null;
 }
@@ -86,6 +89,7 @@ export class ModelSessions {
   private readonly pending = new Map<ModelPart, Promise<PartSession<unknown>>>();
   private readonly ready = new Map<ModelPart, PartSession<unknown>>();
   private readonly devicesWanted: readonly Device[];
+  private shape: JobShape | null = null;
   private readonly log: ModelLog;
   private readonly factories: Record<ModelPart, SessionFactory>;
   private isReleased = false;
@@ -120,6 +124,20 @@ export class ModelSessions {
 
   vaeDecoder(): Promise<PartSession<VaeDecoderIO>> {
     return this.part("vaeDecoder");
+  }
+
+  /**
+   * The shape the next calls run at. DirectML sessions are created for one shape (free-dimension
+   * overrides): a new shape releases those it changes, so that they are created again for it. Other devices
+   * run any shape and keep their sessions.
+   */
+  async useShape(shape: JobShape): Promise<void> {
+    const before = this.shape;
+    if (sameShape(before, shape)) return;
+    this.shape = shape;
+    const changed = (part: ModelPart) =>
+      !before || JSON.stringify(freeDimensionOverrides(part, before)) !== JSON.stringify(freeDimensionOverrides(part, shape));
+    for (const [part, created] of [...this.ready]) if (created.device === "dml" && changed(part)) await this.releasePart(part);
   }
 
   /** Creates every session the model has, one after the other. */
@@ -202,6 +220,8 @@ export class ModelSessions {
     const created = await createSession(path, this.devicesWanted, this.log, {
       threads: this.options.threads,
       factory: this.factories[part],
+      ...(this.options.compiled ? { compiled: this.options.compiled } : {}),
+      ...(this.shape ? { freeDimensions: freeDimensionOverrides(part, this.shape) } : {}),
     });
     let io: PartIO[P];
     try {
