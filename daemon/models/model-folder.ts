@@ -16,7 +16,9 @@ import { readFile, stat } from "node:fs/promises";
 import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import { z } from "zod";
 import type { Mode, ModelInfo } from "../../protocol";
+import { deviceOnlyMessage, deviceOnlyOperators } from "./device-ops";
 import { ModelFolderError } from "./errors";
+import type { Device } from "./execution-provider";
 import {
   describeTextEncoder,
   describeUnet,
@@ -309,13 +311,27 @@ function listed(ref: z.infer<typeof ComponentRef> | undefined): boolean {
   return ref !== undefined && (ref[0] !== null || ref[1] !== null);
 }
 
+export interface LoadModelFolderOptions {
+  /**
+   * The devices the models will run on, in order of preference (a session's provider chain).
+   * Default: chooseDevices() (execution-provider.ts), as the daemon's sessions do.
+   */
+  devices?: Device | readonly Device[];
+}
+
+/** chooseDevices(), imported when needed: execution-provider.ts loads onnxruntime-node. */
+async function defaultDevices(): Promise<readonly Device[]> {
+  const { chooseDevices } = await import("./execution-provider");
+  return chooseDevices().devices;
+}
+
 /**
  * Reads and checks a model folder. Throws ModelFolderError: model_file_missing,
  * model_file_invalid (corrupt JSON, truncated ONNX or weights) or model_unsupported
  * (SDXL, an unknown prediction type, a UNet that is neither 4- nor 9-channel, I/O the
- * engine cannot feed).
+ * engine cannot feed, operators that none of the devices' providers has).
  */
-export async function loadModelFolder(folder: string): Promise<ModelFolder> {
+export async function loadModelFolder(folder: string, options: LoadModelFolderOptions = {}): Promise<ModelFolder> {
   const dir = resolve(folder);
   const id = basename(dir);
   const p = (...parts: string[]) => join(dir, ...parts);
@@ -392,6 +408,14 @@ export async function loadModelFolder(folder: string): Promise<ModelFolder> {
     inspect(dir, paths.vaeDecoder),
     paths.vaeEncoder ? inspect(dir, paths.vaeEncoder) : Promise.resolve(null),
   ]);
+  // Operators only GPU providers have (Olive / CUDA-optimized exports), before anything else
+  // in the ONNX files is checked: no other fix helps while the device lacks them.
+  const devices = options.devices ?? (await defaultDevices());
+  for (const info of [textInfo, unetInfo, decoderInfo, encoderInfo]) {
+    if (!info) continue;
+    const op = deviceOnlyOperators(info.opTypesByDomain, devices)[0];
+    if (op) throw new ModelFolderError("model_unsupported", info.path, deviceOnlyMessage(rel(dir, info.path), op, devices));
+  }
   let externalBytes = 0;
   for (const info of [textInfo, unetInfo, decoderInfo, encoderInfo]) {
     if (!info) continue;

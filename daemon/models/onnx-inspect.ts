@@ -15,7 +15,7 @@ import { open, type FileHandle } from "node:fs/promises";
 const MODEL = { irVersion: 1, producerName: 2, producerVersion: 3, graph: 7, opsetImport: 8 } as const;
 const OPSET = { domain: 1, version: 2 } as const;
 const GRAPH = { node: 1, initializer: 5, input: 11, output: 12 } as const;
-const NODE = { input: 1, output: 2, opType: 4, attribute: 5 } as const;
+const NODE = { input: 1, output: 2, opType: 4, attribute: 5, domain: 7 } as const;
 const ATTRIBUTE = { t: 5 } as const;
 const TENSOR = { dims: 1, dataType: 2, name: 8, rawData: 9, externalData: 13, dataLocation: 14 } as const;
 const ENTRY = { key: 1, value: 2 } as const;
@@ -119,6 +119,8 @@ export interface OnnxInfo {
   /** Conv nodes, and single-input nodes that may carry a Conv weight (Cast, Identity, Constant, DequantizeLinear). */
   convNodes: OnnxNodeSummary[];
   nodeCount: number;
+  /** The top-level graph's op types by operator domain ("" is the default ai.onnx domain), in node order. */
+  opTypesByDomain: Map<string, Set<string>>;
   externalFiles: OnnxExternalFile[];
   /** Bytes of raw_data stored inside this file. */
   embeddedDataBytes: number;
@@ -406,6 +408,7 @@ function readValueInfo(c: Cursor, end: number): OnnxValueInfo {
 
 interface NodeRead {
   opType: string;
+  domain: string;
   inputs: string[];
   outputs: string[];
   /** For Constant nodes: the `value` tensor's header. */
@@ -413,12 +416,13 @@ interface NodeRead {
 }
 
 function readNode(c: Cursor, end: number): NodeRead {
-  const node: NodeRead = { opType: "", inputs: [], outputs: [], constant: null };
+  const node: NodeRead = { opType: "", domain: "", inputs: [], outputs: [], constant: null };
   while (c.pos < end) {
     const [field, wire] = c.tag(end);
     if (field === NODE.input && wire === WIRE_LEN) node.inputs.push(c.string(end, "a node input"));
     else if (field === NODE.output && wire === WIRE_LEN) node.outputs.push(c.string(end, "a node output"));
     else if (field === NODE.opType && wire === WIRE_LEN) node.opType = c.string(end, "an op type");
+    else if (field === NODE.domain && wire === WIRE_LEN) node.domain = c.string(end, "an op domain");
     else if (field === NODE.attribute && wire === WIRE_LEN) {
       const attrEnd = c.lengthEnd(end, "an attribute");
       while (c.pos < attrEnd) {
@@ -473,6 +477,7 @@ async function readModel(c: Cursor): Promise<OnnxInfo> {
     initializers: new Map(),
     convNodes: [],
     nodeCount: 0,
+    opTypesByDomain: new Map(),
     externalFiles: [],
     embeddedDataBytes: 0,
   };
@@ -527,6 +532,10 @@ async function readGraph(c: Cursor, end: number, info: OnnxInfo, external: Map<s
     if (field === GRAPH.node && wire === WIRE_LEN) {
       const node = readNode(c, c.lengthEnd(end, "a node"));
       info.nodeCount++;
+      const domain = node.domain === "ai.onnx" ? "" : node.domain;
+      let ops = info.opTypesByDomain.get(domain);
+      if (!ops) info.opTypesByDomain.set(domain, (ops = new Set()));
+      ops.add(node.opType);
       if (node.opType === "Conv" || (WEIGHT_PASSTHROUGH_OPS.has(node.opType) && node.inputs.length > 0)) {
         info.convNodes.push({ opType: node.opType, inputs: node.inputs, outputs: node.outputs });
       } else if (node.opType === "Constant" && node.constant && node.outputs[0] !== undefined) {
