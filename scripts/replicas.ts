@@ -6,8 +6,9 @@
  * scheduler config. Tests serve them from a local hub imitation and pull them through the same code
  * a real download takes.
  *
- * Not replicated (said in each replica's `gaps`): float16 weights (the fixtures are float32 torch
- * exports, and a faithful fp16 export needs torch's fp16 tracing, not a cast of the weights).
+ * float16 repos get float16 graphs made by casting the fixtures' (float32 torch exports) weights and
+ * types: the structure of an fp16 export, not torch's fp16 tracing. Other differences from the real
+ * repo are said in each replica's `gaps`.
  *
  *   npx tsx scripts/replicas.ts OUT_DIR     writes one folder per replica, named by its repo
  */
@@ -15,6 +16,7 @@ import { cp, mkdir, readFile, rm, writeFile, chmod, readdir, stat } from "node:f
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import onnxProto from "onnx-proto";
+import { convertModelFloats, externalizeInitializers, FLOAT, FLOAT16 } from "../daemon/models/float-precision";
 
 const { onnx } = onnxProto;
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -27,6 +29,8 @@ export interface Replica {
   from: "tiny-sd" | "tiny-sd-inpaint" | "tiny-lcm" | "tiny-sd-turbo-config";
   /** Where the parts' weights live. */
   weights: "weights.pb" | "model.onnx_data" | "embedded";
+  /** Every part a float16 export, as the repo ships it. */
+  float16: boolean;
   /** Optimum writes each part's diffusers config.json beside its model.onnx. */
   partConfigs: boolean;
   /** The repo's scheduler/scheduler_config.json, as published. */
@@ -55,8 +59,6 @@ async function fixtureScheduler(name: Replica["from"]): Promise<Record<string, u
   return JSON.parse(await readFile(path.join(FIXTURES_DIR, name, "scheduler", "scheduler_config.json"), "utf8")) as Record<string, unknown>;
 }
 
-const FP16_GAP = "weights are float32: the repo ships float16";
-
 export async function replicas(): Promise<Replica[]> {
   return [
     {
@@ -64,6 +66,7 @@ export async function replicas(): Promise<Replica[]> {
       from: "tiny-sd",
       weights: "model.onnx_data",
       partConfigs: true,
+      float16: false,
       scheduler: SD15_SCHEDULER,
       pipeline: "OnnxStableDiffusionPipeline",
       gaps: ["input_ids are int32 (Optimum exports int64)"],
@@ -73,24 +76,27 @@ export async function replicas(): Promise<Replica[]> {
       from: "tiny-sd-inpaint",
       weights: "embedded",
       partConfigs: false,
+      float16: true,
       scheduler: SD15_SCHEDULER,
       pipeline: "OnnxStableDiffusionInpaintPipeline",
-      gaps: [FP16_GAP],
+      gaps: [],
     },
     {
       repo: "TensorStack/SD-Turbo-onnx",
       from: "tiny-sd-turbo-config",
       weights: "weights.pb",
       partConfigs: false,
+      float16: true,
       scheduler: await fixtureScheduler("tiny-sd-turbo-config"),
       pipeline: "OnnxStableDiffusionPipeline",
-      gaps: [FP16_GAP],
+      gaps: [],
     },
     {
       repo: "TheyCallMeHex/LCM-Dreamshaper-V7-ONNX",
       from: "tiny-lcm",
       weights: "model.onnx_data",
       partConfigs: false,
+      float16: false,
       scheduler: await fixtureScheduler("tiny-lcm"),
       pipeline: "LatentConsistencyModelPipeline",
       gaps: [],
@@ -134,6 +140,32 @@ async function placeWeights(partDir: string, target: Replica["weights"]): Promis
   await writeFile(file, onnx.ModelProto.encode(model).finish());
 }
 
+/** Rewrites a part as a float16 export (weights, inputs and outputs in float16), its weights kept where they were. */
+export async function toFloat16(partDir: string): Promise<void> {
+  const file = path.join(partDir, "model.onnx");
+  const model = onnx.ModelProto.decode(await readFile(file));
+  const external = new Map<string, Buffer>();
+  const read = async (location: string) => external.get(location) ?? external.set(location, await readFile(path.join(partDir, location))).get(location)!;
+  for (const t of model.graph?.initializer ?? []) {
+    for (const e of t.externalData ?? []) if (e.key === "location" && e.value) await read(e.value);
+  }
+  convertModelFloats(model, FLOAT, FLOAT16, (tensor) => {
+    if (tensor.dataLocation !== onnx.TensorProto.DataLocation.EXTERNAL) return tensor.rawData ?? new Uint8Array(0);
+    const entry = (key: string) => (tensor.externalData ?? []).find((e) => e.key === key)?.value ?? undefined;
+    const offset = Number(entry("offset") ?? 0);
+    return external.get(entry("location")!)!.subarray(offset, offset + Number(entry("length")));
+  });
+  const [location] = [...external.keys()];
+  if (location) {
+    const chunks: Uint8Array[] = [];
+    await externalizeInitializers(model, location, async (chunk) => {
+      chunks.push(chunk);
+    });
+    await writeFile(path.join(partDir, location), Buffer.concat(chunks));
+  }
+  await writeFile(file, onnx.ModelProto.encode(model).finish());
+}
+
 /** The diffusers configs Optimum writes per part (what the loader reads of them). */
 function partConfig(part: (typeof PARTS)[number], replica: Replica): Record<string, unknown> | null {
   switch (part) {
@@ -162,6 +194,7 @@ export async function writeReplica(replica: Replica, dest: string): Promise<void
   await makeWritable(dest);
   for (const part of PARTS) {
     await placeWeights(path.join(dest, part), replica.weights);
+    if (replica.float16) await toFloat16(path.join(dest, part));
     const config = replica.partConfigs ? partConfig(part, replica) : null;
     if (config) await writeFile(path.join(dest, part, "config.json"), JSON.stringify(config, null, 2));
   }

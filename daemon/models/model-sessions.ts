@@ -6,7 +6,7 @@
  * The cache does not count users: the daemon runs one job at a time and must not switch
  * models while a job still runs on the old sessions.
  */
-import { join } from "node:path";
+import path, { join } from "node:path";
 import type { InferenceSession } from "onnxruntime-node";
 import { ModelFolderError } from "./errors";
 import {
@@ -19,6 +19,7 @@ import {
   type SessionFactory,
 } from "./execution-provider";
 import type { ModelFolder } from "./model-folder";
+import { Float32Copies, withFloat32Copies } from "./float32-copies";
 import { freeDimensionOverrides, sameShape, type JobShape } from "./free-dimensions";
 import { ATTENTION_FUSION_VERSION } from "./attention-fusion";
 import { withFusedAttention } from "./fused-attention-sessions";
@@ -74,6 +75,8 @@ export interface ModelSessionsOptions {
   factory?: SessionFactory;
   /** For tests: the providers this onnxruntime build has (default: onnxruntime's own list). */
   compiled?: () => readonly string[];
+  /** Where float32 copies of float16 parts are kept for the CPU (default: beside optimizedModels' copies; null: none). */
+  float32Copies?: Float32Copies | null;
   /** Loads CPU sessions from onnxruntime-optimized copies, writing them on first use (default null: none, nothing written). */
   optimizedModels?: OptimizedModelCache | null;
 }
@@ -84,6 +87,21 @@ const DESCRIBE: { [P in ModelPart]: (session: InferenceSession, file: string) =>
   vaeEncoder: describeVaeEncoderSession,
   vaeDecoder: describeVaeDecoderSession,
 };
+
+/** Does this part of the model take or give float16 (an fp16 export)? */
+function float16Part(model: ModelFolder, part: ModelPart): boolean {
+  const io = model.io;
+  switch (part) {
+    case "textEncoder":
+      return io.textEncoder.hiddenStateType === "float16";
+    case "unet":
+      return io.unet.sampleType === "float16" || io.unet.outputType === "float16";
+    case "vaeEncoder":
+      return io.vaeEncoder?.sampleType === "float16" || io.vaeEncoder?.outputType === "float16";
+    case "vaeDecoder":
+      return io.vaeDecoder.latentType === "float16" || io.vaeDecoder.outputType === "float16";
+  }
+}
 
 export class ModelSessions {
   private readonly pending = new Map<ModelPart, Promise<PartSession<unknown>>>();
@@ -101,9 +119,17 @@ export class ModelSessions {
     this.log = options.log ?? silentLog;
     this.devicesWanted = options.devices ?? chooseDevices().devices;
     const fusing = withFusedAttention(defaultSessionFactory, { log: this.log });
+    // float16 parts run on the CPU from a float32 copy kept beside the optimized ones.
+    const copies =
+      options.float32Copies !== undefined
+        ? options.float32Copies
+        : options.optimizedModels
+          ? new Float32Copies(path.join(path.dirname(options.optimizedModels.root), "float32"), this.log)
+          : null;
     const factoryOf = (part: ModelPart): SessionFactory => {
       const rewrite = options.factory ? "" : graphRewriteOf(part);
-      const factory = options.factory ?? (rewrite ? fusing : defaultSessionFactory);
+      let factory = options.factory ?? (rewrite ? fusing : defaultSessionFactory);
+      if (copies && float16Part(model, part)) factory = withFloat32Copies(factory, copies, this.log);
       return options.optimizedModels ? options.optimizedModels.wrap(factory, rewrite) : factory;
     };
     this.factories = { textEncoder: factoryOf("textEncoder"), unet: factoryOf("unet"), vaeEncoder: factoryOf("vaeEncoder"), vaeDecoder: factoryOf("vaeDecoder") };

@@ -10,6 +10,7 @@ import { DiffusionEngine } from "../../../daemon/engine/diffusion-engine";
 import type { EngineJob, Raster } from "../../../daemon/engine/engine";
 import { schedulerFor } from "../../../daemon/engine/pipeline/generate";
 import { loadModelFolder } from "../../../daemon/models/model-folder";
+import { OptimizedModelCache } from "../../../daemon/models/optimized-models";
 import { pullModel } from "../../../daemon/models/pull";
 import { loadRegistry } from "../../../daemon/models/registry";
 import { replicas, writeReplica, type Replica } from "../../../scripts/replicas";
@@ -59,6 +60,7 @@ describe("registry entries on replicas of their repos", () => {
       const folder = await loadModelFolder(path.join(modelsDir(), entry.id));
       expect(folder.kind).toBe(entry.kind);
       expect(folder.turbo).toBe(entry.turbo);
+      expect(folder.float16, "precision").toBe(entry.precision === "fp16");
 
       // By construction: the recommended schedule starts from (nearly) pure noise, with the repo's own config.
       const { steps, guidance, scheduler } = entry.recommended;
@@ -68,7 +70,9 @@ describe("registry entries on replicas of their repos", () => {
       // A UNet with the guidance distilled in runs with LCM's scheduler; guidance 1 or less never doubles the batch.
       if (folder.io.unet.timestepCond) expect(scheduler).toBe("lcm");
 
-      const engine = new DiffusionEngine({ modelsDir: modelsDir(), devices: ["cpu"] });
+      // As the daemon runs: optimized copies (and float32 copies of float16 models) in a cache folder.
+      const optimizedModels = new OptimizedModelCache({ dir: path.join(tmp.dir, "cache") });
+      const engine = new DiffusionEngine({ modelsDir: modelsDir(), devices: ["cpu"], optimizedModels });
       try {
         const base = { jobId: 1, model: entry.id, prompt: "a lighthouse on a cliff at dusk", negativePrompt: "", seed: 42, steps, guidance, scheduler, strength: 1, width: 64, height: 64, variations: 1, truncatePrompt: true, previews: false } as const;
         const progress: number[] = [];
