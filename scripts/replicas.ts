@@ -64,12 +64,23 @@ export async function replicas(): Promise<Replica[]> {
     {
       repo: "onnx-community/stable-diffusion-v1-5-ONNX",
       from: "tiny-sd",
+      weights: "weights.pb",
+      partConfigs: false,
+      float16: false,
+      scheduler: SD15_SCHEDULER,
+      pipeline: "OnnxStableDiffusionPipeline",
+      gaps: [],
+    },
+    {
+      // An SD 1.5 export by Optimum (optimum-cli export onnx), as most community ONNX repos are.
+      repo: "underpaint-replicas/optimum-sd-1.5",
+      from: "tiny-sd",
       weights: "model.onnx_data",
       partConfigs: true,
       float16: false,
       scheduler: SD15_SCHEDULER,
-      pipeline: "OnnxStableDiffusionPipeline",
-      gaps: ["input_ids are int32 (Optimum exports int64)"],
+      pipeline: "ORTStableDiffusionPipeline",
+      gaps: ["input_ids are int32 (Optimum exports int64)", "the VAE encoder gives latent_sample (newer Optimum: latent_parameters)"],
     },
     {
       repo: "RanaLLC/stable-diffusion-v1-5-inpainting-onnx-fp16",

@@ -27,12 +27,11 @@ beforeAll(async () => {
   hub = await FakeHub.start();
   tmp = await makeTempDir("underpaint-replicas-");
   all = await replicas();
-  for (const entry of registry.models) {
-    const replica = all.find((r) => r.repo === entry.repo);
-    if (!replica) continue;
-    const dir = path.join(tmp.dir, "hub", entry.id);
+  for (const replica of all) {
+    const entry = registry.models.find((e) => e.repo === replica.repo);
+    const dir = path.join(tmp.dir, "hub", replica.repo.replace("/", "--"));
     await writeReplica(replica, dir);
-    await hub.addRepo(entry.repo, { dir, ...(entry.pinned ? { commit: entry.revision } : {}) });
+    await hub.addRepo(replica.repo, { dir, ...(entry?.pinned ? { commit: entry.revision } : {}) });
   }
 }, 60_000);
 afterAll(async () => {
@@ -49,6 +48,25 @@ function square(size: number, channels: 1 | 3, fill: (x: number, y: number) => n
 }
 
 describe("registry entries on replicas of their repos", () => {
+  it("pulls the replicas of repos outside the registry by owner/name, with their layout", { timeout: 60_000 }, async () => {
+    for (const replica of all.filter((r) => !registry.models.some((e) => e.repo === r.repo))) {
+      const pulled = await pullModel(replica.repo, { modelsDir: modelsDir(), env: env() });
+      const folder = await loadModelFolder(path.join(modelsDir(), pulled.id));
+      if (replica.weights !== "embedded") expect(folder.paths.externalData.map((f) => path.basename(f))).toContain(replica.weights);
+      if (replica.partConfigs) expect(folder.paths.configs.unet).not.toBeNull();
+      const engine = new DiffusionEngine({ modelsDir: modelsDir(), devices: ["cpu"] });
+      try {
+        const [result] = await engine.run(
+          { jobId: 1, mode: "txt2img", model: pulled.id, prompt: "a red cube", negativePrompt: "", seed: 1, steps: 4, guidance: 7.5, scheduler: "euler", strength: 1, width: 64, height: 64, variations: 1, truncatePrompt: true, previews: false } as EngineJob,
+          { signal: new AbortController().signal, onProgress: () => {} },
+        );
+        expect([result!.image.width, result!.image.height]).toEqual([64, 64]);
+      } finally {
+        await engine.dispose();
+      }
+    }
+  });
+
   it("has a replica for every entry", () => {
     expect(registry.models.map((e) => e.repo).filter((repo) => !all.some((r) => r.repo === repo))).toEqual([]);
   });
