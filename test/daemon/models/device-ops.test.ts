@@ -7,26 +7,10 @@ import { DEVICE_ONLY_OPERATORS, deviceOnlyMessage, deviceOnlyOperators } from ".
 import type { Device } from "../../../daemon/models/execution-provider";
 import { loadModelFolder, ModelFolderError } from "../../../daemon/models/model-folder";
 import { inspectOnnx } from "../../../daemon/models/onnx-inspect";
+import { MS, useContribOp } from "../../helpers/contrib-op";
 import { copyFixtureModel, makeTempDir, type TempDir } from "../../helpers/model-fixtures";
 
 const { onnx } = onnxProto;
-const MS = "com.microsoft";
-
-/**
- * Turns the UNet's last Conv into a com.microsoft `op` node, as Olive / CUDA-optimized
- * exports do (NhwcConv replaces Conv; the node is only read, never run).
- */
-async function useContribOp(file: string, op: string): Promise<void> {
-  const model = onnx.ModelProto.decode(await readFile(file));
-  const convs = (model.graph?.node ?? []).filter((n) => n.opType === "Conv");
-  const last = convs.at(-1);
-  if (!last || convs.length < 2) throw new Error("the fixture UNet has fewer than two Conv nodes");
-  last.opType = op;
-  last.domain = MS;
-  last.attribute = [];
-  model.opsetImport.push(onnx.OperatorSetIdProto.create({ domain: MS, version: 1 }));
-  await writeFile(file, onnx.ModelProto.encode(model).finish());
-}
 
 async function loadError(dir: string, devices: Device | readonly Device[]): Promise<ModelFolderError> {
   const error = await loadModelFolder(dir, { devices }).then(

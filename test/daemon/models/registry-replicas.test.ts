@@ -9,11 +9,14 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DiffusionEngine } from "../../../daemon/engine/diffusion-engine";
 import type { EngineJob, Raster } from "../../../daemon/engine/engine";
 import { schedulerFor } from "../../../daemon/engine/pipeline/generate";
+import { discoverModels } from "../../../daemon/models/discover";
+import { ModelInstallError } from "../../../daemon/models/install-errors";
 import { loadModelFolder } from "../../../daemon/models/model-folder";
 import { OptimizedModelCache } from "../../../daemon/models/optimized-models";
 import { pullModel } from "../../../daemon/models/pull";
 import { loadRegistry } from "../../../daemon/models/registry";
 import { replicas, writeReplica, type Replica } from "../../../scripts/replicas";
+import { useContribOp } from "../../helpers/contrib-op";
 import { makeTempDir, type TempDir } from "../../helpers/model-fixtures";
 import { FakeHub } from "./fake-hub";
 
@@ -65,6 +68,22 @@ describe("registry entries on replicas of their repos", () => {
         await engine.dispose();
       }
     }
+  });
+
+  it("refuses a repo whose UNet needs a GPU in one sentence naming the device and the operator, installing nothing", async () => {
+    const dir = path.join(tmp.dir, "hub", "olive-style");
+    await writeReplica(all.find((r) => r.repo === "underpaint-replicas/optimum-sd-1.5")!, dir);
+    await useContribOp(path.join(dir, "unet", "model.onnx"), "NhwcConv");
+    await hub.addRepo("underpaint-replicas/olive-dml-sd", { dir });
+    const error = await pullModel("underpaint-replicas/olive-dml-sd", { modelsDir: modelsDir(), env: env() }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(ModelInstallError);
+    const message = (error as ModelInstallError).message;
+    expect(message).toMatch(/unet\/model\.onnx needs a (DirectML or CUDA|CUDA or DirectML) GPU: it uses the operator com\.microsoft\.NhwcConv, which onnxruntime's CPU provider does not have\. Nothing was installed\.$/);
+    expect(message).not.toMatch(/\n\s+at /);
+    expect((await discoverModels(modelsDir())).models.map((m) => m.id)).not.toContain("olive-dml-sd");
   });
 
   it("has a replica for every entry", () => {
