@@ -16,7 +16,7 @@ import { cp, mkdir, readFile, rm, writeFile, chmod, readdir, stat } from "node:f
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import onnxProto from "onnx-proto";
-import { convertModelFloats, externalizeInitializers, FLOAT, FLOAT16 } from "../daemon/models/float-precision";
+import { convertModelFloats, externalizeInitializers, FLOAT, FLOAT16, initializerReader } from "../daemon/models/float-precision";
 
 const { onnx } = onnxProto;
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -155,18 +155,14 @@ async function placeWeights(partDir: string, target: Replica["weights"]): Promis
 export async function toFloat16(partDir: string): Promise<void> {
   const file = path.join(partDir, "model.onnx");
   const model = onnx.ModelProto.decode(await readFile(file));
-  const external = new Map<string, Buffer>();
-  const read = async (location: string) => external.get(location) ?? external.set(location, await readFile(path.join(partDir, location))).get(location)!;
-  for (const t of model.graph?.initializer ?? []) {
-    for (const e of t.externalData ?? []) if (e.key === "location" && e.value) await read(e.value);
+  const external = new Set((model.graph?.initializer ?? []).flatMap((t) => (t.externalData ?? []).filter((e) => e.key === "location").map((e) => e.value ?? "")));
+  const reader = initializerReader(partDir);
+  try {
+    convertModelFloats(model, FLOAT, FLOAT16, reader);
+  } finally {
+    reader.close();
   }
-  convertModelFloats(model, FLOAT, FLOAT16, (tensor) => {
-    if (tensor.dataLocation !== onnx.TensorProto.DataLocation.EXTERNAL) return tensor.rawData ?? new Uint8Array(0);
-    const entry = (key: string) => (tensor.externalData ?? []).find((e) => e.key === key)?.value ?? undefined;
-    const offset = Number(entry("offset") ?? 0);
-    return external.get(entry("location")!)!.subarray(offset, offset + Number(entry("length")));
-  });
-  const [location] = [...external.keys()];
+  const [location] = [...external];
   if (location) {
     const chunks: Uint8Array[] = [];
     await externalizeInitializers(model, location, async (chunk) => {

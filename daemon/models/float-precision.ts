@@ -7,6 +7,8 @@
  * What changes: every initializer of the one type, every declared input, output and value type,
  * Cast's `to`, the random ops' `dtype`, Constant's and ConstantOfShape's tensors, in subgraphs too.
  */
+import { closeSync, openSync, readSync } from "node:fs";
+import path from "node:path";
 import onnxProto from "onnx-proto";
 import { float16ToFloat32, float32ToFloat16 } from "./session-io";
 
@@ -27,6 +29,30 @@ function inlineBytes(tensor: TensorProto): Uint8Array {
   if (tensor.dataType === FLOAT && tensor.floatData?.length) return new Uint8Array(Float32Array.from(tensor.floatData).buffer);
   if (tensor.dataType === FLOAT16 && tensor.int32Data?.length) return new Uint8Array(Uint16Array.from(tensor.int32Data).buffer);
   return new Uint8Array(0);
+}
+
+/** Reads initializers inline or from their external file (relative to the model's folder). */
+export function initializerReader(dir: string): TensorBytes & { close(): void } {
+  const files = new Map<string, number>();
+  const read = ((tensor) => {
+    if (tensor.dataLocation !== onnx.TensorProto.DataLocation.EXTERNAL) return tensor.rawData ?? new Uint8Array(0);
+    const entry = (key: string) => (tensor.externalData ?? []).find((e) => e.key === key)?.value ?? undefined;
+    const location = entry("location");
+    if (!location) throw new Error(`initializer ${tensor.name} has external data without a location`);
+    let fd = files.get(location);
+    if (fd === undefined) {
+      fd = openSync(path.join(dir, location), "r");
+      files.set(location, fd);
+    }
+    const length = Number(entry("length"));
+    const out = new Uint8Array(length);
+    readSync(fd, out, 0, length, Number(entry("offset") ?? 0));
+    return out;
+  }) as TensorBytes & { close(): void };
+  read.close = () => {
+    for (const fd of files.values()) closeSync(fd);
+  };
+  return read;
 }
 
 /** Values of a float tensor converted to the other float type, as little-endian bytes. */

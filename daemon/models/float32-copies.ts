@@ -6,41 +6,16 @@
  * folder's other files (its external weights); a changed model gets a new copy and old ones go.
  */
 import { createHash } from "node:crypto";
-import { closeSync, openSync, readSync } from "node:fs";
 import { mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import onnxProto from "onnx-proto";
 import { firstLine, silentLog, type ModelLog, type SessionFactory } from "./execution-provider";
-import { convertModelFloats, externalizeInitializers, FLOAT, FLOAT16, hasFloat16Weights, type TensorBytes } from "./float-precision";
+import { convertModelFloats, externalizeInitializers, FLOAT, FLOAT16, hasFloat16Weights, initializerReader } from "./float-precision";
 
 const { onnx } = onnxProto;
 const MODEL_FILE = "model.onnx";
 const WEIGHTS_FILE = "weights.bin";
 const DONE_FILE = "entry.json";
-
-/** Reads initializers inline or from their external file (relative to the model's folder). */
-function tensorReader(dir: string): TensorBytes & { close(): void } {
-  const files = new Map<string, number>();
-  const read = ((tensor) => {
-    if (tensor.dataLocation !== onnx.TensorProto.DataLocation.EXTERNAL) return tensor.rawData ?? new Uint8Array(0);
-    const entry = (key: string) => (tensor.externalData ?? []).find((e) => e.key === key)?.value ?? undefined;
-    const location = entry("location");
-    if (!location) throw new Error(`initializer ${tensor.name} has external data without a location`);
-    let fd = files.get(location);
-    if (fd === undefined) {
-      fd = openSync(path.join(dir, location), "r");
-      files.set(location, fd);
-    }
-    const length = Number(entry("length"));
-    const out = new Uint8Array(length);
-    readSync(fd, out, 0, length, Number(entry("offset") ?? 0));
-    return out;
-  }) as TensorBytes & { close(): void };
-  read.close = () => {
-    for (const fd of files.values()) closeSync(fd);
-  };
-  return read;
-}
 
 async function sourceKey(file: string): Promise<string> {
   const dir = path.dirname(file);
@@ -69,7 +44,7 @@ export class Float32Copies {
     const start = performance.now();
     await mkdir(this.root, { recursive: true });
     const tmp = await mkdtemp(path.join(this.root, ".tmp-"));
-    const reader = tensorReader(path.dirname(file));
+    const reader = initializerReader(path.dirname(file));
     try {
       convertModelFloats(model, FLOAT16, FLOAT, reader);
       const weights = await open(path.join(tmp, WEIGHTS_FILE), "w");

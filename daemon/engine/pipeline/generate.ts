@@ -136,8 +136,8 @@ export async function generate(model: LoadedModel, params: GenerateParams, noise
     throw new EngineError("unsupported_mode", `"${folder.name}" is an inpainting model: use it to inpaint a selection or expand the canvas.`);
   }
 
-  const unetRows = cfg ? 2 * batch : batch;
-  await sessions.useShape({ unetBatch: unetRows, latentHeight, latentWidth, unetChannels: folder.unetInChannels, vaeScaleFactor: 8 });
+  const unetBatch = cfg ? 2 * batch : batch;
+  await sessions.useShape({ unetBatch, latentHeight, latentWidth, unetChannels: folder.unetInChannels, vaeScaleFactor: 8 });
   options.onStage?.("encoding");
   const text = await encodePrompts(tokenizer, sessions, params.prompts, cfg ? params.negativePrompts : null, params.truncatePrompt);
   // On the CPU the models share the machine's memory: the text encoder is not needed again
@@ -165,7 +165,6 @@ export async function generate(model: LoadedModel, params: GenerateParams, noise
   options.onStage?.("denoising");
   const unet = await sessions.unet();
   const { io } = unet;
-  const unetBatch = unetRows;
   const channels = folder.unetInChannels;
   const hidden = makeTensor(io.encoderHiddenStatesType, text.hidden, [unetBatch, text.sequence, text.dim]);
   const guidanceFeed =
