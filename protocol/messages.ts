@@ -30,6 +30,7 @@ export const ERROR_CODES = [
   "duplicate_job",
   "queue_full",
   "model_not_found",
+  "model_unavailable",
   "unsupported_mode",
   "invalid_job",
   "job_failed",
@@ -161,6 +162,25 @@ export const ModelInfo = z.object({
 });
 export type ModelInfo = z.infer<typeof ModelInfo>;
 
+/**
+ * A folder in the models folder that cannot run here (a part missing or damaged, or a graph only a
+ * GPU provider can run), listed so it does not just vanish: the artist reads why.
+ */
+export const UnavailableModel = z.object({
+  id: z.string(),
+  code: z.string(),
+  /** One sentence for the artist: what is wrong and what to do. */
+  message: z.string(),
+});
+export type UnavailableModel = z.infer<typeof UnavailableModel>;
+
+/** The models folder as the panel shows it: what can run, and what cannot and why. */
+export const ModelList = z.object({
+  models: z.array(ModelInfo),
+  unavailable: z.array(UnavailableModel),
+});
+export type ModelList = z.infer<typeof ModelList>;
+
 export const Limits = z.object({
   maxMessageBytes: z.number().int().positive(),
   maxImagePixels: z.number().int().positive(),
@@ -172,6 +192,7 @@ export type Limits = z.infer<typeof Limits>;
 
 export const Capabilities = z.object({
   models: z.array(ModelInfo),
+  unavailable: z.array(UnavailableModel),
   schedulers: z.array(SchedulerName),
   modes: z.array(Mode),
   limits: Limits,
@@ -237,7 +258,7 @@ export const Done = z.object({
   notices: z.array(z.string()).optional(),
 });
 
-export const ModelsList = z.object({ type: z.literal("models"), models: z.array(ModelInfo) });
+export const ModelsList = ModelList.extend({ type: z.literal("models") });
 
 export const DOWNLOAD_STAGES = ["listing", "downloading", "verifying", "installing", "done", "failed", "cancelled"] as const;
 export const DownloadStage = z.enum(DOWNLOAD_STAGES);

@@ -64,8 +64,10 @@ export async function generateCommand(argv: string[]): Promise<void> {
   const engine = new DiffusionEngine({ modelsDir: values.models ?? defaultModelsDir(), optimizedModels });
   const isFolder = await stat(values.model).then((s) => s.isDirectory(), () => false);
   const modelId = isFolder ? await engine.useFolder(values.model) : values.model;
-  const { models } = await engine.capabilities();
+  const { models, unavailable } = await engine.capabilities();
   const model = models.find((m) => m.id === modelId);
+  const refused = unavailable.find((m) => m.id === modelId);
+  if (!model && refused) throw new UsageError(`The model "${modelId}" cannot run here: ${refused.message}`);
   if (!model) throw new UsageError(`There is no model "${modelId}"; installed: ${models.map((m) => m.id).join(", ") || "none"}.`);
 
   const size = model.nativeResolution;

@@ -3,7 +3,7 @@
  * and runs txt2img, img2img, inpaint and outpaint jobs, one variation after another (variation i
  * uses seed + i, so any one of them can be re-made alone, as in Automatic1111).
  */
-import { SCHEDULERS, type Mode, type ModelInfo } from "../../protocol";
+import { SCHEDULERS, type Mode, type ModelInfo, type ModelList, type UnavailableModel } from "../../protocol";
 import { discoverModels } from "../models/discover";
 import type { Device, ModelLog } from "../models/execution-provider";
 import { loadModelFolder, toModelInfo, type ModelFolder } from "../models/model-folder";
@@ -36,7 +36,7 @@ export class DiffusionEngine implements Engine {
   private readonly sessions: SessionCache;
   private readonly tokenizers = new Map<string, Promise<ClipTokenizer>>();
   private models: ModelFolder[] = [];
-  private discovered: { fingerprint: string; models: ModelFolder[] } | undefined;
+  private discovered: { fingerprint: string; models: ModelFolder[]; unavailable: UnavailableModel[] } | undefined;
   /** Folders used by path (the CLI's --model DIR), listed beside the models folder's. */
   private readonly extraFolders = new Map<string, ModelFolder>();
   private readonly log: ModelLog;
@@ -60,9 +60,10 @@ export class DiffusionEngine implements Engine {
   async refresh(): Promise<ModelFolder[]> {
     const fingerprint = await folderFingerprint(this.options.modelsDir);
     if (fingerprint !== this.discovered?.fingerprint) {
-      const found = await discoverModels(this.options.modelsDir);
+      const found = await discoverModels(this.options.modelsDir, this.folderOptions());
       for (const broken of found.broken) this.log("warn", `skipping model "${broken.id}": ${broken.error.message}`);
-      this.discovered = { fingerprint, models: found.models };
+      const unavailable = found.broken.map((b) => ({ id: b.id, code: b.error.code, message: b.error.message }));
+      this.discovered = { fingerprint, models: found.models, unavailable };
     }
     const ids = new Set(this.discovered.models.map((m) => m.id));
     this.models = [...this.discovered.models, ...[...this.extraFolders.values()].filter((m) => !ids.has(m.id))];
@@ -71,10 +72,15 @@ export class DiffusionEngine implements Engine {
 
   /** Uses a model folder by its path; returns its id for jobs. */
   async useFolder(dir: string): Promise<string> {
-    const folder = await loadModelFolder(dir);
+    const folder = await loadModelFolder(dir, this.folderOptions());
     this.extraFolders.set(folder.id, folder);
     await this.refresh();
     return folder.id;
+  }
+
+  /** The devices models are read for: a graph none of them can run is refused when its folder is read. */
+  private folderOptions(): { devices: readonly Device[] } {
+    return { devices: this.sessions.devices };
   }
 
   async capabilities(): Promise<EngineCapabilities> {
@@ -82,6 +88,7 @@ export class DiffusionEngine implements Engine {
     const preferred = this.sessions.device ?? this.sessions.devices[0] ?? "cpu";
     return {
       models: models.map(modelInfo).filter((m) => m.modes.length > 0),
+      unavailable: this.discovered?.unavailable ?? [],
       schedulers: [...SCHEDULERS],
       modes: [...ENGINE_MODES],
       device: { name: preferred, description: describeDevice(preferred) },
@@ -90,7 +97,11 @@ export class DiffusionEngine implements Engine {
 
   async run(job: EngineJob, context: RunContext): Promise<EngineResult[]> {
     const folder = this.models.find((m) => m.id === job.model) ?? (await this.refresh()).find((m) => m.id === job.model);
-    if (!folder) throw new EngineError("model_not_found", `There is no model "${job.model}" in ${this.options.modelsDir}.`);
+    if (!folder) {
+      const unavailable = this.discovered?.unavailable.find((m) => m.id === job.model);
+      if (unavailable) throw new EngineError("model_unavailable", `The model "${job.model}" cannot run here: ${unavailable.message}`);
+      throw new EngineError("model_not_found", `There is no model "${job.model}" in ${this.options.modelsDir}.`);
+    }
     if (!modelInfo(folder).modes.includes(job.mode)) throw new EngineError("unsupported_mode", `The model "${folder.name}" cannot do ${job.mode}.`);
     if (job.mode !== "txt2img" && !job.image) throw new EngineError("invalid_job", `${job.mode} needs an image.`);
     try {
@@ -210,10 +221,13 @@ export class DiffusionEngine implements Engine {
   }
 
   /** Tells `listener` the new list whenever models are added to, removed from or changed in the models folder. */
-  onModelsChanged(listener: (models: ModelInfo[]) => void): () => void {
+  onModelsChanged(listener: (list: ModelList) => void): () => void {
     this.watcher ??= new ModelsWatcher({
       dir: this.options.modelsDir,
-      scan: async () => (await this.capabilities()).models,
+      scan: async () => {
+        const { models, unavailable } = await this.capabilities();
+        return { models, unavailable };
+      },
       log: (line) => this.log("warn", line),
     });
     return this.watcher.subscribe(listener);

@@ -3,7 +3,7 @@
  * it gets a job with its pixels, reports progress, honours the abort signal between steps,
  * and returns one image per variation.
  */
-import type { ImageFrame, JobRequest, Mode, ModelInfo, Region, SchedulerName, Stage } from "../../protocol";
+import type { ImageFrame, JobRequest, Mode, ModelInfo, ModelList, Region, SchedulerName, Stage, UnavailableModel } from "../../protocol";
 
 /** Raw interleaved pixels, row-major. */
 export interface Raster {
@@ -51,6 +51,8 @@ export interface RunContext {
 
 export interface EngineCapabilities {
   models: ModelInfo[];
+  /** Folders in the models folder that cannot run here, each with why. */
+  unavailable: UnavailableModel[];
   schedulers: SchedulerName[];
   modes: Mode[];
   device: { name: string; description: string };
@@ -61,14 +63,14 @@ export interface Engine {
   /** Resolves with one result per variation; rejects with an AbortError-like error when cancelled. */
   run(job: EngineJob, context: RunContext): Promise<EngineResult[]>;
   /** Called by the server when the models on disk change, if the engine can tell. */
-  onModelsChanged?(listener: (models: ModelInfo[]) => void): () => void;
+  onModelsChanged?(listener: (list: ModelList) => void): () => void;
   dispose?(): Promise<void>;
 }
 
 /** An error the engine raises on purpose: its code and sentence go to the user as they are. */
 export class EngineError extends Error {
   constructor(
-    readonly code: "model_not_found" | "unsupported_mode" | "invalid_job" | "job_failed",
+    readonly code: "model_not_found" | "model_unavailable" | "unsupported_mode" | "invalid_job" | "job_failed",
     message: string,
   ) {
     super(message);

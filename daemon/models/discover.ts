@@ -8,7 +8,7 @@
 import { readdir, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { ModelFolderError } from "./errors";
-import { loadModelFolder, type ModelFolder } from "./model-folder";
+import { loadModelFolder, type LoadModelFolderOptions, type ModelFolder } from "./model-folder";
 
 export interface BrokenModelFolder {
   id: string;
@@ -40,7 +40,7 @@ async function isFile(path: string): Promise<boolean> {
 }
 
 /** A models directory that does not exist yet holds no models. */
-export async function discoverModels(modelsDir: string): Promise<DiscoveredModels> {
+export async function discoverModels(modelsDir: string, options: LoadModelFolderOptions = {}): Promise<DiscoveredModels> {
   const root = resolve(modelsDir);
   let names: string[];
   try {
@@ -68,7 +68,7 @@ export async function discoverModels(modelsDir: string): Promise<DiscoveredModel
           return { id, dir, error };
         }
         try {
-          return await loadModelFolder(dir);
+          return await loadModelFolder(dir, options);
         } catch (error) {
           if (error instanceof ModelFolderError) return { id, dir, error };
           const wrapped = new ModelFolderError(

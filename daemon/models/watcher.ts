@@ -10,12 +10,12 @@
 import { watch, type FSWatcher } from "node:fs";
 import { readdir, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import type { ModelInfo } from "../../protocol";
+import type { ModelList } from "../../protocol";
 
 export interface ModelsWatcherOptions {
   dir: string;
-  /** The current list of models (the engine's capabilities). */
-  scan(): Promise<ModelInfo[]>;
+  /** The current list of models, and of folders that cannot run (the engine's capabilities). */
+  scan(): Promise<ModelList>;
   /** Quiet time after the last event before rescanning. */
   debounceMs?: number;
   /** How often to compare the folder's fingerprint, in case fs.watch missed something. */
@@ -23,7 +23,7 @@ export interface ModelsWatcherOptions {
   log?(line: string): void;
 }
 
-type Listener = (models: ModelInfo[]) => void;
+type Listener = (list: ModelList) => void;
 
 /** Names, sizes and modification times of the visible entries, two levels deep. */
 export async function folderFingerprint(dir: string): Promise<string> {

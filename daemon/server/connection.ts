@@ -177,8 +177,8 @@ export class Connection {
         }
         return;
       case "list-models": {
-        const { models } = await this.settings.engine.capabilities();
-        return this.send({ type: "models", models });
+        const { models, unavailable } = await this.settings.engine.capabilities();
+        return this.send({ type: "models", models, unavailable });
       }
     }
   }
@@ -227,8 +227,10 @@ export class Connection {
         message: `The mask (${request.mask.width}x${request.mask.height}) must be the size of the image (${request.image.width}x${request.image.height}).`,
       };
     }
-    const { models } = await engine.capabilities();
+    const { models, unavailable } = await engine.capabilities();
     const model = models.find((m) => m.id === request.model);
+    const refused = unavailable.find((m) => m.id === request.model);
+    if (!model && refused) return { code: "model_unavailable", message: `The model "${request.model}" cannot run here: ${refused.message}` };
     if (!model) {
       const known = models.map((m) => m.id).join(", ") || "none installed";
       return { code: "model_not_found", message: `There is no model "${request.model}" (available: ${known}).` };

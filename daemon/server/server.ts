@@ -5,7 +5,7 @@
 import { createServer, type IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { WebSocketServer, type WebSocket } from "ws";
-import { BufferPool, DEFAULT_HOST, DEFAULT_PORT, type ModelInfo } from "../../protocol";
+import { BufferPool, DEFAULT_HOST, DEFAULT_PORT, type ModelList } from "../../protocol";
 import type { Engine } from "../engine/engine";
 import type { ModelInstaller } from "../models/downloads";
 import { CloseCode, Connection } from "./connection";
@@ -35,7 +35,7 @@ export interface DaemonServer {
   readonly url: string;
   readonly connectionCount: number;
   /** Tells every paired client about a new model list. */
-  broadcastModels(models: ModelInfo[]): void;
+  broadcastModels(list: ModelList): void;
   close(): Promise<void>;
 }
 
@@ -116,14 +116,14 @@ export async function startServer(options: ServerOptions): Promise<DaemonServer>
   }, heartbeatMs);
   heartbeat.unref();
 
-  const stopListening = options.engine.onModelsChanged?.((models) => broadcastModels(models));
+  const stopListening = options.engine.onModelsChanged?.((list) => broadcastModels(list));
   const stopDownloads = options.installer?.onProgress((progress) => {
     const message = { type: "model-download", ...progress, bytes: Math.max(0, progress.bytes), total: Math.max(0, progress.total) } as const;
     for (const connection of connections.values()) connection.notify(message);
   });
 
-  function broadcastModels(models: ModelInfo[]): void {
-    for (const connection of connections.values()) connection.notify({ type: "models", models });
+  function broadcastModels(list: ModelList): void {
+    for (const connection of connections.values()) connection.notify({ type: "models", models: list.models, unavailable: list.unavailable });
   }
 
   await new Promise<void>((resolve, reject) => {

@@ -14,6 +14,7 @@ const echoEngine: Engine = {
   async capabilities() {
     return {
       models: [{ id: "echo", name: "Echo", kind: "txt2img", modes: ["img2img"], nativeResolution: 512, turbo: false }],
+      unavailable: [],
       schedulers: ["euler"],
       modes: ["img2img"],
       device: { name: "cpu", description: "bench echo" },

@@ -6,7 +6,7 @@
  */
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
@@ -183,5 +183,18 @@ describe("the panel in headless Chromium against the real daemon", () => {
     expect(await visible('[data-control="context"]')).toBe(true);
     expect(await visible('[data-control="strength"]')).toBe(true);
     expect(await visible('[data-control="source"]')).toBe(false);
+  });
+
+  it("lists a model folder that cannot run under the model menu, with the daemon's sentence, and keeps the good ones", { timeout: 30_000 }, async () => {
+    // A copy stopped half-way: the UNet's folder is there, model_index.json is not.
+    const half = path.join(work, "half-copied");
+    await mkdir(path.join(half, "unet"), { recursive: true });
+    await writeFile(path.join(half, "unet", "model.onnx"), "");
+    await rename(half, path.join(daemon.modelsDir, "half-copied"));
+    await expect.poll(() => page.textContent("#unavailable-models"), { timeout: 20_000 }).toMatch(/“half-copied” cannot run here: .*model_index\.json/);
+    expect(await page.$eval("#unavailable-models", (el) => (el as HTMLElement).style.display)).not.toBe("none");
+    expect(await page.$$eval("#model sp-menu-item", (items) => items.map((i) => i.getAttribute("value")))).toEqual(["tiny-sd", "tiny-sd-inpaint"]);
+    await rm(path.join(daemon.modelsDir, "half-copied"), { recursive: true, force: true });
+    await expect.poll(() => page.$eval("#unavailable-models", (el) => (el as HTMLElement).style.display), { timeout: 20_000 }).toBe("none");
   });
 });

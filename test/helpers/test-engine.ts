@@ -5,7 +5,7 @@
  */
 import type { Engine, EngineCapabilities, EngineJob, EngineResult, Raster, RunContext } from "../../daemon/engine/engine";
 import { CancelledError } from "../../daemon/engine/engine";
-import type { ModelInfo } from "../../protocol";
+import type { ModelInfo, ModelList, UnavailableModel } from "../../protocol";
 
 export interface TestEngineOptions {
   stepMs?: number;
@@ -29,8 +29,9 @@ export class TestEngine implements Engine {
   /** Steps actually executed, per job id, so tests can see where a cancel landed. */
   readonly stepsRun = new Map<number, number>();
   readonly started: number[] = [];
-  private listeners = new Set<(models: ModelInfo[]) => void>();
+  private listeners = new Set<(list: ModelList) => void>();
   models: ModelInfo[];
+  unavailable: UnavailableModel[] = [];
 
   constructor(private readonly options: TestEngineOptions = {}) {
     this.models = options.models ?? [TEST_MODEL];
@@ -39,18 +40,20 @@ export class TestEngine implements Engine {
   async capabilities(): Promise<EngineCapabilities> {
     return {
       models: this.models,
+      unavailable: this.unavailable,
       schedulers: ["euler", "ddim"],
       modes: ["txt2img", "img2img", "inpaint", "outpaint"],
       device: { name: "cpu", description: "test engine" },
     };
   }
 
-  setModels(models: ModelInfo[]): void {
+  setModels(models: ModelInfo[], unavailable: UnavailableModel[] = []): void {
     this.models = models;
-    for (const listener of this.listeners) listener(models);
+    this.unavailable = unavailable;
+    for (const listener of this.listeners) listener({ models, unavailable });
   }
 
-  onModelsChanged(listener: (models: ModelInfo[]) => void): () => void {
+  onModelsChanged(listener: (list: ModelList) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }

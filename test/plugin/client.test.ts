@@ -9,7 +9,7 @@ import { startServer, type DaemonServer } from "../../daemon/server/server";
 import { ProtocolClient, type ClientOptions } from "../../plugin/src/client/client";
 import type { WebSocketLike } from "../../plugin/src/client/socket";
 import { PanelError } from "../../plugin/src/errors";
-import { FRAME_HEADER_BYTES, readFrameChunk } from "../../protocol";
+import { FRAME_HEADER_BYTES, readFrameChunk, type ModelList } from "../../protocol";
 import { TestEngine } from "../helpers/test-engine";
 
 const TOKEN = "t".repeat(40);
@@ -110,6 +110,24 @@ describe("the panel's protocol client", () => {
     await c.whenReady();
     const outcome = await c.submit({ mode: "txt2img", model: "nope", prompt: "p", seed: 1, steps: 2, guidance: 7, scheduler: "euler", width: 64, height: 64 }, {}).done;
     expect(outcome).toMatchObject({ status: "failed", error: { code: "model_not_found", message: 'There is no model "nope" (available: test-model).' } });
+  });
+
+  it("hears which model folders cannot run and why, and a job for one fails with that sentence", async () => {
+    const engine = new TestEngine();
+    const server = await daemon(engine);
+    const c = client({ url: server.url });
+    const heard: ModelList[] = [];
+    c.onModels((list) => heard.push(list));
+    c.start();
+    await c.whenReady();
+    const unavailable = [{ id: "olive", code: "model_unsupported", message: "unet/model.onnx uses NhwcConv, which only CUDA has." }];
+    engine.setModels(engine.models, unavailable);
+    await expect.poll(() => heard.length).toBe(2);
+    expect(heard[1]).toEqual({ models: engine.models, unavailable });
+    expect(c.capabilities?.unavailable).toEqual(unavailable);
+    expect(await c.listModels()).toEqual({ models: engine.models, unavailable });
+    const outcome = await c.submit({ mode: "txt2img", model: "olive", prompt: "p", seed: 1, steps: 2, guidance: 7, scheduler: "euler", width: 64, height: 64 }, {}).done;
+    expect(outcome).toMatchObject({ status: "failed", error: { code: "model_unavailable", message: 'The model "olive" cannot run here: unet/model.onnx uses NhwcConv, which only CUDA has.' } });
   });
 
   it("fails a job whose daemon goes quiet, after the idle timeout", async () => {

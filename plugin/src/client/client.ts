@@ -18,7 +18,7 @@ import {
   type ErrorCode,
   type ImageFrame,
   type JobRequestInput,
-  type ModelInfo,
+  type ModelList,
   type Region,
   type Stage,
 } from "../../../protocol";
@@ -151,13 +151,13 @@ export class ProtocolClient {
   private nextJobId = 1;
   private nextFrameId = 1;
   private readonly jobs = new Map<number, ActiveJob>();
-  private readonly modelWaiters: Array<(models: ModelInfo[]) => void> = [];
+  private readonly modelWaiters: Array<(list: ModelList) => void> = [];
   private assembler = newAssembler();
   /** Every outgoing chunk is built here: fresh memory per chunk costs page faults. */
   private scratch: Uint8Array | undefined;
   private readonly listeners = {
     status: new Set<Listener<ConnectionStatus>>(),
-    models: new Set<Listener<ModelInfo[]>>(),
+    models: new Set<Listener<ModelList>>(),
   };
 
   constructor(private readonly options: ClientOptions) {
@@ -187,7 +187,8 @@ export class ProtocolClient {
     return () => this.listeners.status.delete(listener);
   }
 
-  onModels(listener: Listener<ModelInfo[]>): () => void {
+  /** The models that can run, and the folders that cannot with why; again whenever the daemon's folder changes. */
+  onModels(listener: Listener<ModelList>): () => void {
     this.listeners.models.add(listener);
     return () => this.listeners.models.delete(listener);
   }
@@ -241,7 +242,7 @@ export class ProtocolClient {
   }
 
   /** Asks the daemon for its models again (it also pushes them when the folder changes). */
-  listModels(): Promise<ModelInfo[]> {
+  listModels(): Promise<ModelList> {
     this.requireReady();
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -249,9 +250,9 @@ export class ProtocolClient {
         if (index >= 0) this.modelWaiters.splice(index, 1);
         reject(new PanelError("The daemon did not send its model list in time.", "timeout"));
       }, this.timeouts.requestMs);
-      const waiter = (models: ModelInfo[]) => {
+      const waiter = (list: ModelList) => {
         clearTimeout(timer);
-        resolve(models);
+        resolve(list);
       };
       this.modelWaiters.push(waiter);
       this.send({ type: "list-models" });
@@ -471,14 +472,16 @@ export class ProtocolClient {
           message: `Connected to the Underpaint daemon ${message.daemon.version} on ${device.description}.`,
           daemon: { version: message.daemon.version, device: device.description },
         });
-        this.emitModels(message.capabilities.models);
+        this.emitModels({ models: message.capabilities.models, unavailable: message.capabilities.unavailable });
         return;
       }
-      case "models":
-        if (this.capabilitiesValue) this.capabilitiesValue = { ...this.capabilitiesValue, models: message.models };
-        for (const waiter of this.modelWaiters.splice(0)) waiter(message.models);
-        this.emitModels(message.models);
+      case "models": {
+        const list = { models: message.models, unavailable: message.unavailable };
+        if (this.capabilitiesValue) this.capabilitiesValue = { ...this.capabilitiesValue, ...list };
+        for (const waiter of this.modelWaiters.splice(0)) waiter(list);
+        this.emitModels(list);
         return;
+      }
       case "error": {
         if (message.jobId !== undefined && this.jobs.has(message.jobId)) {
           const job = this.jobs.get(message.jobId)!;
@@ -577,8 +580,8 @@ export class ProtocolClient {
     }
   }
 
-  private emitModels(models: ModelInfo[]): void {
-    for (const listener of [...this.listeners.models]) listener(models);
+  private emitModels(list: ModelList): void {
+    for (const listener of [...this.listeners.models]) listener(list);
   }
 
   /** (Re)arms a job's timeout: when it fires the job fails with `message` and is cancelled. */

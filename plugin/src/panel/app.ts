@@ -2,7 +2,7 @@
  * The panel: wires the view to the protocol client and the operations. Everything it touches in
  * Photoshop goes through the DocumentHost it is given.
  */
-import { DEFAULT_HOST, DEFAULT_PORT, type ImageFrame, type ModelInfo } from "../../../protocol";
+import { DEFAULT_HOST, DEFAULT_PORT, type ImageFrame } from "../../../protocol";
 import { ProtocolClient, type JobHandle } from "../client/client";
 import type { SocketFactory } from "../client/socket";
 import { sentenceOf } from "../errors";
@@ -59,8 +59,9 @@ export async function startPanel(env: PanelEnvironment): Promise<Panel> {
     const capabilities = client.capabilities;
     if (capabilities) view.setSchedulers(capabilities.schedulers, saved.scheduler ?? DEFAULT_SETTINGS.scheduler);
   });
-  client.onModels((models: ModelInfo[]) => {
+  client.onModels(({ models, unavailable }) => {
     view.setModels(models, view.model?.id ?? saved.model);
+    view.setUnavailableModels(unavailable);
     refreshHint();
   });
   view.showStatus(client.status);

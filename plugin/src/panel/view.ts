@@ -2,7 +2,7 @@
  * The panel's controls (Photoshop's built-in Spectrum widgets in index.html): reads what the
  * artist set, shows status, progress, the preview, results and errors. No logic of its own.
  */
-import type { ModelInfo, SchedulerName } from "../../../protocol";
+import type { ModelInfo, SchedulerName, UnavailableModel } from "../../../protocol";
 import type { ConnectionStatus } from "../client/client";
 import { controlsFor, DEFAULT_SETTINGS, OPERATION_MODES, type GenerationSettings, type OperationMode } from "../operations/settings";
 
@@ -83,6 +83,19 @@ export class PanelView {
     const index = Math.max(0, models.findIndex((m) => m.id === current));
     this.fillMenu("model-menu", models.map((m) => ({ value: m.id, label: m.name })), index);
     this.el("model").selectedIndex = models.length ? index : -1;
+  }
+
+  /** The folders that cannot run here, each with the daemon's sentence saying why, under the model menu. */
+  setUnavailableModels(unavailable: UnavailableModel[]): void {
+    const list = this.el("unavailable-models");
+    list.textContent = "";
+    for (const model of unavailable) {
+      const line = this.doc.createElement("sp-detail");
+      line.setAttribute("data-model-id", model.id);
+      line.textContent = `“${model.id}” cannot run here: ${model.message}`;
+      list.appendChild(line);
+    }
+    this.show(list, unavailable.length > 0);
   }
 
   setSchedulers(schedulers: SchedulerName[], preferred: SchedulerName): void {

@@ -1,11 +1,12 @@
 import { cp, mkdir, rename, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import type { ModelInfo } from "../../../protocol";
+import type { ModelList } from "../../../protocol";
 import { DiffusionEngine } from "../../../daemon/engine/diffusion-engine";
 import { discoverModels } from "../../../daemon/models/discover";
 import { toModelInfo } from "../../../daemon/models/model-folder";
 import { ModelsWatcher } from "../../../daemon/models/watcher";
+import { useContribOp } from "../../helpers/contrib-op";
 import { copyFixtureModel, fixtureModelDir, makeTempDir, type TempDir } from "../../helpers/model-fixtures";
 
 let tmp: TempDir;
@@ -29,10 +30,10 @@ function watch(dir: string, options: { pollMs?: number } = {}) {
     pollMs: options.pollMs ?? 60_000,
     scan: async () => {
       scans++;
-      return (await discoverModels(dir)).models.map(toModelInfo);
+      return { models: (await discoverModels(dir)).models.map(toModelInfo), unavailable: [] };
     },
   });
-  stops.push(watcher.subscribe((models) => heard.push(models.map((m) => m.id))));
+  stops.push(watcher.subscribe(({ models }) => heard.push(models.map((m) => m.id))));
   return { watcher, heard, scans: () => scans };
 }
 
@@ -105,12 +106,47 @@ describe("DiffusionEngine.onModelsChanged", () => {
     const dir = path.join(tmp.dir, "models");
     await mkdir(dir);
     const engine = new DiffusionEngine({ modelsDir: dir, devices: ["cpu"] });
-    const heard: ModelInfo[][] = [];
-    const stop = engine.onModelsChanged((models) => heard.push(models));
+    const heard: ModelList[] = [];
+    const stop = engine.onModelsChanged((list) => heard.push(list));
     stops.push(stop, () => void engine.dispose());
     await new Promise((r) => setTimeout(r, 200));
     await copyFixtureModel("tiny-sd-inpaint", dir);
     await until(() => heard.length === 1);
-    expect(heard[0]!.map((m) => [m.id, m.kind])).toEqual([["tiny-sd-inpaint", "inpainting"]]);
+    expect(heard[0]!.models.map((m) => [m.id, m.kind])).toEqual([["tiny-sd-inpaint", "inpainting"]]);
+    expect(heard[0]!.unavailable).toEqual([]);
+  });
+
+  it("lists a folder copied in by hand that needs a GPU as unavailable, with the sentence, beside the good ones", async () => {
+    const dir = path.join(tmp.dir, "models");
+    await mkdir(dir);
+    await copyFixtureModel("tiny-sd-inpaint", dir);
+    const engine = new DiffusionEngine({ modelsDir: dir, devices: ["cpu"] });
+    const heard: ModelList[] = [];
+    const stop = engine.onModelsChanged((list) => heard.push(list));
+    stops.push(stop, () => void engine.dispose());
+    await new Promise((r) => setTimeout(r, 200));
+    // Made outside the watched folder, then moved in whole, as a finished copy arrives.
+    const olive = await copyFixtureModel("tiny-sd", tmp.dir, "olive-unet");
+    await useContribOp(path.join(olive, "unet", "model.onnx"), "NhwcConv");
+    await rename(olive, path.join(dir, "olive-unet"));
+    await until(() => heard.length === 1);
+    const [list] = heard;
+    expect(list!.models.map((m) => m.id)).toEqual(["tiny-sd-inpaint"]);
+    expect(list!.unavailable).toHaveLength(1);
+    expect(list!.unavailable[0]!.id).toBe("olive-unet");
+    expect(list!.unavailable[0]!.code).toBe("model_unsupported");
+    expect(list!.unavailable[0]!.message).toMatch(/NhwcConv/);
+    expect(list!.unavailable[0]!.message).toMatch(/GPU|CUDA|DirectML/);
+    expect(list!.unavailable[0]!.message).not.toMatch(/\n\s+at /);
+    // A job for it says why, instead of "no such model".
+    await expect(
+      engine.run(
+        { jobId: 1, mode: "txt2img", model: "olive-unet", prompt: "a fox", negativePrompt: "", seed: 1, steps: 1, guidance: 1, strength: 1, scheduler: "euler", width: 64, height: 64, variations: 1, truncatePrompt: false, previews: false },
+        { signal: new AbortController().signal, onProgress: () => {} },
+      ),
+    ).rejects.toMatchObject({ code: "model_unavailable", message: expect.stringMatching(/olive-unet.*cannot run here.*NhwcConv/) });
+    // The same folder is a model for a daemon that has CUDA (the operator is CUDA's).
+    const cuda = await discoverModels(dir, { devices: ["cuda", "cpu"] });
+    expect(cuda.models.map((m) => m.id).sort()).toEqual(["olive-unet", "tiny-sd-inpaint"]);
   });
 });
