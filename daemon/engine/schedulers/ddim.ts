@@ -2,10 +2,11 @@
  * DDIMScheduler (diffusers 0.27.2, scheduling_ddim.py). eta = 0 is deterministic; eta > 0 draws one
  * noise tensor per step.
  */
+import { addNoiseDdpm, mixSignalAndNoise, signalAndNoiseScales } from "./alpha-space";
 import { makeNoiseSchedule } from "./betas";
 import { checkChoice, resolveConfig, type SchedulerConfig } from "./config";
 import { clampInPlace, f, npArange, npLinspace, roundHalfEven, thresholdSample } from "./numeric";
-import { addNoiseDdpm } from "./pndm";
+import { noiseFromPrediction, originalFromPrediction, type PredictionType } from "./prediction";
 import type { NoiseSource, Scheduler, SchedulerOptions } from "./types";
 
 export const DDIM_DEFAULTS = {
@@ -39,7 +40,7 @@ export class DdimScheduler implements Scheduler {
   readonly finalAlphaCumprod: number;
   timesteps: Float64Array;
   numInferenceSteps: number | null = null;
-  private readonly predictionType: "epsilon" | "v_prediction" | "sample";
+  private readonly predictionType: PredictionType;
 
   constructor(config: SchedulerConfig, options: SchedulerOptions = {}) {
     this.config = resolveConfig(CLASS, DDIM_DEFAULTS, config, { timestep_spacing: options.timestepSpacing });
@@ -110,26 +111,11 @@ export class DdimScheduler implements Scheduler {
     const at = ac[timestep]!;
     const ap = prevTimestep >= 0 ? ac[prevTimestep]! : this.finalAlphaCumprod;
     const bt = f(1 - at);
-    const sa = f(Math.sqrt(at));
-    const sb = f(Math.sqrt(bt));
+    const [alphaT, sigmaT] = signalAndNoiseScales(at);
     const len = sample.length;
     // 3. predicted original sample and epsilon
-    let x0: Float32Array = new Float32Array(len);
-    let eps: Float32Array;
-    if (this.predictionType === "epsilon") {
-      for (let i = 0; i < len; i++) x0[i] = f(f(sample[i]! - f(sb * modelOutput[i]!)) / sa);
-      eps = modelOutput;
-    } else if (this.predictionType === "sample") {
-      x0 = Float32Array.from(modelOutput);
-      eps = new Float32Array(len);
-      for (let i = 0; i < len; i++) eps[i] = f(f(sample[i]! - f(sa * x0[i]!)) / sb);
-    } else {
-      eps = new Float32Array(len);
-      for (let i = 0; i < len; i++) {
-        x0[i] = f(f(sa * sample[i]!) - f(sb * modelOutput[i]!));
-        eps[i] = f(f(sa * modelOutput[i]!) + f(sb * sample[i]!));
-      }
-    }
+    let x0 = originalFromPrediction(this.predictionType, sample, modelOutput, { alphaT, sigmaT });
+    const eps = noiseFromPrediction(this.predictionType, sample, modelOutput, { alphaT, sigmaT });
     // 4. clip or threshold x0
     if (cfg.thresholding) {
       x0 = thresholdSample(x0, shape, cfg.dynamic_thresholding_ratio, cfg.sample_max_value);
@@ -142,9 +128,7 @@ export class DdimScheduler implements Scheduler {
     const std = f(f(this.eta) * f(Math.sqrt(variance)));
     // 6. direction pointing to x_t, formula (12)
     const dirCoef = f(Math.sqrt(f(f(1 - ap) - f(std * std))));
-    const sap = f(Math.sqrt(ap));
-    const out = new Float32Array(len);
-    for (let i = 0; i < len; i++) out[i] = f(f(sap * x0[i]!) + f(dirCoef * eps[i]!));
+    const out = mixSignalAndNoise(x0, eps, f(Math.sqrt(ap)), dirCoef);
     if (this.eta > 0) {
       const z = noise.randn(shape);
       if (z.length !== len) throw new RangeError(`${CLASS}: noise has ${z.length} values, expected ${len}`);

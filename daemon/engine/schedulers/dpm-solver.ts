@@ -4,11 +4,12 @@
  * (use_karras_sigmas). Orders 1-3, midpoint and heun second-order updates, lower_order_final,
  * euler_at_final, final_sigmas_type, Lu lambdas are ported; the SDE and non-++ variants are not.
  */
-import { makeNoiseSchedule, sigmasFromAlphasCumprod } from "./betas";
+import { mixSignalAndNoise, signalAndNoiseScales } from "./alpha-space";
 import { checkChoice, resolveConfig, type SchedulerConfig } from "./config";
 import { f, npArange, npInterpIndex, npLinspace, roundHalfEven, thresholdSample } from "./numeric";
+import { originalFromPrediction, type PredictionType } from "./prediction";
+import { SigmaStepper, type SigmaSchedule } from "./sigma-stepper";
 import { karrasSigmas, logF32, sigmaToT } from "./sigmas";
-import { StepIndex } from "./step-index";
 import type { NoiseSource, Scheduler, SchedulerName, SchedulerOptions } from "./types";
 
 export const DPM_SOLVER_DEFAULTS = {
@@ -58,16 +59,8 @@ function lambdaOf(alpha: number, sigma: number): number {
   return f(f(Math.log(alpha)) - f(Math.log(sigma)));
 }
 
-export class DpmSolverMultistepScheduler implements Scheduler {
-  readonly order = 1;
-  readonly initNoiseSigma = 1;
-  readonly config: DpmSolverConfig;
-  readonly alphasCumprod: Float32Array;
-  timesteps: Float64Array;
-  sigmas: Float32Array;
-  numInferenceSteps: number | null = null;
-  private readonly index: StepIndex;
-  private readonly predictionType: "epsilon" | "v_prediction" | "sample";
+export class DpmSolverMultistepScheduler extends SigmaStepper<DpmSolverConfig> implements Scheduler {
+  private readonly predictionType: PredictionType;
   private readonly solverType: "midpoint" | "heun";
   private readonly finalSigmasType: "zero" | "sigma_min";
   private modelOutputs: (Float32Array | null)[];
@@ -80,49 +73,50 @@ export class DpmSolverMultistepScheduler implements Scheduler {
     options: SchedulerOptions = {},
     overrides: Partial<DpmSolverConfig> = {},
   ) {
-    this.config = resolveConfig(CLASS, DPM_SOLVER_DEFAULTS, config, { ...overrides, timestep_spacing: options.timestepSpacing });
-    const cfg = this.config;
+    const cfg = resolveConfig(CLASS, DPM_SOLVER_DEFAULTS, config, { ...overrides, timestep_spacing: options.timestepSpacing });
     checkChoice(CLASS, "timestep_spacing", cfg.timestep_spacing, ["leading", "linspace", "trailing"]);
     checkChoice(CLASS, "algorithm_type", cfg.algorithm_type, ["dpmsolver++"]);
-    this.predictionType = checkChoice(CLASS, "prediction_type", cfg.prediction_type, ["epsilon", "v_prediction", "sample"]);
+    const predictionType = checkChoice(CLASS, "prediction_type", cfg.prediction_type, ["epsilon", "v_prediction", "sample"]);
     // diffusers maps the UniPC names to midpoint
     const solverType = ["logrho", "bh1", "bh2"].includes(cfg.solver_type) ? "midpoint" : cfg.solver_type;
-    this.solverType = checkChoice(CLASS, "solver_type", solverType, ["midpoint", "heun"]);
-    this.finalSigmasType = checkChoice(CLASS, "final_sigmas_type", String(cfg.final_sigmas_type), ["zero", "sigma_min"]);
+    const checkedSolverType = checkChoice(CLASS, "solver_type", solverType, ["midpoint", "heun"]);
+    const finalSigmasType = checkChoice(CLASS, "final_sigmas_type", String(cfg.final_sigmas_type), ["zero", "sigma_min"]);
     if (cfg.variance_type === "learned" || cfg.variance_type === "learned_range") {
       throw new Error(`${CLASS}: variance_type ${cfg.variance_type} (learned variance UNets) is not supported`);
     }
     if (!(cfg.solver_order >= 1 && cfg.solver_order <= 3)) {
       throw new Error(`${CLASS}: solver_order ${cfg.solver_order} is not supported (1, 2 or 3)`);
     }
-    const ac = makeNoiseSchedule(cfg, CLASS).alphasCumprod;
-    if (cfg.rescale_betas_zero_snr) ac[ac.length - 1] = 2 ** -24;
-    this.alphasCumprod = ac;
+    super(CLASS, cfg, dpmIndexForTimestep);
+    this.predictionType = predictionType;
+    this.solverType = checkedSolverType;
+    this.finalSigmasType = finalSigmasType;
+    const ac = this.alphasCumprod;
     // VP-type noise schedule
     this.lambdaT = new Float32Array(ac.length);
     for (let i = 0; i < ac.length; i++) {
-      const alphaT = f(Math.sqrt(ac[i]!));
-      const sigmaT = f(Math.sqrt(f(1 - ac[i]!)));
+      const [alphaT, sigmaT] = signalAndNoiseScales(ac[i]!);
       this.lambdaT[i] = lambdaOf(alphaT, sigmaT);
     }
-    this.index = new StepIndex((t) => dpmIndexForTimestep(this.timesteps, t));
-    const n = cfg.num_train_timesteps;
-    this.timesteps = new Float64Array(n);
-    for (let i = 0; i < n; i++) this.timesteps[i] = n - 1 - i;
-    this.sigmas = sigmasFromAlphasCumprod(ac);
+    // until setTimesteps diffusers keeps the training sigmas ascending, without the final 0
+    this.sigmas = Float32Array.from(this.trainingSigmas);
     this.modelOutputs = new Array<Float32Array | null>(cfg.solver_order).fill(null);
   }
 
-  get stepIndex(): number | null {
-    return this.index.stepIndex;
+  /** A VP scheduler: the initial noise is not scaled. */
+  override get initNoiseSigma(): number {
+    return 1;
   }
 
-  get beginIndex(): number | null {
-    return this.index.beginIndex;
+  /** Also clears the multistep history; the step count is the schedule's (the lambda clip can shorten it). */
+  override setTimesteps(steps: number): void {
+    super.setTimesteps(steps);
+    this.numInferenceSteps = this.timesteps.length;
+    this.modelOutputs = new Array<Float32Array | null>(this.config.solver_order).fill(null);
+    this.lowerOrderNums = 0;
   }
 
-  setTimesteps(steps: number): void {
-    if (!Number.isInteger(steps) || steps < 1) throw new RangeError(`${CLASS}: invalid number of steps ${steps}`);
+  protected scheduleFor(steps: number): SigmaSchedule {
     const cfg = this.config;
     const T = cfg.num_train_timesteps;
     // Clip the minimum of all lambda(t) for numerical stability (critical for cosine schedules):
@@ -143,7 +137,7 @@ export class DpmSolverMultistepScheduler implements Scheduler {
       timesteps = Array.from(npArange(lastTimestep, 0, -ratio), (v) => roundHalfEven(v) - 1);
     }
 
-    const trainSigmas = sigmasFromAlphasCumprod(this.alphasCumprod);
+    const trainSigmas = this.trainingSigmas;
     const logSigmas = logF32(trainSigmas);
     let sigmas: number[];
     if (cfg.use_karras_sigmas) {
@@ -162,41 +156,20 @@ export class DpmSolverMultistepScheduler implements Scheduler {
     } else {
       sigmas = timesteps.map((t) => npInterpIndex(t, trainSigmas));
     }
-    let sigmaLast = 0;
-    if (this.finalSigmasType === "sigma_min") {
-      const a0 = this.alphasCumprod[0]!;
-      sigmaLast = f(Math.sqrt(f(f(1 - a0) / a0)));
-    }
-    this.sigmas = Float32Array.from([...sigmas, sigmaLast]);
-    this.timesteps = Float64Array.from(timesteps);
-    this.numInferenceSteps = timesteps.length;
-    this.modelOutputs = new Array<Float32Array | null>(cfg.solver_order).fill(null);
-    this.lowerOrderNums = 0;
-    this.index.reset();
+    // the schedule ends at sigma 0, or at the smallest training sigma
+    const sigmaLast = this.finalSigmasType === "sigma_min" ? trainSigmas[0]! : 0;
+    return { timesteps: Float64Array.from(timesteps), sigmas: Float32Array.from([...sigmas, sigmaLast]) };
   }
 
-  setBeginIndex(index: number): void {
-    this.index.setBegin(index);
-  }
-
-  scaleModelInput(sample: Float32Array, _timestep: number): Float32Array {
+  /** A VP scheduler: the UNet takes the sample as it is (and the step index is not started here). */
+  override scaleModelInput(sample: Float32Array, _timestep: number): Float32Array {
     return sample;
   }
 
   /** convert_model_output: the data prediction x0 (DPM-Solver++ works on x0). */
   private convertModelOutput(modelOutput: Float32Array, sample: Float32Array, shape: readonly number[]): Float32Array {
-    const len = sample.length;
-    let x0: Float32Array = new Float32Array(len);
-    if (this.predictionType === "sample") {
-      x0.set(modelOutput);
-    } else {
-      const [alphaT, sigmaT] = alphaSigma(this.sigmas[this.index.stepIndex!]!);
-      if (this.predictionType === "epsilon") {
-        for (let k = 0; k < len; k++) x0[k] = f(f(sample[k]! - f(sigmaT * modelOutput[k]!)) / alphaT);
-      } else {
-        for (let k = 0; k < len; k++) x0[k] = f(f(alphaT * sample[k]!) - f(sigmaT * modelOutput[k]!));
-      }
-    }
+    const [alphaT, sigmaT] = alphaSigma(this.sigmas[this.index.stepIndex!]!);
+    let x0 = originalFromPrediction(this.predictionType, sample, modelOutput, { alphaT, sigmaT });
     if (this.config.thresholding) {
       x0 = thresholdSample(x0, shape, this.config.dynamic_thresholding_ratio, this.config.sample_max_value);
     }
@@ -214,8 +187,7 @@ export class DpmSolverMultistepScheduler implements Scheduler {
       throw new Error("Number of inference steps is 'None', you need to run 'set_timesteps' after creating the scheduler");
     }
     const cfg = this.config;
-    const i = this.index.current(timestep);
-    if (i + 1 >= this.sigmas.length) throw new RangeError(`${CLASS}: stepped past the end of the schedule`);
+    const i = this.currentStep(timestep);
     const n = this.timesteps.length;
     // Improve numerical stability for small number of steps
     const lowerOrderFinal =
@@ -323,11 +295,9 @@ export class DpmSolverMultistepScheduler implements Scheduler {
     return out;
   }
 
-  addNoise(original: Float32Array, noise: Float32Array, timestep: number): Float32Array {
-    if (original.length !== noise.length) throw new RangeError(`${CLASS}.addNoise: sample and noise sizes differ`);
-    const [alphaT, sigmaT] = alphaSigma(this.sigmas[this.index.forAddNoise(timestep)]!);
-    const out = new Float32Array(original.length);
-    for (let k = 0; k < out.length; k++) out[k] = f(f(alphaT * original[k]!) + f(sigmaT * noise[k]!));
-    return out;
+  /** The VP form alpha_t x + sigma_t noise, alpha_t and sigma_t from sigma. */
+  protected override noiseAtSigma(original: Float32Array, noise: Float32Array, sigma: number): Float32Array {
+    const [alphaT, sigmaT] = alphaSigma(sigma);
+    return mixSignalAndNoise(original, noise, alphaT, sigmaT);
   }
 }

@@ -3,11 +3,12 @@
  * with s_churn = 0 (the pipelines' values). It still draws one noise tensor per step, which the
  * pipeline's generator feels.
  */
-import { makeNoiseSchedule, sigmasFromAlphasCumprod } from "./betas";
 import { checkChoice, resolveConfig, type SchedulerConfig } from "./config";
 import { f, npInterpIndex, torchLinspaceF32 } from "./numeric";
-import { eulerTimesteps, karrasSigmas, logF32, sigmaToT, eulerDenoised, scaleBySigma } from "./sigmas";
-import { indexForTimestep, StepIndex } from "./step-index";
+import { originalFromPrediction } from "./prediction";
+import { SigmaStepper, type SigmaSchedule } from "./sigma-stepper";
+import { eulerTimesteps, karrasSigmas, logF32, sigmaToT } from "./sigmas";
+import { indexForTimestep } from "./step-index";
 import type { NoiseSource, Scheduler, SchedulerOptions } from "./types";
 
 export const EULER_DEFAULTS = {
@@ -38,68 +39,39 @@ export interface EulerChurn {
   sNoise: number;
 }
 
-export class EulerScheduler implements Scheduler {
+export class EulerScheduler extends SigmaStepper<EulerConfig> implements Scheduler {
   readonly name = "euler" as const;
-  readonly order = 1;
-  readonly config: EulerConfig;
-  readonly alphasCumprod: Float32Array;
-  timesteps: Float64Array;
-  sigmas: Float32Array;
-  numInferenceSteps: number | null = null;
   churn: EulerChurn = { sChurn: 0, sTmin: 0, sTmax: Infinity, sNoise: 1 };
-  private readonly index: StepIndex;
   private readonly predictionType: "epsilon" | "v_prediction" | "sample" | "original_sample";
 
   constructor(config: SchedulerConfig, options: SchedulerOptions = {}) {
-    this.config = resolveConfig(CLASS, EULER_DEFAULTS, config, { timestep_spacing: options.timestepSpacing });
-    const cfg = this.config;
+    const cfg = resolveConfig(CLASS, EULER_DEFAULTS, config, { timestep_spacing: options.timestepSpacing });
     checkChoice(CLASS, "timestep_spacing", cfg.timestep_spacing, ["leading", "linspace", "trailing"]);
     checkChoice(CLASS, "interpolation_type", cfg.interpolation_type, ["linear", "log_linear"]);
     checkChoice(CLASS, "timestep_type", cfg.timestep_type, ["discrete", "continuous"]);
-    this.predictionType = checkChoice(CLASS, "prediction_type", cfg.prediction_type, [
+    const predictionType = checkChoice(CLASS, "prediction_type", cfg.prediction_type, [
       "epsilon",
       "v_prediction",
       "sample",
       "original_sample",
     ]);
-    const ac = makeNoiseSchedule(cfg, CLASS).alphasCumprod;
-    // Close to 0 without being 0 so the first sigma is not inf (FP16 smallest positive subnormal).
-    if (cfg.rescale_betas_zero_snr) ac[ac.length - 1] = 2 ** -24;
-    this.alphasCumprod = ac;
-    this.index = new StepIndex((t) => indexForTimestep(this.timesteps, t, CLASS));
-    // the training schedule, until setTimesteps
-    const sig = sigmasFromAlphasCumprod(ac).reverse();
-    const n = cfg.num_train_timesteps;
-    this.timesteps = new Float64Array(n);
-    for (let i = 0; i < n; i++) this.timesteps[i] = f(n - 1 - i);
-    if (cfg.timestep_type === "continuous" && this.predictionType === "v_prediction") {
-      for (let i = 0; i < n; i++) this.timesteps[i] = f(0.25 * f(Math.log(sig[i]!)));
+    super(CLASS, cfg, indexForTimestep);
+    this.predictionType = predictionType;
+    if (this.continuousTimesteps) {
+      const n = cfg.num_train_timesteps;
+      for (let i = 0; i < n; i++) this.timesteps[i] = f(0.25 * f(Math.log(this.sigmas[i]!)));
     }
-    this.sigmas = new Float32Array(n + 1);
-    this.sigmas.set(sig);
   }
 
-  get initNoiseSigma(): number {
-    let max = 0;
-    for (const s of this.sigmas) if (s > max) max = s;
-    if (this.config.timestep_spacing === "linspace" || this.config.timestep_spacing === "trailing") return max;
-    return f(Math.sqrt(f(f(max * max) + 1)));
+  /** Continuous v-prediction models take 0.25 log(sigma) as their timestep. */
+  private get continuousTimesteps(): boolean {
+    return this.config.timestep_type === "continuous" && this.predictionType === "v_prediction";
   }
 
-  get stepIndex(): number | null {
-    return this.index.stepIndex;
-  }
-
-  get beginIndex(): number | null {
-    return this.index.beginIndex;
-  }
-
-  setTimesteps(steps: number): void {
-    if (!Number.isInteger(steps) || steps < 1) throw new RangeError(`${CLASS}: invalid number of steps ${steps}`);
+  protected scheduleFor(steps: number): SigmaSchedule {
     const cfg = this.config;
-    this.numInferenceSteps = steps;
     let timesteps = eulerTimesteps(cfg.timestep_spacing, cfg.num_train_timesteps, steps, cfg.steps_offset);
-    const trainSigmas = sigmasFromAlphasCumprod(this.alphasCumprod);
+    const trainSigmas = this.trainingSigmas;
     const logSigmas = logF32(trainSigmas);
 
     let sigmas: ArrayLike<number>;
@@ -121,22 +93,14 @@ export class EulerScheduler implements Scheduler {
     }
 
     const sig32 = Float32Array.from(sigmas);
-    if (cfg.timestep_type === "continuous" && this.predictionType === "v_prediction") {
-      this.timesteps = Float64Array.from(sig32, (s) => f(0.25 * f(Math.log(s))));
-    } else {
-      this.timesteps = Float64Array.from(timesteps, f);
-    }
-    this.sigmas = new Float32Array(sig32.length + 1);
-    this.sigmas.set(sig32);
-    this.index.reset();
-  }
-
-  setBeginIndex(index: number): void {
-    this.index.setBegin(index);
-  }
-
-  scaleModelInput(sample: Float32Array, timestep: number): Float32Array {
-    return scaleBySigma(sample, this.sigmas[this.index.current(timestep)]!);
+    const withEnd = new Float32Array(sig32.length + 1);
+    withEnd.set(sig32);
+    return {
+      timesteps: this.continuousTimesteps
+        ? Float64Array.from(sig32, (s) => f(0.25 * f(Math.log(s))))
+        : Float64Array.from(timesteps, f),
+      sigmas: withEnd,
+    };
   }
 
   step(
@@ -146,8 +110,7 @@ export class EulerScheduler implements Scheduler {
     shape: readonly number[],
     noise: NoiseSource,
   ): Float32Array {
-    const i = this.index.current(timestep);
-    if (i + 1 >= this.sigmas.length) throw new RangeError(`${CLASS}: stepped past the end of the schedule`);
+    const i = this.currentStep(timestep);
     const len = sample.length;
     const sigma = this.sigmas[i]!;
     const { sChurn, sTmin, sTmax, sNoise } = this.churn;
@@ -163,7 +126,7 @@ export class EulerScheduler implements Scheduler {
       for (let k = 0; k < len; k++) x[k] = f(sample[k]! + f(f(z[k]! * sn) * c));
     }
     // 1. predicted original sample (x_0)
-    const x0 = eulerDenoised(this.predictionType, x, modelOutput, sigmaHat, sigma);
+    const x0 = originalFromPrediction(this.predictionType, x, modelOutput, { sigma, sigmaHat });
     // 2. ODE derivative, 3. Euler step
     const dt = f(this.sigmas[i + 1]! - sigmaHat);
     const out = new Float32Array(len);
@@ -172,14 +135,6 @@ export class EulerScheduler implements Scheduler {
       out[k] = f(x[k]! + f(d * dt));
     }
     this.index.advance();
-    return out;
-  }
-
-  addNoise(original: Float32Array, noise: Float32Array, timestep: number): Float32Array {
-    if (original.length !== noise.length) throw new RangeError(`${CLASS}.addNoise: sample and noise sizes differ`);
-    const sigma = this.sigmas[this.index.forAddNoise(timestep)]!;
-    const out = new Float32Array(original.length);
-    for (let k = 0; k < out.length; k++) out[k] = f(original[k]! + f(noise[k]! * sigma));
     return out;
   }
 }

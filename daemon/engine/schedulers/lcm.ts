@@ -2,10 +2,11 @@
  * LCMScheduler (diffusers 0.27.2, scheduling_lcm.py): consistency-model steps on a subset of the
  * distillation schedule; fresh noise on every step but the last. Ignores timestep_spacing/steps_offset.
  */
+import { addNoiseDdpm, mixSignalAndNoise, signalAndNoiseScales } from "./alpha-space";
 import { makeNoiseSchedule } from "./betas";
 import { checkChoice, resolveConfig, type SchedulerConfig } from "./config";
 import { clampInPlace, f, npLinspace, thresholdSample } from "./numeric";
-import { addNoiseDdpm } from "./pndm";
+import { originalFromPrediction, type PredictionType } from "./prediction";
 import { indexForTimestep, StepIndex } from "./step-index";
 import type { NoiseSource, Scheduler, SchedulerOptions } from "./types";
 
@@ -43,7 +44,7 @@ export class LcmScheduler implements Scheduler {
   timesteps: Float64Array;
   numInferenceSteps: number | null = null;
   private readonly index: StepIndex;
-  private readonly predictionType: "epsilon" | "v_prediction" | "sample";
+  private readonly predictionType: PredictionType;
 
   constructor(config: SchedulerConfig, options: SchedulerOptions = {}) {
     this.config = resolveConfig(CLASS, LCM_DEFAULTS, config, { timestep_spacing: options.timestepSpacing });
@@ -140,22 +141,12 @@ export class LcmScheduler implements Scheduler {
     // 2. alphas, betas
     const at = ac[timestep]!;
     const ap = prevTimestep >= 0 ? ac[prevTimestep]! : this.finalAlphaCumprod;
-    const bt = f(1 - at);
-    const bp = f(1 - ap);
     // 3. boundary-condition scalings
     const [cSkip, cOut] = this.boundaryScalings(timestep);
     // 4. predicted original sample
     const len = sample.length;
-    const sa = f(Math.sqrt(at));
-    const sb = f(Math.sqrt(bt));
-    let x0: Float32Array = new Float32Array(len);
-    if (this.predictionType === "epsilon") {
-      for (let k = 0; k < len; k++) x0[k] = f(f(sample[k]! - f(sb * modelOutput[k]!)) / sa);
-    } else if (this.predictionType === "sample") {
-      x0.set(modelOutput);
-    } else {
-      for (let k = 0; k < len; k++) x0[k] = f(f(sa * sample[k]!) - f(sb * modelOutput[k]!));
-    }
+    const [alphaT, sigmaT] = signalAndNoiseScales(at);
+    let x0 = originalFromPrediction(this.predictionType, sample, modelOutput, { alphaT, sigmaT });
     // 5. clip or threshold
     if (cfg.thresholding) {
       x0 = thresholdSample(x0, shape, cfg.dynamic_thresholding_ratio, cfg.sample_max_value);
@@ -163,15 +154,14 @@ export class LcmScheduler implements Scheduler {
       clampInPlace(x0, -cfg.clip_sample_range, cfg.clip_sample_range);
     }
     // 6. denoise with the boundary condition
-    const out = new Float32Array(len);
+    let out: Float32Array = new Float32Array(len);
     for (let k = 0; k < len; k++) out[k] = f(f(cOut * x0[k]!) + f(cSkip * sample[k]!));
     // 7. fresh noise except on the final step (so one-step sampling draws none)
     if (i !== this.numInferenceSteps - 1) {
       const z = noise.randn(shape);
       if (z.length !== len) throw new RangeError(`${CLASS}: noise has ${z.length} values, expected ${len}`);
-      const sap = f(Math.sqrt(ap));
-      const sbp = f(Math.sqrt(bp));
-      for (let k = 0; k < len; k++) out[k] = f(f(sap * out[k]!) + f(sbp * z[k]!));
+      const [sap, sbp] = signalAndNoiseScales(ap);
+      out = mixSignalAndNoise(out, z, sap, sbp);
     }
     this.index.advance();
     return out;

@@ -4,9 +4,11 @@
  * (the second timestep is repeated, n + 1 UNet calls for n > 1 steps). The Runge-Kutta warm-up
  * (skip_prk_steps = false) is ported too.
  */
+import { addNoiseDdpm, signalAndNoiseScales } from "./alpha-space";
 import { makeNoiseSchedule } from "./betas";
 import { checkChoice, resolveConfig, type SchedulerConfig } from "./config";
 import { f, npArange, npLinspace, roundHalfEven } from "./numeric";
+import { noiseFromPrediction } from "./prediction";
 import type { NoiseSource, Scheduler, SchedulerOptions } from "./types";
 
 export const PNDM_DEFAULTS = {
@@ -227,13 +229,8 @@ export class PndmScheduler implements Scheduler {
     const bt = f(1 - at);
     const bp = f(1 - ap);
     const len = sample.length;
-    let eps = modelOutput;
-    if (this.predictionType === "v_prediction") {
-      const sa = f(Math.sqrt(at));
-      const sb = f(Math.sqrt(bt));
-      eps = new Float32Array(len);
-      for (let i = 0; i < len; i++) eps[i] = f(f(sa * modelOutput[i]!) + f(sb * sample[i]!));
-    }
+    const [alphaT, sigmaT] = signalAndNoiseScales(at);
+    const eps = noiseFromPrediction(this.predictionType, sample, modelOutput, { alphaT, sigmaT });
     const sampleCoeff = f(Math.sqrt(f(ap / at)));
     const denom = f(f(at * f(Math.sqrt(bp))) + f(Math.sqrt(f(f(at * bt) * ap))));
     const diff = f(ap - at);
@@ -245,24 +242,4 @@ export class PndmScheduler implements Scheduler {
   addNoise(original: Float32Array, noise: Float32Array, timestep: number): Float32Array {
     return addNoiseDdpm(this.alphasCumprod, original, noise, timestep, CLASS);
   }
-}
-
-/** DDPM-style add_noise: sqrt(a_t) x0 + sqrt(1 - a_t) eps (PNDM, DDIM, LCM). */
-export function addNoiseDdpm(
-  alphasCumprod: Float32Array,
-  original: Float32Array,
-  noise: Float32Array,
-  timestep: number,
-  className: string,
-): Float32Array {
-  if (!Number.isInteger(timestep) || timestep < 0 || timestep >= alphasCumprod.length) {
-    throw new RangeError(`${className}.addNoise: timestep ${timestep} is outside the training schedule`);
-  }
-  if (original.length !== noise.length) throw new RangeError(`${className}.addNoise: sample and noise sizes differ`);
-  const a = alphasCumprod[timestep]!;
-  const sa = f(Math.sqrt(a));
-  const sb = f(Math.sqrt(f(1 - a)));
-  const out = new Float32Array(original.length);
-  for (let i = 0; i < out.length; i++) out[i] = f(f(sa * original[i]!) + f(sb * noise[i]!));
-  return out;
 }

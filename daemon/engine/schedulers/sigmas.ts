@@ -78,22 +78,9 @@ export function scaleBySigma(sample: Float32Array, sigma: number): Float32Array 
   return out;
 }
 
-/**
- * The Euler family's predicted original sample: epsilon x - sigmaHat * eps; v-prediction
- * eps * c_out + x / (sigma^2 + 1) with c_out = -sigma / sqrt(sigma^2 + 1) (diffusers uses sigma,
- * not sigmaHat, there); "sample" is the model output itself.
- */
-export function eulerDenoised(predictionType: string, x: Float32Array, modelOutput: Float32Array, sigmaHat: number, sigma: number): Float32Array {
-  const len = x.length;
-  const x0 = new Float32Array(len);
-  if (predictionType === "epsilon") {
-    for (let k = 0; k < len; k++) x0[k] = f(x[k]! - f(sigmaHat * modelOutput[k]!));
-  } else if (predictionType === "v_prediction") {
-    const s2 = f(f(sigma * sigma) + 1);
-    const cOut = f(-sigma / f(Math.sqrt(s2)));
-    for (let k = 0; k < len; k++) x0[k] = f(f(modelOutput[k]! * cOut) + f(x[k]! / s2));
-  } else {
-    x0.set(modelOutput);
-  }
-  return x0;
+/** The Euler family's noising: x + noise * sigma, in float32 (add_noise, and Euler ancestral's fresh noise). */
+export function addNoiseAtSigma(sample: Float32Array, noise: Float32Array, sigma: number): Float32Array {
+  const out = new Float32Array(sample.length);
+  for (let k = 0; k < out.length; k++) out[k] = f(sample[k]! + f(noise[k]! * sigma));
+  return out;
 }
