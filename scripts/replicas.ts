@@ -2,8 +2,8 @@
  * Replicas of the real repos the registry offers: tiny random-weight model folders (made from the
  * Stable-Diffusion-shaped fixtures in ../shared/fixtures) laid out as each repo publishes them, with
  * its file names, where its weights live (weights.pb, model.onnx_data, embedded in model.onnx),
- * Optimum's per-part config.json, its extra UNet inputs and its published model_index.json and
- * scheduler config. Tests serve them from a local hub imitation and pull them through the same code
+ * Optimum's per-part config.json, int64 input_ids and latent_parameters VAE encoder, its extra UNet
+ * inputs and its published model_index.json and scheduler config. Tests serve them from a local hub imitation and pull them through the same code
  * a real download takes.
  *
  * float16 repos get float16 graphs made by casting the fixtures' (float32 torch exports) weights and
@@ -12,13 +12,15 @@
  *
  *   npx tsx scripts/replicas.ts OUT_DIR     writes one folder per replica, named by its repo
  */
-import { cp, mkdir, readFile, rm, writeFile, chmod, readdir, stat } from "node:fs/promises";
+import { cp, mkdir, readFile, rename, rm, writeFile, chmod, readdir, stat } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import onnxProto from "onnx-proto";
 import { convertModelFloats, externalizeInitializers, FLOAT, FLOAT16, initializerReader } from "../daemon/models/float-precision";
 
 const { onnx } = onnxProto;
+type Model = onnxProto.onnx.ModelProto;
+type Graph = onnxProto.onnx.IGraphProto;
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const FIXTURES_DIR = process.env.UNDERPAINT_FIXTURES ?? path.resolve(here, "../../shared/fixtures");
 
@@ -33,6 +35,12 @@ export interface Replica {
   float16: boolean;
   /** Optimum writes each part's diffusers config.json beside its model.onnx. */
   partConfigs: boolean;
+  /**
+   * The parts' inputs and outputs as this exporter writes them: diffusers' script (int32 input_ids; a
+   * VAE encoder that samples the posterior itself, latent_sample) or Optimum (int64 input_ids; a VAE
+   * encoder that gives the posterior's parameters, latent_parameters = mean ‖ logvar).
+   */
+  io: "diffusers-script" | "optimum";
   /** The repo's scheduler/scheduler_config.json, as published. */
   scheduler: Record<string, unknown>;
   /** The repo's model_index.json pipeline class. */
@@ -66,6 +74,7 @@ export async function replicas(): Promise<Replica[]> {
       from: "tiny-sd",
       weights: "weights.pb",
       partConfigs: false,
+      io: "diffusers-script",
       float16: false,
       scheduler: SD15_SCHEDULER,
       pipeline: "OnnxStableDiffusionPipeline",
@@ -77,16 +86,18 @@ export async function replicas(): Promise<Replica[]> {
       from: "tiny-sd",
       weights: "model.onnx_data",
       partConfigs: true,
+      io: "optimum",
       float16: false,
       scheduler: SD15_SCHEDULER,
       pipeline: "ORTStableDiffusionPipeline",
-      gaps: ["input_ids are int32 (Optimum exports int64)", "the VAE encoder gives latent_sample (newer Optimum: latent_parameters)"],
+      gaps: [],
     },
     {
       repo: "RanaLLC/stable-diffusion-v1-5-inpainting-onnx-fp16",
       from: "tiny-sd-inpaint",
       weights: "embedded",
       partConfigs: false,
+      io: "diffusers-script",
       float16: true,
       scheduler: SD15_SCHEDULER,
       pipeline: "OnnxStableDiffusionInpaintPipeline",
@@ -97,6 +108,7 @@ export async function replicas(): Promise<Replica[]> {
       from: "tiny-sd-turbo-config",
       weights: "weights.pb",
       partConfigs: false,
+      io: "diffusers-script",
       float16: true,
       scheduler: await fixtureScheduler("tiny-sd-turbo-config"),
       pipeline: "OnnxStableDiffusionPipeline",
@@ -107,6 +119,7 @@ export async function replicas(): Promise<Replica[]> {
       from: "tiny-lcm",
       weights: "model.onnx_data",
       partConfigs: false,
+      io: "diffusers-script",
       float16: false,
       scheduler: await fixtureScheduler("tiny-lcm"),
       pipeline: "LatentConsistencyModelPipeline",
@@ -123,31 +136,39 @@ async function makeWritable(p: string): Promise<void> {
   if (s.isDirectory()) for (const entry of await readdir(p)) await makeWritable(path.join(p, entry));
 }
 
+/** The files a model's external initializers are in. */
+function externalFiles(model: Model): string[] {
+  const locations = (model.graph?.initializer ?? [])
+    .filter((t) => t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL)
+    .flatMap((t) => (t.externalData ?? []).filter((e) => e.key === "location").map((e) => e.value ?? ""));
+  return [...new Set(locations)];
+}
+
 /** Moves a part's external weights to `target` (a new file name, or into model.onnx itself). */
 async function placeWeights(partDir: string, target: Replica["weights"]): Promise<void> {
   const file = path.join(partDir, "model.onnx");
   const model = onnx.ModelProto.decode(await readFile(file));
-  const external = (model.graph?.initializer ?? []).filter((t) => t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL);
-  if (external.length === 0 || target === "weights.pb") return;
-  const sources = new Map<string, Buffer>();
-  for (const tensor of external) {
-    const entry = (key: string) => (tensor.externalData ?? []).find((e) => e.key === key)?.value ?? undefined;
-    const location = entry("location")!;
-    if (!sources.has(location)) sources.set(location, await readFile(path.join(partDir, location)));
-    if (target === "embedded") {
-      const offset = Number(entry("offset") ?? 0);
-      const length = Number(entry("length") ?? sources.get(location)!.length - offset);
-      tensor.rawData = sources.get(location)!.subarray(offset, offset + length);
-      tensor.externalData = [];
-      tensor.dataLocation = onnx.TensorProto.DataLocation.DEFAULT;
-    } else {
-      for (const e of tensor.externalData ?? []) if (e.key === "location") e.value = target;
+  const files = externalFiles(model);
+  if (files.length === 0 || target === "weights.pb") return;
+  const [only] = files;
+  if (files.length !== 1 || !only) throw new Error(`${file}: expected one external weights file`);
+  const external = model.graph!.initializer!.filter((t) => t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL);
+  if (target === "embedded") {
+    const read = initializerReader(partDir);
+    try {
+      for (const tensor of external) {
+        tensor.rawData = read(tensor);
+        tensor.externalData = [];
+        tensor.dataLocation = onnx.TensorProto.DataLocation.DEFAULT;
+      }
+    } finally {
+      read.close();
     }
+    await rm(path.join(partDir, only));
+  } else {
+    for (const tensor of external) for (const e of tensor.externalData ?? []) if (e.key === "location") e.value = target;
+    if (only !== target) await rename(path.join(partDir, only), path.join(partDir, target));
   }
-  const [only] = [...sources.keys()];
-  if (sources.size !== 1 || only === undefined) throw new Error(`${file}: expected one external weights file`);
-  if (target === "model.onnx_data") await writeFile(path.join(partDir, target), sources.get(only)!);
-  await rm(path.join(partDir, only));
   await writeFile(file, onnx.ModelProto.encode(model).finish());
 }
 
@@ -155,20 +176,64 @@ async function placeWeights(partDir: string, target: Replica["weights"]): Promis
 export async function toFloat16(partDir: string): Promise<void> {
   const file = path.join(partDir, "model.onnx");
   const model = onnx.ModelProto.decode(await readFile(file));
-  const external = new Set((model.graph?.initializer ?? []).flatMap((t) => (t.externalData ?? []).filter((e) => e.key === "location").map((e) => e.value ?? "")));
+  const [location] = externalFiles(model);
   const reader = initializerReader(partDir);
   try {
     convertModelFloats(model, FLOAT, FLOAT16, reader);
   } finally {
     reader.close();
   }
-  const [location] = [...external];
   if (location) {
     const chunks: Uint8Array[] = [];
     await externalizeInitializers(model, location, async (chunk) => {
       chunks.push(chunk);
     });
     await writeFile(path.join(partDir, location), Buffer.concat(chunks));
+  }
+  await writeFile(file, onnx.ModelProto.encode(model).finish());
+}
+
+/** Drops the nodes, initializers and value infos the graph's outputs do not read (nodes are in topological order). */
+function keepWhatOutputsRead(graph: Graph): void {
+  const read = new Set((graph.output ?? []).map((o) => o.name ?? ""));
+  const kept = [...(graph.node ?? [])].reverse().filter((node) => {
+    if (!(node.output ?? []).some((o) => read.has(o))) return false;
+    for (const input of node.input ?? []) read.add(input);
+    return true;
+  });
+  graph.node = kept.reverse();
+  graph.initializer = (graph.initializer ?? []).filter((t) => read.has(t.name ?? ""));
+  graph.valueInfo = (graph.valueInfo ?? []).filter((v) => read.has(v.name ?? ""));
+}
+
+/**
+ * Gives the fixture's (diffusers-script) text encoder and VAE encoder Optimum's inputs and outputs:
+ * input_ids int64, and a VAE encoder that ends at quant_conv's output, the posterior's mean ‖ logvar
+ * [B, 8, h, w], named latent_parameters (Optimum since d3c56cd5), leaving the sampling to the pipeline.
+ */
+async function toOptimumIo(partDir: string, part: (typeof PARTS)[number]): Promise<void> {
+  if (part !== "text_encoder" && part !== "vae_encoder") return;
+  const file = path.join(partDir, "model.onnx");
+  const model = onnx.ModelProto.decode(await readFile(file));
+  const graph = model.graph!;
+  if (part === "text_encoder") {
+    // Its readers take int64 as well: Shape, Reshape, then the embedding's Gather and the Casts (to int32) before ArgMax.
+    const ids = graph.input!.find((v) => v.name === "input_ids")?.type?.tensorType;
+    if (!ids) throw new Error(`${file}: no input_ids input`);
+    ids.elemType = onnx.TensorProto.DataType.INT64;
+  } else {
+    // latent_sample = Add(Slice(moments) = mean, std · noise): the Slice's data input is the moments.
+    const producer = (value: string | undefined) => graph.node!.find((n) => n.output!.includes(value ?? ""));
+    const slice = producer(producer("latent_sample")?.input?.[0]);
+    const moments = slice?.opType === "Slice" ? slice.input![0] : undefined;
+    if (!moments) throw new Error(`${file}: latent_sample is not Add(Slice(moments), ·)`);
+    for (const node of graph.node!) {
+      node.input = node.input!.map((v) => (v === moments ? "latent_parameters" : v));
+      node.output = node.output!.map((v) => (v === moments ? "latent_parameters" : v));
+    }
+    const dims = ["batch_size", 8, "height_latent", "width_latent"].map((d) => (typeof d === "number" ? { dimValue: d } : { dimParam: d }));
+    graph.output = [{ name: "latent_parameters", type: { tensorType: { elemType: FLOAT, shape: { dim: dims } } } }];
+    keepWhatOutputsRead(graph);
   }
   await writeFile(file, onnx.ModelProto.encode(model).finish());
 }
@@ -201,6 +266,7 @@ export async function writeReplica(replica: Replica, dest: string): Promise<void
   await makeWritable(dest);
   for (const part of PARTS) {
     await placeWeights(path.join(dest, part), replica.weights);
+    if (replica.io === "optimum") await toOptimumIo(path.join(dest, part), part);
     if (replica.float16) await toFloat16(path.join(dest, part));
     const config = replica.partConfigs ? partConfig(part, replica) : null;
     if (config) await writeFile(path.join(dest, part, "config.json"), JSON.stringify(config, null, 2));

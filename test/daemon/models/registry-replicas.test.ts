@@ -2,16 +2,17 @@
  * Every registry entry, pulled as a user pulls it: a replica of its repo's files (scripts/replicas.ts)
  * served by the local hub imitation at the entry's pinned revision, `pullModel(id)`, then a
  * generation with exactly the entry's recommended steps, guidance and scheduler (and an inpaint where
- * the model is an inpainting one) through the daemon's engine.
+ * the model is an inpainting one) through the daemon's engine. Replicas of repos outside the registry
+ * (an Optimum export) are pulled by owner/name and run txt2img and img2img.
  */
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DiffusionEngine } from "../../../daemon/engine/diffusion-engine";
-import type { EngineJob, Raster } from "../../../daemon/engine/engine";
+import type { EngineJob, EngineResult, Raster } from "../../../daemon/engine/engine";
 import { schedulerFor } from "../../../daemon/engine/pipeline/generate";
 import { discoverModels } from "../../../daemon/models/discover";
 import { ModelInstallError } from "../../../daemon/models/install-errors";
-import { loadModelFolder } from "../../../daemon/models/model-folder";
+import { loadModelFolder, type ModelFolder } from "../../../daemon/models/model-folder";
 import { OptimizedModelCache } from "../../../daemon/models/optimized-models";
 import { pullModel } from "../../../daemon/models/pull";
 import { loadRegistry } from "../../../daemon/models/registry";
@@ -49,24 +50,52 @@ function square(size: number, channels: 1 | 3, fill: (x: number, y: number) => n
   for (let y = 0; y < size; y++) for (let x = 0; x < size; x++) data.set(fill(x, y), (y * size + x) * channels);
   return { width: size, height: size, channels, bitsPerChannel: 8, data };
 }
+const photo = () => square(96, 3, (x, y) => [x * 2, y * 2, 128]);
+
+/** A 64x64 job of one variation; `settings` override. */
+function job(model: string, settings: Partial<EngineJob>): EngineJob {
+  return { jobId: 1, mode: "txt2img", model, prompt: "a lighthouse on a cliff at dusk", negativePrompt: "", seed: 42, steps: 4, guidance: 7.5, scheduler: "euler", strength: 1, width: 64, height: 64, variations: 1, truncatePrompt: true, previews: false, ...settings } as EngineJob;
+}
+
+/** Runs jobs on a CPU engine over the models folder, disposed after. */
+async function withEngine(optimizedModels: OptimizedModelCache | undefined, use: (run: (job: EngineJob) => Promise<EngineResult & { steps: number[] }>) => Promise<void>): Promise<void> {
+  const engine = new DiffusionEngine({ modelsDir: modelsDir(), devices: ["cpu"], ...(optimizedModels ? { optimizedModels } : {}) });
+  try {
+    await use(async (job) => {
+      const steps: number[] = [];
+      const [result] = await engine.run(job, { signal: new AbortController().signal, onProgress: (p) => p.stage === "denoising" && steps.push(p.step) });
+      return { ...result!, steps };
+    });
+  } finally {
+    await engine.dispose();
+  }
+}
+
+/** What the loader found of the replica's exporter: the text encoder's token id type and the VAE encoder's output. */
+function expectExportIo(folder: ModelFolder, replica: Replica): void {
+  const io = [folder.io.textEncoder.inputIdsType, folder.io.vaeEncoder?.outputKind];
+  expect(io, "token ids, VAE encoder output").toEqual(replica.io === "optimum" ? ["int64", "latent_parameters"] : ["int32", "latent_sample"]);
+}
 
 describe("registry entries on replicas of their repos", () => {
-  it("pulls the replicas of repos outside the registry by owner/name, with their layout", { timeout: 60_000 }, async () => {
-    for (const replica of all.filter((r) => !registry.models.some((e) => e.repo === r.repo))) {
+  it("pulls the replicas of repos outside the registry by owner/name, with their layout and their exporter's inputs and outputs, and runs txt2img and img2img", { timeout: 60_000 }, async () => {
+    const outside = all.filter((r) => !registry.models.some((e) => e.repo === r.repo));
+    expect(outside.map((r) => r.io)).toContain("optimum");
+    for (const replica of outside) {
       const pulled = await pullModel(replica.repo, { modelsDir: modelsDir(), env: env() });
       const folder = await loadModelFolder(path.join(modelsDir(), pulled.id));
       if (replica.weights !== "embedded") expect(folder.paths.externalData.map((f) => path.basename(f))).toContain(replica.weights);
       if (replica.partConfigs) expect(folder.paths.configs.unet).not.toBeNull();
-      const engine = new DiffusionEngine({ modelsDir: modelsDir(), devices: ["cpu"] });
-      try {
-        const [result] = await engine.run(
-          { jobId: 1, mode: "txt2img", model: pulled.id, prompt: "a red cube", negativePrompt: "", seed: 1, steps: 4, guidance: 7.5, scheduler: "euler", strength: 1, width: 64, height: 64, variations: 1, truncatePrompt: true, previews: false } as EngineJob,
-          { signal: new AbortController().signal, onProgress: () => {} },
-        );
-        expect([result!.image.width, result!.image.height]).toEqual([64, 64]);
-      } finally {
-        await engine.dispose();
-      }
+      expectExportIo(folder, replica);
+      await withEngine(undefined, async (run) => {
+        const { image } = await run(job(pulled.id, { prompt: "a red cube", seed: 1 }));
+        expect([image.width, image.height]).toEqual([64, 64]);
+        // img2img runs the VAE encoder (Optimum's gives mean ‖ logvar; the pipeline samples from it).
+        const edited = await run(job(pulled.id, { mode: "img2img", image: photo(), strength: 0.75, width: 96, height: 64 }));
+        expect([edited.image.width, edited.image.height], "img2img size").toEqual([96, 64]);
+        expect(new Set(edited.image.data).size).toBeGreaterThan(16);
+        expect(edited.steps.at(-1), "strength 0.75 of 4 steps").toBe(3);
+      });
     }
   });
 
@@ -96,6 +125,7 @@ describe("registry entries on replicas of their repos", () => {
       expect(pulled.id).toBe(entry.id);
       const folder = await loadModelFolder(path.join(modelsDir(), entry.id));
       expect(folder.kind).toBe(entry.kind);
+      expectExportIo(folder, all.find((r) => r.repo === entry.repo)!);
       expect(folder.turbo).toBe(entry.turbo);
       expect(folder.float16, "precision").toBe(entry.precision === "fp16");
 
@@ -109,28 +139,21 @@ describe("registry entries on replicas of their repos", () => {
 
       // As the daemon runs: optimized copies (and float32 copies of float16 models) in a cache folder.
       const optimizedModels = new OptimizedModelCache({ dir: path.join(tmp.dir, "cache") });
-      const engine = new DiffusionEngine({ modelsDir: modelsDir(), devices: ["cpu"], optimizedModels });
-      try {
-        const base = { jobId: 1, model: entry.id, prompt: "a lighthouse on a cliff at dusk", negativePrompt: "", seed: 42, steps, guidance, scheduler, strength: 1, width: 64, height: 64, variations: 1, truncatePrompt: true, previews: false } as const;
-        const progress: number[] = [];
-        const context = { signal: new AbortController().signal, onProgress: (p: { stage: string; step: number }) => p.stage === "denoising" && progress.push(p.step) };
+      await withEngine(optimizedModels, async (run) => {
+        const settings = { steps, guidance, scheduler };
+        const mask = square(96, 1, (x, y) => [x > 30 && x < 70 && y > 30 && y < 70 ? 255 : 0]);
+        const result = await run(job(entry.id, entry.kind === "txt2img" ? settings : { ...settings, mode: "inpaint", image: photo(), mask }));
         if (entry.kind === "txt2img") {
-          const [result] = await engine.run({ ...base, mode: "txt2img" } as EngineJob, context);
-          expect([result!.image.width, result!.image.height]).toEqual([64, 64]);
-          expect(new Set(result!.image.data).size).toBeGreaterThan(16);
+          expect([result.image.width, result.image.height]).toEqual([64, 64]);
+          expect(new Set(result.image.data).size).toBeGreaterThan(16);
         } else {
-          const image = square(96, 3, (x, y) => [x * 2, y * 2, 128]);
-          const mask = square(96, 1, (x, y) => [x > 30 && x < 70 && y > 30 && y < 70 ? 255 : 0]);
-          const [result] = await engine.run({ ...base, mode: "inpaint", image, mask } as EngineJob, context);
-          expect(result!.image.channels).toBe(4);
-          const alpha = (x: number, y: number) => result!.image.data[(y * result!.image.width + x) * 4 + 3];
+          expect(result.image.channels).toBe(4);
+          const alpha = (x: number, y: number) => result.image.data[(y * result.image.width + x) * 4 + 3];
           expect(alpha(50, 50)).toBe(255);
           expect(alpha(2, 2)).toBe(0);
         }
-        expect(progress.at(-1)).toBe(steps);
-      } finally {
-        await engine.dispose();
-      }
+        expect(result.steps.at(-1)).toBe(steps);
+      });
     });
   }
 });
