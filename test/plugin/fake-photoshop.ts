@@ -4,6 +4,11 @@
  * - document changes only inside core.executeAsModal, one modal scope at a time;
  * - imaging.getPixels / getSelection trim their bounds to where pixels exist (and refuse an
  *   area with none), and read RGB, Grayscale and Lab documents only;
+ * - with targetSize they scale down (never up) by targetSize / sourceBounds as requested (one
+ *   side given: the same scale for both, keeping the aspect ratio), and answer with the TRIMMED
+ *   area at that scale (each side rounded, at least 1 pixel) by area averaging (each pixel the
+ *   mean of the source area it covers, colours weighted by alpha), sourceBounds the trimmed
+ *   bounds in document pixels and level 0 (no pyramid caches are modelled);
  * - putPixels only into pixel layers, with image data of the document's depth and colour space;
  *   putLayerMask only on a layer that has a user mask;
  * - every change outside a suspended history is its own history state; suspendHistory /
@@ -450,10 +455,13 @@ export class FakeDocument {
     return left === Infinity ? null : { left, top, right, bottom };
   }
 
-  /** The merged visible image, RGBA 0..1 in document encoding (float64 while blending). */
-  compositeFloat(): Float64Array {
-    const { width, height } = this.state;
-    const out = new Float64Array(width * height * 4);
+  /**
+   * The merged visible image, RGBA 0..1 in document encoding (float64 while blending), over
+   * `area` (inside the canvas; the whole canvas by default).
+   */
+  compositeFloat(area: PsBounds = { left: 0, top: 0, right: this.state.width, bottom: this.state.height }): Float64Array {
+    const width = area.right - area.left;
+    const out = new Float64Array(width * (area.bottom - area.top) * 4);
     const paint = (layers: LayerState[]) => {
       for (let i = layers.length - 1; i >= 0; i--) {
         const layer = layers[i]!;
@@ -464,12 +472,12 @@ export class FakeDocument {
         }
         const c = layer.content;
         if (!c) continue;
-        for (let y = Math.max(0, c.top); y < Math.min(height, c.top + c.height); y++) {
-          for (let x = Math.max(0, c.left); x < Math.min(width, c.left + c.width); x++) {
+        for (let y = Math.max(area.top, c.top); y < Math.min(area.bottom, c.top + c.height); y++) {
+          for (let x = Math.max(area.left, c.left); x < Math.min(area.right, c.left + c.width); x++) {
             const s = ((y - c.top) * c.width + (x - c.left)) * 4;
             const a = c.data[s + 3]! * maskAt(layer.mask, x, y);
             if (a <= 0) continue;
-            const o = (y * width + x) * 4;
+            const o = ((y - area.top) * width + (x - area.left)) * 4;
             const below = out[o + 3]!;
             const alpha = a + below * (1 - a);
             for (let k = 0; k < 3; k++) out[o + k] = (c.data[s + k]! * a + out[o + k]! * below * (1 - a)) / alpha;
@@ -569,6 +577,86 @@ function boundsOf(bounds: imaging.Bounds | imaging.BoundsSize | undefined, fallb
 
 const TYPE_BY_SIZE = { 8: Uint8Array, 16: Uint16Array, 32: Float32Array } as const;
 
+/**
+ * The scale of a read with this targetSize: targetSize / requested bounds on each axis, one
+ * side given meaning the same scale for both. Photoshop scales down only.
+ */
+function targetScale(api: string, size: imaging.Size | undefined, requested: PsBounds): { x: number; y: number } {
+  if (!size || (size.width === undefined && size.height === undefined)) return { x: 1, y: 1 };
+  for (const side of [size.width, size.height]) {
+    if (side !== undefined && (!Number.isInteger(side) || side < 1)) throw new Error(`${api}: targetSize sides must be whole pixels, not ${side}.`);
+  }
+  const x = size.width !== undefined ? size.width / (requested.right - requested.left) : size.height! / (requested.bottom - requested.top);
+  const y = size.height !== undefined ? size.height / (requested.bottom - requested.top) : x;
+  if (x > 1 || y > 1) throw new Error(`${api}: fake Photoshop: a targetSize bigger than sourceBounds (enlarging) is not modelled.`);
+  return { x, y };
+}
+
+/** The size of the trimmed area at that scale (each side rounded, at least 1 pixel). */
+function scaledSize(trimmed: PsBounds, scale: { x: number; y: number }): { width: number; height: number } {
+  return {
+    width: Math.max(1, Math.round((trimmed.right - trimmed.left) * scale.x)),
+    height: Math.max(1, Math.round((trimmed.bottom - trimmed.top) * scale.y)),
+  };
+}
+
+/**
+ * Shrinks each row of `src` (width x height, `channels` floats a pixel) to `to` pixels by area
+ * averaging, partly covered pixels counted by the part covered. The result is transposed
+ * (height wide, `to` high), so a second call shrinks the other axis and turns it back.
+ */
+function shrinkRowsTransposed(src: ArrayLike<number>, width: number, height: number, channels: number, to: number): Float64Array {
+  const out = new Float64Array(to * height * channels);
+  const step = width / to;
+  for (let i = 0; i < to; i++) {
+    const from = i * step;
+    const until = from + step;
+    for (let x = Math.floor(from); x < Math.min(width, Math.ceil(until)); x++) {
+      const share = (Math.min(until, x + 1) - Math.max(from, x)) / step;
+      if (share <= 0) continue;
+      for (let y = 0; y < height; y++) {
+        const s = (y * width + x) * channels;
+        const o = (i * height + y) * channels;
+        for (let k = 0; k < channels; k++) out[o + k]! += src[s + k]! * share;
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * `src` (width x height, `channels` floats a pixel) shrunk to the target size by area
+ * averaging; with `alpha` (that channel's index) colours are averaged weighted by alpha, so
+ * transparent pixels lend no colour.
+ */
+function areaAverage(src: Float32Array | Float64Array, width: number, height: number, channels: number, target: { width: number; height: number }, alpha?: number): ArrayLike<number> {
+  if (target.width === width && target.height === height) return src;
+  const weighted = Float64Array.from(src);
+  if (alpha !== undefined) {
+    for (let i = 0; i < weighted.length; i += channels) for (let k = 0; k < channels; k++) if (k !== alpha) weighted[i + k]! *= src[i + alpha]!;
+  }
+  const across = shrinkRowsTransposed(weighted, width, height, channels, target.width);
+  const out = shrinkRowsTransposed(across, height, target.width, channels, target.height);
+  if (alpha !== undefined) {
+    for (let i = 0; i < out.length; i += channels) {
+      const a = out[i + alpha]!;
+      for (let k = 0; k < channels; k++) if (k !== alpha) out[i + k] = a > 0 ? out[i + k]! / a : 0;
+    }
+  }
+  return out;
+}
+
+/** One getPixels / getSelection call as the fake answered it (test view). */
+export interface FakeRead {
+  api: "getPixels" | "getSelection";
+  targetSize: imaging.Size | undefined;
+  sourceBounds: PsBounds;
+  width: number;
+  height: number;
+  /** How many samples Photoshop handed over (width x height x components). */
+  samples: number;
+}
+
 export class FakePhotoshop implements PhotoshopApi<FakeLayer> {
   readonly documents: FakeDocument[] = [];
   private active: FakeDocument | null = null;
@@ -579,6 +667,8 @@ export class FakePhotoshop implements PhotoshopApi<FakeLayer> {
   readonly modalCommands: string[] = [];
   /** Rules broken by the code under test (for tests that assert none). */
   readonly violations: string[] = [];
+  /** Every imaging read, in order, with the size of what it handed over. */
+  readonly reads: FakeRead[] = [];
   /** Set to make the next modal scope report isCancelled, as when the artist presses Esc. */
   cancelNextModal = false;
   private readonly faults = new Map<string, number>();
@@ -683,11 +773,12 @@ export class FakePhotoshop implements PhotoshopApi<FakeLayer> {
       this.count("getPixels");
       const doc = this.documentFor(options.documentID);
       this.requireImagingMode(doc);
-      if (options.targetSize) throw new Error("fake Photoshop: targetSize is not modelled.");
       const canvas = { left: 0, top: 0, right: doc.width, bottom: doc.height };
       const requested = boundsOf(options.sourceBounds, canvas);
+      const scale = targetScale("getPixels", options.targetSize, requested);
       let available: PsBounds | null;
-      let source: (x: number, y: number, out: number[]) => void;
+      /** The RGBA floats of a rectangle inside `available`. */
+      let gather: (area: PsBounds) => Float32Array | Float64Array;
       let hasAlpha: boolean;
       if (options.layerID !== undefined) {
         const layer = doc.findState(options.layerID);
@@ -695,13 +786,18 @@ export class FakePhotoshop implements PhotoshopApi<FakeLayer> {
         if (layer.kind !== "pixel") throw new Error("getPixels: the layer is not a pixel layer.");
         available = contentBounds(layer);
         hasAlpha = !layer.background;
-        const c = layer.content;
-        source = (x, y, out) => {
-          const s = c ? ((y - c.top) * c.width + (x - c.left)) * 4 : -1;
-          for (let k = 0; k < 4; k++) out[k] = s >= 0 && x >= c!.left && y >= c!.top && x < c!.left + c!.width && y < c!.top + c!.height ? c!.data[s + k]! : 0;
+        gather = (area) => {
+          // Inside the content bounds by construction.
+          const c = layer.content!;
+          const width = area.right - area.left;
+          const out = new Float32Array(width * (area.bottom - area.top) * 4);
+          for (let y = area.top; y < area.bottom; y++) {
+            const from = ((y - c.top) * c.width + (area.left - c.left)) * 4;
+            out.set(c.data.subarray(from, from + width * 4), (y - area.top) * width * 4);
+          }
+          return out;
         };
       } else {
-        const f = doc.compositeFloat();
         available = null;
         for (const layer of doc.state.layers) {
           if (!layer.visible) continue;
@@ -710,10 +806,7 @@ export class FakePhotoshop implements PhotoshopApi<FakeLayer> {
         }
         available = available ? intersect(available, canvas) : null;
         hasAlpha = !doc.hasOpaqueBase();
-        source = (x, y, out) => {
-          const s = (y * doc.width + x) * 4;
-          for (let k = 0; k < 4; k++) out[k] = f[s + k]!;
-        };
+        gather = (area) => doc.compositeFloat(area);
       }
       const trimmed = available ? intersect(requested, available) : null;
       if (!trimmed) throw new Error("getPixels: there are no pixels in the requested area.");
@@ -722,30 +815,27 @@ export class FakePhotoshop implements PhotoshopApi<FakeLayer> {
       const applyAlpha = options.applyAlpha === true;
       const alpha = hasAlpha && !applyAlpha;
       const components = (gray ? 1 : 3) + (alpha ? 1 : 0);
-      const width = trimmed.right - trimmed.left;
-      const height = trimmed.bottom - trimmed.top;
+      const { width, height } = scaledSize(trimmed, scale);
+      const pixels = areaAverage(gather(trimmed), trimmed.right - trimmed.left, trimmed.bottom - trimmed.top, 4, { width, height }, 3);
       const samples = new TYPE_BY_SIZE[componentSize](width * height * components);
-      const px = [0, 0, 0, 0];
-      for (let y = 0; y < height; y++) {
-        for (let x = 0; x < width; x++) {
-          source(trimmed.left + x, trimmed.top + y, px);
-          let [r, g, b] = [px[0]!, px[1]!, px[2]!];
-          const a = px[3]!;
-          if (applyAlpha) {
-            const white = 1;
-            r = r * a + white * (1 - a);
-            g = g * a + white * (1 - a);
-            b = b * a + white * (1 - a);
-          }
-          const o = (y * width + x) * components;
-          const colours = gray ? [r] : [r, g, b];
-          colours.forEach((v, k) => {
-            samples[o + k] = this.encodeSample(v, doc.depth, componentSize);
-          });
-          if (alpha) samples[o + components - 1] = this.encodeAlpha(a, componentSize);
+      for (let i = 0; i < width * height; i++) {
+        let [r, g, b] = [pixels[i * 4]!, pixels[i * 4 + 1]!, pixels[i * 4 + 2]!];
+        const a = pixels[i * 4 + 3]!;
+        if (applyAlpha) {
+          const white = 1;
+          r = r * a + white * (1 - a);
+          g = g * a + white * (1 - a);
+          b = b * a + white * (1 - a);
         }
+        const o = i * components;
+        const colours = gray ? [r] : [r, g, b];
+        colours.forEach((v, k) => {
+          samples[o + k] = this.encodeSample(v, doc.depth, componentSize);
+        });
+        if (alpha) samples[o + components - 1] = this.encodeAlpha(a, componentSize);
       }
       const imageData = new FakeImageData(width, height, components, componentSize, gray ? "Grayscale" : "RGB", options.colorProfile ?? (gray ? "Gray Gamma 2.2" : "sRGB IEC61966-2.1"), samples);
+      this.reads.push({ api: "getPixels", targetSize: options.targetSize, sourceBounds: trimmed, width, height, samples: samples.length });
       return { imageData, sourceBounds: trimmed, level: 0 };
     },
 
@@ -775,15 +865,20 @@ export class FakePhotoshop implements PhotoshopApi<FakeLayer> {
       const selected = doc.selectionBounds();
       if (!selected) throw new Error("getSelection: there is no selection.");
       const requested = boundsOf(options.sourceBounds, { left: 0, top: 0, right: doc.width, bottom: doc.height });
+      const scale = targetScale("getSelection", options.targetSize, requested);
       const trimmed = intersect(requested, selected);
       if (!trimmed) throw new Error("getSelection: the requested area holds no selection.");
-      const width = trimmed.right - trimmed.left;
-      const height = trimmed.bottom - trimmed.top;
-      const samples = new TYPE_BY_SIZE[doc.depth](width * height);
+      const trimmedWidth = trimmed.right - trimmed.left;
+      const values = new Float32Array(trimmedWidth * (trimmed.bottom - trimmed.top));
       const sel = doc.state.selection!;
-      for (let y = 0; y < height; y++) {
-        for (let x = 0; x < width; x++) samples[y * width + x] = this.encodeAlpha(sel[(trimmed.top + y) * doc.width + trimmed.left + x]!, doc.depth);
+      for (let y = trimmed.top; y < trimmed.bottom; y++) {
+        values.set(sel.subarray(y * doc.width + trimmed.left, y * doc.width + trimmed.right), (y - trimmed.top) * trimmedWidth);
       }
+      const { width, height } = scaledSize(trimmed, scale);
+      const shrunk = areaAverage(values, trimmedWidth, trimmed.bottom - trimmed.top, 1, { width, height });
+      const samples = new TYPE_BY_SIZE[doc.depth](width * height);
+      for (let i = 0; i < samples.length; i++) samples[i] = this.encodeAlpha(shrunk[i]!, doc.depth);
+      this.reads.push({ api: "getSelection", targetSize: options.targetSize, sourceBounds: trimmed, width, height, samples: samples.length });
       return { imageData: new FakeImageData(width, height, 1, doc.depth, "Grayscale", "Gray Gamma 2.2", samples), sourceBounds: trimmed };
     },
 

@@ -5,7 +5,9 @@
  */
 import { describe, expect, it } from "vitest";
 import { PanelError } from "../../plugin/src/errors";
-import type { NewLayer } from "../../plugin/src/photoshop/host";
+import { resizeRgba } from "../../plugin/src/operations/geometry";
+import type { Mask8, NewLayer, Rgba8 } from "../../plugin/src/photoshop/host";
+import { levelToDocument, resizeMask, scaledPlacement } from "../../plugin/src/photoshop/pixels";
 import { createPhotoshopHost } from "../../plugin/src/photoshop/uxp-host";
 import { FakePhotoshop, type FakeDepth, type FakeMode } from "./fake-photoshop";
 
@@ -68,6 +70,32 @@ describe("the in-memory Photoshop keeps UXP's rules", () => {
     expect(doc.history).toEqual(["Group Layers", "New Layer"]);
   });
 
+  it("scales reads down with targetSize: the trimmed area at targetSize / sourceBounds, area-averaged", async () => {
+    const { ps, doc } = photo();
+    const sticker = doc.layers[0]!;
+    // One side given: the same scale for both (the aspect ratio kept), here 1/2.
+    const half = await ps.imaging.getPixels({ layerID: sticker.id, sourceBounds: { left: 0, top: 0, right: 40, bottom: 30 }, targetSize: { height: 15 } });
+    expect(half.sourceBounds).toEqual({ left: 20, top: 10, right: 30, bottom: 15 });
+    expect(half.level).toBe(0);
+    expect([half.imageData.width, half.imageData.height]).toEqual([5, 3]);
+    const red = await half.imageData.getData({ chunky: true });
+    expect(Array.from({ length: 15 }, (_, i) => [...red.subarray(i * 4, i * 4 + 4)])).toEqual(Array(15).fill([255, 0, 0, 255]));
+    // The background's gradient: each pixel the mean of the 2x2 it covers.
+    const background = doc.layers[1]!;
+    const shrunk = await ps.imaging.getPixels({ layerID: background.id, sourceBounds: { left: 0, top: 0, right: 40, bottom: 30 }, targetSize: { width: 20, height: 15 } });
+    expect([shrunk.imageData.width, shrunk.imageData.height, shrunk.imageData.components]).toEqual([20, 15, 3]);
+    const source = gradient(40, 30).data;
+    const mean = [0, 1, 40, 41].reduce((n, i) => n + source[i * 4]!, 0) / 4;
+    expect((await shrunk.imageData.getData({ chunky: true }))[0]).toBe(Math.round(mean));
+    doc.setSelection(Uint8Array.from({ length: 40 * 30 }, (_, i) => (i % 40 < 2 && i < 40 * 2 ? 255 : 0)));
+    const selection = await ps.imaging.getSelection({ sourceBounds: { left: 0, top: 0, right: 40, bottom: 30 }, targetSize: { width: 10 } });
+    expect(selection.sourceBounds).toEqual({ left: 0, top: 0, right: 2, bottom: 2 });
+    expect([selection.imageData.width, selection.imageData.height]).toEqual([1, 1]);
+    expect([...(await selection.imageData.getData({ chunky: true }))]).toEqual([255]);
+    expect(ps.reads.map((r) => [r.api, r.samples])).toEqual([["getPixels", 60], ["getPixels", 900], ["getSelection", 1]]);
+    await expect(ps.imaging.getPixels({ sourceBounds: { left: 0, top: 0, right: 40, bottom: 30 }, targetSize: { width: 80 } })).rejects.toThrow(/enlarging/);
+  });
+
   it("moves every layer and the selection by the anchor when the canvas grows", async () => {
     const { ps, doc } = photo();
     doc.setSelection(Uint8Array.from({ length: 40 * 30 }, (_, i) => (i === 0 ? 255 : 0)));
@@ -112,6 +140,30 @@ describe("the Photoshop adapter", () => {
     expect(px(15, 10)).toEqual([0, 0, 0, 0]);
     const empty = await host.readPixels(doc.id, { kind: "layer", layerId: sticker.id }, { x: 0, y: 0, width: 5, height: 5 });
     expect(empty.data.every((v) => v === 0)).toBe(true);
+  });
+
+  it("refuses to read at a size bigger than the region, and reads the region's own size unscaled", async () => {
+    const { ps, host, doc } = photo();
+    doc.setSelection(new Uint8Array(40 * 30).fill(255));
+    const region = { x: 5, y: 5, width: 30, height: 20 };
+    await expect(host.readPixels(doc.id, { kind: "composite" }, region, { width: 31, height: 10 })).rejects.toThrow("Reads only scale down: 31x10 is bigger than the 30x20 region read.");
+    await expect(host.readSelection(doc.id, region, { width: 10, height: 21 })).rejects.toThrow("Reads only scale down: 10x21 is bigger than the 30x20 region read.");
+    await expect(host.readPixels(doc.id, { kind: "composite" }, region, { width: 0, height: 10 })).rejects.toThrow(/whole pixels, at least 1x1/);
+    await expect(host.readPixels(doc.id, { kind: "composite" }, region, { width: 2.5, height: 10 })).rejects.toThrow(/whole pixels/);
+    expect(ps.reads).toEqual([]);
+    const same = await host.readPixels(doc.id, { kind: "composite" }, region, { width: 30, height: 20 });
+    expect(ps.reads.at(-1)!.targetSize).toBeUndefined();
+    expect(Buffer.from(same.data).equals(Buffer.from((await host.readPixels(doc.id, { kind: "composite" }, region)).data))).toBe(true);
+  });
+
+  it("places scaled reads by rounding each edge, and reads pyramid-level bounds as document pixels", () => {
+    const region = { x: 100, y: 50, width: 1000, height: 500 };
+    expect(scaledPlacement({ left: 100, top: 50, right: 1100, bottom: 550 }, region, { width: 300, height: 7 })).toEqual({ left: 0, top: 0, width: 300, height: 7 });
+    expect(scaledPlacement({ left: 433, top: 50, right: 767, bottom: 300 }, region, { width: 300, height: 100 })).toEqual({ left: 100, top: 0, width: 100, height: 50 });
+    // A sliver keeps one pixel.
+    expect(scaledPlacement({ left: 1099, top: 549, right: 1100, bottom: 550 }, region, { width: 10, height: 5 })).toEqual({ left: 9, top: 4, width: 1, height: 1 });
+    expect(levelToDocument({ left: 10, top: 5, right: 60, bottom: 40 }, 2)).toEqual({ left: 40, top: 20, right: 240, bottom: 160 });
+    expect(levelToDocument({ left: 10, top: 5, right: 60, bottom: 40 }, 0)).toEqual({ left: 10, top: 5, right: 60, bottom: 40 });
   });
 
   it("reads the merged image of 16- and 32-bit documents as the same 8-bit sRGB as an 8-bit one", async () => {
@@ -222,5 +274,148 @@ describe("the Photoshop adapter", () => {
     const { host } = photo();
     const url = await host.encodeThumbnail({ width: 2, height: 2, channels: 4, data: new Uint8Array(16).fill(200) });
     expect(url).toMatch(/^data:image\/jpeg;base64,[A-Za-z0-9+/]+=*$/);
+  });
+});
+
+describe("reading a big document scaled down", () => {
+  // 3000x2000 with one painted layer that covers only part of the region read: Photoshop trims.
+  const canvas = { width: 3000, height: 2000 };
+  const paint = { left: 700, top: 500, width: 2000, height: 1400 };
+  const region = { x: 400, y: 300, width: 2400, height: 1600 };
+  const trimmed = { left: 700, top: 500, right: 2700, bottom: 1900 };
+  // Where the painting lands at each size (each edge scaled by size/region and rounded), and the
+  // size the fake Photoshop answers with (the trimmed area scaled and rounded as a whole): at
+  // 333x222 that is a pixel wider than its place, so the host resamples it.
+  const sizes = [
+    { size: { width: 240, height: 160 }, place: { left: 30, top: 20, right: 230, bottom: 160 }, handed: [200, 140] },
+    { size: { width: 333, height: 222 }, place: { left: 42, top: 28, right: 319, bottom: 222 }, handed: [278, 194] },
+  ];
+
+  function painting() {
+    const { width, height } = paint;
+    const data = new Uint8Array(width * height * 4);
+    for (let y = 0; y < height; y++) {
+      for (let x = 0; x < width; x++) {
+        const o = (y * width + x) * 4;
+        data[o] = Math.round(40 + (170 * x) / width);
+        data[o + 1] = Math.round(40 + (170 * y) / height);
+        data[o + 2] = Math.round(128 + 60 * Math.sin((2 * Math.PI * x) / 400) * Math.cos((2 * Math.PI * y) / 300));
+        data[o + 3] = 255;
+      }
+    }
+    return { width, height, data };
+  }
+
+  let made: { ps: FakePhotoshop; doc: ReturnType<FakePhotoshop["openDocument"]>; host: ReturnType<typeof createPhotoshopHost> } | undefined;
+  function big() {
+    if (made) return made;
+    const ps = new FakePhotoshop();
+    const doc = ps.openDocument({ ...canvas, layers: [{ name: "Painting", pixels: painting(), left: paint.left, top: paint.top }] });
+    made = { ps, doc, host: createPhotoshopHost(ps) };
+    return made;
+  }
+
+  const inside = (place: { left: number; top: number; right: number; bottom: number }, x: number, y: number, margin = 0) =>
+    x >= place.left + margin && x < place.right - margin && y >= place.top + margin && y < place.bottom - margin;
+
+  it("gives exactly the size asked for, like a full read downscaled, transparent where the document has no pixels", async () => {
+    const { ps, doc, host } = big();
+    const full = await host.readPixels(doc.id, { kind: "composite" }, region);
+    expect(ps.reads.at(-1)).toMatchObject({ api: "getPixels", targetSize: undefined, sourceBounds: trimmed, samples: 2000 * 1400 * 4 });
+    for (const { size, place, handed } of sizes) {
+      const small = await host.readPixels(doc.id, { kind: "composite" }, region, size);
+      expect([small.width, small.height]).toEqual([size.width, size.height]);
+      // Photoshop did the scaling: it was asked for targetSize and handed over only the small image.
+      const read = ps.reads.at(-1)!;
+      expect(read).toMatchObject({ api: "getPixels", targetSize: size, sourceBounds: trimmed });
+      expect([read.width, read.height]).toEqual(handed);
+      expect(read.samples).toBe(handed[0]! * handed[1]! * 4);
+      expect(read.samples).toBeLessThan((2000 * 1400 * 4) / 50);
+
+      const reference = resizeRgba(full, size.width, size.height);
+      const wrong: string[] = [];
+      let worst = 0;
+      let total = 0;
+      let compared = 0;
+      for (let y = 0; y < size.height; y++) {
+        for (let x = 0; x < size.width; x++) {
+          const o = (y * size.width + x) * 4;
+          const px = small.data.subarray(o, o + 4);
+          if (!inside(place, x, y)) {
+            if (px.some((v) => v !== 0)) wrong.push(`padding at ${x},${y} is ${[...px]}`);
+            continue;
+          }
+          if (px[3] !== 255) wrong.push(`alpha at ${x},${y} is ${px[3]}`);
+          // Edge pixels blend with the transparent padding differently in the two filters.
+          if (!inside(place, x, y, 2)) continue;
+          for (let k = 0; k < 3; k++) {
+            const d = Math.abs(px[k]! - reference.data[o + k]!);
+            worst = Math.max(worst, d);
+            total += d;
+            compared++;
+          }
+        }
+      }
+      expect(wrong.slice(0, 5), `${size.width}x${size.height}`).toEqual([]);
+      expect(worst, `${size.width}x${size.height}`).toBeLessThanOrEqual(4);
+      expect(total / compared, `${size.width}x${size.height}`).toBeLessThan(0.75);
+    }
+  });
+
+  it("reads a layer at a size the same way", async () => {
+    const { ps, doc, host } = big();
+    const layer = doc.layers[0]!;
+    const { size } = sizes[1]!;
+    const fromLayer = await host.readPixels(doc.id, { kind: "layer", layerId: layer.id }, region, size);
+    expect(ps.reads.at(-1)).toMatchObject({ api: "getPixels", targetSize: size, sourceBounds: trimmed });
+    const composite = await host.readPixels(doc.id, { kind: "composite" }, region, size);
+    expect(Buffer.from(fromLayer.data).equals(Buffer.from(composite.data))).toBe(true);
+  });
+
+  it("reads the selection at a size like a full read downscaled", async () => {
+    const { ps, doc, host } = big();
+    // A soft disc: fully selected within 300 px of (1500, 1100), fading out by 700 (a wide
+    // feather: a scaled read lands on whole output pixels, up to half of one off, and the
+    // tolerance below allows for that over this ramp).
+    const selection = new Uint8Array(canvas.width * canvas.height);
+    for (let y = 0; y < canvas.height; y++) {
+      for (let x = 0; x < canvas.width; x++) {
+        const d = Math.hypot(x + 0.5 - 1500, y + 0.5 - 1100);
+        selection[y * canvas.width + x] = Math.round(Math.min(1, Math.max(0, (700 - d) / 400)) * 255);
+      }
+    }
+    doc.setSelection(selection);
+    try {
+      const full = (await host.readSelection(doc.id, region)) as Mask8;
+      const selected = ps.reads.at(-1)!;
+      expect(selected.api).toBe("getSelection");
+      expect(selected.sourceBounds).toEqual({ left: 801, top: 401, right: 2199, bottom: 1799 });
+      for (const { size } of sizes) {
+        const small = (await host.readSelection(doc.id, region, size)) as Mask8;
+        expect([small.width, small.height]).toEqual([size.width, size.height]);
+        const read = ps.reads.at(-1)!;
+        expect(read).toMatchObject({ api: "getSelection", targetSize: size, sourceBounds: selected.sourceBounds });
+        expect(read.samples).toBeLessThanOrEqual(size.width * size.height);
+        const reference = resizeMask(full, size.width, size.height);
+        let worst = 0;
+        for (let i = 0; i < small.data.length; i++) worst = Math.max(worst, Math.abs(small.data[i]! - reference.data[i]!));
+        expect(worst, `${size.width}x${size.height}`).toBeLessThanOrEqual(3);
+        // Unselected where the region has no selection; selected in the middle.
+        expect(small.data[0]).toBe(0);
+        expect(small.data[small.data.length - 1]).toBe(0);
+        expect(small.data[Math.floor(size.height / 2) * size.width + Math.floor(size.width / 2)]).toBe(255);
+      }
+    } finally {
+      doc.setSelection(null);
+    }
+  });
+
+  it("reads nothing from Photoshop for a layer with no pixels in the region, at the size asked for", async () => {
+    const { ps, doc, host } = big();
+    const before = ps.reads.length;
+    const empty: Rgba8 = await host.readPixels(doc.id, { kind: "layer", layerId: doc.layers[0]!.id }, { x: 0, y: 0, width: 600, height: 400 }, { width: 60, height: 40 });
+    expect([empty.width, empty.height]).toEqual([60, 40]);
+    expect(empty.data.every((v) => v === 0)).toBe(true);
+    expect(ps.reads.length).toBe(before);
   });
 });

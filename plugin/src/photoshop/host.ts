@@ -42,6 +42,12 @@ export interface Mask8 {
   data: Uint8Array;
 }
 
+/** The size, in pixels, a read returns. */
+export interface ReadSize {
+  width: number;
+  height: number;
+}
+
 export type PixelSource = { kind: "composite" } | { kind: "layer"; layerId: number };
 
 /** One new pixel layer: its pixels, where they go, and an optional layer mask of the same size. */
@@ -81,10 +87,21 @@ export interface DocumentHost {
   /**
    * Pixels of the merged visible image or of one layer, as 8-bit sRGB whatever the document's
    * depth, padded to exactly `region` (areas without pixels are transparent).
+   *
+   * With `size` the region is read scaled down, by Photoshop (imaging.getPixels' targetSize,
+   * which may answer from its smaller cached pyramid levels), so a big document is never read
+   * whole: the result is the region resampled to exactly size.width x size.height (scaled by
+   * size/region on each axis), still transparent where the document has no pixels. Each side
+   * of `size` must be a whole number from 1 to the region's side: bigger (enlarging) is refused
+   * with an Error. Without `size`, or with the region's own size, nothing is resampled.
    */
-  readPixels(documentId: number, source: PixelSource, region: Region): Promise<Rgba8>;
-  /** The selection as a soft mask over `region` (feathered edges kept); null when nothing is selected. */
-  readSelection(documentId: number, region: Region): Promise<Mask8 | null>;
+  readPixels(documentId: number, source: PixelSource, region: Region, size?: ReadSize): Promise<Rgba8>;
+  /**
+   * The selection as a soft mask over `region` (feathered edges kept); null when nothing is
+   * selected there. `size` reads it scaled down to exactly that size, as readPixels does
+   * (imaging.getSelection's targetSize; unselected where the region has no selection).
+   */
+  readSelection(documentId: number, region: Region, size?: ReadSize): Promise<Mask8 | null>;
   /**
    * Grows the canvas and adds the layers in one modal operation and one history state: a single
    * Undo removes all of it, and when anything fails the document is rolled back as it was.

@@ -1,8 +1,10 @@
 /**
  * Pixel conversions between Photoshop's image data (8, 16 or 32 bits; gray or RGB; with or
- * without alpha) and the panel's 8-bit sRGB RGBA. Pure functions: no Photoshop APIs here.
+ * without alpha) and the panel's 8-bit sRGB RGBA, and putting Photoshop's trimmed (and maybe
+ * scaled) reads back into the rectangle asked for. Pure functions: no Photoshop APIs here.
  */
-import type { Mask8, Rgba8 } from "./host";
+import { asRgba, resizeRgba } from "../operations/geometry";
+import type { Mask8, ReadSize, Rgba8 } from "./host";
 
 export type ComponentSize = 8 | 16 | 32;
 export type Samples = Uint8Array | Uint16Array | Float32Array;
@@ -149,4 +151,96 @@ function blit(src: Uint8Array, sw: number, sh: number, channels: number, dx: num
     const from = ((y - dy) * sw + (x0 - dx)) * channels;
     dst.set(src.subarray(from, from + (x1 - x0) * channels), (y * dw + x0) * channels);
   }
+}
+
+/** A rectangle by its edges, as Photoshop's imaging API gives bounds. */
+export interface Edges {
+  left: number;
+  top: number;
+  right: number;
+  bottom: number;
+}
+
+/** The size a read of `region` returns: `size` when given (checked: scaling down only), else the region's own. */
+export function readSize(region: ReadSize, size?: ReadSize): ReadSize {
+  if (!size) return { width: region.width, height: region.height };
+  const { width, height } = size;
+  if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) {
+    throw new Error(`A read's size must be whole pixels, at least 1x1, not ${width}x${height}.`);
+  }
+  if (width > region.width || height > region.height) {
+    throw new Error(`Reads only scale down: ${width}x${height} is bigger than the ${region.width}x${region.height} region read.`);
+  }
+  return { width, height };
+}
+
+/**
+ * Bounds Photoshop returned from a pyramid level (a cache at 1/2^level of full resolution,
+ * whose coordinates the returned sourceBounds are in, per @types/photoshop) in document
+ * pixels. Level 0, the full-resolution canvas, is the document itself.
+ */
+export function levelToDocument(bounds: Edges, level: number | undefined): Edges {
+  const f = level && level > 0 ? 2 ** level : 1;
+  return { left: bounds.left * f, top: bounds.top * f, right: bounds.right * f, bottom: bounds.bottom * f };
+}
+
+/** One edge at `from` scale, `to` scale: rounded the same way for every edge, clamped to the image. */
+function scaleEdge(v: number, from: number, to: number): number {
+  return Math.min(to, Math.max(0, Math.round((v * to) / from)));
+}
+
+/** A span [lo, hi) of the scaled image, at least one pixel wide. */
+function scaleSpan(lo: number, hi: number, from: number, to: number): [number, number] {
+  let a = scaleEdge(lo, from, to);
+  let b = scaleEdge(hi, from, to);
+  if (b <= a) {
+    a = Math.min(a, to - 1);
+    b = a + 1;
+  }
+  return [a, b];
+}
+
+/**
+ * Where `bounds` (document pixels) land in an image of `size` that shows `region` scaled:
+ * every edge is scaled by size/region and rounded on its own, so the whole region maps onto
+ * exactly `size`, areas that meet in the document meet in the image, and any area keeps at
+ * least one pixel. Without scaling (size = region) this is `bounds` relative to the region.
+ */
+export function scaledPlacement(bounds: Edges, region: { x: number; y: number } & ReadSize, size: ReadSize): { left: number; top: number; width: number; height: number } {
+  const [left, right] = scaleSpan(bounds.left - region.x, bounds.right - region.x, region.width, size.width);
+  const [top, bottom] = scaleSpan(bounds.top - region.y, bounds.bottom - region.y, region.height, size.height);
+  return { left, top, width: right - left, height: bottom - top };
+}
+
+/** A mask resampled to width x height with the RGBA resampler (the mask as an opaque gray image). */
+export function resizeMask(mask: Mask8, width: number, height: number): Mask8 {
+  if (mask.width === width && mask.height === height) return mask;
+  const gray = resizeRgba(asRgba({ ...mask, channels: 1 }), width, height);
+  return { width, height, data: Uint8Array.from({ length: width * height }, (_, i) => gray.data[i * 4]!) };
+}
+
+/**
+ * Photoshop's answer to a read of `region` at `size`, in the rectangle asked for: `at` is the
+ * returned sourceBounds in document pixels (trimmed to where pixels exist). The image is
+ * resampled to the exact scaled size of `at` when Photoshop's differs (its own rounding, a
+ * pyramid level), then padded to `size` (transparent / unselected where it has no pixels).
+ */
+function place<T extends Rgba8 | Mask8>(
+  image: T,
+  at: Edges,
+  region: { x: number; y: number } & ReadSize,
+  size: ReadSize,
+  resize: (image: T, width: number, height: number) => T,
+  pad: (image: T, at: { left: number; top: number }, into: ReadSize) => T,
+): T {
+  const spot = scaledPlacement(at, region, size);
+  return pad(resize(image, spot.width, spot.height), spot, size);
+}
+
+export function placeRgba(image: Rgba8, at: Edges, region: { x: number; y: number } & ReadSize, size: ReadSize): Rgba8 {
+  return place(image, at, region, size, resizeRgba, padRgba);
+}
+
+export function placeMask(mask: Mask8, at: Edges, region: { x: number; y: number } & ReadSize, size: ReadSize): Mask8 {
+  return place(mask, at, region, size, resizeMask, padMask);
 }

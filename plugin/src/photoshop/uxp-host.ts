@@ -1,5 +1,6 @@
 /**
- * DocumentHost on Photoshop's UXP APIs: imaging.getPixels / getSelection to read, and
+ * DocumentHost on Photoshop's UXP APIs: imaging.getPixels / getSelection to read (scaled down
+ * by Photoshop with targetSize when a smaller size is asked for), and
  * createPixelLayer + putPixels + putLayerMask to write, every write of one generation inside
  * one executeAsModal and one suspended history state (rolled back when anything fails).
  */
@@ -7,8 +8,8 @@ import type { Region } from "../../../protocol";
 import { PanelError } from "../errors";
 import type { ExecutionContext, PhotoshopApi, PsDocument, PsLayer, imaging } from "./api";
 import { canvasGrowth } from "./canvas";
-import type { ColorModeName, DocumentEdit, DocumentHost, DocumentInfo, LayerInfo, Mask8, NewLayer, PixelSource, Rgba8, WrittenEdit } from "./host";
-import { fromRgba8, maskFrom8, padMask, padRgba, toMask8, toRgba8, type ComponentSize } from "./pixels";
+import type { ColorModeName, DocumentEdit, DocumentHost, DocumentInfo, LayerInfo, Mask8, NewLayer, PixelSource, ReadSize, Rgba8, WrittenEdit } from "./host";
+import { fromRgba8, levelToDocument, maskFrom8, placeMask, placeRgba, readSize, toMask8, toRgba8, type ComponentSize } from "./pixels";
 
 const SRGB = "sRGB IEC61966-2.1";
 const GRAY = "Gray Gamma 2.2";
@@ -118,6 +119,16 @@ export function createPhotoshopHost<L extends PsLayer>(ps: PhotoshopApi<L>): Doc
     return { left: region.x, top: region.y, right: region.x + region.width, bottom: region.y + region.height };
   }
 
+  /** Photoshop's targetSize option for a read of `region` at `size` (none when nothing is scaled). */
+  function targetSizeOf(region: Region, size: ReadSize): { targetSize?: { width: number; height: number } } {
+    return size.width === region.width && size.height === region.height ? {} : { targetSize: { width: size.width, height: size.height } };
+  }
+
+  /** The bounds a read returned, in document pixels (scaled reads may come from a pyramid level). */
+  function returnedBounds(result: { sourceBounds: imaging.Bounds; level?: number }) {
+    return levelToDocument(result.sourceBounds, result.level);
+  }
+
   function componentSizeOf(doc: PsDocument): ComponentSize {
     const bits = bitsOf(doc.bitsPerChannel);
     if (bits === 1) throw new PanelError("Bitmap documents cannot hold new pixel layers: choose Image > Mode > Grayscale first.", "unsupported_document");
@@ -207,9 +218,10 @@ export function createPhotoshopHost<L extends PsLayer>(ps: PhotoshopApi<L>): Doc
       return null;
     },
 
-    async readPixels(documentId: number, source: PixelSource, region: Region): Promise<Rgba8> {
+    async readPixels(documentId: number, source: PixelSource, region: Region, size?: ReadSize): Promise<Rgba8> {
+      const out = readSize(region, size);
       const doc = findDocument(documentId);
-      const empty = (): Rgba8 => ({ width: region.width, height: region.height, data: new Uint8Array(region.width * region.height * 4) });
+      const empty = (): Rgba8 => ({ width: out.width, height: out.height, data: new Uint8Array(out.width * out.height * 4) });
       let layerID: number | undefined;
       if (source.kind === "layer") {
         const layer = findLayer(doc.layers, source.layerId);
@@ -223,6 +235,7 @@ export function createPhotoshopHost<L extends PsLayer>(ps: PhotoshopApi<L>): Doc
           documentID: documentId,
           ...(layerID !== undefined ? { layerID } : {}),
           sourceBounds: boundsOf(region),
+          ...targetSizeOf(region, out),
           colorSpace: "RGB",
           colorProfile: SRGB,
           componentSize: 8,
@@ -230,25 +243,24 @@ export function createPhotoshopHost<L extends PsLayer>(ps: PhotoshopApi<L>): Doc
         });
         const image = await dataOf(result.imageData);
         try {
-          const rgba = toRgba8(image.samples, image);
           // Bounds come back trimmed to where pixels exist: put them back where they belong.
-          return padRgba(rgba, { left: result.sourceBounds.left - region.x, top: result.sourceBounds.top - region.y }, region);
+          return placeRgba(toRgba8(image.samples, image), returnedBounds(result), region, out);
         } finally {
           dispose(result.imageData);
         }
       });
     },
 
-    async readSelection(documentId: number, region: Region): Promise<Mask8 | null> {
+    async readSelection(documentId: number, region: Region, size?: ReadSize): Promise<Mask8 | null> {
+      const out = readSize(region, size);
       const doc = findDocument(documentId);
       const bounds = doc.selection.bounds;
       if (!bounds || !intersects(region, bounds)) return null;
       return modal("Underpaint: reading the selection", async () => {
-        const result = await ps.imaging.getSelection({ documentID: documentId, sourceBounds: boundsOf(region) });
+        const result = await ps.imaging.getSelection({ documentID: documentId, sourceBounds: boundsOf(region), ...targetSizeOf(region, out) });
         const image = await dataOf(result.imageData);
         try {
-          const mask = toMask8(image.samples, image);
-          return padMask(mask, { left: result.sourceBounds.left - region.x, top: result.sourceBounds.top - region.y }, region);
+          return placeMask(toMask8(image.samples, image), returnedBounds(result), region, out);
         } finally {
           dispose(result.imageData);
         }
