@@ -3,6 +3,7 @@
  * receive with these; nothing else is trusted.
  */
 import { z } from "zod";
+import type * as geometry from "../geometry";
 
 const u32 = z.number().int().min(0).max(0xffffffff);
 
@@ -50,14 +51,20 @@ export const FrameRef = z.object({
 });
 export type FrameRef = z.infer<typeof FrameRef>;
 
+const side = z.number().int().positive();
+
+/** A width and height in pixels. */
+export const Size = z.object({ width: side, height: side }) satisfies z.ZodType<geometry.Size>;
+export type Size = geometry.Size;
+
 /** A rectangle in document pixels. */
 export const Region = z.object({
   x: z.number().int(),
   y: z.number().int(),
-  width: z.number().int().positive(),
-  height: z.number().int().positive(),
-});
-export type Region = z.infer<typeof Region>;
+  width: side,
+  height: side,
+}) satisfies z.ZodType<geometry.Region>;
+export type Region = geometry.Region;
 
 /** Canvas extension per side, in pixels, for outpainting. */
 export const Expansion = z.object({
@@ -65,8 +72,8 @@ export const Expansion = z.object({
   top: z.number().int().min(0),
   right: z.number().int().min(0),
   bottom: z.number().int().min(0),
-});
-export type Expansion = z.infer<typeof Expansion>;
+}) satisfies z.ZodType<geometry.Expansion>;
+export type Expansion = geometry.Expansion;
 
 export const JobRequest = z
   .object({
@@ -83,22 +90,31 @@ export const JobRequest = z
     /** How much of the init image is repainted (img2img, inpaint): 0 keeps it, 1 ignores it. */
     strength: z.number().min(0).max(1).default(1),
     scheduler: SchedulerName,
-    width: z.number().int().positive(),
-    height: z.number().int().positive(),
     variations: z.number().int().min(1).max(8).default(1),
     /** Cut the prompt at the model's token limit as diffusers does, instead of 75-token windows. */
     truncatePrompt: z.boolean().default(false),
     /** Stream a small preview after each step. */
     previews: z.boolean().default(true),
+    /** The document's size in pixels, before any growth: results are placed in it. */
+    canvas: Size,
+    /** txt2img / img2img: the picture's size in pixels (default: the canvas). */
+    output: Size.optional(),
+    /** txt2img / img2img: the size the model works at, multiples of 8 (default: the daemon picks it from the model). */
+    size: Size.optional(),
+    /** inpaint / outpaint: the most pixels the model works on (default: 1.5 x the model's native area). */
+    budget: z.number().int().min(64 * 64).optional(),
     /**
-     * Inpaint / outpaint: what the model sees around the selection. "automatic" pads the selection
-     * by a margin that grows with its size; "selection" is the selection's bounds alone; "image"
-     * is the whole picture.
+     * Inpaint: what the model sees around the selection. "automatic" pads the selection by a margin
+     * that grows with its size; "selection" is the selection's bounds alone; "image" is the whole picture.
      */
     context: z.enum(["automatic", "selection", "image"]).default("automatic"),
     image: FrameRef.optional(),
     mask: FrameRef.optional(),
-    /** Inpaint: where the image and mask sit in the document (results come back for this rectangle). */
+    /**
+     * inpaint / outpaint: the document rectangle the image and mask cover (default: the whole
+     * canvas). Inpainting frames may be smaller than it (read scaled down); outpainting frames are
+     * at document resolution.
+     */
     region: Region.optional(),
     /** Outpaint: how far to extend the canvas on each side. */
     expand: Expansion.optional(),
@@ -118,6 +134,10 @@ export const JobRequest = z
     }
     if (job.image && job.mask && job.image.frameId === job.mask.frameId) {
       ctx.addIssue({ code: "custom", path: ["mask", "frameId"], message: "image and mask need different frame ids" });
+    }
+    const r = job.region;
+    if (r && (r.x < 0 || r.y < 0 || r.x + r.width > job.canvas.width || r.y + r.height > job.canvas.height)) {
+      ctx.addIssue({ code: "custom", path: ["region"], message: "the region must lie inside the canvas" });
     }
   });
 export type JobRequest = z.infer<typeof JobRequest>;
@@ -231,6 +251,8 @@ export type Stage = z.infer<typeof Stage>;
 export const Progress = z.object({
   type: z.literal("progress"),
   jobId: u32,
+  /** Which variation (0-based) this is about. */
+  variation: z.number().int().min(0),
   stage: Stage,
   step: z.number().int().min(0),
   total: z.number().int().min(0),
@@ -245,8 +267,11 @@ export const Result = z.object({
   seed: z.number().int().min(0),
   /** The result frame with this id follows the message. */
   frame: FrameRef,
-  /** Where the result goes in the document (inpaint/outpaint); absent for whole images. */
-  region: Region.optional(),
+  /**
+   * Where the layer goes, in document pixels after any canvas growth: the frame's exact size. Whole
+   * pictures cover the output; edits are cut to where they show (alpha > 0).
+   */
+  region: Region,
 });
 
 export const Done = z.object({

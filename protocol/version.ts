@@ -1,5 +1,5 @@
 /** Bumped whenever a message or the frame layout changes incompatibly. */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 /**
  * The daemon's port. Chosen away from the ports other Stable Diffusion servers use

@@ -8,9 +8,10 @@ import { z } from "zod";
 import { SchedulerName, type Expansion } from "../../protocol";
 import { composite } from "../imaging/composite";
 import { expandCanvas } from "../imaging/outpaint";
-import type { Image8 } from "../imaging/types";
+import { regionOf, type Pixels } from "../../geometry";
+import { cropImage, pasteImage } from "../imaging/image";
 import { DiffusionEngine } from "../engine/diffusion-engine";
-import type { Raster } from "../engine/engine";
+import type { EngineResult, GenerationJob, GenerationSettings } from "../engine/engine";
 import { OptimizedModelCache, optimizedCacheSwitchedOff } from "../models/optimized-models";
 import { cacheDir, defaultModelsDir } from "../paths";
 import { intFlag, numberFlag, parseWith, UsageError } from "./args";
@@ -23,7 +24,7 @@ export const GENERATE_USAGE = `underpaint generate --model DIR|ID --prompt TEXT 
       --mask: inpaint where the mask is white (black = keep); writes the picture at the input's size
       --context automatic|selection|image: what the model sees around the mask (default automatic)
       --expand: extend the canvas by that many pixels per side; writes the enlarged picture
-      (with --mask or --expand, W x H is the model's working resolution, default its native one)`;
+      (with --mask or --expand, W x H caps the pixels the model works on; default 1.5 x its native area)`;
 
 export async function generateCommand(argv: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -76,47 +77,49 @@ export async function generateCommand(argv: string[]): Promise<void> {
   const seed = parseWith(intFlag(0, Number.MAX_SAFE_INTEGER), values.seed ?? randomInt(0, 2 ** 32), "seed");
   if ((values.mask || values.expand) && !values.init) throw new UsageError("--mask and --expand need --init IMAGE.");
   if (values.mask && values.expand) throw new UsageError("Use either --mask (inpaint) or --expand (outpaint), not both.");
-  const image = values.init ? await readRaster(values.init, 3) : undefined;
-  const mask = values.mask ? await readRaster(values.mask, 1) : undefined;
+  const image = values.init ? await readPixels(values.init, 3) : undefined;
+  const mask = values.mask ? await readPixels(values.mask, 1) : undefined;
   const expand = values.expand ? parseExpansion(values.expand) : undefined;
-  const mode = mask ? "inpaint" : expand ? "outpaint" : image ? "img2img" : "txt2img";
-  const strength = parseWith(numberFlag(0, 1), values.strength ?? (mode === "img2img" ? 0.75 : 1), "strength");
+  const strength = parseWith(numberFlag(0, 1), values.strength ?? (image && !mask && !expand ? 0.75 : 1), "strength");
+  const settings: GenerationSettings = {
+    model: modelId,
+    prompt: values.prompt,
+    negativePrompt: values.negative,
+    seed,
+    steps: parseWith(intFlag(1, 200), values.steps, "steps"),
+    guidance: parseWith(numberFlag(0, 50), values.guidance, "guidance"),
+    scheduler: parseWith(SchedulerName, values.scheduler, "scheduler"),
+    variations: parseWith(intFlag(1, 8), values.variations, "variations"),
+    truncatePrompt: values.truncate,
+    previews: false,
+  };
+  // --width/--height: the picture's size and the model's working size for whole pictures; the budget for edits.
+  const wanted = { width, height };
+  const whole = { output: wanted, size: wanted };
+  const placement = image ? { canvas: { width: image.width, height: image.height }, region: regionOf(image) } : undefined;
+  const budget = values.width || values.height ? { budget: width * height } : {};
+  const job: GenerationJob =
+    image && mask
+      ? { ...settings, mode: "inpaint", image, mask, strength, context: parseWith(z.enum(["automatic", "selection", "image"]), values.context, "context"), ...placement!, ...budget }
+      : image && expand
+        ? { ...settings, mode: "outpaint", image, expand, ...placement!, ...budget }
+        : image
+          ? { ...settings, mode: "img2img", image, strength, ...whole }
+          : { ...settings, mode: "txt2img", ...whole };
   const notices: string[] = [];
   const controller = new AbortController();
   process.once("SIGINT", () => controller.abort());
   try {
-    const results = await engine.run(
-      {
-        jobId: 1,
-        mode,
-        model: modelId,
-        prompt: values.prompt,
-        negativePrompt: values.negative,
-        seed,
-        steps: parseWith(intFlag(1, 200), values.steps, "steps"),
-        guidance: parseWith(numberFlag(0, 50), values.guidance, "guidance"),
-        strength,
-        scheduler: parseWith(SchedulerName, values.scheduler, "scheduler"),
-        width,
-        height,
-        variations: parseWith(intFlag(1, 8), values.variations, "variations"),
-        truncatePrompt: values.truncate,
-        previews: false,
-        ...(image ? { image } : {}),
-        ...(mask ? { mask, context: parseWith(z.enum(["automatic", "selection", "image"]), values.context, "context") } : {}),
-        ...(expand ? { expand } : {}),
-      },
-      {
-        signal: controller.signal,
-        onProgress: (p) => bar.update(p.stage, p.step, p.total),
-        onNotice: (notice) => notices.push(notice),
-      },
-    );
+    const results = await engine.run(job, {
+      signal: controller.signal,
+      onProgress: (p) => bar.update(p.stage, p.step, p.total),
+      onNotice: (notice) => notices.push(notice),
+    });
     bar.done();
     for (const notice of notices) process.stderr.write(`note: ${notice}\n`);
     for (const result of results) {
       const file = results.length > 1 ? variationFile(values.out, result.variation) : values.out;
-      const { data, width: w, height: h, channels } = image && (mask || expand) ? pictureOf(image, result.image, expand) : result.image;
+      const { data, width: w, height: h, channels } = image && (mask || expand) ? pictureOf(image, result, expand) : result.image;
       await sharp(data, { raw: { width: w, height: h, channels } }).png().toFile(file);
       console.log(`wrote ${file} (seed ${result.seed})`);
     }
@@ -131,11 +134,11 @@ export function variationFile(out: string, variation: number): string {
   return `${out.slice(0, out.length - ext.length)}-${variation}${ext || ".png"}`;
 }
 
-async function readRaster(file: string, channels: 1 | 3): Promise<Raster> {
+async function readPixels(file: string, channels: 1 | 3): Promise<Pixels> {
   let image = sharp(file).flatten({ background: { r: 255, g: 255, b: 255 } });
   image = channels === 1 ? image.greyscale().extractChannel(0) : image.removeAlpha();
   const { data, info } = await image.raw().toBuffer({ resolveWithObject: true });
-  return { width: info.width, height: info.height, channels, bitsPerChannel: 8, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
+  return { width: info.width, height: info.height, channels, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
 }
 
 export function parseExpansion(text: string): Expansion {
@@ -145,10 +148,11 @@ export function parseExpansion(text: string): Expansion {
   return { left: left!, top: top!, right: right!, bottom: bottom! };
 }
 
-/** The whole picture a masked edit makes: the result layer composited over the (enlarged) input. */
-function pictureOf(input: Raster, layer: Raster, expand: Expansion | undefined): Raster {
-  const original: Image8 = { width: input.width, height: input.height, channels: 3, data: input.data };
-  const base = expand ? expandCanvas(original, expand).canvas : original;
+/** The whole picture a masked edit makes: the result layer composited over the (enlarged) input at its place. */
+function pictureOf(input: Pixels, result: EngineResult, expand: Expansion | undefined): Pixels {
+  const base = expand ? expandCanvas(input, expand).canvas : input;
+  const { image: layer, region } = result;
+  const under = cropImage(base, region);
   const plane = layer.width * layer.height;
   const rgb = new Uint8Array(plane * 3);
   const alpha = new Uint8Array(plane);
@@ -158,6 +162,6 @@ function pictureOf(input: Raster, layer: Raster, expand: Expansion | undefined):
     rgb[i * 3 + 2] = layer.data[i * 4 + 2]!;
     alpha[i] = layer.data[i * 4 + 3]!;
   }
-  const picture = composite(base, { width: layer.width, height: layer.height, channels: 3, data: rgb }, { width: layer.width, height: layer.height, channels: 1, data: alpha });
-  return { width: picture.width, height: picture.height, channels: 3, bitsPerChannel: 8, data: picture.data };
+  const patch = composite(under, { width: layer.width, height: layer.height, channels: 3, data: rgb }, { width: layer.width, height: layer.height, channels: 1, data: alpha });
+  return pasteImage(base, patch, region);
 }

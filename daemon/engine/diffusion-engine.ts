@@ -10,18 +10,16 @@ import { loadModelFolder, toModelInfo, type ModelFolder } from "../models/model-
 import { SessionCache } from "../models/model-sessions";
 import type { OptimizedModelCache } from "../models/optimized-models";
 import { folderFingerprint, ModelsWatcher } from "../models/watcher";
-import { CancelledError, EngineError, type Engine, type EngineCapabilities, type EngineJob, type EngineResult, type RunContext } from "./engine";
-import { asEngineError, finishMaskedEdit, planInpaint, planOutpaint, type MaskedEditPlan } from "./masked-edit";
+import { regionOf, sameSize, wholePictureSize, type Pixels } from "../../geometry";
+import { resizeTo, rgbAt } from "../imaging/resample";
+import { CancelledError, EngineError, type Engine, type EngineCapabilities, type EngineResult, type GenerationJob, type RunContext } from "./engine";
+import { asEngineError, finishMaskedEdit, planInpaint, planOutpaint } from "./masked-edit";
 import { checkSize, generate, type GenerateParams, type LoadedModel } from "./pipeline/generate";
 import { latentPreview } from "./preview";
-import { toRgbAt } from "./raster-input";
 import { TorchGenerator } from "./rng";
 import { ClipTokenizer } from "./tokenizer";
 
 const ENGINE_MODES: readonly Mode[] = ["txt2img", "img2img", "inpaint", "outpaint"];
-
-/** The largest canvas an outpaint may produce. */
-const MAX_CANVAS_PIXELS = 8192 * 8192;
 
 export interface DiffusionEngineOptions {
   modelsDir: string;
@@ -95,7 +93,7 @@ export class DiffusionEngine implements Engine {
     };
   }
 
-  async run(job: EngineJob, context: RunContext): Promise<EngineResult[]> {
+  async run(job: GenerationJob, context: RunContext): Promise<EngineResult[]> {
     const folder = this.models.find((m) => m.id === job.model) ?? (await this.refresh()).find((m) => m.id === job.model);
     if (!folder) {
       const unavailable = this.discovered?.unavailable.find((m) => m.id === job.model);
@@ -103,71 +101,63 @@ export class DiffusionEngine implements Engine {
       throw new EngineError("model_not_found", `There is no model "${job.model}" in ${this.options.modelsDir}.`);
     }
     if (!modelInfo(folder).modes.includes(job.mode)) throw new EngineError("unsupported_mode", `The model "${folder.name}" cannot do ${job.mode}.`);
-    if (job.mode !== "txt2img" && !job.image) throw new EngineError("invalid_job", `${job.mode} needs an image.`);
     try {
-      return job.mode === "inpaint" || job.mode === "outpaint" ? await this.runMasked(job, folder, context) : await this.runWhole(job, folder, context);
+      switch (job.mode) {
+        case "txt2img":
+        case "img2img":
+          return await this.runWhole(job, folder, context);
+        case "inpaint":
+        case "outpaint":
+          return await this.runMasked(job, folder, context);
+      }
     } catch (error) {
       throw asEngineError(error);
     }
   }
 
-  /** txt2img and img2img: the whole image at the job's size. */
-  private async runWhole(job: EngineJob, folder: ModelFolder, context: RunContext): Promise<EngineResult[]> {
-    checkSize(job.width, job.height);
-    const init = job.mode === "img2img" && job.image ? { rgb: await toRgbAt(job.image, job.width, job.height), strength: job.strength } : undefined;
+  /** txt2img and img2img: the whole picture, made at the model's working size and resampled to the output. */
+  private async runWhole(job: Extract<GenerationJob, { mode: "txt2img" | "img2img" }>, folder: ModelFolder, context: RunContext): Promise<EngineResult[]> {
+    const size = job.size ?? wholePictureSize(job.output, folder.nativeResolution);
+    checkSize(size.width, size.height);
+    const init = job.mode === "img2img" ? { rgb: await rgbAt(job.image, size), strength: job.strength } : undefined;
     const model = await this.load(folder, job, context);
-    return this.variations(job, model, context, { width: job.width, height: job.height, ...(init ? { init } : {}) }, async (rgb, seed, variation) => ({
-      variation,
-      seed,
-      image: { width: job.width, height: job.height, channels: 3, bitsPerChannel: 8, data: rgb },
-    }));
-  }
-
-  /**
-   * Inpaint and outpaint: the model works on a context crop at about its native resolution (the
-   * job's width x height is the pixel budget); each result is RGBA at the image's (or the
-   * enlarged canvas's) size, alpha = the blend mask, ready to become a layer.
-   */
-  private async runMasked(job: EngineJob, folder: ModelFolder, context: RunContext): Promise<EngineResult[]> {
-    const options = { nativeResolution: folder.nativeResolution, budget: job.width * job.height, strength: job.strength };
-    let plan: MaskedEditPlan;
-    if (job.mode === "outpaint") {
-      if (!job.expand) throw new EngineError("invalid_job", "Expanding the canvas needs the extension per side.");
-      plan = await planOutpaint(job.image!, job.expand, { ...options, maxPixels: MAX_CANVAS_PIXELS });
-    } else {
-      if (!job.mask) throw new EngineError("invalid_job", "Inpainting needs a mask (the selection).");
-      plan = await planInpaint(job.image!, job.mask, { ...options, context: job.context ?? "automatic" });
-    }
-    const origin = job.region ?? { x: 0, y: 0 };
-    const region = {
-      x: origin.x - plan.original.x,
-      y: origin.y - plan.original.y,
-      width: plan.canvas.width,
-      height: plan.canvas.height,
-    };
-    const model = await this.load(folder, job, context);
-    const inpaint = {
-      rgb: plan.modelImage.data,
-      mask: plan.modelMask.data,
-      strength: job.strength,
-      variant: "blend" as const,
-    };
-    return this.variations(job, model, context, { ...plan.size, inpaint }, async (rgb, seed, variation) => {
-      context.onProgress({ stage: "compositing", step: 0, total: 0 });
-      const { layer } = await finishMaskedEdit(plan, rgb, { compositing: "seamless" });
-      return { variation, seed, region, image: { width: layer.width, height: layer.height, channels: 4, bitsPerChannel: 8, data: layer.data } };
+    const output = job.output;
+    return this.variations(job, model, context, { ...size, ...(init ? { init } : {}) }, async (rgb, seed, variation) => {
+      const made: Pixels = { ...size, channels: 3, data: rgb };
+      return { variation, seed, region: regionOf(output), image: sameSize(size, output) ? made : await resizeTo(made, output) };
     });
   }
 
-  private async load(folder: ModelFolder, job: EngineJob, { onProgress }: RunContext): Promise<LoadedModel> {
-    onProgress({ stage: "loading", step: 0, total: job.steps });
+  /**
+   * Inpaint and outpaint: the model works on the context region at about its native resolution;
+   * each result is an RGBA layer (alpha = the blend mask) at document resolution, cut to where it
+   * shows, with its place in the document after any growth.
+   */
+  private async runMasked(job: Extract<GenerationJob, { mode: "inpaint" | "outpaint" }>, folder: ModelFolder, context: RunContext): Promise<EngineResult[]> {
+    const options = { nativeResolution: folder.nativeResolution, strength: job.mode === "inpaint" ? job.strength : 1, ...(job.budget !== undefined ? { budget: job.budget } : {}) };
+    const placement = { canvas: job.canvas, region: job.region };
+    const plan =
+      job.mode === "outpaint"
+        ? await planOutpaint(job.image, job.expand, placement, options)
+        : await planInpaint(job.image, job.mask, placement, { ...options, context: job.context });
+    const model = await this.load(folder, job, context);
+    const inpaint = { rgb: plan.modelImage.data, mask: plan.modelMask.data, strength: options.strength, variant: "blend" as const };
+    return this.variations(job, model, context, { ...plan.size, inpaint }, async (rgb, seed, variation) => {
+      context.onProgress({ variation, stage: "compositing", step: 0, total: 0 });
+      const { layer, region } = await finishMaskedEdit(plan, rgb, { compositing: "seamless" });
+      return { variation, seed, region, image: layer };
+    });
+  }
+
+  private async load(folder: ModelFolder, job: GenerationJob, { onProgress }: RunContext): Promise<LoadedModel> {
+    onProgress({ variation: 0, stage: "loading", step: 0, total: job.steps });
     const sessions = await this.sessions.get(folder);
     return { folder, sessions, tokenizer: await this.tokenizer(folder) };
   }
 
   /** One generation per variation, seed + i each, reporting steps and previews. */
   private async variations(
-    job: EngineJob,
+    job: GenerationJob,
     model: LoadedModel,
     { signal, onProgress, onNotice }: RunContext,
     settings: Pick<GenerateParams, "width" | "height" | "init" | "inpaint">,
@@ -193,7 +183,7 @@ export class DiffusionEngine implements Engine {
         {
           signal,
           onStage: (stage) => {
-            if (stage !== "denoising") onProgress({ stage, step: 0, total: stepsInRun });
+            if (stage !== "denoising") onProgress({ variation, stage, step: 0, total: stepsInRun });
           },
           trace: {
             prompt: (positive, negative) => {
@@ -206,6 +196,7 @@ export class DiffusionEngine implements Engine {
             step: (index, total, latents) => {
               stepsInRun = total;
               onProgress({
+                variation,
                 stage: "denoising",
                 step: index + 1,
                 total,

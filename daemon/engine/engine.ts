@@ -1,45 +1,86 @@
 /**
- * What the daemon server needs from a diffusion engine. The engine knows nothing of sockets:
- * it gets a job with its pixels, reports progress, honours the abort signal between steps,
- * and returns one image per variation.
+ * What the daemon server needs from a diffusion engine. The engine knows nothing of sockets or of
+ * the wire's messages: it gets a GenerationJob (mapped from a job request by the server, built
+ * directly by the CLI and the bench), reports progress, honours the abort signal between steps,
+ * and returns one layer per variation, already in document pixels.
  */
-import type { ImageFrame, JobRequest, Mode, ModelInfo, ModelList, Region, SchedulerName, Stage, UnavailableModel } from "../../protocol";
+import type { ContextMode, Expansion, Pixels, Region, Size } from "../../geometry";
+import type { Mode, ModelInfo, ModelList, SchedulerName, Stage, UnavailableModel } from "../../protocol";
 
-/** Raw interleaved pixels, row-major. */
-export interface Raster {
-  width: number;
-  height: number;
-  channels: 1 | 3 | 4;
-  bitsPerChannel: 8 | 16;
-  data: Uint8Array;
+/** What every generation is made with, whatever its mode. */
+export interface GenerationSettings {
+  model: string;
+  prompt: string;
+  negativePrompt: string;
+  /** The first variation's seed; variation i uses seed + i. */
+  seed: number;
+  steps: number;
+  guidance: number;
+  scheduler: SchedulerName;
+  variations: number;
+  /** Cut the prompt at the model's token limit as diffusers does, instead of 75-token windows. */
+  truncatePrompt: boolean;
+  /** Stream a small preview after each step. */
+  previews: boolean;
 }
 
-export function rasterOf(frame: ImageFrame): Raster {
-  return { width: frame.width, height: frame.height, channels: frame.channels, bitsPerChannel: frame.bitsPerChannel, data: frame.data };
+/** Text-to-image and img2img: a whole picture of `output` pixels. */
+interface WholePicture {
+  /** The picture's size, in pixels (the document's, usually). */
+  output: Size;
+  /** The size the model works at (multiples of 8); default: the model's native area in the output's proportions. */
+  size?: Size;
 }
 
-/** A job as the engine sees it: the request's settings and its pixels. */
-export type EngineJob = Omit<JobRequest, "image" | "mask" | "context"> & {
-  image?: Raster;
-  mask?: Raster;
-  /** Inpaint: what the model sees around the selection (default "automatic"). */
-  context?: JobRequest["context"];
-};
+/** The document an edit goes into, and where the pixels sent lie in it. */
+export interface Placement {
+  /** The document's size (before any growth). */
+  canvas: Size;
+  /** The document rectangle the image (and mask) cover; they may be smaller, a scaled-down read of it. */
+  region: Region;
+}
+
+export type GenerationJob = GenerationSettings &
+  (
+    | ({ mode: "txt2img" } & WholePicture)
+    | ({ mode: "img2img"; image: Pixels; strength: number } & WholePicture)
+    | ({
+        mode: "inpaint";
+        image: Pixels;
+        /** The selection over the same pixels: 255 = repaint, soft edges kept. */
+        mask: Pixels;
+        strength: number;
+        /** What the model sees around the selection. */
+        context: ContextMode;
+        /** The most pixels the model works on (default 1.5 x its native area). */
+        budget?: number;
+      } & Placement)
+    | ({
+        mode: "outpaint";
+        /** At document resolution: at least the part of the document next to the growth that the model sees. */
+        image: Pixels;
+        expand: Expansion;
+        budget?: number;
+      } & Placement)
+  );
 
 export interface EngineProgress {
+  /** Which variation (0-based) this is about. */
+  variation: number;
   stage: Stage;
   step: number;
   total: number;
-  /** A small picture of the result so far (8-bit RGB). */
-  preview?: Raster;
+  /** A small picture of the result so far (RGB). */
+  preview?: Pixels;
 }
 
 export interface EngineResult {
   variation: number;
   seed: number;
-  image: Raster;
-  /** Where the image goes in the document, for masked edits. */
-  region?: Region;
+  /** A new layer's pixels at document resolution: RGB for whole pictures, RGBA (alpha = how much shows) for edits. */
+  image: Pixels;
+  /** Where the layer goes, in document pixels after any canvas growth; the image's exact size. */
+  region: Region;
 }
 
 export interface RunContext {
@@ -61,7 +102,7 @@ export interface EngineCapabilities {
 export interface Engine {
   capabilities(): Promise<EngineCapabilities>;
   /** Resolves with one result per variation; rejects with an AbortError-like error when cancelled. */
-  run(job: EngineJob, context: RunContext): Promise<EngineResult[]>;
+  run(job: GenerationJob, context: RunContext): Promise<EngineResult[]>;
   /** Called by the server when the models on disk change, if the engine can tell. */
   onModelsChanged?(listener: (list: ModelList) => void): () => void;
   dispose?(): Promise<void>;

@@ -1,70 +1,72 @@
 /**
  * Inpainting a selection and extending the canvas, for artists: the selection becomes a denoise
  * mask (grown, feathered) and a blend mask (shrunk, feathered, never outside the selection); the
- * model sees a context crop rescaled to its native resolution; its result is scaled back to the
- * exact crop, colour-matched at the edge and composited at full resolution, so every pixel where
- * the blend mask is 0 comes back bit-identical.
+ * model sees the context region (geometry's one rule, which the panel also used to decide what to
+ * read) rescaled to its working size; its result is scaled to document resolution, colour-matched
+ * at the edge and returned as a layer cut to where it shows, in document pixels after any growth,
+ * so every pixel outside the blend mask stays the artist's own.
  */
+import {
+  contains,
+  grownSize,
+  inpaintContext,
+  intersect,
+  LIMITS,
+  maskedEditSize,
+  oldCanvasIn,
+  outpaintContext,
+  regionOf,
+  relativeTo,
+  sameSize,
+  scaleRegion,
+  translate,
+  GeometryError,
+  type ContextMode,
+  type Expansion,
+  type Pixels,
+  type Region,
+  type Size,
+} from "../../geometry";
 import { ImagingError } from "../imaging/errors";
 import { composite, layerPixels, matchColours } from "../imaging/composite";
-import { contextRegion, cropAndResize, generationSize, resizeTo, type ContextMode } from "../imaging/context";
 import { maskBounds, masksFor } from "../imaging/mask";
-import { expandCanvas, type Expansion } from "../imaging/outpaint";
+import { expandCanvas } from "../imaging/outpaint";
 import { prefill, type PrefillMode } from "../imaging/prefill";
-import { createImage, cropImage, pasteImage } from "../imaging/image";
-import type { Bounds, Image8 } from "../imaging/types";
-import { EngineError, type Raster } from "./engine";
-import { to8Bit } from "./raster-input";
-
-/** Sides longer than this per extension are refused: the model cannot invent that much at once. */
-export const MAX_EXPANSION = 2048;
+import { cropImage } from "../imaging/image";
+import { resizeTo } from "../imaging/resample";
+import { EngineError, type Placement } from "./engine";
 
 /** One masked edit, prepared: what the model runs on and how its output goes back. */
 export interface MaskedEditPlan {
-  /** The whole picture the result covers (the image, or the enlarged canvas), RGB. */
-  canvas: Image8;
-  /** Alpha of the original picture, kept as it was (null when it had none). */
-  alpha: Uint8Array | null;
-  /** What the artist selected (inpaint) or the new area (outpaint). */
-  selection: Image8;
+  /** The context the model sees, RGB, at the resolution it was sent (the working resolution). */
+  canvas: Pixels;
+  /** What the artist selected (inpaint) or the new area (outpaint), over `canvas`. */
+  selection: Pixels;
   /** 255 = the model may repaint. */
-  denoise: Image8;
+  denoise: Pixels;
   /** How much of the generated picture shows, per pixel; 0 = the original, untouched. */
-  blend: Image8;
-  /** The context crop the model sees, in canvas pixels. */
-  region: Bounds;
-  /** The size the model runs at (multiples of 8). */
-  size: { width: number; height: number };
+  blend: Pixels;
+  /** Where `canvas` lies in the document, in document pixels after any growth (its size there may be larger: a scaled read). */
+  region: Region;
+  /** The size the model runs at (multiples of 64). */
+  size: Size;
   /** Model inputs at `size`: RGB and the denoise mask. */
-  modelImage: Image8;
-  modelMask: Image8;
-  /** Where the old image sits in the canvas (outpaint), or the whole canvas. */
-  original: Bounds;
+  modelImage: Pixels;
+  modelMask: Pixels;
 }
 
-function imageOf(raster: Raster): { rgb: Image8; alpha: Uint8Array | null } {
-  const eight = to8Bit(raster);
-  const { width, height, channels, data } = eight;
-  if (channels === 3) return { rgb: { width, height, channels: 3, data }, alpha: null };
+/** RGB of any 8-bit pixels (alpha dropped: the model paints colours; gray expanded). */
+function rgbOf(image: Pixels): Pixels {
+  const { width, height, channels, data } = image;
+  if (channels === 3) return image;
   const rgb = new Uint8Array(width * height * 3);
-  const alpha = channels === 4 ? new Uint8Array(width * height) : null;
   for (let i = 0; i < width * height; i++) {
-    if (channels === 1) {
-      rgb[i * 3] = rgb[i * 3 + 1] = rgb[i * 3 + 2] = data[i]!;
-    } else {
-      rgb[i * 3] = data[i * 4]!;
-      rgb[i * 3 + 1] = data[i * 4 + 1]!;
-      rgb[i * 3 + 2] = data[i * 4 + 2]!;
-      alpha![i] = data[i * 4 + 3]!;
-    }
+    const s = i * channels;
+    rgb[i * 3] = data[s]!;
+    rgb[i * 3 + 1] = data[channels === 1 ? s : s + 1]!;
+    rgb[i * 3 + 2] = data[channels === 1 ? s : s + 2]!;
   }
-  return { rgb: { width, height, channels: 3, data: rgb }, alpha };
-}
-
-function maskOf(raster: Raster): Image8 {
-  if (raster.channels !== 1) throw new EngineError("invalid_job", "The mask must have one channel (white = repaint, black = keep).");
-  const eight = to8Bit(raster);
-  return { width: eight.width, height: eight.height, channels: 1, data: eight.data };
+  return { width, height, channels: 3, data: rgb };
 }
 
 /** Which pre-fill the model's input gets, per mode: only what the model must invent is filled. */
@@ -75,109 +77,143 @@ export function prefillFor(mode: "inpaint" | "outpaint", strength: number): Pref
   return strength >= 1 ? "blur" : "none";
 }
 
-async function modelInputs(canvas: Image8, denoise: Image8, fill: Image8, region: Bounds, budget: number, nativeResolution: number, mode: PrefillMode) {
-  // ONNX exports trace the UNet's upsampling at fixed factors: latents must halve cleanly three
-  // times (SD 1.x/2.x), so the model runs at multiples of 64 px.
-  const size = generationSize(region, nativeResolution, { maxPixels: budget, multiple: 64 });
-  // Only the crop is filled: the fill depends on pixels near the hole, and documents are big.
-  const crop = cropImage(canvas, region);
-  const filled = mode === "none" ? crop : prefill(crop, cropImage(fill, region), mode);
+async function modelInputs(canvas: Pixels, denoise: Pixels, fill: Pixels, budget: number | undefined, nativeResolution: number, mode: PrefillMode) {
+  const size = maskedEditSize(canvas, nativeResolution, budget);
+  const filled = mode === "none" ? canvas : prefill(canvas, fill, mode);
   const modelImage = await resizeTo(filled, size);
   // Linear, not Lanczos: a mask must not ring around hard edges.
-  const modelMask = await cropAndResize(denoise, region, size, { kernel: "linear" });
+  const modelMask = await resizeTo(denoise, size, { kernel: "linear" });
   return { size, modelImage, modelMask };
 }
 
 export interface PlanOptions {
   nativeResolution: number;
-  /** Pixels the model may work on (the job's width x height). */
-  budget: number;
+  /** Pixels the model may work on (default 1.5 x its native area). */
+  budget?: number;
   strength: number;
 }
 
-export async function planInpaint(image: Raster, mask: Raster, options: PlanOptions & { context?: ContextMode }): Promise<MaskedEditPlan> {
-  const { rgb, alpha } = imageOf(image);
-  const selection = maskOf(mask);
-  if (selection.width !== rgb.width || selection.height !== rgb.height) {
-    throw new EngineError("invalid_job", `The mask (${selection.width}x${selection.height}) must be the size of the image (${rgb.width}x${rgb.height}).`);
+function checkPlacement(image: Pixels, { canvas, region }: Placement): void {
+  if (!contains(regionOf(canvas), region)) {
+    throw new EngineError("invalid_job", `The region ${region.width}x${region.height} at ${region.x},${region.y} is not inside the ${canvas.width}x${canvas.height} document.`);
   }
-  if (!maskBounds(selection)) throw new EngineError("invalid_job", "The selection is empty: select the area to repaint first.");
-  const { denoise, blend } = masksFor(selection);
-  const bounds = maskBounds(denoise) ?? { x: 0, y: 0, width: rgb.width, height: rgb.height };
-  const region = contextRegion(bounds, rgb, options.context ?? "automatic");
-  const inputs = await modelInputs(rgb, denoise, selection, region, options.budget, options.nativeResolution, prefillFor("inpaint", options.strength));
-  return { canvas: rgb, alpha, selection, denoise, blend, region, ...inputs, original: { x: 0, y: 0, width: rgb.width, height: rgb.height } };
-}
-
-export async function planOutpaint(image: Raster, expand: Expansion, options: PlanOptions & { maxPixels: number }): Promise<MaskedEditPlan> {
-  const sides = [expand.left, expand.top, expand.right, expand.bottom];
-  if (sides.every((s) => s === 0)) throw new EngineError("invalid_job", "Extend the canvas by at least one pixel on one side.");
-  if (sides.some((s) => s > MAX_EXPANSION)) throw new EngineError("invalid_job", `Extend each side by at most ${MAX_EXPANSION} pixels at a time.`);
-  const { rgb, alpha } = imageOf(image);
-  const width = rgb.width + expand.left + expand.right;
-  const height = rgb.height + expand.top + expand.bottom;
-  if (width * height > options.maxPixels) {
-    throw new EngineError("invalid_job", `The extended canvas (${width}x${height}) would be over the ${options.maxPixels}-pixel limit.`);
+  if (image.width > region.width || image.height > region.height) {
+    throw new EngineError("invalid_job", `The image (${image.width}x${image.height}) is larger than the document region it covers (${region.width}x${region.height}).`);
   }
-  // Only the new area is unknown; the overlap band keeps its pixels for the model to see.
-  const { canvas, mask, oldRegion, newArea: unknown } = expandCanvas(rgb, expand);
-  const bounds = maskBounds(mask)!;
-  const region = contextRegion(bounds, canvas, "automatic");
-  const inputs = await modelInputs(canvas, mask, unknown, region, options.budget, options.nativeResolution, prefillFor("outpaint", options.strength));
-  // A transparent layer stays transparent where it was; the new area is opaque.
-  const fullAlpha = alpha
-    ? pasteImage(createImage(width, height, 1, 255), { width: rgb.width, height: rgb.height, channels: 1, data: alpha }, oldRegion).data
-    : null;
-  // The new area must be covered completely, up to the canvas edge: the blend is the expansion mask itself.
-  return { canvas, alpha: fullAlpha, selection: unknown, denoise: mask, blend: mask, region, ...inputs, original: oldRegion };
-}
-
-export interface MaskedEditResult {
-  /** RGBA at canvas size: generated colours where blend > 0, alpha = blend (a layer). */
-  layer: Image8;
-  /** The composited picture at canvas size (original outside the blend mask, bit for bit). */
-  picture: Image8;
+  const aspect = (s: Size) => s.width / s.height;
+  if (Math.abs(aspect(image) / aspect(region) - 1) > 0.02 + 2 / Math.min(image.width, image.height)) {
+    throw new EngineError("invalid_job", `The image (${image.width}x${image.height}) does not have the proportions of the region it covers (${region.width}x${region.height}).`);
+  }
 }
 
 /**
- * Scales the model's output back to the crop, matches its colours and composites it with the
- * blend mask ("seamless"), or pastes it into the hard selection as other plugins do ("off",
- * for measuring what the compositing gains).
+ * Inpainting: `image` and `mask` cover `placement.region` of the document (possibly read at a lower
+ * resolution). The model sees the selection's context region, cut from what was sent.
+ */
+export async function planInpaint(image: Pixels, mask: Pixels, placement: Placement, options: PlanOptions & { context?: ContextMode }): Promise<MaskedEditPlan> {
+  if (mask.channels !== 1) throw new EngineError("invalid_job", "The mask must have one channel (white = repaint, black = keep).");
+  if (!sameSize(mask, image)) {
+    throw new EngineError("invalid_job", `The mask (${mask.width}x${mask.height}) must be the size of the image (${image.width}x${image.height}).`);
+  }
+  checkPlacement(image, placement);
+  const { canvas, region } = placement;
+  const sent = maskBounds(mask);
+  if (!sent) throw new EngineError("invalid_job", "The selection is empty: select the area to repaint first.");
+  // The context in document pixels, by the rule the panel read with, kept to what was sent.
+  const selected = translate(scaleRegion(sent, image, region), region.x, region.y);
+  const context = intersect(inpaintContext(selected, canvas, options.context ?? "automatic"), region)!;
+  const crop = scaleRegion(relativeTo(context, region), region, image);
+  const rgb = cropImage(rgbOf(image), crop);
+  const selection = cropImage(mask, crop);
+  const { denoise, blend } = masksFor(selection);
+  const inputs = await modelInputs(rgb, denoise, selection, options.budget, options.nativeResolution, prefillFor("inpaint", options.strength));
+  return { canvas: rgb, selection, denoise, blend, region: context, ...inputs };
+}
+
+/**
+ * Outpainting: the document grows by `expand`; `image` covers `placement.region` of the document at
+ * document resolution and must hold the part of it the model sees next to the growth.
+ */
+export async function planOutpaint(image: Pixels, expand: Expansion, placement: Placement, options: PlanOptions): Promise<MaskedEditPlan> {
+  const sides = [expand.left, expand.top, expand.right, expand.bottom];
+  if (sides.every((s) => s === 0)) throw new EngineError("invalid_job", "Extend the canvas by at least one pixel on one side.");
+  if (sides.some((s) => s > LIMITS.maxExpansion)) throw new EngineError("invalid_job", `Extend each side by at most ${LIMITS.maxExpansion} pixels at a time.`);
+  const { canvas, region } = placement;
+  checkPlacement(image, placement);
+  if (!sameSize(image, region)) {
+    throw new EngineError("invalid_job", `Expanding the canvas needs the document's pixels at full resolution (got ${image.width}x${image.height} for ${region.width}x${region.height}).`);
+  }
+  const grown = grownSize(canvas, expand);
+  if (grown.width * grown.height > LIMITS.maxImagePixels) {
+    throw new EngineError("invalid_job", `The extended canvas (${grown.width}x${grown.height}) would be over the ${LIMITS.maxImagePixels}-pixel limit.`);
+  }
+  // What the model sees, in grown-canvas pixels, and the old pixels in it.
+  const context = outpaintContext(canvas, expand)!;
+  const old = oldCanvasIn(canvas, expand);
+  const oldSeen = intersect(context, old);
+  const sentAt = translate(region, expand.left, expand.top);
+  if (!oldSeen || !contains(sentAt, oldSeen)) {
+    const need = oldSeen ? translate(oldSeen, -expand.left, -expand.top) : regionOf(canvas);
+    throw new EngineError("invalid_job", `Expanding the canvas needs the document's pixels in ${need.width}x${need.height} at ${need.x},${need.y}; the image sent covers ${region.width}x${region.height} at ${region.x},${region.y}.`);
+  }
+  const crop = cropImage(rgbOf(image), relativeTo(oldSeen, sentAt));
+  // The context is the old pixels it holds, grown by what lies outside them (all of it new area).
+  const around: Expansion = {
+    left: oldSeen.x - context.x,
+    top: oldSeen.y - context.y,
+    right: context.x + context.width - (oldSeen.x + oldSeen.width),
+    bottom: context.y + context.height - (oldSeen.y + oldSeen.height),
+  };
+  const { canvas: rgb, mask, newArea } = expandCanvas(crop, around, { oldSize: canvas });
+  const inputs = await modelInputs(rgb, mask, newArea, options.budget, options.nativeResolution, prefillFor("outpaint", options.strength));
+  // The new area must be covered completely, up to the canvas edge: the blend is the expansion mask itself.
+  return { canvas: rgb, selection: newArea, denoise: mask, blend: mask, region: context, ...inputs };
+}
+
+export interface MaskedEditResult {
+  /** The new layer: RGBA at document resolution, alpha = how much shows, cut to where it shows. */
+  layer: Pixels;
+  /** Where the layer goes, in document pixels after any growth. */
+  region: Region;
+  /** The context composited at document resolution (the original outside the blend mask, bit for bit), for measuring. */
+  picture: Pixels;
+  /** The blend mask at document resolution over the whole context. */
+  blend: Pixels;
+  /** The original context at document resolution. */
+  original: Pixels;
+}
+
+/**
+ * Scales the model's output to the context's document size, matches its colours and composites
+ * it with the blend mask ("seamless"), or pastes it into the hard selection as other plugins do
+ * ("off", for measuring what the compositing gains).
  */
 export async function finishMaskedEdit(plan: MaskedEditPlan, generatedRgb: Uint8Array, options: { compositing: "seamless" | "off" }): Promise<MaskedEditResult> {
-  const { canvas, region } = plan;
   const seamless = options.compositing === "seamless";
-  const atModelSize: Image8 = { width: plan.size.width, height: plan.size.height, channels: 3, data: generatedRgb };
-  const patch = await resizeTo(atModelSize, { width: region.width, height: region.height });
-  const pasted = pasteImage(canvas, patch, region);
-  // Outside the region the model saw nothing: no generated colour may show there.
-  const blendInRegion = clipToRegion(seamless ? plan.blend : hardMask(plan.selection), region);
-  const generated = seamless ? matchColours(pasted, canvas, blendInRegion) : pasted;
-  return { layer: layerPixels(generated, blendInRegion), picture: withAlpha(composite(canvas, generated, blendInRegion), plan.alpha) };
+  const target: Size = { width: plan.region.width, height: plan.region.height };
+  const scaled = !sameSize(plan.canvas, target);
+  const original = scaled ? await resizeTo(plan.canvas, target) : plan.canvas;
+  const mask = seamless ? plan.blend : hardMask(plan.selection);
+  const blend = scaled ? await resizeTo(mask, target, { kernel: "linear" }) : mask;
+  const atModelSize: Pixels = { width: plan.size.width, height: plan.size.height, channels: 3, data: generatedRgb };
+  const patch = await resizeTo(atModelSize, target);
+  const generated = seamless ? matchColours(patch, original, blend) : patch;
+  const full = layerPixels(generated, blend);
+  const shown = maskBounds(blend) ?? regionOf(target);
+  return {
+    layer: cropImage(full, shown),
+    region: translate(shown, plan.region.x, plan.region.y),
+    picture: composite(original, generated, blend),
+    blend,
+    original,
+  };
 }
 
-/** The mask inside `region`, zero everywhere else. */
-function clipToRegion(mask: Image8, region: Bounds): Image8 {
-  return pasteImage(createImage(mask.width, mask.height, 1), cropImage(mask, region), region);
-}
-
-function hardMask(mask: Image8): Image8 {
+function hardMask(mask: Pixels): Pixels {
   return { ...mask, data: mask.data.map((v) => (v > 127 ? 255 : 0)) };
 }
 
-function withAlpha(rgb: Image8, alpha: Uint8Array | null): Image8 {
-  if (!alpha) return rgb;
-  const data = new Uint8Array(rgb.width * rgb.height * 4);
-  for (let i = 0; i < alpha.length; i++) {
-    data[i * 4] = rgb.data[i * 3]!;
-    data[i * 4 + 1] = rgb.data[i * 3 + 1]!;
-    data[i * 4 + 2] = rgb.data[i * 3 + 2]!;
-    data[i * 4 + 3] = alpha[i]!;
-  }
-  return { width: rgb.width, height: rgb.height, channels: 4, data };
-}
-
-/** Imaging errors are the user's input: they become invalid_job with the same sentence. */
+/** Imaging and geometry errors are the user's input: they become invalid_job with the same sentence. */
 export function asEngineError(error: unknown): unknown {
-  return error instanceof ImagingError ? new EngineError("invalid_job", error.message) : error;
+  return error instanceof ImagingError || error instanceof GeometryError ? new EngineError("invalid_job", error.message) : error;
 }

@@ -2,7 +2,7 @@
  * A cheap picture of latents while they are denoised: the linear latent-to-RGB approximation
  * for SD 1.x latents that Automatic1111 and ComfyUI use, one pixel per latent (1/8 size).
  */
-import type { Raster } from "./engine";
+import type { Pixels } from "../../geometry";
 
 // Per output colour (R, G, B): the weights of latent channels 0..3.
 const RED = [0.3512, 0.325, -0.2829, -0.212] as const;
@@ -10,7 +10,7 @@ const GREEN = [0.2297, 0.4974, 0.1762, -0.2616] as const;
 const BLUE = [0.3227, 0.235, 0.2721, -0.7177] as const;
 
 /** latents [1, 4, h, w] (unscaled by the VAE factor, as the scheduler holds them) -> 8-bit RGB w x h. */
-export function latentPreview(latents: Float32Array, width: number, height: number): Raster {
+export function latentPreview(latents: Float32Array, width: number, height: number): Pixels {
   const plane = width * height;
   const data = new Uint8Array(plane * 3);
   for (let i = 0; i < plane; i++) {
@@ -22,7 +22,7 @@ export function latentPreview(latents: Float32Array, width: number, height: numb
     data[i * 3 + 1] = toByte(l0 * GREEN[0] + l1 * GREEN[1] + l2 * GREEN[2] + l3 * GREEN[3]);
     data[i * 3 + 2] = toByte(l0 * BLUE[0] + l1 * BLUE[1] + l2 * BLUE[2] + l3 * BLUE[3]);
   }
-  return { width, height, channels: 3, bitsPerChannel: 8, data };
+  return { width, height, channels: 3, data };
 }
 
 /** [-1, 1] -> 0..255 */

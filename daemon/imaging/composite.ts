@@ -6,7 +6,7 @@ import { ImagingError } from "./errors";
 import { maxFilterOctagon } from "./filters";
 import { assertImage, assertMask, assertRadius, assertSameSize, averageSide } from "./image";
 import { maskBounds } from "./mask";
-import type { Bounds, Image8 } from "./types";
+import type { Region, Pixels } from "../../geometry";
 
 export interface ColourCorrection {
   /** Per colour channel: corrected = gain * generated + offset. */
@@ -21,7 +21,7 @@ export interface ColourCorrection {
 const MAX_GAIN = 2;
 
 /** Default ring width: a tenth of the mask's average side, 8..64 px. */
-export function defaultRingWidth(bounds: Bounds): number {
+export function defaultRingWidth(bounds: Region): number {
   return Math.min(64, Math.max(8, Math.round(averageSide(bounds) / 10)));
 }
 
@@ -31,7 +31,7 @@ export function defaultRingWidth(bounds: Bounds): number {
  * surroundings, so the two differ only by the model's colour drift. Inside the mask the original is
  * what the artist wants replaced (an object to remove, say), so it says nothing about the right colour.
  */
-export function outerRing(mask: Image8, ringWidth?: number): { ring: Uint8Array; width: number; count: number } {
+export function outerRing(mask: Pixels, ringWidth?: number): { ring: Uint8Array; width: number; count: number } {
   assertMask(mask);
   const bounds = maskBounds(mask);
   if (!bounds) return { ring: new Uint8Array(mask.data.length), width: ringWidth ?? 0, count: 0 };
@@ -67,7 +67,7 @@ export function outerRing(mask: Image8, ringWidth?: number): { ring: Uint8Array;
  * Per colour channel, the gain and offset that give the generated ring the original ring's mean
  * and standard deviation (gain clamped to [0.5, 2]; gain 1 where the generated ring is flat).
  */
-export function colourCorrection(generated: Image8, original: Image8, mask: Image8, ringWidth?: number): ColourCorrection {
+export function colourCorrection(generated: Pixels, original: Pixels, mask: Pixels, ringWidth?: number): ColourCorrection {
   checkPair(generated, original, mask);
   const { ring, width, count } = outerRing(mask, ringWidth);
   const colours = Math.min(3, generated.channels, original.channels);
@@ -99,7 +99,7 @@ export function colourCorrection(generated: Image8, original: Image8, mask: Imag
 }
 
 /** The generated image with a correction applied to its colour channels (alpha untouched), clamped. */
-export function applyColourCorrection(generated: Image8, correction: ColourCorrection): Image8 {
+export function applyColourCorrection(generated: Pixels, correction: ColourCorrection): Pixels {
   assertImage(generated, "generated image");
   const c = generated.channels;
   const out = new Uint8Array(generated.data);
@@ -121,11 +121,11 @@ export function applyColourCorrection(generated: Image8, correction: ColourCorre
  * 8..64 px). The whole picture gets the same correction. Returns a new image; an empty ring (empty
  * mask, or a mask covering everything) leaves the colours as they are.
  */
-export function matchColours(generated: Image8, original: Image8, mask: Image8, ringWidth?: number): Image8 {
+export function matchColours(generated: Pixels, original: Pixels, mask: Pixels, ringWidth?: number): Pixels {
   return applyColourCorrection(generated, colourCorrection(generated, original, mask, ringWidth));
 }
 
-function checkPair(generated: Image8, original: Image8, mask: Image8): void {
+function checkPair(generated: Pixels, original: Pixels, mask: Pixels): void {
   assertImage(generated, "generated image");
   assertImage(original, "original image");
   assertMask(mask);
@@ -145,7 +145,7 @@ function checkPair(generated: Image8, original: Image8, mask: Image8): void {
  * channel, so alpha = lerp(original alpha, generated alpha or 255, b); where either alpha is below
  * 255 the colours are mixed weighted by alpha (no dark fringes from transparent pixels).
  */
-export function composite(original: Image8, generated: Image8, blend: Image8): Image8 {
+export function composite(original: Pixels, generated: Pixels, blend: Pixels): Pixels {
   assertImage(original, "original image");
   assertImage(generated, "generated image");
   assertMask(blend, "blend mask");
@@ -193,7 +193,7 @@ function div255(x: number): number {
 }
 
 /** What becomes the Photoshop layer: the generated colours, alpha = blend (times the generated alpha, if any). */
-export function layerPixels(generated: Image8, blend: Image8): Image8 {
+export function layerPixels(generated: Pixels, blend: Pixels): Pixels {
   assertImage(generated, "generated image");
   assertMask(blend, "blend mask");
   assertSameSize(generated, blend, "generated image", "blend mask");

@@ -1,15 +1,15 @@
-/** Small helpers on Image8: make, check, crop, paste, convert to a mask. */
+/** Small helpers on Pixels: make, check, crop, paste, convert to a mask. */
 import { ImagingError } from "./errors";
-import type { Bounds, Image8, Size } from "./types";
+import type { Region, Pixels, Size } from "../../geometry";
 
-export function createImage(width: number, height: number, channels: 1 | 3 | 4, fill = 0): Image8 {
+export function createImage(width: number, height: number, channels: 1 | 3 | 4, fill = 0): Pixels {
   assertSize({ width, height }, "image");
   const data = new Uint8Array(width * height * channels);
   if (fill !== 0) data.fill(fill);
   return { width, height, channels, data };
 }
 
-export function cloneImage(image: Image8): Image8 {
+export function cloneImage(image: Pixels): Pixels {
   return { width: image.width, height: image.height, channels: image.channels, data: new Uint8Array(image.data) };
 }
 
@@ -21,7 +21,7 @@ export function assertSize(size: Size, what: string): void {
 }
 
 /** Throws unless the buffer holds exactly width x height x channels bytes. */
-export function assertImage(image: Image8, what = "image"): void {
+export function assertImage(image: Pixels, what = "image"): void {
   assertSize(image, what);
   if (image.channels !== 1 && image.channels !== 3 && image.channels !== 4) {
     throw new ImagingError("invalid_argument", `The ${what} must have 1, 3 or 4 channels (got ${String(image.channels)}).`);
@@ -34,12 +34,12 @@ export function assertImage(image: Image8, what = "image"): void {
   }
 }
 
-export function assertMask(mask: Image8, what = "mask"): void {
+export function assertMask(mask: Pixels, what = "mask"): void {
   assertImage(mask, what);
   if (mask.channels !== 1) throw new ImagingError("invalid_argument", `The ${what} must have one channel (got ${mask.channels}).`);
 }
 
-export function assertSameSize(a: Image8, b: Image8, aName: string, bName: string): void {
+export function assertSameSize(a: Pixels, b: Pixels, aName: string, bName: string): void {
   if (a.width !== b.width || a.height !== b.height) {
     throw new ImagingError("size_mismatch", `The ${bName} (${b.width}x${b.height}) must be the size of the ${aName} (${a.width}x${a.height}).`);
   }
@@ -50,7 +50,7 @@ export function assertRadius(radius: number, what: string): void {
 }
 
 /** Throws unless the bounds are whole pixels, non-empty and inside the image. */
-export function assertInside(region: Bounds, size: Size, what = "region"): void {
+export function assertInside(region: Region, size: Size, what = "region"): void {
   const { x, y, width, height } = region;
   if (![x, y, width, height].every(Number.isInteger) || width < 1 || height < 1) {
     throw new ImagingError("invalid_argument", `The ${what} must be whole pixels and at least 1x1 (got ${x},${y} ${width}x${height}).`);
@@ -61,7 +61,7 @@ export function assertInside(region: Bounds, size: Size, what = "region"): void 
 }
 
 /** The pixels of `region`, copied. */
-export function cropImage(image: Image8, region: Bounds): Image8 {
+export function cropImage(image: Pixels, region: Region): Pixels {
   assertImage(image);
   assertInside(region, image);
   const { channels } = image;
@@ -75,7 +75,7 @@ export function cropImage(image: Image8, region: Bounds): Image8 {
 }
 
 /** A copy of `target` with `patch` written at (x, y); the patch must fit and have the same channels. */
-export function pasteImage(target: Image8, patch: Image8, at: { x: number; y: number }): Image8 {
+export function pasteImage(target: Pixels, patch: Pixels, at: { x: number; y: number }): Pixels {
   assertImage(target, "target image");
   assertImage(patch, "patch");
   if (patch.channels !== target.channels) {
@@ -94,7 +94,7 @@ export function pasteImage(target: Image8, patch: Image8, at: { x: number; y: nu
  * A one-channel mask from any image (a mask PNG may arrive as grey, RGB or RGBA): Rec. 601 luma,
  * times alpha when there is one, so white = repaint, black or transparent = keep.
  */
-export function maskFromImage(image: Image8): Image8 {
+export function maskFromImage(image: Pixels): Pixels {
   assertImage(image);
   if (image.channels === 1) return cloneImage(image);
   const n = image.width * image.height;
@@ -110,7 +110,7 @@ export function maskFromImage(image: Image8): Image8 {
 }
 
 /** 255 where mask > threshold, else 0. */
-export function thresholdMask(mask: Image8, threshold = 127): Image8 {
+export function thresholdMask(mask: Pixels, threshold = 127): Pixels {
   assertMask(mask);
   const out = new Uint8Array(mask.data.length);
   const src = mask.data;

@@ -1,8 +1,8 @@
 /** daemon/imaging: pixel math on plain buffers for masked editing. */
-export * from "./types";
+export * from "./errors";
 export * from "./image";
 export * from "./mask";
-export * from "./context";
+export * from "./resample";
 export * from "./prefill";
 export * from "./composite";
 export * from "./outpaint";

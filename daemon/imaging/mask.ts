@@ -5,10 +5,10 @@
  */
 import { blurReach, gaussianBlur, maxFilterOctagon, minFilterOctagon } from "./filters";
 import { assertMask, assertRadius, assertSameSize, cloneImage, diagonal } from "./image";
-import type { Bounds, Image8 } from "./types";
+import { defaultMaskParameters, type MaskParameters, type Pixels, type Region } from "../../geometry";
 
-/** Bounds of the pixels > threshold (default 0); null when there are none. */
-export function maskBounds(mask: Image8, threshold = 0): Bounds | null {
+/** Region of the pixels > threshold (default 0); null when there are none. */
+export function maskBounds(mask: Pixels, threshold = 0): Region | null {
   assertMask(mask);
   const { width, height, data } = mask;
   let top = -1;
@@ -36,14 +36,14 @@ export function maskBounds(mask: Image8, threshold = 0): Bounds | null {
  * Dilation (max filter) by a disk of `radius` px, approximated by a regular octagon with that inradius
  * (at most 8% wider on the diagonals); soft values are carried outward as they are. Radius rounds to whole px.
  */
-export function growMask(mask: Image8, radius: number): Image8 {
+export function growMask(mask: Pixels, radius: number): Pixels {
   assertMask(mask);
   assertRadius(radius, "grow radius");
   return { width: mask.width, height: mask.height, channels: 1, data: maxFilterOctagon(mask.data, mask.width, mask.height, radius) };
 }
 
 /** Erosion (min filter) by the same octagon; the canvas edge does not erode a mask that touches it. */
-export function shrinkMask(mask: Image8, radius: number): Image8 {
+export function shrinkMask(mask: Pixels, radius: number): Pixels {
   assertMask(mask);
   assertRadius(radius, "shrink radius");
   return { width: mask.width, height: mask.height, channels: 1, data: minFilterOctagon(mask.data, mask.width, mask.height, radius) };
@@ -54,7 +54,7 @@ export function shrinkMask(mask: Image8, radius: number): Image8 {
  * (2.3% .. 97.7% between edge - radius and edge + radius). Three box blurs: the ramp ends exactly
  * ~1.5 * radius from the edge. Edges are clamped, so a mask touching the canvas edge stays full there.
  */
-export function featherMask(mask: Image8, radius: number): Image8 {
+export function featherMask(mask: Pixels, radius: number): Pixels {
   assertMask(mask);
   assertRadius(radius, "feather radius");
   if (radius === 0) return cloneImage(mask);
@@ -84,7 +84,7 @@ export function featherMask(mask: Image8, radius: number): Image8 {
  * Where a blur can change anything: bounds of the non-uniform part (pixels that differ from the
  * mask's background value 0) padded by the blur's reach, or null when the mask is uniform.
  */
-function activeRegion(mask: Image8, reach: number): Bounds | null {
+function activeRegion(mask: Pixels, reach: number): Region | null {
   const bounds = maskBounds(mask);
   if (!bounds) return null;
   if (bounds.width === mask.width && bounds.height === mask.height) {
@@ -109,46 +109,22 @@ export interface MaskOptions {
   blend?: number;
 }
 
-export interface MaskParameters {
-  grow: number;
-  feather: number;
-  shrink: number;
-  blend: number;
-}
-
 export interface MaskPair {
   /** What the model may repaint: the selection grown and feathered (reaches beyond it). */
-  denoise: Image8;
+  denoise: Pixels;
   /** How much of the result shows: shrunk and feathered, and never above the selection anywhere. */
-  blend: Image8;
+  blend: Pixels;
   /** The radii used, defaults resolved. */
   parameters: MaskParameters;
 }
 
-/**
- * Default radii for a selection, scaling with the diagonal d of its bounds (as krita-ai-diffusion):
- * - feather = max(16, 10% of d): the model's repaint fades out over a band proportional to the edit;
- * - grow = 4 + feather / 2: the fully repainted area reaches past the selection edge, so the model
- *   never has to stop its new content exactly at the edge;
- * - blend = clamp(5% of d, 4, 32) and shrink = blend: the result fades in over ~2 * blend px INSIDE
- *   the selection; both are capped at a sixth of the selection's smaller side so thin selections
- *   are not eaten away.
- */
-export function defaultMaskParameters(bounds: Bounds): MaskParameters {
-  const d = diagonal(bounds);
-  const feather = Math.max(16, Math.round(0.1 * d));
-  const grow = 4 + Math.round(feather / 2);
-  const cap = Math.max(1, Math.floor(Math.min(bounds.width, bounds.height) / 6));
-  const blend = Math.min(cap, Math.max(4, Math.min(32, Math.round(0.05 * d))));
-  return { grow, feather, shrink: blend, blend };
-}
 
 /**
  * The denoise and blend masks for a selection. blend = min(selection, feather(shrink(selection))),
  * so blend <= selection at every pixel and blend == 0 wherever the selection is 0, whatever the radii.
  * An empty selection gives two empty masks.
  */
-export function masksFor(selection: Image8, options: MaskOptions = {}): MaskPair {
+export function masksFor(selection: Pixels, options: MaskOptions = {}): MaskPair {
   assertMask(selection, "selection");
   const bounds = maskBounds(selection);
   const defaults = bounds ? defaultMaskParameters(bounds) : { grow: 0, feather: 0, shrink: 0, blend: 0 };
@@ -172,7 +148,7 @@ export function masksFor(selection: Image8, options: MaskOptions = {}): MaskPair
 }
 
 /** Per-pixel max of two masks of the same size. */
-export function unionMask(a: Image8, b: Image8): Image8 {
+export function unionMask(a: Pixels, b: Pixels): Pixels {
   assertMask(a);
   assertMask(b);
   assertSameSize(a, b, "first mask", "second mask");
@@ -182,7 +158,7 @@ export function unionMask(a: Image8, b: Image8): Image8 {
 }
 
 /** 255 - mask. */
-export function invertMask(mask: Image8): Image8 {
+export function invertMask(mask: Pixels): Pixels {
   assertMask(mask);
   const out = new Uint8Array(mask.data.length);
   for (let i = 0; i < out.length; i++) out[i] = 255 - mask.data[i]!;

@@ -2,13 +2,13 @@
 import { ImagingError } from "./errors";
 import { maxFilterOctagon, minFilterOctagon } from "./filters";
 import { assertImage, assertMask, assertRadius, assertSameSize } from "./image";
-import type { Image8 } from "./types";
+import type { Pixels } from "../../geometry";
 
 /**
  * The pixels within `width` px of the mask's edge, on either side (a band about 2 * width wide); the
  * edge is where the mask crosses 50%. The canvas edge is not a mask edge.
  */
-export function ringAround(mask: Image8, width: number): Image8 {
+export function ringAround(mask: Pixels, width: number): Pixels {
   assertMask(mask);
   assertRadius(width, "ring width");
   const n = mask.data.length;
@@ -24,7 +24,7 @@ export function ringAround(mask: Image8, width: number): Image8 {
 }
 
 /** Per pixel, the RMS over colour channels of the central-difference gradient (one-sided at the edges). */
-export function gradientMagnitude(image: Image8): Float32Array {
+export function gradientMagnitude(image: Pixels): Float32Array {
   assertImage(image);
   const { width, height } = image;
   const c = image.channels;
@@ -65,7 +65,7 @@ export interface SeamScore {
  * pixels; a feathered one spreads it over its ramp; the local picture's own texture is the yardstick.
  * Throws empty_mask when the blend has no border or no untouched pixels near it.
  */
-export function seamScore(image: Image8, blend: Image8, options: { reach?: number } = {}): SeamScore {
+export function seamScore(image: Pixels, blend: Pixels, options: { reach?: number } = {}): SeamScore {
   assertImage(image);
   assertMask(blend, "blend mask");
   assertSameSize(image, blend, "image", "blend mask");
@@ -137,7 +137,7 @@ export function srgbToLab(r: number, g: number, b: number): [number, number, num
 }
 
 /** Mean CIE76 colour difference (Euclidean distance in L*a*b*, sRGB D65) over the pixels where `where` > 0. */
-export function deltaE76(a: Image8, b: Image8, where: Image8): number {
+export function deltaE76(a: Pixels, b: Pixels, where: Pixels): number {
   assertImage(a, "first image");
   assertImage(b, "second image");
   assertMask(where, "measured area");

@@ -1,19 +1,17 @@
 /** Extending the canvas: the bigger picture with the old one in place, and the mask of what to invent. */
 import { ImagingError } from "./errors";
 import { assertImage } from "./image";
-import type { Bounds, Image8 } from "./types";
-
-export interface Expansion {
-  left: number;
-  top: number;
-  right: number;
-  bottom: number;
-}
+import { LIMITS, OUTPAINT_OVERLAP, overlapBands, type Expansion, type Pixels, type Region, type Size } from "../../geometry";
 
 export interface ExpandOptions {
   /** The longest overlap band into the old pixels, px (default 64). */
   overlap?: number;
-  /** Refuse canvases wider or taller than this (default 30000, Photoshop's limit for a .psd). */
+  /**
+   * The size of the whole old picture, when `image` is only the part of it next to the growth (the
+   * context the model sees): the overlap bands are sized from it, as they are for the whole picture.
+   */
+  oldSize?: Size;
+  /** Refuse canvases wider or taller than this (default LIMITS.maxCanvasSide, Photoshop's limit for a .psd). */
   maxSide?: number;
   /** Refuse canvases with more pixels than this (default 2^28). */
   maxPixels?: number;
@@ -21,25 +19,15 @@ export interface ExpandOptions {
 
 export interface ExpandedCanvas {
   /** The new canvas: old pixels at (left, top), the new area 0 (transparent if the image has alpha). */
-  canvas: Image8;
+  canvas: Pixels;
   /** 255 on the new area, plus a soft ramp reaching into the old pixels on the extended sides only. */
-  mask: Image8;
+  mask: Pixels;
   /** Where the old picture sits in the new canvas. */
-  oldRegion: Bounds;
+  oldRegion: Region;
   /** 255 on the new area only: what the pre-fill must invent (the band's old pixels are kept as sources). */
-  newArea: Image8;
+  newArea: Pixels;
   /** The width of the overlap band on each side (0 on sides that were not extended). */
   overlap: Expansion;
-}
-
-/**
- * Width of the overlap band on one side: at most `overlap`, at most the extension itself (but 8 px at
- * least, one latent cell) so a small extension does not repaint much old picture, and at most a
- * quarter of the old picture across that axis. 0 where the side is not extended.
- */
-export function overlapWidth(extension: number, oldSide: number, overlap: number): number {
-  if (extension <= 0) return 0;
-  return Math.max(0, Math.min(overlap, Math.max(8, extension), Math.floor(oldSide / 4)));
 }
 
 /** The ramp's value at depth k (0 = the old pixel touching the new area) in a band of width n: smoothstep from 255 to 0. */
@@ -53,18 +41,18 @@ function ramp(k: number, n: number): number {
  * The canvas grown by `by` px per side. An expansion of 0 everywhere gives the same picture and an
  * empty mask; negative, fractional or too large expansions are refused.
  */
-export function expandCanvas(image: Image8, by: Expansion, options: ExpandOptions = {}): ExpandedCanvas {
+export function expandCanvas(image: Pixels, by: Expansion, options: ExpandOptions = {}): ExpandedCanvas {
   assertImage(image);
   for (const side of ["left", "top", "right", "bottom"] as const) {
     const v = by[side];
     if (!Number.isInteger(v) || v < 0) throw new ImagingError("invalid_argument", `The canvas can only grow by whole pixels, 0 or more (${side}: ${v}).`);
   }
-  const overlap = options.overlap ?? 64;
+  const overlap = options.overlap ?? OUTPAINT_OVERLAP;
   if (!(Number.isInteger(overlap) && overlap >= 0)) throw new ImagingError("invalid_argument", `The overlap must be whole pixels, 0 or more (got ${overlap}).`);
   const width = image.width + by.left + by.right;
   const height = image.height + by.top + by.bottom;
-  const maxSide = options.maxSide ?? 30000;
-  const maxPixels = options.maxPixels ?? 2 ** 28;
+  const maxSide = options.maxSide ?? LIMITS.maxCanvasSide;
+  const maxPixels = options.maxPixels ?? LIMITS.maxImagePixels;
   if (width > maxSide || height > maxSide || width * height > maxPixels) {
     throw new ImagingError(
       "invalid_argument",
@@ -78,12 +66,7 @@ export function expandCanvas(image: Image8, by: Expansion, options: ExpandOption
     canvas.set(image.data.subarray(y * rowBytes, (y + 1) * rowBytes), ((y + by.top) * width + by.left) * c);
   }
   const oldRegion = { x: by.left, y: by.top, width: image.width, height: image.height };
-  const bands: Expansion = {
-    left: overlapWidth(by.left, image.width, overlap),
-    right: overlapWidth(by.right, image.width, overlap),
-    top: overlapWidth(by.top, image.height, overlap),
-    bottom: overlapWidth(by.bottom, image.height, overlap),
-  };
+  const bands = overlapBands(options.oldSize ?? image, by, overlap);
   const mask = new Uint8Array(width * height).fill(255);
   const newArea = new Uint8Array(width * height).fill(255);
   // Per column and per row of the old picture, the ramp from the extended sides; corners take the max.

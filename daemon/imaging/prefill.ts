@@ -8,7 +8,7 @@ import { ImagingError } from "./errors";
 import { blurReach, gaussianBlur } from "./filters";
 import { assertImage, assertMask, assertRadius, assertSameSize, averageSide, cloneImage } from "./image";
 import { maskBounds } from "./mask";
-import type { Bounds, Image8 } from "./types";
+import type { Region, Pixels } from "../../geometry";
 
 export type PrefillMode = "none" | "neutral" | "blur" | "propagate";
 
@@ -37,7 +37,7 @@ export const NEUTRAL_GREY = 128;
  *   The canvas edge is free, so near it the fill flattens along the edge. Used for outpainting.
  * A mask that covers the whole image leaves nothing to propagate from: the fill is then neutral.
  */
-export function prefill(image: Image8, mask: Image8, mode: PrefillMode, options: PrefillOptions = {}): Image8 {
+export function prefill(image: Pixels, mask: Pixels, mode: PrefillMode, options: PrefillOptions = {}): Pixels {
   assertImage(image);
   assertMask(mask);
   assertSameSize(image, mask, "image", "mask");
@@ -67,12 +67,12 @@ export function prefill(image: Image8, mask: Image8, mode: PrefillMode, options:
   return out;
 }
 
-function everyPixelAbove(mask: Image8, threshold: number): boolean {
+function everyPixelAbove(mask: Pixels, threshold: number): boolean {
   for (let i = 0; i < mask.data.length; i++) if (mask.data[i]! <= threshold) return false;
   return true;
 }
 
-function fillNeutral(out: Image8, mask: Image8, threshold: number): void {
+function fillNeutral(out: Pixels, mask: Pixels, threshold: number): void {
   const c = out.channels;
   const n = out.width * out.height;
   for (let i = 0; i < n; i++) {
@@ -86,7 +86,7 @@ function fillNeutral(out: Image8, mask: Image8, threshold: number): void {
   }
 }
 
-function padBounds(b: Bounds, pad: number, size: { width: number; height: number }): Bounds {
+function padBounds(b: Region, pad: number, size: { width: number; height: number }): Region {
   const x0 = Math.max(0, b.x - pad);
   const y0 = Math.max(0, b.y - pad);
   const x1 = Math.min(size.width, b.x + b.width + pad);
@@ -95,7 +95,7 @@ function padBounds(b: Bounds, pad: number, size: { width: number; height: number
 }
 
 /** The crop as floats, and 1 where the pixel is known (mask <= threshold). */
-function floatCrop(image: Image8, mask: Image8, crop: Bounds, threshold: number): { values: Float32Array; known: Uint8Array } {
+function floatCrop(image: Pixels, mask: Pixels, crop: Region, threshold: number): { values: Float32Array; known: Uint8Array } {
   const c = image.channels;
   const values = new Float32Array(crop.width * crop.height * c);
   const known = new Uint8Array(crop.width * crop.height);
@@ -111,7 +111,7 @@ function floatCrop(image: Image8, mask: Image8, crop: Bounds, threshold: number)
   return { values, known };
 }
 
-function writeBack(out: Image8, mask: Image8, threshold: number, crop: Bounds, values: Float32Array): void {
+function writeBack(out: Pixels, mask: Pixels, threshold: number, crop: Region, values: Float32Array): void {
   const c = out.channels;
   for (let y = 0; y < crop.height; y++) {
     const row = (crop.y + y) * out.width + crop.x;
@@ -135,7 +135,7 @@ const BLUR_CONFIDENCE = 0.1;
  * so it runs on a grid f times coarser (f a power of 2 keeping the coarse sigma >= 2) and is sampled
  * back bilinearly: smooth by construction, and 4096^2 canvases stay fast.
  */
-function blurFill(out: Image8, image: Image8, mask: Image8, threshold: number, bounds: Bounds, radius: number): void {
+function blurFill(out: Pixels, image: Pixels, mask: Pixels, threshold: number, bounds: Region, radius: number): void {
   const sigma = radius / 2;
   const crop = padBounds(bounds, blurReach(sigma) + 1, image);
   const c = image.channels;

@@ -19,7 +19,9 @@ import {
   type JobRequest,
   type MessageOf,
 } from "../../protocol";
-import { CancelledError, EngineError, rasterOf, type Engine, type EngineProgress, type Raster } from "../engine/engine";
+import type { Pixels } from "../../geometry";
+import { CancelledError, EngineError, type Engine, type EngineProgress } from "../engine/engine";
+import { toGenerationJob } from "./generation-job";
 import type { ModelInstaller } from "../models/downloads";
 import type { JobQueue } from "./queue";
 import type { ServerLimits } from "./limits";
@@ -218,8 +220,10 @@ export class Connection {
         return { code: "frame_too_large", message: `The ${name} (${ref.width}x${ref.height}) is over the ${limits.maxImagePixels}-pixel limit.` };
       }
     }
-    if (request.width * request.height > limits.maxImagePixels) {
-      return { code: "invalid_job", message: `${request.width}x${request.height} is over the ${limits.maxImagePixels}-pixel limit.` };
+    for (const [name, size] of [["output", request.output ?? request.canvas], ["working size", request.size]] as const) {
+      if (size && size.width * size.height > limits.maxImagePixels) {
+        return { code: "invalid_job", message: `The ${name} ${size.width}x${size.height} is over the ${limits.maxImagePixels}-pixel limit.` };
+      }
     }
     if (request.image && request.mask && (request.image.width !== request.mask.width || request.image.height !== request.mask.height)) {
       return {
@@ -314,16 +318,10 @@ export class Connection {
     const { request } = job;
     const jobId = request.jobId;
     job.phase = "running";
-    const { image: _i, mask: _m, ...settings } = request;
     const notices: string[] = [];
     try {
-      const results = await this.settings.engine.run(
-        {
-          ...settings,
-          ...(job.received.image ? { image: rasterOf(job.received.image) } : {}),
-          ...(job.received.mask ? { mask: rasterOf(job.received.mask) } : {}),
-        },
-        { signal, onProgress: (progress) => this.progress(jobId, progress), onNotice: (notice) => notices.push(notice) },
+      const results = await this.settings.engine.run(toGenerationJob(request, job.received), {
+        signal, onProgress: (progress) => this.progress(jobId, progress), onNotice: (notice) => notices.push(notice) },
       );
       if (signal.aborted) throw new CancelledError();
       for (const result of results) {
@@ -334,8 +332,8 @@ export class Connection {
           jobId,
           variation: result.variation,
           seed: result.seed,
-          frame: { frameId, width: image.width, height: image.height, channels: image.channels, bitsPerChannel: image.bitsPerChannel },
-          ...(result.region ? { region: result.region } : {}),
+          frame: { frameId, width: image.width, height: image.height, channels: image.channels, bitsPerChannel: 8 },
+          region: result.region,
         });
         this.sendFrame("result", jobId, frameId, image);
       }
@@ -364,7 +362,7 @@ export class Connection {
 
   private progress(jobId: number, progress: EngineProgress): void {
     if (this.state !== "ready") return;
-    const base = { type: "progress", jobId, stage: progress.stage, step: progress.step, total: progress.total } as const;
+    const base = { type: "progress", jobId, variation: progress.variation, stage: progress.stage, step: progress.step, total: progress.total } as const;
     if (progress.preview && this.socket.bufferedAmount < PREVIEW_BACKLOG_BYTES) {
       const frameId = this.nextFrameId++;
       this.send({ ...base, previewFrameId: frameId });
@@ -374,9 +372,9 @@ export class Connection {
     }
   }
 
-  private sendFrame(kind: "result" | "preview", jobId: number, frameId: number, image: Raster): void {
+  private sendFrame(kind: "result" | "preview", jobId: number, frameId: number, image: Pixels): void {
     if (this.state !== "ready") return;
-    for (const { header, payload } of frameChunks({ kind, jobId, frameId, ...image }, this.settings.limits.chunkBytes)) {
+    for (const { header, payload } of frameChunks({ kind, jobId, frameId, ...image, bitsPerChannel: 8 }, this.settings.limits.chunkBytes)) {
       // Two fragments of one message: the pixels go out without being copied behind a header.
       this.socket.send(header, { binary: true, fin: false });
       this.socket.send(payload, { binary: true, fin: true });

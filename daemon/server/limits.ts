@@ -1,3 +1,4 @@
+import { LIMITS } from "../../geometry";
 import { DEFAULT_CHUNK_BYTES, type Limits } from "../../protocol";
 
 export interface ServerLimits extends Limits {
@@ -8,8 +9,8 @@ export interface ServerLimits extends Limits {
 export const DEFAULT_LIMITS: ServerLimits = {
   // A chunk plus its header, with room to spare; bigger JSON has no business here.
   maxMessageBytes: 16 * 1024 * 1024,
-  // 8192 x 8192: the largest region the panel will send; bigger documents are cropped to the selection's context.
-  maxImagePixels: 8192 * 8192,
+  // The largest picture sent either way; the panel reads only the context an edit needs.
+  maxImagePixels: LIMITS.maxImagePixels,
   maxQueuedJobsPerClient: 16,
   maxVariations: 8,
   chunkBytes: DEFAULT_CHUNK_BYTES,

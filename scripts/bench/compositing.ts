@@ -11,7 +11,7 @@ import { generate, type LoadedModel } from "../../daemon/engine/pipeline/generat
 import { TorchGenerator } from "../../daemon/engine/rng";
 import { ClipTokenizer } from "../../daemon/engine/tokenizer";
 import { deltaE76, ringAround, seamScore } from "../../daemon/imaging/metrics";
-import type { Image8 } from "../../daemon/imaging/types";
+import type { Pixels } from "../../geometry";
 import { loadModelFolder } from "../../daemon/models/model-folder";
 import { ModelSessions } from "../../daemon/models/model-sessions";
 import { printSection, type Figures } from "./report";
@@ -69,13 +69,13 @@ export async function measureCompositing(fixtures: string, options: { model?: st
   }
 }
 
-function alphaOf(layer: Image8): Image8 {
+function alphaOf(layer: Pixels): Pixels {
   const data = new Uint8Array(layer.width * layer.height);
   for (let i = 0; i < data.length; i++) data[i] = layer.data[i * 4 + 3]!;
   return { width: layer.width, height: layer.height, channels: 1, data };
 }
 
-function figuresFor(plan: MaskedEditPlan, picture: Image8, blend: Image8): CompositingFigures {
+function figuresFor(plan: MaskedEditPlan, picture: Pixels, blend: Pixels): CompositingFigures {
   let changedOutside = 0;
   for (let i = 0; i < blend.data.length; i++) {
     if (blend.data[i] !== 0) continue;

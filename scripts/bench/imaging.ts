@@ -5,7 +5,7 @@
  */
 import { featherMask, growMask, masksFor, shrinkMask } from "../../daemon/imaging/mask";
 import { prefill } from "../../daemon/imaging/prefill";
-import type { Image8 } from "../../daemon/imaging/types";
+import type { Pixels } from "../../geometry";
 import { ellipseSelection } from "./compositing";
 import { printSection, type Figures } from "./report";
 
@@ -20,8 +20,8 @@ export function benchImaging(quick: boolean): Figures {
   const size = quick ? 1024 : 4096;
   const s = size / 4096;
   const ellipse = ellipseSelection(size, size, 2000 * s, 2100 * s, 1200 * s, 900 * s, 8);
-  const selection: Image8 = { width: size, height: size, channels: 1, data: ellipse.data };
-  const image: Image8 = { width: size, height: size, channels: 3, data: new Uint8Array(size * size * 3) };
+  const selection: Pixels = { width: size, height: size, channels: 1, data: ellipse.data };
+  const image: Pixels = { width: size, height: size, channels: 3, data: new Uint8Array(size * size * 3) };
   for (let y = 0; y < size; y++) for (let x = 0; x < size; x++) image.data.set([x >> 4, y >> 4, (x + y) >> 5], (y * size + x) * 3);
   const copy = cpuMs(() => new Uint8Array(image.data));
   const times: Record<string, number> = {

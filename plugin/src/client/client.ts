@@ -4,6 +4,7 @@
  * frames (built in one reused buffer), their progress, previews and results routed back, and
  * every wait bounded by a timeout so that nothing hangs.
  */
+import { LIMITS, type Pixels } from "../../../geometry";
 import {
   DEFAULT_CHUNK_BYTES,
   FRAME_HEADER_BYTES,
@@ -79,15 +80,9 @@ export interface ClientOptions {
   backoff?: { initialMs: number; maxMs: number };
 }
 
-/** Pixels to send with a job (8-bit unless said otherwise). */
-export interface JobPixels {
-  width: number;
-  height: number;
-  channels: 1 | 3 | 4;
-  data: Uint8Array;
-}
-
 export interface JobProgress {
+  /** Which variation (0-based) this is about. */
+  variation: number;
   stage: Stage;
   step: number;
   total: number;
@@ -96,7 +91,8 @@ export interface JobProgress {
 export interface JobResult {
   variation: number;
   seed: number;
-  region?: Region;
+  /** Where the layer goes, in document pixels after any canvas growth (the image's exact size). */
+  region: Region;
   image: ImageFrame;
 }
 
@@ -130,7 +126,7 @@ interface ActiveJob {
   accepted: boolean;
   cancelRequested: boolean;
   results: JobResult[];
-  pendingResults: Map<number, { variation: number; seed: number; region?: Region }>;
+  pendingResults: Map<number, { variation: number; seed: number; region: Region }>;
   timer?: ReturnType<typeof setTimeout>;
   finish(outcome: JobOutcome): void;
 }
@@ -260,11 +256,11 @@ export class ProtocolClient {
   }
 
   /** Sends a job and its pixels; the handle's promise settles with exactly one outcome. */
-  submit(settings: JobSettings, pixels: { image?: JobPixels; mask?: JobPixels }, callbacks: JobCallbacks = {}): JobHandle {
+  submit(settings: JobSettings, pixels: { image?: Pixels; mask?: Pixels }, callbacks: JobCallbacks = {}): JobHandle {
     const capabilities = this.requireReady();
     const jobId = this.nextJobId;
     this.nextJobId = this.nextJobId >= 0xffffffff ? 1 : this.nextJobId + 1;
-    const refOf = (p: JobPixels) => ({ frameId: this.nextFrameId++, width: p.width, height: p.height, channels: p.channels, bitsPerChannel: 8 as const });
+    const refOf = (p: Pixels) => ({ frameId: this.nextFrameId++, width: p.width, height: p.height, channels: p.channels, bitsPerChannel: 8 as const });
     const imageRef = pixels.image ? refOf(pixels.image) : undefined;
     const maskRef = pixels.mask ? refOf(pixels.mask) : undefined;
 
@@ -512,18 +508,14 @@ export class ProtocolClient {
         const job = this.jobs.get(message.jobId);
         if (!job) return;
         this.touch(job);
-        job.callbacks.onProgress?.({ stage: message.stage, step: message.step, total: message.total });
+        job.callbacks.onProgress?.({ variation: message.variation, stage: message.stage, step: message.step, total: message.total });
         return;
       }
       case "result": {
         const job = this.jobs.get(message.jobId);
         if (!job) return;
         this.touch(job);
-        job.pendingResults.set(message.frame.frameId, {
-          variation: message.variation,
-          seed: message.seed,
-          ...(message.region ? { region: message.region } : {}),
-        });
+        job.pendingResults.set(message.frame.frameId, { variation: message.variation, seed: message.seed, region: message.region });
         return;
       }
       case "done": {
@@ -614,5 +606,5 @@ function unreachable(url: string, error?: unknown): string {
 
 function newAssembler(): FrameAssembler {
   // Results are RGBA at the document's size; the daemon's own limits bound them.
-  return new FrameAssembler({ maxFrameBytes: 8192 * 8192 * 4, maxPendingFrames: 16 });
+  return new FrameAssembler({ maxFrameBytes: LIMITS.maxImagePixels * 4, maxPendingFrames: 16 });
 }

@@ -1,57 +1,9 @@
 /**
- * Sizes and pixel rectangles: the size a model runs at, where a masked result has pixels,
- * cropping, and resampling whole-image results to the document's exact size.
+ * The panel's own pixel work, kept small: RGBA from what the daemon sends, a result split into a
+ * layer and its mask, and the JavaScript resampling thumbnails need (sizes and rectangles are
+ * geometry/'s, shared with the daemon).
  */
-import type { Region } from "../../../protocol";
 import type { Mask8, Rgba8 } from "../photoshop/host";
-
-/** ONNX exports of SD's UNet halve the latents three times with fixed shapes: sides must be multiples of 64. */
-export const SIZE_MULTIPLE = 64;
-
-function roundSide(v: number): number {
-  return Math.max(SIZE_MULTIPLE, Math.round(v / SIZE_MULTIPLE) * SIZE_MULTIPLE);
-}
-
-/**
- * The size a whole-image generation runs at for a canvas of width x height: the model's native
- * area (native x native pixels) in the canvas's proportions, each side a multiple of 64 (the VAE's
- * 8 times the UNet's three halvings). Stable Diffusion makes poor pictures far from its native
- * size, so small canvases are generated larger and big ones smaller, and the result is resampled
- * to the canvas.
- */
-export function generationSize(width: number, height: number, native: number): { width: number; height: number } {
-  const scale = Math.sqrt((native * native) / (width * height));
-  return { width: roundSide(width * scale), height: roundSide(height * scale) };
-}
-
-/** Bounds of the pixels whose alpha is above 0, or null when all are transparent. */
-export function alphaBounds(image: Rgba8): Region | null {
-  let left = image.width;
-  let top = image.height;
-  let right = -1;
-  let bottom = -1;
-  for (let y = 0; y < image.height; y++) {
-    const row = y * image.width * 4;
-    for (let x = 0; x < image.width; x++) {
-      if (image.data[row + x * 4 + 3] === 0) continue;
-      if (x < left) left = x;
-      if (x > right) right = x;
-      if (y < top) top = y;
-      bottom = y;
-    }
-  }
-  return right < 0 ? null : { x: left, y: top, width: right - left + 1, height: bottom - top + 1 };
-}
-
-export function cropRgba(image: Rgba8, region: Region): Rgba8 {
-  if (region.x === 0 && region.y === 0 && region.width === image.width && region.height === image.height) return image;
-  const out = new Uint8Array(region.width * region.height * 4);
-  for (let y = 0; y < region.height; y++) {
-    const from = ((region.y + y) * image.width + region.x) * 4;
-    out.set(image.data.subarray(from, from + region.width * 4), y * region.width * 4);
-  }
-  return { width: region.width, height: region.height, data: out };
-}
 
 /** Splits straight-alpha RGBA into opaque pixels and a mask (the alpha): a layer and its layer mask. */
 export function splitAlpha(image: Rgba8): { pixels: Rgba8; mask: Mask8 } {
@@ -178,10 +130,4 @@ export function resizeRgba(image: Rgba8, width: number, height: number): Rgba8 {
     }
   }
   return { width, height, data: out };
-}
-
-/** The size to shrink an image to so that its longer side is at most `maxSide` (never enlarges). */
-export function fitWithin(width: number, height: number, maxSide: number): { width: number; height: number } {
-  const scale = Math.min(1, maxSide / Math.max(width, height));
-  return { width: Math.max(1, Math.round(width * scale)), height: Math.max(1, Math.round(height * scale)) };
 }

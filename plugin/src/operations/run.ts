@@ -3,12 +3,29 @@
  * (nothing, the image, the image and the selection), send the job, follow it, and place every
  * variation as a new layer in one undoable step. A cancelled or failed job writes nothing.
  */
-import type { Capabilities, Expansion, ImageFrame, ModelInfo, Region } from "../../../protocol";
-import type { JobHandle, JobPixels, JobResult, JobSettings, ProtocolClient } from "../client/client";
+import {
+  grownSize,
+  inpaintContext,
+  fitWithin,
+  intersect,
+  maskedEditSize,
+  oldCanvasIn,
+  outpaintContext,
+  regionOf,
+  readSize,
+  sameSize,
+  translate,
+  wholePictureSize,
+  type Pixels,
+  type Region,
+  type Size,
+} from "../../../geometry";
+import type { Capabilities, ImageFrame, ModelInfo } from "../../../protocol";
+import type { JobHandle, JobResult, JobSettings, ProtocolClient } from "../client/client";
 import { PanelError } from "../errors";
 import type { DocumentHost, DocumentInfo, NewLayer, Rgba8 } from "../photoshop/host";
 import { documentRefusal } from "./document-check";
-import { alphaBounds, asRgba, cropRgba, fitWithin, generationSize, resizeRgba, splitAlpha } from "./geometry";
+import { asRgba, resizeRgba, splitAlpha } from "./geometry";
 import { groupName, historyName, layerName } from "./naming";
 import { PROTOCOL_MODE, randomSeed, type GenerationSettings, type OperationMode } from "./settings";
 
@@ -43,8 +60,6 @@ export type OperationOutcome =
   | { status: "cancelled" };
 
 const THUMBNAIL_SIDE = 128;
-/** img2img images are sent at most this many times the generation size: the daemon resizes them anyway. */
-const INIT_OVERSAMPLE = 2;
 
 const VERBS: Record<OperationMode, string> = {
   generate: "generate images from text",
@@ -86,8 +101,7 @@ export async function runOperation(
     guidance: settings.guidance,
     strength: settings.mode === "img2img" || settings.mode === "inpaint" ? settings.strength : 1,
     scheduler: settings.scheduler,
-    width: prepared.size.width,
-    height: prepared.size.height,
+    canvas: { width: doc.width, height: doc.height },
     variations: settings.variations,
     previews: true,
     ...(prepared.region ? { region: prepared.region } : {}),
@@ -95,27 +109,20 @@ export async function runOperation(
     ...(settings.mode === "expand" ? { expand: settings.expand } : {}),
   };
 
-  // Each variation runs its steps and then decodes: decoding marks one variation done.
-  let variationsDone = 0;
-  let denoising = false;
-  const share = (within: number) => 0.1 + 0.85 * ((Math.min(variationsDone, settings.variations - 1) + within) / settings.variations);
+  const share = (variation: number, within: number) => 0.1 + 0.85 * ((Math.min(variation, settings.variations - 1) + within) / settings.variations);
   const handle = client.submit(job, prepared.pixels, {
     onAccepted: (position) => report(0.05, position > 0 ? `Waiting for ${position} job${position === 1 ? "" : "s"} ahead…` : "Starting…"),
     onQueue: (position) => report(0.05, `Waiting for ${position} job${position === 1 ? "" : "s"} ahead…`),
     onProgress: (progress) => {
       if (progress.stage === "loading") return report(0.05, "Loading the model…");
-      if (progress.stage === "encoding") return report(share(0), "Reading the picture into the model…");
+      const { variation } = progress;
+      if (progress.stage === "encoding") return report(share(variation, 0), "Reading the picture into the model…");
       if (progress.stage === "denoising" && progress.total > 0) {
-        denoising = true;
-        const which = settings.variations > 1 ? `Variation ${Math.min(variationsDone + 1, settings.variations)} of ${settings.variations} · ` : "";
-        return report(share(progress.step / progress.total), `${which}step ${progress.step} of ${progress.total}`);
+        const which = settings.variations > 1 ? `Variation ${variation + 1} of ${settings.variations} · ` : "";
+        return report(share(variation, progress.step / progress.total), `${which}step ${progress.step} of ${progress.total}`);
       }
-      if (progress.stage === "decoding") {
-        if (denoising) variationsDone++;
-        denoising = false;
-        return report(0.1 + 0.85 * (variationsDone / settings.variations), "Decoding…");
-      }
-      if (progress.stage === "compositing") return report(0.1 + 0.85 * (variationsDone / settings.variations), "Blending into the picture…");
+      if (progress.stage === "decoding") return report(share(variation, 1), "Decoding…");
+      if (progress.stage === "compositing") return report(share(variation, 1), "Blending into the picture…");
     },
     onPreview: (preview) => callbacks.onPreview?.(preview),
   });
@@ -133,7 +140,7 @@ export async function runOperation(
   if (now.width !== doc.width || now.height !== doc.height) {
     throw new PanelError("The canvas changed size during the generation, so the results would not line up; nothing was placed.", "document_changed");
   }
-  const layers = outcome.results.map((result) => placeResult(result, settings, doc, prepared));
+  const layers = outcome.results.map((result) => placeResult(result, settings, prepared.canvas));
   const written = await host.applyEdit(doc.id, {
     historyName: historyName(settings.mode),
     groupName: groupName(settings.mode, settings.prompt),
@@ -171,24 +178,27 @@ function pickModel(capabilities: Capabilities, settings: GenerationSettings): Mo
 }
 
 interface Prepared {
-  pixels: { image?: JobPixels; mask?: JobPixels };
-  size: { width: number; height: number };
+  pixels: { image?: Pixels; mask?: Pixels };
   /** Where the sent pixels sit in the document (masked modes). */
   region?: Region;
-  /** The canvas size the results are placed on (after growing, for expand). */
-  canvas: { width: number; height: number };
+  /** The canvas the results are placed on (after growing, for expand). */
+  canvas: Size;
 }
 
+/**
+ * Reads what the mode needs, and only that: the context around the selection (geometry's one rule,
+ * the daemon's too) or next to the growth, at no more resolution than the model can use (Photoshop
+ * scales the read; the daemon does every other resampling).
+ */
 async function prepare(host: DocumentHost, doc: DocumentInfo, settings: GenerationSettings, model: ModelInfo, capabilities: Capabilities): Promise<Prepared> {
-  const whole: Region = { x: 0, y: 0, width: doc.width, height: doc.height };
-  const canvas = { width: doc.width, height: doc.height };
+  const canvas: Size = { width: doc.width, height: doc.height };
   const maxPixels = capabilities.limits.maxImagePixels;
   const native = model.nativeResolution;
+  const sizeFor = (region: Region, target: Size) => (sameSize(region, target) ? undefined : target);
   switch (settings.mode) {
     case "generate":
-      return { pixels: {}, size: generationSize(doc.width, doc.height, native), canvas };
+      return { pixels: {}, canvas };
     case "img2img": {
-      const size = generationSize(doc.width, doc.height, native);
       let source: { kind: "composite" } | { kind: "layer"; layerId: number } = { kind: "composite" };
       if (settings.source === "layer") {
         if (!doc.activeLayer || doc.activeLayer.kind !== "pixel") {
@@ -196,30 +206,33 @@ async function prepare(host: DocumentHost, doc: DocumentInfo, settings: Generati
         }
         source = { kind: "layer", layerId: doc.activeLayer.id };
       }
-      let image = await host.readPixels(doc.id, source, whole);
-      const fit = fitWithin(image.width, image.height, INIT_OVERSAMPLE * Math.max(size.width, size.height));
-      image = resizeRgba(image, fit.width, fit.height);
-      return { pixels: { image: { ...image, channels: 4 } }, size, canvas };
+      const whole = regionOf(canvas);
+      const image = await host.readPixels(doc.id, source, whole, sizeFor(whole, readSize(canvas, wholePictureSize(canvas, native))));
+      return { pixels: { image: { ...image, channels: 4 } }, canvas };
     }
     case "inpaint": {
       if (!doc.selection) throw new PanelError(NO_SELECTION, "no_selection");
-      const region = contextRegion(doc, doc.selection, maxPixels);
-      const mask = await host.readSelection(doc.id, region);
+      const region = inpaintContext(doc.selection, canvas, settings.context);
+      const size = sizeFor(region, readSize(region, maskedEditSize(region, native)));
+      if ((size ?? region).width * (size ?? region).height > maxPixels) throw new PanelError(tooLarge(maxPixels), "too_large");
+      const mask = await host.readSelection(doc.id, region, size);
       if (!mask || !mask.data.some((v) => v > 0)) throw new PanelError(NO_SELECTION, "no_selection");
-      const image = await host.readPixels(doc.id, { kind: "composite" }, region);
-      return { pixels: { image: { ...image, channels: 4 }, mask: { ...mask, channels: 1 } }, size: { width: native, height: native }, region, canvas };
+      const image = await host.readPixels(doc.id, { kind: "composite" }, region, size);
+      return { pixels: { image: { ...image, channels: 4 }, mask: { ...mask, channels: 1 } }, region, canvas };
     }
     case "expand": {
       const grow = settings.expand;
-      if (grow.left + grow.top + grow.right + grow.bottom <= 0) {
-        throw new PanelError("Say how many pixels to add on at least one side of the canvas.", "no_expansion");
-      }
-      const grown = { width: doc.width + grow.left + grow.right, height: doc.height + grow.top + grow.bottom };
-      if (doc.width * doc.height > maxPixels || grown.width * grown.height > maxPixels) {
+      const context = outpaintContext(canvas, grow);
+      if (!context) throw new PanelError("Say how many pixels to add on at least one side of the canvas.", "no_expansion");
+      const grown = grownSize(canvas, grow);
+      if (grown.width * grown.height > maxPixels) {
         throw new PanelError(`The canvas would be ${grown.width}x${grown.height} pixels, more than the daemon takes at once (${megapixels(maxPixels)}).`, "too_large");
       }
-      const image = await host.readPixels(doc.id, { kind: "composite" }, whole);
-      return { pixels: { image: { ...image, channels: 4 } }, size: { width: native, height: native }, region: whole, canvas: grown };
+      // The old pixels the model sees next to the growth, in the document as it is now.
+      const seen = intersect(context, oldCanvasIn(canvas, grow))!;
+      const region = translate(seen, -grow.left, -grow.top);
+      const image = await host.readPixels(doc.id, { kind: "composite" }, region);
+      return { pixels: { image: { ...image, channels: 4 } }, region, canvas: grown };
     }
   }
 }
@@ -230,54 +243,27 @@ function megapixels(pixels: number): string {
   return `${Math.round(pixels / 1e6)} megapixels`;
 }
 
-/**
- * The part of the document sent for inpainting: all of it when the daemon takes it (the most
- * context), else the selection with a margin of its own size, shrunk until it fits.
- */
-export function contextRegion(doc: { width: number; height: number }, selection: Region, maxPixels: number): Region {
-  if (doc.width * doc.height <= maxPixels) return { x: 0, y: 0, width: doc.width, height: doc.height };
-  for (let margin = Math.max(selection.width, selection.height); margin >= 0; margin = margin > 16 ? Math.floor(margin / 2) : margin - 16) {
-    const x = Math.max(0, selection.x - margin);
-    const y = Math.max(0, selection.y - margin);
-    const right = Math.min(doc.width, selection.x + selection.width + margin);
-    const bottom = Math.min(doc.height, selection.y + selection.height + margin);
-    if ((right - x) * (bottom - y) <= maxPixels) return { x, y, width: right - x, height: bottom - y };
-  }
-  throw new PanelError(`The selection is larger than the daemon takes at once (${megapixels(maxPixels)}); select a smaller area.`, "too_large");
+function tooLarge(maxPixels: number): string {
+  return `The selection is larger than the daemon takes at once (${megapixels(maxPixels)}); select a smaller area.`;
 }
 
 /**
- * One result as a new layer. Whole-image results are resampled to the canvas; masked results
- * come back as RGBA whose alpha is the blend mask, trimmed to where it is above 0 and split into
- * opaque pixels plus a layer mask, so the artist can paint the blend afterwards.
+ * One result as a new layer, put where the daemon says: whole pictures opaque; edits (RGBA whose
+ * alpha is the blend mask, already cut to where it shows) split into opaque pixels plus a layer
+ * mask, so the artist can paint the blend afterwards.
  */
-export function placeResult(result: JobResult, settings: GenerationSettings, doc: { width: number; height: number }, prepared: Prepared): Omit<NewLayer, "visible"> {
+export function placeResult(result: JobResult, settings: GenerationSettings, canvas: Size): Omit<NewLayer, "visible"> {
   const name = layerName(settings.prompt, result.seed);
+  const { region } = result;
+  if (!sameSize(result.image, region) || !intersect(region, regionOf(canvas))) {
+    throw new PanelError("The daemon returned a result that does not fit the canvas; nothing was placed.", "job_failed");
+  }
   const image = asRgba(result.image);
   if (settings.mode === "generate" || settings.mode === "img2img") {
-    const pixels = resizeRgba(image, doc.width, doc.height);
-    return { name, x: 0, y: 0, pixels: { ...pixels, data: opaque(pixels.data) } };
+    return { name, x: region.x, y: region.y, pixels: { ...image, data: opaque(image.data) } };
   }
-  // Outpaint regions are in the coordinates of the canvas before it grew.
-  const shift = settings.mode === "expand" ? settings.expand : ({ left: 0, top: 0 } as Pick<Expansion, "left" | "top">);
-  const region = result.region ?? { x: -shift.left, y: -shift.top, width: image.width, height: image.height };
-  let x = region.x + shift.left;
-  let y = region.y + shift.top;
-  // Only what lies on the canvas, and only where the blend mask shows something.
-  const onCanvas: Region = {
-    x: Math.max(0, -x),
-    y: Math.max(0, -y),
-    width: Math.min(image.width, prepared.canvas.width - x) - Math.max(0, -x),
-    height: Math.min(image.height, prepared.canvas.height - y) - Math.max(0, -y),
-  };
-  if (onCanvas.width <= 0 || onCanvas.height <= 0) throw new PanelError("The daemon returned a result outside the canvas.", "job_failed");
-  const visible = cropRgba(image, onCanvas);
-  x += onCanvas.x;
-  y += onCanvas.y;
-  const shown = alphaBounds(visible);
-  if (!shown) throw new PanelError("The daemon returned an empty result (the blend mask is empty); try a larger selection.", "job_failed");
-  const { pixels, mask } = splitAlpha(cropRgba(visible, shown));
-  return { name, x: x + shown.x, y: y + shown.y, pixels, mask };
+  const { pixels, mask } = splitAlpha(image);
+  return { name, x: region.x, y: region.y, pixels, mask };
 }
 
 function opaque(data: Uint8Array): Uint8Array {
@@ -286,7 +272,7 @@ function opaque(data: Uint8Array): Uint8Array {
 }
 
 function thumbnailOf(pixels: Rgba8): Rgba8 {
-  const size = fitWithin(pixels.width, pixels.height, THUMBNAIL_SIDE);
+  const size = fitWithin(pixels, THUMBNAIL_SIDE);
   return resizeRgba(pixels, size.width, size.height);
 }
 

@@ -1,14 +1,14 @@
 import { describe, expect, it } from "vitest";
 import { applyColourCorrection, colourCorrection, composite, layerPixels, matchColours, outerRing } from "../../../daemon/imaging/composite";
-import { resizeTo } from "../../../daemon/imaging/context";
+import { resizeTo } from "../../../daemon/imaging/resample";
 import { ImagingError } from "../../../daemon/imaging/errors";
 import { masksFor } from "../../../daemon/imaging/mask";
 import { deltaE76 } from "../../../daemon/imaging/metrics";
-import type { Image8 } from "../../../daemon/imaging/types";
+import type { Pixels } from "../../../geometry";
 import { blankMask, debugWrite, ellipseMask, loadPhoto, sameBytes } from "./helpers";
 
 /** The photo with its colours shifted the way a VAE round trip can drift: gains and offsets per channel. */
-function shifted(image: Image8, gain: number[], offset: number[]): Image8 {
+function shifted(image: Pixels, gain: number[], offset: number[]): Pixels {
   const data = new Uint8Array(image.data.length);
   for (let i = 0; i < data.length; i++) data[i] = Math.max(0, Math.min(255, Math.round(gain[i % 3]! * image.data[i]! + offset[i % 3]!)));
   return { ...image, data };
@@ -32,7 +32,7 @@ describe("composite", () => {
       await debugWrite("composite.png", out);
       const n = 451 * 300;
       const b = blend.data;
-      const px = (img: Image8, i: number, k: number) => img.data[i * 3 + k]!;
+      const px = (img: Pixels, i: number, k: number) => img.data[i * 3 + k]!;
       expect(violations(n, (i) => b[i] !== 0 || [0, 1, 2].every((k) => px(out, i, k) === px(chelsea, i, k)))).toBe(0);
       expect(violations(n, (i) => b[i] !== 255 || [0, 1, 2].every((k) => px(out, i, k) === px(coffee, i, k)))).toBe(0);
       expect(
@@ -46,8 +46,8 @@ describe("composite", () => {
   });
 
   it("rounds exactly for every pair of values and every blend (the integer shortcut)", () => {
-    const original: Image8 = { width: 256, height: 256, channels: 1, data: new Uint8Array(65536) };
-    const generated: Image8 = { width: 256, height: 256, channels: 1, data: new Uint8Array(65536) };
+    const original: Pixels = { width: 256, height: 256, channels: 1, data: new Uint8Array(65536) };
+    const generated: Pixels = { width: 256, height: 256, channels: 1, data: new Uint8Array(65536) };
     for (let i = 0; i < 65536; i++) {
       original.data[i] = i & 255;
       generated.data[i] = i >> 8;
@@ -61,7 +61,7 @@ describe("composite", () => {
   it("keeps the original's alpha where blend == 0 and makes generated pixels opaque", async () => {
     const chelsea = await loadPhoto("chelsea.png");
     const n = 451 * 300;
-    const rgba: Image8 = { width: 451, height: 300, channels: 4, data: new Uint8Array(n * 4) };
+    const rgba: Pixels = { width: 451, height: 300, channels: 4, data: new Uint8Array(n * 4) };
     for (let i = 0; i < n; i++) rgba.data.set([chelsea.data[i * 3]!, chelsea.data[i * 3 + 1]!, chelsea.data[i * 3 + 2]!, i % 451 < 200 ? 255 : (i * 7) & 255], i * 4);
     const generated = { ...chelsea, data: chelsea.data.map((v) => 255 - v) };
     const { blend } = masksFor(ellipseMask(451, 300, 230, 150, 100, 70, 10));
@@ -108,7 +108,7 @@ describe("matchColours", () => {
       const generated = { ...drifted, data: new Uint8Array(drifted.data) };
       for (let i = 0; i < width * height; i++) if (selection.data[i]! > 0) generated.data.set([30, 160, 40], i * 3);
       const { ring } = outerRing(selection);
-      const ringMask: Image8 = { width, height, channels: 1, data: ring };
+      const ringMask: Pixels = { width, height, channels: 1, data: ring };
       const before = deltaE76(generated, original, ringMask);
       const matched = matchColours(generated, original, selection);
       const after = deltaE76(matched, original, ringMask);
@@ -133,8 +133,8 @@ describe("matchColours", () => {
   });
 
   it("does not blow up a flat ring, and keeps alpha", () => {
-    const flat: Image8 = { width: 60, height: 40, channels: 4, data: new Uint8Array(60 * 40 * 4).fill(100) };
-    const flatter: Image8 = { width: 60, height: 40, channels: 4, data: new Uint8Array(60 * 40 * 4).fill(90) };
+    const flat: Pixels = { width: 60, height: 40, channels: 4, data: new Uint8Array(60 * 40 * 4).fill(100) };
+    const flatter: Pixels = { width: 60, height: 40, channels: 4, data: new Uint8Array(60 * 40 * 4).fill(90) };
     const selection = ellipseMask(60, 40, 30, 20, 10, 8);
     const fix = colourCorrection(flatter, flat, selection);
     expect(fix.gain).toEqual([1, 1, 1]);

@@ -2,19 +2,19 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import sharp from "sharp";
-import type { Image8 } from "../../../daemon/imaging/types";
+import type { Pixels } from "../../../geometry";
 import { ROOT } from "../../helpers/paths";
 
 export const PHOTOS = path.resolve(ROOT, "..", "shared", "fixtures", "images");
 
 /** A test photograph as 8-bit RGB. */
-export async function loadPhoto(name: "chelsea.png" | "coffee.png"): Promise<Image8> {
+export async function loadPhoto(name: "chelsea.png" | "coffee.png"): Promise<Pixels> {
   const { data, info } = await sharp(path.join(PHOTOS, name)).removeAlpha().raw().toBuffer({ resolveWithObject: true });
   return { width: info.width, height: info.height, channels: 3, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
 }
 
 /** Writes a PNG for a person to look at, only when IMAGING_DEBUG_DIR is set (never into the repository). */
-export async function debugWrite(name: string, image: Image8): Promise<void> {
+export async function debugWrite(name: string, image: Pixels): Promise<void> {
   const dir = process.env.IMAGING_DEBUG_DIR;
   if (!dir) return;
   const target = path.resolve(dir === "1" ? path.join(os.tmpdir(), "underpaint-imaging") : dir);
@@ -24,12 +24,12 @@ export async function debugWrite(name: string, image: Image8): Promise<void> {
     .toFile(path.join(target, name));
 }
 
-export function blankMask(width: number, height: number, fill = 0): Image8 {
+export function blankMask(width: number, height: number, fill = 0): Pixels {
   return { width, height, channels: 1, data: new Uint8Array(width * height).fill(fill) };
 }
 
 /** A soft-edged elliptical selection, like a feathered lasso: 255 inside, a linear ramp `soft` px wide. */
-export function ellipseMask(width: number, height: number, cx: number, cy: number, rx: number, ry: number, soft = 0): Image8 {
+export function ellipseMask(width: number, height: number, cx: number, cy: number, rx: number, ry: number, soft = 0): Pixels {
   const mask = blankMask(width, height);
   for (let y = 0; y < height; y++) {
     for (let x = 0; x < width; x++) {
@@ -43,7 +43,7 @@ export function ellipseMask(width: number, height: number, cx: number, cy: numbe
   return mask;
 }
 
-export function rectMask(width: number, height: number, x0: number, y0: number, w: number, h: number): Image8 {
+export function rectMask(width: number, height: number, x0: number, y0: number, w: number, h: number): Pixels {
   const mask = blankMask(width, height);
   for (let y = y0; y < y0 + h; y++) mask.data.fill(255, y * width + x0, y * width + x0 + w);
   return mask;
@@ -61,7 +61,7 @@ export function random(seed: number): () => number {
   };
 }
 
-export function countWhere(mask: Image8, test: (v: number) => boolean): number {
+export function countWhere(mask: Pixels, test: (v: number) => boolean): number {
   let n = 0;
   for (let i = 0; i < mask.data.length; i++) if (test(mask.data[i]!)) n++;
   return n;

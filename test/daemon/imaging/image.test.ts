@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { ImagingError, isImagingError } from "../../../daemon/imaging/errors";
 import { assertImage, cropImage, maskFromImage, pasteImage, thresholdMask } from "../../../daemon/imaging/image";
 import { invertMask, unionMask } from "../../../daemon/imaging/mask";
-import type { Image8 } from "../../../daemon/imaging/types";
+import type { Pixels } from "../../../geometry";
 import { blankMask, loadPhoto, sameBytes } from "./helpers";
 
 describe("image helpers", () => {
@@ -11,7 +11,7 @@ describe("image helpers", () => {
     const region = { x: 123, y: 45, width: 77, height: 91 };
     const crop = cropImage(photo, region);
     expect(sameBytes(pasteImage(photo, crop, region).data, photo.data)).toBe(true);
-    const dot: Image8 = { width: 1, height: 1, channels: 3, data: Uint8Array.from([1, 2, 3]) };
+    const dot: Pixels = { width: 1, height: 1, channels: 3, data: Uint8Array.from([1, 2, 3]) };
     const pasted = pasteImage(photo, dot, { x: 599, y: 399 });
     expect(Array.from(pasted.data.subarray(pasted.data.length - 3))).toEqual([1, 2, 3]);
     expect(() => pasteImage(photo, crop, { x: 550, y: 0 })).toThrow(ImagingError);
@@ -19,16 +19,16 @@ describe("image helpers", () => {
   });
 
   it("reads a mask from grey, RGB and RGBA pictures (white = repaint, transparent = keep)", () => {
-    const rgb: Image8 = { width: 3, height: 1, channels: 3, data: Uint8Array.from([255, 255, 255, 0, 0, 0, 128, 128, 128]) };
+    const rgb: Pixels = { width: 3, height: 1, channels: 3, data: Uint8Array.from([255, 255, 255, 0, 0, 0, 128, 128, 128]) };
     expect(Array.from(maskFromImage(rgb).data)).toEqual([255, 0, 128]);
-    const rgba: Image8 = { width: 2, height: 1, channels: 4, data: Uint8Array.from([255, 255, 255, 0, 255, 255, 255, 255]) };
+    const rgba: Pixels = { width: 2, height: 1, channels: 4, data: Uint8Array.from([255, 255, 255, 0, 255, 255, 255, 255]) };
     expect(Array.from(maskFromImage(rgba).data)).toEqual([0, 255]);
     expect(Array.from(thresholdMask(maskFromImage(rgb)).data)).toEqual([255, 0, 255]);
   });
 
   it("union and invert", () => {
-    const a: Image8 = { width: 2, height: 1, channels: 1, data: Uint8Array.from([10, 200]) };
-    const b: Image8 = { width: 2, height: 1, channels: 1, data: Uint8Array.from([50, 20]) };
+    const a: Pixels = { width: 2, height: 1, channels: 1, data: Uint8Array.from([10, 200]) };
+    const b: Pixels = { width: 2, height: 1, channels: 1, data: Uint8Array.from([50, 20]) };
     expect(Array.from(unionMask(a, b).data)).toEqual([50, 200]);
     expect(Array.from(invertMask(a).data)).toEqual([245, 55]);
     expect(() => unionMask(a, blankMask(3, 1))).toThrow(ImagingError);

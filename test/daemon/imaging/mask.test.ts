@@ -1,10 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { ImagingError } from "../../../daemon/imaging/errors";
-import { defaultMaskParameters, featherMask, growMask, maskBounds, masksFor, shrinkMask } from "../../../daemon/imaging/mask";
-import type { Image8 } from "../../../daemon/imaging/types";
+import { featherMask, growMask, maskBounds, masksFor, shrinkMask } from "../../../daemon/imaging/mask";
+import { defaultMaskParameters, type Pixels } from "../../../geometry";
 import { blankMask, countWhere, ellipseMask, loadPhoto, rectMask } from "./helpers";
 
-function at(mask: Image8, x: number, y: number): number {
+function at(mask: Pixels, x: number, y: number): number {
   return mask.data[y * mask.width + x]!;
 }
 
@@ -21,7 +21,7 @@ describe("maskBounds", () => {
   });
 
   it("refuses images that are not one-channel masks", () => {
-    const rgb: Image8 = { width: 2, height: 2, channels: 3, data: new Uint8Array(12) };
+    const rgb: Pixels = { width: 2, height: 2, channels: 3, data: new Uint8Array(12) };
     expect(() => maskBounds(rgb)).toThrow(ImagingError);
     expect(() => maskBounds({ width: 2, height: 2, channels: 1, data: new Uint8Array(3) })).toThrow(/should hold 4 bytes/);
   });
@@ -160,13 +160,13 @@ describe("masksFor", () => {
   });
 
   it("scales its defaults with the selection, and keeps thin selections alive", () => {
-    const small = defaultMaskParameters({ x: 0, y: 0, width: 60, height: 40 });
-    const large = defaultMaskParameters({ x: 0, y: 0, width: 2400, height: 1800 });
+    const small = defaultMaskParameters({ width: 60, height: 40 });
+    const large = defaultMaskParameters({ width: 2400, height: 1800 });
     expect(small).toEqual({ feather: 16, grow: 12, shrink: 4, blend: 4 });
     expect(large.feather).toBe(300);
     expect(large.grow).toBe(154);
     expect(large.blend).toBe(32);
-    const thin = defaultMaskParameters({ x: 0, y: 0, width: 800, height: 12 });
+    const thin = defaultMaskParameters({ width: 800, height: 12 });
     expect(thin.blend).toBe(2);
   });
 

@@ -3,11 +3,11 @@ import { composite, matchColours } from "../../../daemon/imaging/composite";
 import { ImagingError } from "../../../daemon/imaging/errors";
 import { masksFor } from "../../../daemon/imaging/mask";
 import { deltaE76, ringAround, seamScore, srgbToLab } from "../../../daemon/imaging/metrics";
-import type { Image8 } from "../../../daemon/imaging/types";
+import type { Pixels } from "../../../geometry";
 import { blankMask, countWhere, debugWrite, ellipseMask, loadPhoto, rectMask } from "./helpers";
 
 /** Another part of the same photo, colour-drifted: plausible texture that does not line up. */
-function foreign(image: Image8, dx: number, dy: number): Image8 {
+function foreign(image: Pixels, dx: number, dy: number): Pixels {
   const { width, height } = image;
   const data = new Uint8Array(image.data.length);
   for (let y = 0; y < height; y++) {
@@ -40,8 +40,8 @@ describe("srgbToLab / deltaE76", () => {
   });
 
   it("is 0 for identical pictures, the Lab distance otherwise, and refuses an empty area", () => {
-    const a: Image8 = { width: 2, height: 1, channels: 3, data: Uint8Array.from([255, 0, 0, 10, 20, 30]) };
-    const b: Image8 = { width: 2, height: 1, channels: 3, data: Uint8Array.from([255, 255, 255, 10, 20, 30]) };
+    const a: Pixels = { width: 2, height: 1, channels: 3, data: Uint8Array.from([255, 0, 0, 10, 20, 30]) };
+    const b: Pixels = { width: 2, height: 1, channels: 3, data: Uint8Array.from([255, 255, 255, 10, 20, 30]) };
     const first = { width: 2, height: 1, channels: 1 as const, data: Uint8Array.from([255, 0]) };
     expect(deltaE76(a, a, blankMask(2, 1, 255))).toBe(0);
     expect(deltaE76(a, b, first)).toBeCloseTo(Math.hypot(100 - 53.24, 80.09, 67.2), 1);

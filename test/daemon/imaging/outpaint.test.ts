@@ -2,11 +2,11 @@ import { describe, expect, it } from "vitest";
 import { ImagingError } from "../../../daemon/imaging/errors";
 import { cropImage } from "../../../daemon/imaging/image";
 import { maskBounds } from "../../../daemon/imaging/mask";
-import { expandCanvas, overlapWidth } from "../../../daemon/imaging/outpaint";
-import type { Image8 } from "../../../daemon/imaging/types";
+import { expandCanvas } from "../../../daemon/imaging/outpaint";
+import { overlapWidth, type Pixels } from "../../../geometry";
 import { loadPhoto, sameBytes } from "./helpers";
 
-function at(mask: Image8, x: number, y: number): number {
+function at(mask: Pixels, x: number, y: number): number {
   return mask.data[y * mask.width + x]!;
 }
 
@@ -76,7 +76,7 @@ describe("expandCanvas", () => {
     const same = expandCanvas(photo, { left: 0, top: 0, right: 0, bottom: 0 });
     expect(sameBytes(same.canvas.data, photo.data)).toBe(true);
     expect(same.mask.data.every((v) => v === 0)).toBe(true);
-    const rgba: Image8 = { width: 10, height: 10, channels: 4, data: new Uint8Array(400).fill(255) };
+    const rgba: Pixels = { width: 10, height: 10, channels: 4, data: new Uint8Array(400).fill(255) };
     const grown = expandCanvas(rgba, { left: 5, top: 0, right: 0, bottom: 0 });
     expect(grown.canvas.channels).toBe(4);
     expect(Array.from(grown.canvas.data.subarray(0, 4))).toEqual([0, 0, 0, 0]);

@@ -5,17 +5,17 @@
  */
 import { describe, expect, it } from "vitest";
 import { composite, matchColours } from "../../../daemon/imaging/composite";
-import { contextRegion, cropAndResize, generationSize, resizeTo } from "../../../daemon/imaging/context";
+import { cropAndResize, resizeTo } from "../../../daemon/imaging/resample";
 import { cropImage, pasteImage } from "../../../daemon/imaging/image";
 import { maskBounds, masksFor } from "../../../daemon/imaging/mask";
 import { deltaE76, ringAround, seamScore } from "../../../daemon/imaging/metrics";
 import { expandCanvas } from "../../../daemon/imaging/outpaint";
 import { prefill } from "../../../daemon/imaging/prefill";
-import type { Bounds, Image8 } from "../../../daemon/imaging/types";
+import { contextRegion, generationSize, type Pixels, type Region } from "../../../geometry";
 import { debugWrite, ellipseMask, loadPhoto, rectMask } from "./helpers";
 
 /** The stand-in model: softened, drifted, and at mask > 127 a piece of elsewhere (its own input, shifted). */
-async function standInModel(input: Image8, mask: Image8): Promise<Image8> {
+async function standInModel(input: Pixels, mask: Pixels): Promise<Pixels> {
   const soft = await resizeTo(await resizeTo(input, { width: Math.round(input.width / 2), height: Math.round(input.height / 2) }), input);
   const out = new Uint8Array(soft.data.length);
   const { width, height } = input;
@@ -34,7 +34,7 @@ async function standInModel(input: Image8, mask: Image8): Promise<Image8> {
   return { width, height, channels: 3, data: out };
 }
 
-function identicalWhereZero(result: Image8, original: Image8, blend: Image8): number {
+function identicalWhereZero(result: Pixels, original: Pixels, blend: Pixels): number {
   let differing = 0;
   for (let i = 0; i < blend.data.length; i++) {
     if (blend.data[i] !== 0) continue;
@@ -44,7 +44,7 @@ function identicalWhereZero(result: Image8, original: Image8, blend: Image8): nu
 }
 
 /** Zero outside the region: the model saw nothing there. */
-function clip(mask: Image8, region: Bounds): Image8 {
+function clip(mask: Pixels, region: Region): Pixels {
   const data = new Uint8Array(mask.data.length);
   for (let y = region.y; y < region.y + region.height; y++) {
     const row = y * mask.width;

@@ -2,26 +2,26 @@ import { describe, expect, it } from "vitest";
 import { ImagingError } from "../../../daemon/imaging/errors";
 import { cropImage } from "../../../daemon/imaging/image";
 import { NEUTRAL_GREY, prefill, type PrefillMode } from "../../../daemon/imaging/prefill";
-import type { Image8 } from "../../../daemon/imaging/types";
+import type { Pixels } from "../../../geometry";
 import { blankMask, debugWrite, ellipseMask, loadPhoto, rectMask } from "./helpers";
 
 const MAGENTA = [255, 0, 255];
 
 /** The photo with the masked pixels painted magenta: what the model must not see. */
-function spoil(image: Image8, mask: Image8): Image8 {
+function spoil(image: Pixels, mask: Pixels): Pixels {
   const out = { ...image, data: new Uint8Array(image.data) };
   for (let i = 0; i < mask.data.length; i++) if (mask.data[i]! > 127) for (let k = 0; k < 3; k++) out.data[i * 3 + k] = MAGENTA[k]!;
   return out;
 }
 
-function gradient(width: number, height: number, colour: (x: number, y: number) => number[]): Image8 {
+function gradient(width: number, height: number, colour: (x: number, y: number) => number[]): Pixels {
   const data = new Uint8Array(width * height * 3);
   for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) colour(x, y).forEach((v, k) => (data[(y * width + x) * 3 + k] = Math.round(v)));
   return { width, height, channels: 3, data };
 }
 
 /** Largest and mean absolute difference over the masked pixels. */
-function errorIn(a: Image8, b: Image8, mask: Image8): { max: number; mean: number } {
+function errorIn(a: Pixels, b: Pixels, mask: Pixels): { max: number; mean: number } {
   let max = 0;
   let sum = 0;
   let n = 0;
@@ -126,7 +126,7 @@ describe("prefill", () => {
     expect(Buffer.compare(Buffer.from(prefill(photo, soft, "propagate").data), Buffer.from(photo.data))).toBe(0);
     const all = blankMask(photo.width, photo.height, 255);
     for (const mode of ["blur", "propagate", "neutral"] as PrefillMode[]) expect(prefill(photo, all, mode).data.every((v) => v === NEUTRAL_GREY)).toBe(true);
-    const rgba: Image8 = { width: 40, height: 30, channels: 4, data: new Uint8Array(40 * 30 * 4) };
+    const rgba: Pixels = { width: 40, height: 30, channels: 4, data: new Uint8Array(40 * 30 * 4) };
     for (let i = 0; i < 40 * 30; i++) rgba.data.set(i % 40 < 20 ? [200, 100, 50, 255] : [0, 0, 0, 0], i * 4);
     const filled = prefill(rgba, rectMask(40, 30, 20, 0, 20, 30), "propagate");
     expect(Array.from(filled.data.subarray((15 * 40 + 35) * 4, (15 * 40 + 35) * 4 + 4))).toEqual([200, 100, 50, 255]);
