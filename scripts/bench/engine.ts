@@ -5,11 +5,8 @@
  * DiffusionEngine (previews on), on cancel, and compared with a large MatMul on the same
  * onnxruntime in the same run (the roofline). Speed does not depend on the weights' values.
  */
-import { fork } from "node:child_process";
 import { mkdir, readdir, rm, stat } from "node:fs/promises";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { z } from "zod";
 import { InferenceSession, Tensor } from "onnxruntime-node";
 import { DiffusionEngine } from "../../daemon/engine/diffusion-engine";
 import type { EngineJob } from "../../daemon/engine/engine";
@@ -22,6 +19,8 @@ import { compareCounts, formatCounts } from "../onnx-builder/counts";
 import { countGraphs, ensureModelFolder } from "../onnx-builder/folder";
 import { fillRandom } from "../onnx-builder/graph";
 import { matmul, REFERENCE } from "../onnx-builder/sd15";
+import { benchFloat16Memory } from "./float16-memory";
+import { probe } from "./probe";
 import { bestOf, printSection, timeIt, type Figures, type Row } from "./report";
 
 export interface EngineBenchOptions {
@@ -58,7 +57,8 @@ export async function benchEngine(root: string, fixtures: string, options: Engin
 
   // ---- the models and their counts ----
   const buildStart = now();
-  const built = await ensureModelFolder(cacheDir, { width, tokenizerDir: path.join(fixtures, "tiny-sd", "tokenizer"), log: (line) => console.log(line) });
+  const tokenizerDir = path.join(fixtures, "tiny-sd", "tokenizer");
+  const built = await ensureModelFolder(cacheDir, { width, tokenizerDir, log: (line) => console.log(line) });
   figures["models.buildMs"] = built.built ? round(now() - buildStart) : 0;
   const full = compareCounts(countGraphs(1, REFERENCE));
   console.log("\n## SD 1.5 architecture: the builder's full-size counts against SD 1.5 (FLOP at batch 1, 64x64 latents; text [2, 77])");
@@ -342,6 +342,8 @@ export async function benchEngine(root: string, fixtures: string, options: Engin
   await rm(firstCacheDir, { recursive: true, force: true });
   const fusedProbe = await probe(["unet", built.dir, "fused", String(latent), String(dim), optimizedCacheDir]);
   const exportedProbe = await probe(["unet", built.dir, "exported", String(latent), String(dim), optimizedCacheDir]);
+  // The float16 inpainting replica's job beside its float32 original's.
+  const float16 = await benchFloat16Memory({ cacheDir, width, size, steps: 2, tokenizerDir, log: (line) => console.log(line) });
   const benchPeak = process.resourceUsage().maxRSS * 1024;
   figures["memory.unetWeightsMiB"] = round(unetWeights / 2 ** 20);
   figures["memory.jobPeakRssMiB"] = round(jobProbe.peakRssBytes / 2 ** 20);
@@ -357,24 +359,12 @@ export async function benchEngine(root: string, fixtures: string, options: Engin
   push({ what: "peak RSS / weight bytes, txt2img job", value: `${(jobProbe.peakRssBytes / folder.weightsBytes).toFixed(2)}x`, note: `${(jobProbe.peakRssBytes / 2 ** 30).toFixed(2)} GiB peak for ${(folder.weightsBytes / 2 ** 30).toFixed(2)} GiB of weights, a fresh daemon-like process (${(jobProbe.rssBeforeBytes / 2 ** 20).toFixed(0)} MiB at start) (target <= 1.3x)` });
   push({ what: "peak RSS / weight bytes, first job on a machine", value: `${(firstJobProbe.peakRssBytes / folder.weightsBytes).toFixed(2)}x`, note: `${(firstJobProbe.peakRssBytes / 2 ** 30).toFixed(2)} GiB: each model optimised and its copy written first` });
   push({ what: "peak RSS / weight bytes, one UNet call at batch 2", value: `${(fusedProbe.peakRssBytes / unetWeights).toFixed(2)}x`, note: `${(fusedProbe.peakRssBytes / 2 ** 30).toFixed(2)} GiB; as exported (attention unfused): ${(exportedProbe.peakRssBytes / 2 ** 30).toFixed(2)} GiB = ${(exportedProbe.peakRssBytes / unetWeights).toFixed(2)}x` });
+  Object.assign(figures, float16.figures);
+  for (const row of float16.rows) push(row);
 
   printSection(`Engine: SD 1.5 architecture at width ${width} (${describe(folder)}), ${size}x${size}, onnxruntime CPU`, rows);
   return figures;
 }
-
-/** Runs scripts/bench/memory-probe.ts in a fresh process and returns what it measured. */
-async function probe(args: string[]): Promise<{ peakRssBytes: number; rssBeforeBytes: number }> {
-  const here = path.dirname(fileURLToPath(import.meta.url));
-  const child = fork(path.join(here, "memory-probe.ts"), args, { execArgv: ["--import", "tsx"], stdio: ["ignore", "pipe", "inherit", "ipc"] });
-  let out = "";
-  child.stdout!.on("data", (chunk: Buffer) => (out += chunk.toString()));
-  const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
-  const line = out.trim().split("\n").at(-1) ?? "";
-  if (code !== 0) throw new Error(`memory probe ${args[0]} exited with ${code}: ${line}`);
-  return ProbeResult.parse(JSON.parse(line));
-}
-
-const ProbeResult = z.object({ peakRssBytes: z.number().positive(), rssBeforeBytes: z.number().positive() });
 
 async function folderBytes(dir: string): Promise<number> {
   let total = 0;

@@ -3,6 +3,10 @@
  *   job <folder> <cacheDir> <size> <steps>   what the daemon does: a txt2img job through
  *                                             DiffusionEngine, models loaded through its
  *                                             optimized-model cache (attention fused)
+ *   inpaint <folder> <cacheDir> <size> <steps>
+ *                                             the same for an inpaint job: a size x size RGB
+ *                                             image, its centred square selected (a float16
+ *                                             folder runs from float32 copies under cacheDir)
  *   unet <folder> <fused|exported> <latent> <contextDim> <cacheDir>
  *                                             one UNet call at batch 2 (guidance), the graph
  *                                             fused and loaded as the daemon loads it, or as
@@ -10,11 +14,12 @@
  * Prints one JSON line: { peakRssBytes, rssBeforeBytes }.
  */
 import { readFileSync } from "node:fs";
-import { mkdtemp } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { Tensor } from "onnxruntime-node";
 import { DiffusionEngine } from "../../daemon/engine/diffusion-engine";
+import type { EngineJob, Raster } from "../../daemon/engine/engine";
 import { defaultSessionFactory } from "../../daemon/models/execution-provider";
 import { loadModelFolder } from "../../daemon/models/model-folder";
 import { ModelSessions } from "../../daemon/models/model-sessions";
@@ -31,15 +36,35 @@ export function peakRssBytes(): number {
   return process.resourceUsage().maxRSS * 1024;
 }
 
-async function job(folder: string, cacheDir: string, size: number, steps: number): Promise<void> {
+/** The settings every probed job shares (a txt2img or an inpaint job adds its mode, size and pixels). */
+const JOB = { jobId: 1, prompt: "a lighthouse on a cliff at dusk", negativePrompt: "", seed: 7, guidance: 7.5, strength: 1, scheduler: "euler", variations: 1, truncatePrompt: false, previews: true } as const;
+
+/** Runs one job through DiffusionEngine as the daemon does: the folder added by path, models loaded through the optimized-model cache. */
+async function runJob(folder: string, cacheDir: string, job: Omit<EngineJob, keyof typeof JOB | "model">): Promise<void> {
   const modelsDir = await mkdtemp(path.join(os.tmpdir(), "underpaint-probe-"));
   const engine = new DiffusionEngine({ modelsDir, devices: ["cpu"], optimizedModels: new OptimizedModelCache({ dir: cacheDir }) });
-  const model = await engine.useFolder(folder);
-  await engine.run(
-    { jobId: 1, mode: "txt2img", model, prompt: "a lighthouse on a cliff at dusk", negativePrompt: "", seed: 7, steps, guidance: 7.5, strength: 1, scheduler: "euler", width: size, height: size, variations: 1, truncatePrompt: false, previews: true },
-    { signal: new AbortController().signal, onProgress: () => {} },
-  );
-  await engine.dispose();
+  try {
+    const model = await engine.useFolder(folder);
+    await engine.run({ ...JOB, ...job, model }, { signal: new AbortController().signal, onProgress: () => {} });
+  } finally {
+    await engine.dispose();
+    await rm(modelsDir, { recursive: true, force: true });
+  }
+}
+
+/** An RGB picture of `size` x `size` (a smooth gradient) and a selection of its centred square, half as wide, as the panel sends them. */
+function inpaintPixels(size: number): { image: Raster; mask: Raster } {
+  const rgb = new Uint8Array(size * size * 3);
+  const mask = new Uint8Array(size * size);
+  const [from, to] = [Math.floor(size / 4), Math.floor((3 * size) / 4)];
+  for (let y = 0; y < size; y++) {
+    for (let x = 0; x < size; x++) {
+      const i = y * size + x;
+      rgb.set([(255 * x) / size, (255 * y) / size, 128], i * 3);
+      if (x >= from && x < to && y >= from && y < to) mask[i] = 255;
+    }
+  }
+  return { image: { width: size, height: size, channels: 3, bitsPerChannel: 8, data: rgb }, mask: { width: size, height: size, channels: 1, bitsPerChannel: 8, data: mask } };
 }
 
 async function unet(folder: string, variant: string, latent: number, dim: number, cacheDir: string): Promise<void> {
@@ -56,7 +81,8 @@ async function unet(folder: string, variant: string, latent: number, dim: number
 
 const [what, ...args] = process.argv.slice(2);
 const rssBeforeBytes = process.memoryUsage().rss;
-if (what === "job") await job(args[0]!, args[1]!, Number(args[2]), Number(args[3]));
+if (what === "job") await runJob(args[0]!, args[1]!, { mode: "txt2img", width: Number(args[2]), height: Number(args[2]), steps: Number(args[3]) });
+else if (what === "inpaint") await runJob(args[0]!, args[1]!, { mode: "inpaint", width: Number(args[2]), height: Number(args[2]), steps: Number(args[3]), ...inpaintPixels(Number(args[2])) });
 else if (what === "unet") await unet(args[0]!, args[1]!, Number(args[2]), Number(args[3]), args[4]!);
 else throw new Error(`memory-probe: unknown probe "${what}"`);
 console.log(JSON.stringify({ peakRssBytes: peakRssBytes(), rssBeforeBytes }));

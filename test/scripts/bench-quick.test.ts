@@ -32,6 +32,11 @@ const REQUIRED = [
   "load.secondUnetMs",
   "preview.costFraction",
   "counts.unet.params",
+  "memory.inpaintFp32PeakRssMiB",
+  "memory.inpaintFp16PeakRssMiB",
+  "memory.inpaintFp16FirstRunPeakRssMiB",
+  "memory.inpaintFp16OverFp32",
+  "memory.inpaintFp16FirstRunOverFp32FirstRun",
 ];
 
 describe("npm run bench -- --quick", () => {
