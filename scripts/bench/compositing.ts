@@ -6,12 +6,11 @@
 import path from "node:path";
 import sharp from "sharp";
 import { finishMaskedEdit, planInpaint, type MaskedEditPlan } from "../../daemon/engine/masked-edit";
-import type { Raster } from "../../daemon/engine/engine";
 import { generate, type LoadedModel } from "../../daemon/engine/pipeline/generate";
 import { TorchGenerator } from "../../daemon/engine/rng";
 import { ClipTokenizer } from "../../daemon/engine/tokenizer";
 import { deltaE76, ringAround, seamScore } from "../../daemon/imaging/metrics";
-import type { Pixels } from "../../geometry";
+import { regionOf, type Pixels } from "../../geometry";
 import { loadModelFolder } from "../../daemon/models/model-folder";
 import { ModelSessions } from "../../daemon/models/model-sessions";
 import { printSection, type Figures } from "./report";
@@ -24,7 +23,7 @@ export interface CompositingFigures {
 }
 
 /** A soft elliptical selection, as a feathered marquee gives. */
-export function ellipseSelection(width: number, height: number, cx: number, cy: number, rx: number, ry: number, feather = 6): Raster {
+export function ellipseSelection(width: number, height: number, cx: number, cy: number, rx: number, ry: number, feather = 6): Pixels {
   const data = new Uint8Array(width * height);
   for (let y = 0; y < height; y++) {
     for (let x = 0; x < width; x++) {
@@ -32,7 +31,7 @@ export function ellipseSelection(width: number, height: number, cx: number, cy: 
       data[y * width + x] = Math.round(255 * Math.min(1, Math.max(0, edge / feather + 0.5)));
     }
   }
-  return { width, height, channels: 1, bitsPerChannel: 8, data };
+  return { width, height, channels: 1, data };
 }
 
 /** Inpaints one selection of a photograph and measures both ways of putting the result back. */
@@ -41,10 +40,10 @@ export async function measureCompositing(fixtures: string, options: { model?: st
   const model: LoadedModel = { folder, sessions: new ModelSessions(folder, { devices: ["cpu"] }), tokenizer: await ClipTokenizer.fromFolder(folder.paths.tokenizer.dir) };
   try {
     const { data, info } = await sharp(path.join(fixtures, "images", "chelsea.png")).removeAlpha().raw().toBuffer({ resolveWithObject: true });
-    const photo: Raster = { width: info.width, height: info.height, channels: 3, bitsPerChannel: 8, data: new Uint8Array(data) };
+    const photo: Pixels = { width: info.width, height: info.height, channels: 3, data: new Uint8Array(data) };
     const selection = ellipseSelection(photo.width, photo.height, 230, 120, 80, 55);
     const budget = options.budget ?? 256 * 256;
-    const plan = await planInpaint(photo, selection, { nativeResolution: folder.nativeResolution, budget, strength: 1 });
+    const plan = await planInpaint(photo, selection, { canvas: photo, region: regionOf(photo) }, { nativeResolution: folder.nativeResolution, budget, strength: 1 });
     const [generated] = await generate(
       model,
       {
@@ -60,19 +59,13 @@ export async function measureCompositing(fixtures: string, options: { model?: st
       new TorchGenerator(1234),
     );
     const measure = async (compositing: "seamless" | "off"): Promise<CompositingFigures> => {
-      const { picture, layer } = await finishMaskedEdit(plan, generated!.rgb, { compositing });
-      return figuresFor(plan, picture, alphaOf(layer));
+      const { picture, blend } = await finishMaskedEdit(plan, generated!.rgb, { compositing });
+      return figuresFor(plan, picture, blend);
     };
     return { seamless: await measure("seamless"), off: await measure("off") };
   } finally {
     await model.sessions.release();
   }
-}
-
-function alphaOf(layer: Pixels): Pixels {
-  const data = new Uint8Array(layer.width * layer.height);
-  for (let i = 0; i < data.length; i++) data[i] = layer.data[i * 4 + 3]!;
-  return { width: layer.width, height: layer.height, channels: 1, data };
 }
 
 function figuresFor(plan: MaskedEditPlan, picture: Pixels, blend: Pixels): CompositingFigures {

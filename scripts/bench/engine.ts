@@ -9,7 +9,7 @@ import { mkdir, readdir, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { InferenceSession, Tensor } from "onnxruntime-node";
 import { DiffusionEngine } from "../../daemon/engine/diffusion-engine";
-import type { EngineJob } from "../../daemon/engine/engine";
+import type { GenerationJob } from "../../daemon/engine/engine";
 import { latentPreview } from "../../daemon/engine/preview";
 import { defaultSessionFactory, sessionOptionsFor, type ModelLog } from "../../daemon/models/execution-provider";
 import { loadModelFolder, type ModelFolder } from "../../daemon/models/model-folder";
@@ -214,8 +214,7 @@ export async function benchEngine(root: string, fixtures: string, options: Engin
   const engine = new DiffusionEngine({ modelsDir, devices: ["cpu"], optimizedModels: new OptimizedModelCache({ dir: optimizedCacheDir }) });
   try {
     const id = await engine.useFolder(built.dir);
-    const job: EngineJob = {
-      jobId: 1,
+    const job: GenerationJob & { mode: "txt2img" } = {
       mode: "txt2img",
       model: id,
       prompt: "a lighthouse on a cliff at dusk, oil painting",
@@ -223,10 +222,9 @@ export async function benchEngine(root: string, fixtures: string, options: Engin
       seed: 42,
       steps,
       guidance: 7.5,
-      strength: 1,
       scheduler: "pndm",
-      width: size,
-      height: size,
+      output: { width: size, height: size },
+      size: { width: size, height: size },
       variations: 1,
       truncatePrompt: false,
       previews: true,
@@ -289,7 +287,7 @@ export async function benchEngine(root: string, fixtures: string, options: Engin
     const cancelStart = now();
     const outcome = await engine
       .run(
-        { ...job, prompt: `${job.prompt}, seen from the sea`, steps: Math.max(4, Math.min(steps, 6)), jobId: 2 },
+        { ...job, prompt: `${job.prompt}, seen from the sea`, steps: Math.max(4, Math.min(steps, 6)) },
         {
           signal: controller.signal,
           onProgress: (p) => {
@@ -321,7 +319,7 @@ export async function benchEngine(root: string, fixtures: string, options: Engin
     const againStart = now();
     let againFirst = NaN;
     await engine
-      .run({ ...job, prompt: `${job.prompt}, seen from the sea`, seed: 43, steps: 4, jobId: 3 }, { signal: again.signal, onProgress: (p) => void (p.stage === "denoising" && p.preview && Number.isNaN(againFirst) && ((againFirst = now()), again.abort())) })
+      .run({ ...job, prompt: `${job.prompt}, seen from the sea`, seed: 43, steps: 4 }, { signal: again.signal, onProgress: (p) => void (p.stage === "denoising" && p.preview && Number.isNaN(againFirst) && ((againFirst = now()), again.abort())) })
       .catch(() => undefined);
     figures["preview.firstPreviewSamePromptSteps"] = round((againFirst - againStart) / ownStep);
     push({ what: "job start -> first preview, new prompt", value: `${(reports[0]! - cancelStart).toFixed(0)} ms`, note: `${figures["preview.firstPreviewSteps"]} steps: text encoder (loaded again) + step 1 (target <= 1 step)` });

@@ -8,6 +8,7 @@ import { benchCompositing } from "./compositing";
 import { benchEngine } from "./engine";
 import { benchImaging } from "./imaging";
 import { benchProtocol } from "./protocol";
+import { benchTransfer } from "./transfer";
 import { machine, writeResults, type Figures } from "./report";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -18,6 +19,7 @@ const figures: Figures = { ...machine(), "bench.quick": quick };
 Object.assign(figures, await benchProtocol(fixtures, quick ? { size: 1024, runs: 2 } : { size: 4096, runs: 5 }));
 Object.assign(figures, await benchCompositing(fixtures, quick));
 Object.assign(figures, benchImaging(quick));
+Object.assign(figures, await benchTransfer(root, fixtures));
 const stepsArg = process.argv.indexOf("--steps");
 const widthArg = process.argv.indexOf("--width");
 Object.assign(

@@ -6,7 +6,8 @@
 import net from "node:net";
 import sharp from "sharp";
 import { WebSocketServer } from "ws";
-import type { Engine, EngineJob, EngineResult } from "../../daemon/engine/engine";
+import type { Engine, EngineResult, GenerationJob } from "../../daemon/engine/engine";
+import { regionOf } from "../../geometry";
 import { startServer } from "../../daemon/server/server";
 
 /** Transfer is what is measured: this engine hands the image straight back. */
@@ -20,8 +21,9 @@ const echoEngine: Engine = {
       device: { name: "cpu", description: "bench echo" },
     };
   },
-  async run(job: EngineJob): Promise<EngineResult[]> {
-    return [{ variation: 0, seed: job.seed, image: job.image! }];
+  async run(job: GenerationJob): Promise<EngineResult[]> {
+    if (job.mode !== "img2img") throw new Error("the echo engine only hands back img2img pixels");
+    return [{ variation: 0, seed: job.seed, image: job.image, region: regionOf(job.image) }];
   },
 };
 

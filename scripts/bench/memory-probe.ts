@@ -19,7 +19,8 @@ import os from "node:os";
 import path from "node:path";
 import { Tensor } from "onnxruntime-node";
 import { DiffusionEngine } from "../../daemon/engine/diffusion-engine";
-import type { EngineJob, Raster } from "../../daemon/engine/engine";
+import type { GenerationJob, GenerationSettings } from "../../daemon/engine/engine";
+import { regionOf, type Pixels } from "../../geometry";
 import { defaultSessionFactory } from "../../daemon/models/execution-provider";
 import { loadModelFolder } from "../../daemon/models/model-folder";
 import { ModelSessions } from "../../daemon/models/model-sessions";
@@ -37,15 +38,18 @@ export function peakRssBytes(): number {
 }
 
 /** The settings every probed job shares (a txt2img or an inpaint job adds its mode, size and pixels). */
-const JOB = { jobId: 1, prompt: "a lighthouse on a cliff at dusk", negativePrompt: "", seed: 7, guidance: 7.5, strength: 1, scheduler: "euler", variations: 1, truncatePrompt: false, previews: true } as const;
+const JOB: Omit<GenerationSettings, "model" | "steps"> = { prompt: "a lighthouse on a cliff at dusk", negativePrompt: "", seed: 7, guidance: 7.5, scheduler: "euler", variations: 1, truncatePrompt: false, previews: true };
+
+/** A job of any mode without the shared settings (Omit taken per mode, so each keeps its own fields). */
+type ProbedJob = GenerationJob extends infer J ? (J extends GenerationJob ? Omit<J, keyof typeof JOB | "model"> : never) : never;
 
 /** Runs one job through DiffusionEngine as the daemon does: the folder added by path, models loaded through the optimized-model cache. */
-async function runJob(folder: string, cacheDir: string, job: Omit<EngineJob, keyof typeof JOB | "model">): Promise<void> {
+async function runJob(folder: string, cacheDir: string, job: ProbedJob): Promise<void> {
   const modelsDir = await mkdtemp(path.join(os.tmpdir(), "underpaint-probe-"));
   const engine = new DiffusionEngine({ modelsDir, devices: ["cpu"], optimizedModels: new OptimizedModelCache({ dir: cacheDir }) });
   try {
     const model = await engine.useFolder(folder);
-    await engine.run({ ...JOB, ...job, model }, { signal: new AbortController().signal, onProgress: () => {} });
+    await engine.run({ ...JOB, ...job, model } as GenerationJob, { signal: new AbortController().signal, onProgress: () => {} });
   } finally {
     await engine.dispose();
     await rm(modelsDir, { recursive: true, force: true });
@@ -53,7 +57,7 @@ async function runJob(folder: string, cacheDir: string, job: Omit<EngineJob, key
 }
 
 /** An RGB picture of `size` x `size` (a smooth gradient) and a selection of its centred square, half as wide, as the panel sends them. */
-function inpaintPixels(size: number): { image: Raster; mask: Raster } {
+function inpaintPixels(size: number): { image: Pixels; mask: Pixels } {
   const rgb = new Uint8Array(size * size * 3);
   const mask = new Uint8Array(size * size);
   const [from, to] = [Math.floor(size / 4), Math.floor((3 * size) / 4)];
@@ -64,7 +68,7 @@ function inpaintPixels(size: number): { image: Raster; mask: Raster } {
       if (x >= from && x < to && y >= from && y < to) mask[i] = 255;
     }
   }
-  return { image: { width: size, height: size, channels: 3, bitsPerChannel: 8, data: rgb }, mask: { width: size, height: size, channels: 1, bitsPerChannel: 8, data: mask } };
+  return { image: { width: size, height: size, channels: 3, data: rgb }, mask: { width: size, height: size, channels: 1, data: mask } };
 }
 
 async function unet(folder: string, variant: string, latent: number, dim: number, cacheDir: string): Promise<void> {
@@ -81,8 +85,14 @@ async function unet(folder: string, variant: string, latent: number, dim: number
 
 const [what, ...args] = process.argv.slice(2);
 const rssBeforeBytes = process.memoryUsage().rss;
-if (what === "job") await runJob(args[0]!, args[1]!, { mode: "txt2img", width: Number(args[2]), height: Number(args[2]), steps: Number(args[3]) });
-else if (what === "inpaint") await runJob(args[0]!, args[1]!, { mode: "inpaint", width: Number(args[2]), height: Number(args[2]), steps: Number(args[3]), ...inpaintPixels(Number(args[2])) });
+const side = Number(args[2]);
+const square = { width: side, height: side };
+if (what === "job") await runJob(args[0]!, args[1]!, { mode: "txt2img", output: square, size: square, steps: Number(args[3]) });
+else if (what === "inpaint") {
+  // The model works on side x side: the budget is the picture's own size.
+  const placement = { canvas: square, region: regionOf(square) };
+  await runJob(args[0]!, args[1]!, { mode: "inpaint", ...placement, budget: side * side, strength: 1, context: "image", steps: Number(args[3]), ...inpaintPixels(side) });
+}
 else if (what === "unet") await unet(args[0]!, args[1]!, Number(args[2]), Number(args[3]), args[4]!);
 else throw new Error(`memory-probe: unknown probe "${what}"`);
 console.log(JSON.stringify({ peakRssBytes: peakRssBytes(), rssBeforeBytes }));

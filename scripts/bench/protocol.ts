@@ -80,7 +80,7 @@ class PanelLikeClient {
     this.ws.send(
       JSON.stringify({
         type: "submit",
-        job: { jobId, mode: "img2img", model: "echo", prompt: "", seed: 1, steps: 1, guidance: 1, scheduler: "euler", width: size, height: size, previews: false, image },
+        job: { jobId, mode: "img2img", model: "echo", prompt: "", seed: 1, steps: 1, guidance: 1, scheduler: "euler", canvas: { width: size, height: size }, previews: false, image },
       }),
     );
     // As the panel sends: one whole message per chunk, built in one reused buffer (the browser-style

@@ -32,6 +32,8 @@ const REQUIRED = [
   "load.secondUnetMs",
   "preview.costFraction",
   "counts.unet.params",
+  "transfer.inpaintSentBytes",
+  "transfer.inpaintReturnedBytes",
   "memory.inpaintFp32PeakRssMiB",
   "memory.inpaintFp16PeakRssMiB",
   "memory.inpaintFp16FirstRunPeakRssMiB",
