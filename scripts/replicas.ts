@@ -173,7 +173,7 @@ async function placeWeights(partDir: string, target: Replica["weights"]): Promis
 }
 
 /** Rewrites a part as a float16 export (weights, inputs and outputs in float16), its weights kept where they were. */
-export async function toFloat16(partDir: string): Promise<void> {
+export async function toFloat16(partDir: string, options: { keepIoTypes?: boolean } = {}): Promise<void> {
   const file = path.join(partDir, "model.onnx");
   const model = onnx.ModelProto.decode(await readFile(file));
   const [location] = externalFiles(model);
@@ -183,6 +183,7 @@ export async function toFloat16(partDir: string): Promise<void> {
   } finally {
     reader.close();
   }
+  if (options.keepIoTypes) keepFloat32Io(model.graph!);
   if (location) {
     const chunks: Uint8Array[] = [];
     await externalizeInitializers(model, location, async (chunk) => {
@@ -191,6 +192,34 @@ export async function toFloat16(partDir: string): Promise<void> {
     await writeFile(path.join(partDir, location), Buffer.concat(chunks));
   }
   await writeFile(file, onnx.ModelProto.encode(model).finish());
+}
+
+/**
+ * float16 weights behind float32 inputs and outputs, as onnxconverter-common's
+ * convert_float_to_float16(keep_io_types=True) writes them: each float input is cast to float16
+ * on the way in, each float output cast back to float32 on the way out.
+ */
+function keepFloat32Io(graph: Graph): void {
+  const casts: onnxProto.onnx.INodeProto[] = [];
+  for (const input of graph.input ?? []) {
+    const type = input.type?.tensorType;
+    if (type?.elemType !== FLOAT16) continue;
+    const inside = `${input.name}_float16`;
+    for (const node of graph.node ?? []) node.input = (node.input ?? []).map((name) => (name === input.name ? inside : name));
+    casts.push(onnx.NodeProto.create({ opType: "Cast", name: `${input.name}_to_float16`, input: [input.name!], output: [inside], attribute: [onnx.AttributeProto.create({ name: "to", type: onnx.AttributeProto.AttributeType.INT, i: FLOAT16 })] }));
+    type.elemType = FLOAT;
+  }
+  const ends: onnxProto.onnx.INodeProto[] = [];
+  for (const output of graph.output ?? []) {
+    const type = output.type?.tensorType;
+    if (type?.elemType !== FLOAT16) continue;
+    const inside = `${output.name}_float16`;
+    for (const node of graph.node ?? []) node.output = (node.output ?? []).map((name) => (name === output.name ? inside : name));
+    for (const node of graph.node ?? []) node.input = (node.input ?? []).map((name) => (name === output.name ? inside : name));
+    ends.push(onnx.NodeProto.create({ opType: "Cast", name: `${output.name}_to_float32`, input: [inside], output: [output.name!], attribute: [onnx.AttributeProto.create({ name: "to", type: onnx.AttributeProto.AttributeType.INT, i: FLOAT })] }));
+    type.elemType = FLOAT;
+  }
+  graph.node = [...casts, ...(graph.node ?? []), ...ends];
 }
 
 /** Drops the nodes, initializers and value infos the graph's outputs do not read (nodes are in topological order). */

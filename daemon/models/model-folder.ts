@@ -152,6 +152,11 @@ export interface ModelFolder {
   turbo: boolean;
   /** The UNet takes float16 inputs (Olive / --fp16 exports): feeds need conversion. */
   float16: boolean;
+  /**
+   * The float type most of each part's weights are stored in. float16 weights behind float32
+   * inputs and outputs (onnxconverter's keep_io_types) are float16 models too, on the CPU.
+   */
+  weightTypes: { textEncoder: WeightType; unet: WeightType; vaeEncoder: WeightType | null; vaeDecoder: WeightType };
   /** Input/output names and dtypes of each ONNX file, read from the files. */
   io: ModelIO;
   /** Bytes of all ONNX files and their external weights. */
@@ -496,9 +501,28 @@ export async function loadModelFolder(folder: string, options: LoadModelFolderOp
     nativeResolutionSource: native.source,
     turbo,
     float16: io.unet.sampleType === "float16",
+    weightTypes: {
+      textEncoder: weightTypeOf(textInfo),
+      unet: weightTypeOf(unetInfo),
+      vaeEncoder: encoderInfo ? weightTypeOf(encoderInfo) : null,
+      vaeDecoder: weightTypeOf(decoderInfo),
+    },
     io,
     weightsBytes: onnxBytes + externalBytes,
   };
+}
+
+export type WeightType = "float32" | "float16" | "other";
+
+/** The float type holding most of a graph's weight elements (integer-only or empty graphs: "other"). */
+function weightTypeOf(info: OnnxInfo): WeightType {
+  const elements: Record<WeightType, number> = { float32: 0, float16: 0, other: 0 };
+  for (const { type, dims } of info.initializers.values()) {
+    const count = dims.reduce((a, b) => a * b, 1);
+    elements[type === "float32" || type === "float16" ? type : "other"] += count;
+  }
+  if (elements.float16 === 0 && elements.float32 === 0) return "other";
+  return elements.float16 > elements.float32 ? "float16" : "float32";
 }
 
 /** The protocol's view of a model. */

@@ -88,9 +88,10 @@ const DESCRIBE: { [P in ModelPart]: (session: InferenceSession, file: string) =>
   vaeDecoder: describeVaeDecoderSession,
 };
 
-/** Does this part of the model take or give float16 (an fp16 export)? */
+/** Is this part of the model float16: its inputs or outputs (an fp16 export), or most of its weights (fp16 behind float32 io)? */
 function float16Part(model: ModelFolder, part: ModelPart): boolean {
   const io = model.io;
+  if (model.weightTypes[part] === "float16") return true;
   switch (part) {
     case "textEncoder":
       return io.textEncoder.hiddenStateType === "float16";
