@@ -133,6 +133,10 @@ describe("the panel in headless Chromium against the real daemon", () => {
     expect(await page.$$eval("#results .result", (items) => items.length)).toBe(3);
     const labels = await page.evaluate(() => (window as unknown as { __progressLabels: string[] }).__progressLabels);
     expect(labels.some((l) => /step 1 of 2/.test(l))).toBe(true);
+    // Each step says which variation it belongs to, as the daemon reports it.
+    for (const v of [1, 2, 3]) expect(labels, `variation ${v}`).toContain(`Variation ${v} of 3 · step 2 of 2`);
+    const steps = labels.filter((l) => /^Variation \d of 3 · step/.test(l));
+    expect(steps).toEqual([...steps].sort());
     expect(labels.at(-1)).toBe("Added 3 layers.");
     expect(await page.getAttribute("#progress", "value")).toBe("100");
     const preview = await page.$eval("#preview", (img) => ({ src: (img as HTMLImageElement).src, width: (img as HTMLImageElement).naturalWidth, shown: (img as HTMLElement).style.display !== "none" }));

@@ -134,18 +134,18 @@ export class RawClient {
   }
 }
 
+/** A small txt2img job on a 64x64 canvas; its prompt names the job, as the engine never sees job ids. */
 export function txt2imgJob(jobId: number, overrides: Partial<JobRequestInput> = {}): JobRequestInput {
   return {
     jobId,
     mode: "txt2img",
     model: "test-model",
-    prompt: "a cat",
+    prompt: `job ${jobId}`,
     seed: 42,
     steps: 3,
     guidance: 7.5,
     scheduler: "euler",
-    width: 64,
-    height: 64,
+    canvas: { width: 64, height: 64 },
     ...overrides,
   };
 }

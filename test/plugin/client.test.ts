@@ -56,21 +56,23 @@ describe("the panel's protocol client", () => {
     expect(c.status).toMatchObject({ state: "ready", message: "Connected to the Underpaint daemon 0.0.0 on test engine." });
 
     const image = { width: 30, height: 20, channels: 4 as const, data: Uint8Array.from({ length: 30 * 20 * 4 }, (_, i) => i % 251) };
-    const progress: number[] = [];
+    const progress: Array<[number, number]> = [];
     let previews = 0;
     const handle = c.submit(
-      { mode: "img2img", model: "test-model", prompt: "p", seed: 3, steps: 4, guidance: 7, scheduler: "euler", width: 64, height: 64, variations: 2 },
+      { mode: "img2img", model: "test-model", prompt: "p", seed: 3, steps: 4, guidance: 7, scheduler: "euler", canvas: { width: 30, height: 20 }, variations: 2 },
       { image },
-      { onProgress: (p) => progress.push(p.step), onPreview: () => previews++ },
+      { onProgress: (p) => progress.push([p.variation, p.step]), onPreview: () => previews++ },
     );
     const outcome = await handle.done;
     expect(outcome.status).toBe("completed");
-    expect(progress).toEqual([1, 2, 3, 4]);
-    expect(previews).toBe(4);
+    expect(progress).toEqual([[0, 1], [0, 2], [0, 3], [0, 4], [1, 1], [1, 2], [1, 3], [1, 4]]);
+    expect(previews).toBe(8);
     expect(outcome.results.map((r) => [r.variation, r.seed])).toEqual([
       [0, 3],
       [1, 4],
     ]);
+    // Each result says where it goes: a whole picture covers the canvas.
+    for (const r of outcome.results) expect(r.region).toEqual({ x: 0, y: 0, width: 30, height: 20 });
     // The test engine hands the init image back: it arrived whole, chunk by chunk.
     expect(Buffer.from(outcome.results[0]!.image.data).equals(Buffer.from(image.data))).toBe(true);
 
@@ -90,7 +92,7 @@ describe("the panel's protocol client", () => {
     await c.whenReady();
     let handleSteps = 0;
     const handle = c.submit(
-      { mode: "txt2img", model: "test-model", prompt: "p", seed: 1, steps: 200, guidance: 7, scheduler: "euler", width: 64, height: 64 },
+      { mode: "txt2img", model: "test-model", prompt: "p", seed: 1, steps: 200, guidance: 7, scheduler: "euler", canvas: { width: 64, height: 64 } },
       {},
       {
         onProgress: () => {
@@ -99,7 +101,7 @@ describe("the panel's protocol client", () => {
       },
     );
     expect((await handle.done).status).toBe("cancelled");
-    expect(engine.stepsRun.get(handle.jobId)).toBeLessThan(10);
+    expect(engine.stepsRun.get("p")).toBeLessThan(10);
     expect(c.activeJobs).toBe(0);
   });
 
@@ -108,7 +110,7 @@ describe("the panel's protocol client", () => {
     const c = client({ url: server.url });
     c.start();
     await c.whenReady();
-    const outcome = await c.submit({ mode: "txt2img", model: "nope", prompt: "p", seed: 1, steps: 2, guidance: 7, scheduler: "euler", width: 64, height: 64 }, {}).done;
+    const outcome = await c.submit({ mode: "txt2img", model: "nope", prompt: "p", seed: 1, steps: 2, guidance: 7, scheduler: "euler", canvas: { width: 64, height: 64 } }, {}).done;
     expect(outcome).toMatchObject({ status: "failed", error: { code: "model_not_found", message: 'There is no model "nope" (available: test-model).' } });
   });
 
@@ -126,7 +128,7 @@ describe("the panel's protocol client", () => {
     expect(heard[1]).toEqual({ models: engine.models, unavailable });
     expect(c.capabilities?.unavailable).toEqual(unavailable);
     expect(await c.listModels()).toEqual({ models: engine.models, unavailable });
-    const outcome = await c.submit({ mode: "txt2img", model: "olive", prompt: "p", seed: 1, steps: 2, guidance: 7, scheduler: "euler", width: 64, height: 64 }, {}).done;
+    const outcome = await c.submit({ mode: "txt2img", model: "olive", prompt: "p", seed: 1, steps: 2, guidance: 7, scheduler: "euler", canvas: { width: 64, height: 64 } }, {}).done;
     expect(outcome).toMatchObject({ status: "failed", error: { code: "model_unavailable", message: 'The model "olive" cannot run here: unet/model.onnx uses NhwcConv, which only CUDA has.' } });
   });
 
@@ -135,7 +137,7 @@ describe("the panel's protocol client", () => {
     const c = client({ url: server.url, timeouts: { jobIdleMs: 300 } });
     c.start();
     await c.whenReady();
-    const outcome = await c.submit({ mode: "txt2img", model: "test-model", prompt: "p", seed: 1, steps: 3, guidance: 7, scheduler: "euler", width: 64, height: 64 }, {}).done;
+    const outcome = await c.submit({ mode: "txt2img", model: "test-model", prompt: "p", seed: 1, steps: 3, guidance: 7, scheduler: "euler", canvas: { width: 64, height: 64 } }, {}).done;
     // The daemon would have finished after 3 s of steps; the client gave up first, by its own timer.
     expect(outcome).toMatchObject({ status: "failed", error: { code: "timeout" } });
     expect(outcome.error!.message).toMatch(/stopped reporting/);
@@ -160,7 +162,7 @@ describe("the panel's protocol client", () => {
     const c = client({ url: "ws://127.0.0.1:1", token: "" });
     c.start();
     expect(c.status).toEqual({ state: "unpaired", message: "Paste the pairing token: run `npx underpaint token` in a terminal and copy what it prints." });
-    expect(() => c.submit({ mode: "txt2img", model: "m", prompt: "", seed: 1, steps: 1, guidance: 1, scheduler: "euler", width: 64, height: 64 }, {})).toThrow(PanelError);
+    expect(() => c.submit({ mode: "txt2img", model: "m", prompt: "", seed: 1, steps: 1, guidance: 1, scheduler: "euler", canvas: { width: 64, height: 64 } }, {})).toThrow(PanelError);
   });
 
   it("retries with growing delays while the daemon is away, and fails running jobs when it drops", async () => {
@@ -172,7 +174,7 @@ describe("the panel's protocol client", () => {
     c.onStatus((s) => s.retryInMs !== undefined && delays.push(s.retryInMs));
     c.start();
     await c.whenReady();
-    const running = c.submit({ mode: "txt2img", model: "test-model", prompt: "p", seed: 1, steps: 100, guidance: 7, scheduler: "euler", width: 64, height: 64 }, {});
+    const running = c.submit({ mode: "txt2img", model: "test-model", prompt: "p", seed: 1, steps: 100, guidance: 7, scheduler: "euler", canvas: { width: 64, height: 64 } }, {});
     await new Promise((resolve) => setTimeout(resolve, 100));
     await first.close();
     const outcome = await running.done;

@@ -1,10 +1,13 @@
-/** The panel's pure parts: canvas growth, pixel conversions, sizes, names and refusals. */
+/** The panel's pure parts: canvas growth, pixel conversions, sizes, placing results, names and refusals. */
 import { describe, expect, it } from "vitest";
+import { fitWithin, wholePictureSize } from "../../geometry";
+import type { JobResult } from "../../plugin/src/client/client";
+import { PanelError } from "../../plugin/src/errors";
 import { documentRefusal } from "../../plugin/src/operations/document-check";
-import { alphaBounds, asRgba, cropRgba, fitWithin, generationSize, resizeRgba, splitAlpha } from "../../plugin/src/operations/geometry";
+import { asRgba, resizeRgba, splitAlpha } from "../../plugin/src/operations/geometry";
 import { groupName, layerName, shortenPrompt } from "../../plugin/src/operations/naming";
-import { contextRegion } from "../../plugin/src/operations/run";
-import { controlsFor } from "../../plugin/src/operations/settings";
+import { placeResult } from "../../plugin/src/operations/run";
+import { controlsFor, DEFAULT_SETTINGS, type GenerationSettings } from "../../plugin/src/operations/settings";
 import { anchorOffset, canvasGrowth } from "../../plugin/src/photoshop/canvas";
 import type { DocumentInfo } from "../../plugin/src/photoshop/host";
 import { fromRgba8, maskFrom8, padMask, padRgba, PS16_MAX, toMask8, toRgba8 } from "../../plugin/src/photoshop/pixels";
@@ -67,24 +70,26 @@ describe("pixels between Photoshop's depths and the panel's 8-bit sRGB", () => {
 });
 
 describe("sizes and rectangles", () => {
-  it("generates near the model's native area in the canvas's proportions, in multiples of 64", () => {
-    expect(generationSize(451, 300, 512)).toEqual({ width: 640, height: 448 });
-    expect(generationSize(4000, 1000, 512)).toEqual({ width: 1024, height: 256 });
-    expect(generationSize(512, 512, 512)).toEqual({ width: 512, height: 512 });
-    expect(fitWithin(4000, 1000, 1024)).toEqual({ width: 1024, height: 256 });
-    expect(fitWithin(100, 50, 1024)).toEqual({ width: 100, height: 50 });
+  it("makes whole pictures at most at the model's native area in the canvas's proportions, in multiples of 64 (geometry's rule)", () => {
+    // 640x448 would be over 512 x 512 pixels: the longer side gives way.
+    expect(wholePictureSize({ width: 451, height: 300 }, 512)).toEqual({ width: 576, height: 448 });
+    expect(wholePictureSize({ width: 4000, height: 1000 }, 512)).toEqual({ width: 1024, height: 256 });
+    expect(wholePictureSize({ width: 512, height: 512 }, 512)).toEqual({ width: 512, height: 512 });
   });
 
-  it("finds, crops and splits what a masked result shows", () => {
-    const image = asRgba({ width: 3, height: 2, channels: 3, data: new Uint8Array(18).fill(9) });
-    expect(alphaBounds(image)).toEqual({ x: 0, y: 0, width: 3, height: 2 });
-    image.data[3] = image.data[7] = image.data[15] = image.data[19] = 0;
-    expect(alphaBounds(image)).toEqual({ x: 2, y: 0, width: 1, height: 2 });
-    image.data[11] = 100;
-    const cropped = cropRgba(image, { x: 2, y: 0, width: 1, height: 2 });
-    const { pixels, mask } = splitAlpha(cropped);
+  it("shrinks thumbnails to a longest side, never enlarging (geometry's fitWithin)", () => {
+    expect(fitWithin({ width: 4000, height: 1000 }, 1024)).toEqual({ width: 1024, height: 256 });
+    expect(fitWithin({ width: 100, height: 50 }, 1024)).toEqual({ width: 100, height: 50 });
+    expect(fitWithin({ width: 1, height: 5000 }, 128)).toEqual({ width: 1, height: 128 });
+  });
+
+  it("splits what a masked result shows into opaque pixels and a mask", () => {
+    const image = asRgba({ width: 1, height: 2, channels: 3, data: new Uint8Array(6).fill(9) });
+    image.data[3] = 100;
+    const { pixels, mask } = splitAlpha(image);
     expect([...mask.data]).toEqual([100, 255]);
     expect([...pixels.data]).toEqual([9, 9, 9, 255, 9, 9, 9, 255]);
+    expect([...asRgba({ width: 1, height: 1, channels: 1, data: Uint8Array.of(7) }).data]).toEqual([7, 7, 7, 255]);
   });
 
   it("resamples without darkening transparent edges, and keeps flat colours flat", () => {
@@ -95,10 +100,48 @@ describe("sizes and rectangles", () => {
     expect([...down.data.subarray(0, 3)]).toEqual([255, 0, 0]);
   });
 
-  it("sends the whole document for inpainting when it fits, else the selection with a margin", () => {
-    expect(contextRegion({ width: 400, height: 300 }, { x: 10, y: 10, width: 20, height: 20 }, 1e6)).toEqual({ x: 0, y: 0, width: 400, height: 300 });
-    const region = contextRegion({ width: 4000, height: 3000 }, { x: 1000, y: 1000, width: 200, height: 100 }, 500_000);
-    expect(region).toEqual({ x: 800, y: 800, width: 600, height: 500 });
+});
+
+describe("placing a result where the daemon says", () => {
+  const settings = (mode: GenerationSettings["mode"]): GenerationSettings => ({ ...DEFAULT_SETTINGS, mode, prompt: "a cat" });
+  const result = (region: JobResult["region"], channels: 3 | 4, fill: (i: number) => number): JobResult => ({
+    variation: 0,
+    seed: 5,
+    region,
+    image: {
+      kind: "result", jobId: 1, frameId: 1, width: region.width, height: region.height, channels, bitsPerChannel: 8,
+      data: Uint8Array.from({ length: region.width * region.height * channels }, (_, i) => fill(i)),
+    },
+  });
+
+  it("puts a whole picture at its region, opaque, without resampling it", () => {
+    for (const mode of ["generate", "img2img"] as const) {
+      const layer = placeResult(result({ x: 0, y: 0, width: 3, height: 2 }, 3, (i) => i), settings(mode), { width: 3, height: 2 });
+      expect(layer).toMatchObject({ name: "a cat · seed 5", x: 0, y: 0 });
+      expect(layer.mask).toBeUndefined();
+      expect([layer.pixels.width, layer.pixels.height]).toEqual([3, 2]);
+      expect([...layer.pixels.data.subarray(0, 8)]).toEqual([0, 1, 2, 255, 3, 4, 5, 255]);
+    }
+  });
+
+  it("puts an edit at its region as it came (no trimming in the panel), split into pixels and a layer mask", () => {
+    // An inpaint result 2x1 at 5,7 of the document; its alpha is the blend, 0 at one end.
+    const inpaint = placeResult(result({ x: 5, y: 7, width: 2, height: 1 }, 4, (i) => (i % 4 === 3 ? (i === 3 ? 0 : 200) : 50)), settings("inpaint"), { width: 10, height: 10 });
+    expect(inpaint).toMatchObject({ x: 5, y: 7 });
+    expect([...inpaint.mask!.data]).toEqual([0, 200]);
+    expect([...inpaint.pixels.data]).toEqual([50, 50, 50, 255, 50, 50, 50, 255]);
+    // An expand result is in the grown canvas's pixels: the strip at the left.
+    const expand = placeResult(result({ x: 0, y: 0, width: 4, height: 10 }, 4, () => 255), { ...settings("expand"), expand: { left: 4, top: 0, right: 0, bottom: 0 } }, { width: 14, height: 10 });
+    expect(expand).toMatchObject({ x: 0, y: 0 });
+    expect([expand.pixels.width, expand.pixels.height, expand.mask!.width, expand.mask!.height]).toEqual([4, 10, 4, 10]);
+  });
+
+  it("refuses a result whose pixels are not its region's size, or that lies off the canvas", () => {
+    const wrongSize = { ...result({ x: 0, y: 0, width: 2, height: 2 }, 4, () => 255), region: { x: 0, y: 0, width: 3, height: 2 } };
+    expect(() => placeResult(wrongSize, settings("inpaint"), { width: 10, height: 10 })).toThrow(PanelError);
+    expect(() => placeResult(result({ x: 10, y: 0, width: 2, height: 2 }, 4, () => 255), settings("inpaint"), { width: 10, height: 10 })).toThrow(
+      /does not fit the canvas; nothing was placed/,
+    );
   });
 });
 

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { DEFAULT_PORT, JobRequest, parseClientMessage, parseDaemonMessage } from "../../protocol";
 
 const job = {
-  jobId: 1, mode: "txt2img", model: "sd15", prompt: "a cat", seed: 1, steps: 20, guidance: 7.5, scheduler: "euler", width: 512, height: 512,
+  jobId: 1, mode: "txt2img", model: "sd15", prompt: "a cat", seed: 1, steps: 20, guidance: 7.5, scheduler: "euler", canvas: { width: 512, height: 512 },
 };
 
 describe("messages", () => {
@@ -13,6 +13,29 @@ describe("messages", () => {
   it("fills the documented defaults of a job", () => {
     const parsed = JobRequest.parse(job);
     expect(parsed).toMatchObject({ negativePrompt: "", strength: 1, variations: 1, truncatePrompt: false, previews: true });
+  });
+
+  it("takes the document's size as the canvas, and sizes as whole positive pixels", () => {
+    expect(JobRequest.safeParse({ ...job, canvas: undefined }).success).toBe(false);
+    expect(JobRequest.safeParse({ ...job, width: 512, height: 512, canvas: undefined }).success).toBe(false);
+    expect(JobRequest.safeParse({ ...job, output: { width: 640, height: 480 }, size: { width: 512, height: 384 } }).success).toBe(true);
+    for (const size of [{ width: 0, height: 8 }, { width: 8.5, height: 8 }, { width: 8 }]) {
+      expect(JobRequest.safeParse({ ...job, output: size }).success).toBe(false);
+      expect(JobRequest.safeParse({ ...job, size }).success).toBe(false);
+    }
+    expect(JobRequest.safeParse({ ...job, budget: 64 * 64 }).success).toBe(true);
+    expect(JobRequest.safeParse({ ...job, budget: 64 * 64 - 1 }).success).toBe(false);
+  });
+
+  it("wants the region inside the canvas", () => {
+    const inpaint = { ...job, mode: "inpaint", image: { frameId: 1, width: 8, height: 8, channels: 4 }, mask: { frameId: 2, width: 8, height: 8, channels: 1 } };
+    expect(JobRequest.safeParse({ ...inpaint, region: { x: 0, y: 0, width: 512, height: 512 } }).success).toBe(true);
+    expect(JobRequest.safeParse({ ...inpaint, region: { x: 500, y: 100, width: 12, height: 12 } }).success).toBe(true);
+    for (const region of [{ x: 501, y: 0, width: 12, height: 12 }, { x: -1, y: 0, width: 12, height: 12 }, { x: 0, y: 0, width: 512, height: 513 }]) {
+      const outcome = parseClientMessage(JSON.stringify({ type: "submit", job: { ...inpaint, region } }));
+      expect(outcome).toMatchObject({ ok: false, code: "invalid_message" });
+      expect(!outcome.ok && outcome.message).toMatch(/region must lie inside the canvas/);
+    }
   });
 
   it("names the field that is wrong", () => {
@@ -38,7 +61,17 @@ describe("messages", () => {
   });
 
   it("parses daemon messages on the client side", () => {
-    expect(parseDaemonMessage('{"type":"progress","jobId":1,"stage":"denoising","step":2,"total":20}')).toMatchObject({ ok: true });
-    expect(parseDaemonMessage('{"type":"progress","jobId":1,"stage":"dreaming","step":2,"total":20}').ok).toBe(false);
+    expect(parseDaemonMessage('{"type":"progress","jobId":1,"variation":0,"stage":"denoising","step":2,"total":20}')).toMatchObject({ ok: true });
+    expect(parseDaemonMessage('{"type":"progress","jobId":1,"variation":0,"stage":"dreaming","step":2,"total":20}').ok).toBe(false);
+  });
+
+  it("wants progress to say its variation, and a result where it goes", () => {
+    expect(parseDaemonMessage('{"type":"progress","jobId":1,"stage":"denoising","step":2,"total":20}').ok).toBe(false);
+    expect(parseDaemonMessage('{"type":"progress","jobId":1,"variation":-1,"stage":"denoising","step":2,"total":20}').ok).toBe(false);
+    const frame = { frameId: 4, width: 16, height: 8, channels: 4, bitsPerChannel: 8 };
+    const result = { type: "result", jobId: 1, variation: 1, seed: 8, frame };
+    expect(parseDaemonMessage(JSON.stringify(result)).ok).toBe(false);
+    const placed = parseDaemonMessage(JSON.stringify({ ...result, region: { x: -3, y: 2, width: 16, height: 8 } }));
+    expect(placed).toMatchObject({ ok: true, message: { region: { x: -3, y: 2, width: 16, height: 8 } } });
   });
 });

@@ -138,6 +138,34 @@ describe("bad input keeps the daemon serving", () => {
     expect((await client.next("done")).status).toBe("completed");
   });
 
+  it("refuses a picture, or a working size, over the pixel limit before running anything", async () => {
+    const { server, engine } = await serve(undefined, { limits: { maxImagePixels: 64 * 64 } });
+    const client = await pair(server);
+    // The output defaults to the canvas.
+    client.submit(txt2imgJob(1, { canvas: { width: 65, height: 64 } }));
+    expect(await client.next("error", (e) => e.jobId === 1)).toMatchObject({ code: "invalid_job", message: "The output 65x64 is over the 4096-pixel limit." });
+    client.submit(txt2imgJob(2, { output: { width: 64, height: 65 } }));
+    expect(await client.next("error", (e) => e.jobId === 2)).toMatchObject({ code: "invalid_job", message: "The output 64x65 is over the 4096-pixel limit." });
+    client.submit(txt2imgJob(3, { size: { width: 72, height: 64 } }));
+    expect(await client.next("error", (e) => e.jobId === 3)).toMatchObject({ code: "invalid_job", message: "The working size 72x64 is over the 4096-pixel limit." });
+    client.submit(txt2imgJob(4, { output: { width: 32, height: 32 } }));
+    expect((await client.next("done", (d) => d.jobId === 4)).status).toBe("completed");
+    expect(engine.started).toEqual(["job 4"]);
+  });
+
+  it("refuses a region outside the canvas as an invalid message", async () => {
+    const { server, engine } = await serve();
+    const client = await pair(server);
+    client.submit({
+      ...txt2imgJob(1), mode: "inpaint", region: { x: 40, y: 0, width: 32, height: 32 },
+      image: { frameId: 1, width: 32, height: 32, channels: 4 }, mask: { frameId: 2, width: 32, height: 32, channels: 1 },
+    });
+    const error = await client.next("error");
+    expect(error.code).toBe("invalid_message");
+    expect(error.message).toMatch(/region must lie inside the canvas/);
+    expect(engine.jobs).toEqual([]);
+  });
+
   it("closes only the connection that sends a message past the hard limit", async () => {
     const { server } = await serve(undefined, { limits: { maxMessageBytes: 1024 } });
     const client = await pair(server);
@@ -183,10 +211,13 @@ describe("jobs", () => {
     const { server } = await serve();
     const client = await pair(server);
     const image = rgbaImage(4096, 4096, 1, 1);
-    client.submit({ ...txt2imgJob(1), mode: "img2img", steps: 1, image: { frameId: 1, width: 4096, height: 4096, channels: 4 } });
+    client.submit({ ...txt2imgJob(1), mode: "img2img", steps: 1, canvas: { width: 4096, height: 4096 }, image: { frameId: 1, width: 4096, height: 4096, channels: 4 } });
     client.sendImage(image);
     const result = await client.next("result", undefined, 30_000);
     await client.next("done", undefined, 30_000);
+    // A whole picture covers the document.
+    expect(result.region).toEqual({ x: 0, y: 0, width: 4096, height: 4096 });
+    expect(result.frame).toMatchObject({ width: 4096, height: 4096, channels: 4, bitsPerChannel: 8 });
     const back = client.frames.get(`1:${result.frame.frameId}`);
     expect(back).toBeDefined();
     expect(back!.kind).toBe("result");
@@ -194,18 +225,79 @@ describe("jobs", () => {
     expect(Buffer.compare(Buffer.from(back!.data.buffer, back!.data.byteOffset, back!.data.byteLength), Buffer.from(image.data))).toBe(0);
   });
 
-  it("streams progress with previews, then one result per variation with seed + i", async () => {
+  it("streams progress with previews, each saying its variation, then one result per variation with seed + i and its region", async () => {
     const { server } = await serve();
     const client = await pair(server);
-    client.submit(txt2imgJob(1, { steps: 3, variations: 3, seed: 100 }));
+    client.submit(txt2imgJob(1, { steps: 3, variations: 3, seed: 100, canvas: { width: 64, height: 48 } }));
     await client.next("done");
     const progress = client.ofType("progress");
-    expect(progress.map((p) => p.step)).toEqual([1, 2, 3]);
+    expect(progress.map((p) => [p.variation, p.step])).toEqual([[0, 1], [0, 2], [0, 3], [1, 1], [1, 2], [1, 3], [2, 1], [2, 2], [2, 3]]);
     for (const p of progress) expect(client.frames.get(`1:${p.previewFrameId}`)?.kind).toBe("preview");
-    expect(client.ofType("result").map((r) => [r.variation, r.seed])).toEqual([[0, 100], [1, 101], [2, 102]]);
+    const results = client.ofType("result");
+    expect(results.map((r) => [r.variation, r.seed])).toEqual([[0, 100], [1, 101], [2, 102]]);
+    for (const r of results) {
+      expect(r.region).toEqual({ x: 0, y: 0, width: 64, height: 48 });
+      const frame = client.frames.get(`1:${r.frame.frameId}`)!;
+      expect([frame.width, frame.height]).toEqual([r.region.width, r.region.height]);
+    }
     const types = client.messages.map((m) => m.type);
     expect(types.indexOf("accepted")).toBeLessThan(types.indexOf("progress"));
     expect(types.at(-1)).toBe("done");
+  });
+
+  it("hands the engine the job as the protocol defines it: the output and the region default to the canvas", async () => {
+    const { server, engine } = await serve();
+    const client = await pair(server);
+    client.submit(txt2imgJob(1, { canvas: { width: 40, height: 24 } }));
+    client.submit(txt2imgJob(2, { canvas: { width: 40, height: 24 }, output: { width: 20, height: 12 }, size: { width: 64, height: 48 } }));
+    client.submit({ ...txt2imgJob(3), mode: "outpaint", canvas: { width: 32, height: 32 }, image: { frameId: 1, width: 32, height: 32, channels: 3 }, expand: { left: 16, top: 0, right: 0, bottom: 0 } });
+    client.sendImage({ ...rgbaImage(32, 32, 3, 1), channels: 3, data: new Uint8Array(32 * 32 * 3).fill(9) });
+    await client.next("done", (d) => d.jobId === 3);
+    expect(client.ofType("done").map((d) => d.status)).toEqual(["completed", "completed", "completed"]);
+    const [first, second, third] = engine.jobs;
+    expect(first).toMatchObject({ mode: "txt2img", output: { width: 40, height: 24 } });
+    expect(first).not.toHaveProperty("size");
+    expect(first).not.toHaveProperty("canvas");
+    expect(second).toMatchObject({ mode: "txt2img", output: { width: 20, height: 12 }, size: { width: 64, height: 48 } });
+    expect(third).toMatchObject({ mode: "outpaint", canvas: { width: 32, height: 32 }, region: { x: 0, y: 0, width: 32, height: 32 }, expand: { left: 16, top: 0, right: 0, bottom: 0 } });
+    expect(third).not.toHaveProperty("budget");
+    const regions = client.ofType("result").map((r) => [r.jobId, r.region]);
+    expect(regions).toEqual([
+      [1, { x: 0, y: 0, width: 40, height: 24 }],
+      [2, { x: 0, y: 0, width: 20, height: 12 }],
+      // The new strip on the left, in the grown canvas's pixels.
+      [3, { x: 0, y: 0, width: 16, height: 32 }],
+    ]);
+  });
+
+  it("inpaints a scaled-down read of a region: the engine gets the region, the budget and 8-bit pixels; the result comes back where it shows", async () => {
+    const { server, engine } = await serve();
+    const client = await pair(server);
+    // The region 32x32 at 16,8 of a 64x64 document, read at 16x16 and sent as 16-bit.
+    const words = new Uint16Array(16 * 16 * 4);
+    for (let i = 0; i < words.length; i++) words[i] = [65535, 128 * 257, 128, 100 * 257 + 128][i % 4]!;
+    const mask = new Uint8Array(16 * 16);
+    for (let y = 2; y < 6; y++) for (let x = 4; x < 8; x++) mask[y * 16 + x] = 255;
+    client.submit({
+      ...txt2imgJob(1), mode: "inpaint", context: "selection", budget: 96 * 96, region: { x: 16, y: 8, width: 32, height: 32 },
+      image: { frameId: 1, width: 16, height: 16, channels: 4, bitsPerChannel: 16 }, mask: { frameId: 2, width: 16, height: 16, channels: 1 },
+    });
+    client.sendImage({ kind: "image", jobId: 1, frameId: 1, width: 16, height: 16, channels: 4, bitsPerChannel: 16, data: new Uint8Array(words.buffer) });
+    client.sendImage({ kind: "mask", jobId: 1, frameId: 2, width: 16, height: 16, channels: 1, bitsPerChannel: 8, data: mask });
+    expect((await client.next("done")).status).toBe("completed");
+    expect(client.ofType("error")).toEqual([]);
+    const [job] = engine.jobs;
+    expect(job).toMatchObject({ mode: "inpaint", canvas: { width: 64, height: 64 }, region: { x: 16, y: 8, width: 32, height: 32 }, budget: 96 * 96, context: "selection", strength: 1 });
+    if (job?.mode !== "inpaint") throw new Error("not an inpaint job");
+    expect([job.image.width, job.image.height, job.image.channels, job.image.data.length]).toEqual([16, 16, 4, 16 * 16 * 4]);
+    // 16-bit samples become v / 257, rounded.
+    expect([...job.image.data.subarray(0, 8)]).toEqual([255, 128, 0, 100, 255, 128, 0, 100]);
+    expect(Buffer.from(job.mask.data).equals(Buffer.from(mask))).toBe(true);
+    // The selected 4x4 of the 16x16 read is 8x8 document pixels at 16 + 8, 8 + 4.
+    const [result] = client.ofType("result");
+    expect(result!.region).toEqual({ x: 24, y: 12, width: 8, height: 8 });
+    const frame = client.frames.get(`1:${result!.frame.frameId}`)!;
+    expect([frame.width, frame.height, frame.channels]).toEqual([8, 8, 4]);
   });
 
   it("gives 8 clients correct queue positions and updates them as jobs finish", async () => {
@@ -216,7 +308,7 @@ describe("jobs", () => {
       expect((await client.next("accepted")).position).toBe(i);
     }
     await Promise.all(many.map((c) => c.next("done", undefined, 20_000)));
-    expect(engine.started).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(engine.started).toEqual(["job 1", "job 2", "job 3", "job 4", "job 5", "job 6", "job 7", "job 8"]);
     // The last client saw its position count down to 0 one job at a time.
     expect(many[7]!.ofType("queue").map((q) => q.position)).toEqual([6, 5, 4, 3, 2, 1, 0]);
   });
@@ -226,11 +318,11 @@ describe("jobs", () => {
     const client = await pair(server);
     client.submit(txt2imgJob(1, { steps: 50 }));
     await client.next("progress", (p) => p.step === 2);
-    const stepAtCancel = engine.stepsRun.get(1)!;
+    const stepAtCancel = engine.stepsRun.get("job 1")!;
     client.send({ type: "cancel", jobId: 1 });
     const done = await client.next("done");
     expect(done.status).toBe("cancelled");
-    expect(engine.stepsRun.get(1)! - stepAtCancel).toBeLessThanOrEqual(1);
+    expect(engine.stepsRun.get("job 1")! - stepAtCancel).toBeLessThanOrEqual(1);
     expect(client.ofType("result")).toHaveLength(0);
   });
 
@@ -243,7 +335,7 @@ describe("jobs", () => {
     client.send({ type: "cancel", jobId: 2 });
     expect((await client.next("done", (d) => d.jobId === 2)).status).toBe("cancelled");
     expect((await client.next("done", (d) => d.jobId === 1)).status).toBe("completed");
-    expect(engine.started).toEqual([1]);
+    expect(engine.started).toEqual(["job 1"]);
   });
 
   it("frees the queue when a client drops mid-job", async () => {
@@ -256,7 +348,7 @@ describe("jobs", () => {
     expect((await stayer.next("accepted")).position).toBe(1);
     leaver.socket.terminate();
     expect((await stayer.next("done", undefined, 5000)).status).toBe("completed");
-    expect(engine.stepsRun.get(1)!).toBeLessThan(200);
+    expect(engine.stepsRun.get("job 1")!).toBeLessThan(200);
   });
 
   it("drops a connection that stops answering pings", async () => {
