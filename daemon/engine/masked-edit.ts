@@ -29,7 +29,7 @@ import {
 } from "../../geometry";
 import { ImagingError } from "../imaging/errors";
 import { composite, layerPixels, matchColours } from "../imaging/composite";
-import { maskBounds, masksFor } from "../imaging/mask";
+import { maskBounds, masksFor, shrinkMask } from "../imaging/mask";
 import { expandCanvas } from "../imaging/outpaint";
 import { prefill, type PrefillMode } from "../imaging/prefill";
 import { cropImage } from "../imaging/image";
@@ -93,6 +93,16 @@ export interface PlanOptions {
   strength: number;
 }
 
+/** Per-pixel minimum of two masks of the same size. */
+function minOf(a: Pixels, b: Pixels): Pixels {
+  return { ...a, data: a.data.map((v, i) => Math.min(v, b.data[i]!)) };
+}
+
+/** Was the image read at less than document resolution? */
+function scaledDown(image: Size, region: Size): boolean {
+  return image.width < region.width || image.height < region.height;
+}
+
 function checkPlacement(image: Pixels, { canvas, region }: Placement): void {
   if (!contains(regionOf(canvas), region)) {
     throw new EngineError("invalid_job", `The region ${region.width}x${region.height} at ${region.x},${region.y} is not inside the ${canvas.width}x${canvas.height} document.`);
@@ -125,7 +135,12 @@ export async function planInpaint(image: Pixels, mask: Pixels, placement: Placem
   const crop = scaleRegion(relativeTo(context, region), region, image);
   const rgb = cropImage(rgbOf(image), crop);
   const selection = cropImage(mask, crop);
-  const { denoise, blend } = masksFor(selection);
+  const masks = masksFor(selection);
+  // Read scaled down, the selection's edge pixels are part in, part out of it at document
+  // resolution: the blend stays off the two outermost of them, so scaled back up it never reaches
+  // past the selection.
+  const blend = scaledDown(image, region) ? minOf(masks.blend, shrinkMask(selection, 2)) : masks.blend;
+  const { denoise } = masks;
   const inputs = await modelInputs(rgb, denoise, selection, options.budget, options.nativeResolution, prefillFor("inpaint", options.strength));
   return { canvas: rgb, selection, denoise, blend, region: context, ...inputs };
 }

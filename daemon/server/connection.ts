@@ -220,7 +220,9 @@ export class Connection {
         return { code: "frame_too_large", message: `The ${name} (${ref.width}x${ref.height}) is over the ${limits.maxImagePixels}-pixel limit.` };
       }
     }
-    for (const [name, size] of [["output", request.output ?? request.canvas], ["working size", request.size]] as const) {
+    // A whole picture comes back at its output size; an edit only as large as the context it was sent.
+    const whole = request.mode === "txt2img" || request.mode === "img2img";
+    for (const [name, size] of [["output", whole ? (request.output ?? request.canvas) : undefined], ["working size", whole ? request.size : undefined]] as const) {
       if (size && size.width * size.height > limits.maxImagePixels) {
         return { code: "invalid_job", message: `The ${name} ${size.width}x${size.height} is over the ${limits.maxImagePixels}-pixel limit.` };
       }

@@ -120,7 +120,7 @@ function changes(before: Uint8Array, after: Uint8Array, selection: Uint8Array): 
 }
 
 /** Inpaints `selection` in `doc` and checks what was read and where the layers went; returns the reads. */
-async function inpaintAndCheckReads(ps: FakePhotoshop, doc: FakeDocument, selection: Uint8Array, deps: ReturnType<typeof setup>["deps"], options: { faintSpill?: boolean } = {}) {
+async function inpaintAndCheckReads(ps: FakePhotoshop, doc: FakeDocument, selection: Uint8Array, deps: ReturnType<typeof setup>["deps"]) {
   doc.setSelection(selection);
   const canvas: Size = { width: doc.width, height: doc.height };
   const selected = selectionBounds(selection, doc.width);
@@ -147,15 +147,8 @@ async function inpaintAndCheckReads(ps: FakePhotoshop, doc: FakeDocument, select
   const [group] = doc.tree();
   for (const layer of group!.children!) expect(inside(context, boundsRegion(layer.bounds!)), JSON.stringify(layer.bounds)).toBe(true);
   const changed = changes(before.data, doc.composite8().data, selection);
-  if (options.faintSpill) {
-    // Found by this test, not yet fixed: from a scaled-down read the daemon's blend mask, scaled back up, reaches a pixel or two
-    // past the selection at a few 255ths (it never sees the selection at document resolution); the
-    // spill is bounded here so that it cannot grow unnoticed.
-    expect(changed.outsideMax).toBeLessThanOrEqual(3);
-    expect(changed.outside).toBeLessThan(0.01 * changed.inside);
-  } else {
-    expect(changed.outside).toBe(0);
-  }
+  // Even from a scaled-down read: the daemon keeps the blend off the selection's outermost read pixels.
+  expect(changed.outside).toBe(0);
   expect(changed.inside).toBeGreaterThan(1000);
   return { reads, context, size, selected };
 }
@@ -252,7 +245,7 @@ describe("the panel's operations against the real daemon", () => {
   it("inpaints a large selection reading its context scaled down to what the model can use, and places the result at document resolution", SLOW, async () => {
     const { ps, deps } = setup();
     const doc = bigDocument(ps, 2400, 1600);
-    const { reads, context, size, selected } = await inpaintAndCheckReads(ps, doc, ellipseSelection(doc.width, doc.height, 1200, 800, 400, 300), deps, { faintSpill: true });
+    const { reads, context, size, selected } = await inpaintAndCheckReads(ps, doc, ellipseSelection(doc.width, doc.height, 1200, 800, 400, 300), deps);
     // The context is most of the document, but Photoshop hands over at most twice the model's resolution per side.
     expect(context.width * context.height).toBeGreaterThan(0.5 * doc.width * doc.height);
     expect(size.width * size.height).toBeLessThan(0.6 * context.width * context.height);

@@ -153,6 +153,22 @@ describe("bad input keeps the daemon serving", () => {
     expect(engine.started).toEqual(["job 4"]);
   });
 
+  it("takes an edit in a document larger than the pixel limit: only the context travels", async () => {
+    const { server, engine } = await serve(undefined, { limits: { maxImagePixels: 64 * 64 } });
+    const client = await pair(server);
+    const mask = new Uint8Array(32 * 32).fill(255);
+    client.submit({
+      ...txt2imgJob(1), mode: "inpaint", canvas: { width: 10_000, height: 8_000 }, region: { x: 5000, y: 4000, width: 32, height: 32 },
+      image: { frameId: 1, width: 32, height: 32, channels: 4 }, mask: { frameId: 2, width: 32, height: 32, channels: 1 },
+    });
+    client.sendImage(rgbaImage(32, 32, 1, 1));
+    client.sendImage({ kind: "mask", jobId: 1, frameId: 2, width: 32, height: 32, channels: 1, bitsPerChannel: 8, data: mask });
+    expect((await client.next("done")).status).toBe("completed");
+    expect(client.ofType("error")).toEqual([]);
+    expect(engine.jobs).toHaveLength(1);
+    expect(client.ofType("result")[0]!.region).toMatchObject({ x: 5000, y: 4000 });
+  });
+
   it("refuses a region outside the canvas as an invalid message", async () => {
     const { server, engine } = await serve();
     const client = await pair(server);
