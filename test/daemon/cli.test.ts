@@ -104,6 +104,13 @@ describe("underpaint generate", () => {
     }
     expect(changedFarAway).toBe(0); // the blend mask stays inside the selection
     expect(changedInside).toBeGreaterThan(80 * 110 * 0.5);
+
+    // With --mask, --width x --height caps the pixels the model works on: 100x64 is no picture size, but a budget.
+    const small = path.join(work, "inpainted-small.png");
+    await cli("generate", "--model", model, "--prompt", "a hat", "--steps", "1", "--seed", "4", "--width", "100", "--height", "64",
+      "--init", photo, "--mask", maskFile, "--out", small);
+    const written = await sharp(small).metadata();
+    expect([written.width, written.height]).toEqual([451, 300]);
   });
 
   it("extends the canvas and writes the enlarged picture with the old pixels in place", async () => {
@@ -120,6 +127,19 @@ describe("underpaint generate", () => {
       const j = (y * 696 + x) * 3;
       expect([...after.data.subarray(j, j + 3)]).toEqual([...before.subarray(i, i + 3)]);
     }
+    // the new area on the right and at the bottom is painted, not left empty (the layer lands in the grown
+    // canvas); the tiny model paints saturated noise, black here and there
+    let added = 0;
+    let blank = 0;
+    for (let y = 0; y < 432; y++) {
+      for (let x = 0; x < 696; x++) {
+        if (x < 600 && y < 400) continue;
+        added++;
+        const j = (y * 696 + x) * 3;
+        if (after.data[j] === 0 && after.data[j + 1] === 0 && after.data[j + 2] === 0) blank++;
+      }
+    }
+    expect(blank).toBeLessThan(added * 0.1);
   });
 
   it("explains bad input with a sentence and a non-zero exit", async () => {
@@ -164,8 +184,9 @@ describe("underpaint serve", () => {
       const welcome = await client.next("welcome");
       expect(welcome.capabilities.models.map((m) => m.id)).toEqual(["tiny-sd"]);
       expect(welcome.capabilities.models[0]!.modes).toEqual(["txt2img", "img2img", "inpaint", "outpaint"]);
-      client.submit({ jobId: 1, mode: "txt2img", model: "tiny-sd", prompt: "a cat", seed: 1, steps: 3, guidance: 7.5, scheduler: "euler", width: 64, height: 64 });
+      client.submit({ jobId: 1, mode: "txt2img", model: "tiny-sd", prompt: "a cat", seed: 1, steps: 3, guidance: 7.5, scheduler: "euler", canvas: { width: 64, height: 64 }, size: { width: 64, height: 64 } });
       expect((await client.next("done", undefined, 30_000)).status).toBe("completed");
+      expect(client.ofType("result").map((r) => [r.region, r.frame.width, r.frame.height])).toEqual([[{ x: 0, y: 0, width: 64, height: 64 }, 64, 64]]);
       // The daemon keeps optimized copies of what the job loaded (text encoder, UNet, VAE decoder).
       const optimized = (await readdir(path.join(work, "cache", "optimized"))).filter((n) => !n.startsWith(".tmp-"));
       expect(optimized.length).toBeGreaterThanOrEqual(3);

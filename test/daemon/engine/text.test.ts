@@ -3,7 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DiffusionEngine } from "../../../daemon/engine/diffusion-engine";
-import type { EngineJob } from "../../../daemon/engine/engine";
+import type { GenerationJob } from "../../../daemon/engine/engine";
 import type { InferenceSession } from "onnxruntime-node";
 import { encodePrompts, REMEMBERED_PROMPTS, type TextEncoderSource } from "../../../daemon/engine/pipeline/text";
 import { ClipTokenizer } from "../../../daemon/engine/tokenizer/clip-tokenizer";
@@ -82,15 +82,15 @@ describe("the text encoder in a job on the CPU", () => {
     const lines: string[] = [];
     const engine = new DiffusionEngine({ modelsDir: path.join(work, "models"), devices: ["cpu"], log: (_level, message) => lines.push(message) });
     const loads = () => lines.filter((l) => l.includes("textEncoder loaded")).length;
-    const job: EngineJob = { jobId: 1, mode: "txt2img", model: "tiny-sd", prompt: "a lighthouse at night", negativePrompt: "", seed: 3, steps: 2, guidance: 7.5, strength: 1, scheduler: "euler", width: 64, height: 64, variations: 1, truncatePrompt: false, previews: false };
+    const job: GenerationJob = { mode: "txt2img", model: "tiny-sd", prompt: "a lighthouse at night", negativePrompt: "", seed: 3, steps: 2, guidance: 7.5, scheduler: "euler", output: { width: 64, height: 64 }, size: { width: 64, height: 64 }, variations: 1, truncatePrompt: false, previews: false };
     const context = { signal: new AbortController().signal, onProgress: () => {} };
     try {
       const [first] = await engine.run(job, context);
       expect(loads()).toBe(1);
-      const [again] = await engine.run({ ...job, jobId: 2 }, context);
+      const [again] = await engine.run({ ...job }, context);
       expect(loads()).toBe(1);
       expect(Buffer.from(again!.image.data).equals(Buffer.from(first!.image.data))).toBe(true);
-      const [other] = await engine.run({ ...job, jobId: 3, prompt: "a lighthouse at dawn" }, context);
+      const [other] = await engine.run({ ...job, prompt: "a lighthouse at dawn" }, context);
       expect(loads()).toBe(2);
       expect(Buffer.from(other!.image.data).equals(Buffer.from(first!.image.data))).toBe(false);
     } finally {

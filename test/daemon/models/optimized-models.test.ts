@@ -5,7 +5,7 @@ import { InferenceSession, Tensor } from "onnxruntime-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { DiffusionEngine } from "../../../daemon/engine/diffusion-engine";
-import type { EngineJob } from "../../../daemon/engine/engine";
+import type { GenerationJob } from "../../../daemon/engine/engine";
 import { sessionOptionsFor, type ModelLog, type SessionFactory } from "../../../daemon/models/execution-provider";
 import { loadModelFolder } from "../../../daemon/models/model-folder";
 import { graphRewriteOf, ModelSessions } from "../../../daemon/models/model-sessions";
@@ -367,9 +367,9 @@ describe("the cache behind ModelSessions and DiffusionEngine", () => {
     await mkdir(modelsDir);
     await symlink(model, path.join(modelsDir, "tiny-sd"));
     const dir = freshCacheDir();
-    const job: EngineJob = {
-      jobId: 1, mode: "txt2img", model: "tiny-sd", prompt: "a lighthouse at night", negativePrompt: "", seed: 11, steps: 2,
-      guidance: 7.5, strength: 1, scheduler: "euler", width: 64, height: 64, variations: 1, truncatePrompt: false, previews: false,
+    const job: GenerationJob = {
+      mode: "txt2img", model: "tiny-sd", prompt: "a lighthouse at night", negativePrompt: "", seed: 11, steps: 2,
+      guidance: 7.5, scheduler: "euler", output: { width: 64, height: 64 }, size: { width: 64, height: 64 }, variations: 1, truncatePrompt: false, previews: false,
     };
     const context = { signal: new AbortController().signal, onProgress: () => {} };
 

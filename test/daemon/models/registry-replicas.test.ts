@@ -8,7 +8,7 @@
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DiffusionEngine } from "../../../daemon/engine/diffusion-engine";
-import type { EngineJob, EngineResult, Raster } from "../../../daemon/engine/engine";
+import type { EngineResult, GenerationJob, GenerationSettings } from "../../../daemon/engine/engine";
 import { schedulerFor } from "../../../daemon/engine/pipeline/generate";
 import { discoverModels } from "../../../daemon/models/discover";
 import { ModelInstallError } from "../../../daemon/models/install-errors";
@@ -19,6 +19,7 @@ import { loadRegistry } from "../../../daemon/models/registry";
 import { replicas, writeReplica, type Replica } from "../../../scripts/replicas";
 import { useContribOp } from "../../helpers/contrib-op";
 import { makeTempDir, type TempDir } from "../../helpers/model-fixtures";
+import { contains, regionOf, type Pixels, type Size } from "../../../geometry";
 import { FakeHub } from "./fake-hub";
 
 const registry = loadRegistry();
@@ -45,20 +46,33 @@ afterAll(async () => {
 
 const env = () => ({ HF_ENDPOINT: hub.url, UNDERPAINT_PULL_BACKOFF_MS: "5" });
 
-function square(size: number, channels: 1 | 3, fill: (x: number, y: number) => number[]): Raster {
+function square(size: number, channels: 1 | 3, fill: (x: number, y: number) => number[]): Pixels {
   const data = new Uint8Array(size * size * channels);
   for (let y = 0; y < size; y++) for (let x = 0; x < size; x++) data.set(fill(x, y), (y * size + x) * channels);
-  return { width: size, height: size, channels, bitsPerChannel: 8, data };
+  return { width: size, height: size, channels, data };
 }
 const photo = () => square(96, 3, (x, y) => [x * 2, y * 2, 128]);
 
-/** A 64x64 job of one variation; `settings` override. */
-function job(model: string, settings: Partial<EngineJob>): EngineJob {
-  return { jobId: 1, mode: "txt2img", model, prompt: "a lighthouse on a cliff at dusk", negativePrompt: "", seed: 42, steps: 4, guidance: 7.5, scheduler: "euler", strength: 1, width: 64, height: 64, variations: 1, truncatePrompt: true, previews: false, ...settings } as EngineJob;
+/** One variation of `model`; `settings` override. */
+function settingsFor(model: string, settings: Partial<GenerationSettings>): GenerationSettings {
+  return { model, prompt: "a lighthouse on a cliff at dusk", negativePrompt: "", seed: 42, steps: 4, guidance: 7.5, scheduler: "euler", variations: 1, truncatePrompt: true, previews: false, ...settings };
+}
+const SMALL: Size = { width: 64, height: 64 };
+/** A 64x64 picture, made at exactly that size. */
+function txt2img(model: string, settings: Partial<GenerationSettings> = {}): GenerationJob {
+  return { ...settingsFor(model, settings), mode: "txt2img", output: SMALL, size: SMALL };
+}
+/** `image` edited into a picture of `output` pixels, made at exactly that size. */
+function img2img(model: string, image: Pixels, strength: number, output: Size, settings: Partial<GenerationSettings> = {}): GenerationJob {
+  return { ...settingsFor(model, settings), mode: "img2img", image, strength, output, size: output };
+}
+/** The whole of `image` is the document; the model works on at most 64x64 pixels. */
+function inpaint(model: string, image: Pixels, mask: Pixels, settings: Partial<GenerationSettings> = {}): GenerationJob {
+  return { ...settingsFor(model, settings), mode: "inpaint", image, mask, strength: 1, context: "automatic", canvas: { width: image.width, height: image.height }, region: regionOf(image), budget: 64 * 64 };
 }
 
 /** Runs jobs on a CPU engine over the models folder, disposed after. */
-async function withEngine(optimizedModels: OptimizedModelCache | undefined, use: (run: (job: EngineJob) => Promise<EngineResult & { steps: number[] }>) => Promise<void>): Promise<void> {
+async function withEngine(optimizedModels: OptimizedModelCache | undefined, use: (run: (job: GenerationJob) => Promise<EngineResult & { steps: number[] }>) => Promise<void>): Promise<void> {
   const engine = new DiffusionEngine({ modelsDir: modelsDir(), devices: ["cpu"], ...(optimizedModels ? { optimizedModels } : {}) });
   try {
     await use(async (job) => {
@@ -88,11 +102,13 @@ describe("registry entries on replicas of their repos", () => {
       if (replica.partConfigs) expect(folder.paths.configs.unet).not.toBeNull();
       expectExportIo(folder, replica);
       await withEngine(undefined, async (run) => {
-        const { image } = await run(job(pulled.id, { prompt: "a red cube", seed: 1 }));
+        const { image, region } = await run(txt2img(pulled.id, { prompt: "a red cube", seed: 1 }));
         expect([image.width, image.height]).toEqual([64, 64]);
+        expect(region).toEqual({ x: 0, y: 0, width: 64, height: 64 });
         // img2img runs the VAE encoder (Optimum's gives mean ‖ logvar; the pipeline samples from it).
-        const edited = await run(job(pulled.id, { mode: "img2img", image: photo(), strength: 0.75, width: 96, height: 64 }));
+        const edited = await run(img2img(pulled.id, photo(), 0.75, { width: 96, height: 64 }));
         expect([edited.image.width, edited.image.height], "img2img size").toEqual([96, 64]);
+        expect(edited.region).toEqual({ x: 0, y: 0, width: 96, height: 64 });
         expect(new Set(edited.image.data).size).toBeGreaterThan(16);
         expect(edited.steps.at(-1), "strength 0.75 of 4 steps").toBe(3);
       });
@@ -142,13 +158,16 @@ describe("registry entries on replicas of their repos", () => {
       await withEngine(optimizedModels, async (run) => {
         const settings = { steps, guidance, scheduler };
         const mask = square(96, 1, (x, y) => [x > 30 && x < 70 && y > 30 && y < 70 ? 255 : 0]);
-        const result = await run(job(entry.id, entry.kind === "txt2img" ? settings : { ...settings, mode: "inpaint", image: photo(), mask }));
+        const result = await run(entry.kind === "txt2img" ? txt2img(entry.id, settings) : inpaint(entry.id, photo(), mask, settings));
         if (entry.kind === "txt2img") {
           expect([result.image.width, result.image.height]).toEqual([64, 64]);
           expect(new Set(result.image.data).size).toBeGreaterThan(16);
         } else {
-          expect(result.image.channels).toBe(4);
-          const alpha = (x: number, y: number) => result.image.data[(y * result.image.width + x) * 4 + 3];
+          // A layer cut to the selection, placed in the 96x96 document.
+          const { image, region } = result;
+          expect([image.channels, image.width, image.height]).toEqual([4, region.width, region.height]);
+          expect(contains({ x: 31, y: 31, width: 39, height: 39 }, region), "inside the selection").toBe(true);
+          const alpha = (x: number, y: number) => (contains(region, { x, y, width: 1, height: 1 }) ? image.data[((y - region.y) * image.width + (x - region.x)) * 4 + 3] : 0);
           expect(alpha(50, 50)).toBe(255);
           expect(alpha(2, 2)).toBe(0);
         }

@@ -141,7 +141,7 @@ describe("DiffusionEngine.onModelsChanged", () => {
     // A job for it says why, instead of "no such model".
     await expect(
       engine.run(
-        { jobId: 1, mode: "txt2img", model: "olive-unet", prompt: "a fox", negativePrompt: "", seed: 1, steps: 1, guidance: 1, strength: 1, scheduler: "euler", width: 64, height: 64, variations: 1, truncatePrompt: false, previews: false },
+        { mode: "txt2img", model: "olive-unet", prompt: "a fox", negativePrompt: "", seed: 1, steps: 1, guidance: 1, scheduler: "euler", output: { width: 64, height: 64 }, size: { width: 64, height: 64 }, variations: 1, truncatePrompt: false, previews: false },
         { signal: new AbortController().signal, onProgress: () => {} },
       ),
     ).rejects.toMatchObject({ code: "model_unavailable", message: expect.stringMatching(/olive-unet.*cannot run here.*NhwcConv/) });
