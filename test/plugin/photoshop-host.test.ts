@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { PanelError } from "../../plugin/src/errors";
-import { resizeRgba } from "../../plugin/src/operations/geometry";
+import { resizeRgba } from "../../plugin/src/operations/layer-pixels";
 import type { Mask8, NewLayer, Rgba8 } from "../../plugin/src/photoshop/host";
 import { levelToDocument, resizeMask, scaledPlacement } from "../../plugin/src/photoshop/pixels";
 import { createPhotoshopHost } from "../../plugin/src/photoshop/uxp-host";
@@ -14,7 +14,7 @@ import { FakePhotoshop, type FakeDepth, type FakeMode } from "./fake-photoshop";
 function solid(width: number, height: number, rgba: [number, number, number, number]) {
   const data = new Uint8Array(width * height * 4);
   for (let i = 0; i < width * height; i++) data.set(rgba, i * 4);
-  return { width, height, data };
+  return { width, height, channels: 4 as const, data };
 }
 
 function gradient(width: number, height: number) {
@@ -197,7 +197,7 @@ describe("the Photoshop adapter", () => {
       x: 2 + i,
       y: 3,
       pixels: solid(6, 4, [10 * i, 100, 200, 255]),
-      mask: { width: 6, height: 4, data: new Uint8Array(24).fill(i === 0 ? 255 : 64) },
+      mask: { width: 6, height: 4, channels: 1, data: new Uint8Array(24).fill(i === 0 ? 255 : 64) },
       visible: i === 0,
     }));
 

@@ -4,7 +4,7 @@ import { fitWithin, wholePictureSize } from "../../geometry";
 import type { JobResult } from "../../plugin/src/client/client";
 import { PanelError } from "../../plugin/src/errors";
 import { documentRefusal } from "../../plugin/src/operations/document-check";
-import { asRgba, resizeRgba, splitAlpha } from "../../plugin/src/operations/geometry";
+import { asRgba, resizeRgba, splitAlpha } from "../../plugin/src/operations/layer-pixels";
 import { groupName, layerName, shortenPrompt } from "../../plugin/src/operations/naming";
 import { placeResult } from "../../plugin/src/operations/run";
 import { controlsFor, DEFAULT_SETTINGS, type GenerationSettings } from "../../plugin/src/operations/settings";
@@ -49,7 +49,7 @@ describe("pixels between Photoshop's depths and the panel's 8-bit sRGB", () => {
   });
 
   it("writes at the document's depth and round-trips 8-bit values exactly", () => {
-    const image = { width: 2, height: 1, data: Uint8Array.of(0, 64, 200, 255, 255, 128, 1, 7) };
+    const image = { width: 2, height: 1, channels: 4 as const, data: Uint8Array.of(0, 64, 200, 255, 255, 128, 1, 7) };
     for (const componentSize of [8, 16, 32] as const) {
       const { samples, components } = fromRgba8(image, { componentSize, grayscale: false });
       expect(components).toBe(4);
@@ -58,14 +58,14 @@ describe("pixels between Photoshop's depths and the panel's 8-bit sRGB", () => {
     const gray = fromRgba8(image, { componentSize: 8, grayscale: true });
     expect(gray.components).toBe(2);
     expect([...gray.samples]).toEqual([60, 255, 146, 7]);
-    expect([...maskFrom8({ width: 2, height: 1, data: Uint8Array.of(255, 51) }, 16)]).toEqual([PS16_MAX, 6554]);
+    expect([...maskFrom8({ width: 2, height: 1, channels: 1, data: Uint8Array.of(255, 51) }, 16)]).toEqual([PS16_MAX, 6554]);
   });
 
   it("pads trimmed reads back to the rectangle asked for", () => {
-    const src = { width: 2, height: 1, data: Uint8Array.of(1, 2, 3, 4, 5, 6, 7, 8) };
+    const src = { width: 2, height: 1, channels: 4 as const, data: Uint8Array.of(1, 2, 3, 4, 5, 6, 7, 8) };
     const padded = padRgba(src, { left: 1, top: 1 }, { width: 3, height: 2 });
     expect([...padded.data]).toEqual([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8]);
-    expect([...padMask({ width: 2, height: 1, data: Uint8Array.of(9, 9) }, { left: -1, top: 0 }, { width: 2, height: 1 }).data]).toEqual([9, 0]);
+    expect([...padMask({ width: 2, height: 1, channels: 1, data: Uint8Array.of(9, 9) }, { left: -1, top: 0 }, { width: 2, height: 1 }).data]).toEqual([9, 0]);
   });
 });
 
@@ -93,10 +93,10 @@ describe("sizes and rectangles", () => {
   });
 
   it("resamples without darkening transparent edges, and keeps flat colours flat", () => {
-    const flat = { width: 4, height: 4, data: new Uint8Array(64).fill(200) };
+    const flat = { width: 4, height: 4, channels: 4 as const, data: new Uint8Array(64).fill(200) };
     const up = resizeRgba(flat, 7, 5);
     expect(new Set(up.data).size).toBe(1);
-    const down = resizeRgba({ width: 4, height: 1, data: Uint8Array.of(255, 0, 0, 255, 255, 0, 0, 255, 0, 0, 0, 0, 0, 0, 0, 0) }, 2, 1);
+    const down = resizeRgba({ width: 4, height: 1, channels: 4, data: Uint8Array.of(255, 0, 0, 255, 255, 0, 0, 255, 0, 0, 0, 0, 0, 0, 0, 0) }, 2, 1);
     expect([...down.data.subarray(0, 3)]).toEqual([255, 0, 0]);
   });
 

@@ -25,7 +25,7 @@ import type { JobHandle, JobResult, JobSettings, ProtocolClient } from "../clien
 import { PanelError } from "../errors";
 import type { DocumentHost, DocumentInfo, NewLayer, Rgba8 } from "../photoshop/host";
 import { documentRefusal } from "./document-check";
-import { asRgba, resizeRgba, splitAlpha } from "./geometry";
+import { asRgba, resizeRgba, splitAlpha } from "./layer-pixels";
 import { groupName, historyName, layerName } from "./naming";
 import { PROTOCOL_MODE, randomSeed, type GenerationSettings, type OperationMode } from "./settings";
 

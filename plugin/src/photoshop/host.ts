@@ -3,7 +3,7 @@
  * against this interface; uxp-host.ts implements it on Photoshop's UXP APIs, and the tests on an
  * in-memory Photoshop that keeps UXP's rules.
  */
-import type { Expansion, Region } from "../../../protocol";
+import type { Expansion, Pixels, Region } from "../../../geometry";
 
 /** Photoshop's colour modes, by what the user sees in Image > Mode. */
 export type ColorModeName = "rgb" | "grayscale" | "cmyk" | "lab" | "indexed" | "bitmap" | "duotone" | "multichannel";
@@ -28,19 +28,11 @@ export interface DocumentInfo {
   activeLayer: LayerInfo | null;
 }
 
-/** 8-bit sRGB pixels with straight alpha, row-major RGBARGBA…, exactly width x height. */
-export interface Rgba8 {
-  width: number;
-  height: number;
-  data: Uint8Array;
-}
+/** geometry's one pixel buffer as 8-bit sRGB with straight alpha, row-major RGBARGBA…. */
+export type Rgba8 = Pixels & { channels: 4 };
 
-/** One 8-bit channel (a selection or a layer mask), 255 = fully selected / shown. */
-export interface Mask8 {
-  width: number;
-  height: number;
-  data: Uint8Array;
-}
+/** geometry's one pixel buffer as one 8-bit channel (a selection or a layer mask), 255 = fully selected / shown. */
+export type Mask8 = Pixels & { channels: 1 };
 
 /** The size, in pixels, a read returns. */
 export interface ReadSize {

@@ -3,7 +3,7 @@
  * without alpha) and the panel's 8-bit sRGB RGBA, and putting Photoshop's trimmed (and maybe
  * scaled) reads back into the rectangle asked for. Pure functions: no Photoshop APIs here.
  */
-import { asRgba, resizeRgba } from "../operations/geometry";
+import { asRgba, resizeRgba } from "../operations/layer-pixels";
 import type { Mask8, ReadSize, Rgba8 } from "./host";
 
 export type ComponentSize = 8 | 16 | 32;
@@ -65,7 +65,7 @@ export function toRgba8(
       out[o + 3] = hasAlpha ? alpha(samples[s + 3]!) : 255;
     }
   }
-  return { width, height, data: out };
+  return { width, height, channels: 4, data: out };
 }
 
 /** One-channel selection or mask data at any depth -> 8-bit. */
@@ -74,7 +74,7 @@ export function toMask8(samples: Samples, image: { width: number; height: number
   const count = width * height;
   const out = new Uint8Array(count);
   for (let i = 0; i < count; i++) out[i] = sampleTo8(samples[i * components]!, componentSize, false);
-  return { width, height, data: out };
+  return { width, height, channels: 1, data: out };
 }
 
 /** Luma of sRGB-encoded values (Rec. 709 weights), for writing into Grayscale documents. */
@@ -133,14 +133,14 @@ export function padRgba(src: Rgba8, at: { left: number; top: number }, into: { w
   if (at.left === 0 && at.top === 0 && src.width === into.width && src.height === into.height) return src;
   const out = new Uint8Array(into.width * into.height * 4);
   blit(src.data, src.width, src.height, 4, at.left, at.top, out, into.width, into.height);
-  return { width: into.width, height: into.height, data: out };
+  return { width: into.width, height: into.height, channels: 4, data: out };
 }
 
 export function padMask(src: Mask8, at: { left: number; top: number }, into: { width: number; height: number }): Mask8 {
   if (at.left === 0 && at.top === 0 && src.width === into.width && src.height === into.height) return src;
   const out = new Uint8Array(into.width * into.height);
   blit(src.data, src.width, src.height, 1, at.left, at.top, out, into.width, into.height);
-  return { width: into.width, height: into.height, data: out };
+  return { width: into.width, height: into.height, channels: 1, data: out };
 }
 
 function blit(src: Uint8Array, sw: number, sh: number, channels: number, dx: number, dy: number, dst: Uint8Array, dw: number, dh: number): void {
@@ -216,7 +216,7 @@ export function scaledPlacement(bounds: Edges, region: { x: number; y: number } 
 export function resizeMask(mask: Mask8, width: number, height: number): Mask8 {
   if (mask.width === width && mask.height === height) return mask;
   const gray = resizeRgba(asRgba({ ...mask, channels: 1 }), width, height);
-  return { width, height, data: Uint8Array.from({ length: width * height }, (_, i) => gray.data[i * 4]!) };
+  return { width, height, channels: 1, data: Uint8Array.from({ length: width * height }, (_, i) => gray.data[i * 4]!) };
 }
 
 /**

@@ -221,7 +221,7 @@ export function createPhotoshopHost<L extends PsLayer>(ps: PhotoshopApi<L>): Doc
     async readPixels(documentId: number, source: PixelSource, region: Region, size?: ReadSize): Promise<Rgba8> {
       const out = readSize(region, size);
       const doc = findDocument(documentId);
-      const empty = (): Rgba8 => ({ width: out.width, height: out.height, data: new Uint8Array(out.width * out.height * 4) });
+      const empty = (): Rgba8 => ({ width: out.width, height: out.height, channels: 4, data: new Uint8Array(out.width * out.height * 4) });
       let layerID: number | undefined;
       if (source.kind === "layer") {
         const layer = findLayer(doc.layers, source.layerId);

@@ -14,13 +14,13 @@ export function splitAlpha(image: Rgba8): { pixels: Rgba8; mask: Mask8 } {
     mask[i] = image.data[i * 4 + 3]!;
     pixels[i * 4 + 3] = 255;
   }
-  return { pixels: { width: image.width, height: image.height, data: pixels }, mask: { width: image.width, height: image.height, data: mask } };
+  return { pixels: { width: image.width, height: image.height, channels: 4, data: pixels }, mask: { width: image.width, height: image.height, channels: 1, data: mask } };
 }
 
 /** RGB, gray or RGBA 8-bit pixels as RGBA. */
 export function asRgba(image: { width: number; height: number; channels: 1 | 3 | 4; data: Uint8Array }): Rgba8 {
   const { width, height, channels, data } = image;
-  if (channels === 4) return { width, height, data };
+  if (channels === 4) return { width, height, channels: 4, data };
   const count = width * height;
   const out = new Uint8Array(count * 4);
   for (let i = 0; i < count; i++) {
@@ -30,7 +30,7 @@ export function asRgba(image: { width: number; height: number; channels: 1 | 3 |
     out[i * 4 + 2] = data[channels === 1 ? s : s + 2]!;
     out[i * 4 + 3] = 255;
   }
-  return { width, height, data: out };
+  return { width, height, channels: 4, data: out };
 }
 
 interface Taps {
@@ -129,5 +129,5 @@ export function resizeRgba(image: Rgba8, width: number, height: number): Rgba8 {
       }
     }
   }
-  return { width, height, data: out };
+  return { width, height, channels: 4, data: out };
 }
