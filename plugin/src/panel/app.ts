@@ -8,6 +8,7 @@ import type { SocketFactory } from "../client/socket";
 import { sentenceOf } from "../errors";
 import type { DocumentHost, SettingsStore } from "../photoshop/host";
 import { runOperation, type OperationOutcome } from "../operations/run";
+import { rememberSeed, type SeedRecord } from "../operations/seed";
 import { DEFAULT_SETTINGS, MODE_LABELS, PROTOCOL_MODE, type GenerationSettings } from "../operations/settings";
 import { PanelView, type ResultCard } from "./view";
 
@@ -72,6 +73,9 @@ export async function startPanel(env: PanelEnvironment): Promise<Panel> {
   });
   view.on("model", "change", refreshHint);
   view.on("random-seed", "change", () => view.syncSeed());
+  view.on("seed", "input", () => view.syncSeed());
+  let recentSeeds: SeedRecord[] = [];
+  const useSeed = (seed: number) => view.setSeed(seed);
   view.on("change-token", "click", () => view.showPairing(!view.pairingVisible));
   view.on("pair", "click", () => {
     const value = view.token;
@@ -91,6 +95,11 @@ export async function startPanel(env: PanelEnvironment): Promise<Panel> {
   });
   view.on("generate", "click", () => {
     if (running) return;
+    const seed = view.seedChoice();
+    if (seed.kind === "invalid") {
+      view.syncSeed();
+      return view.showError(seed.message);
+    }
     const current = view.read();
     void settings.set("settings", JSON.stringify(current)).catch(() => {});
     void generate(current);
@@ -113,7 +122,7 @@ export async function startPanel(env: PanelEnvironment): Promise<Panel> {
           run.handle = handle;
         },
       }, run);
-      await showOutcome(outcome);
+      await showOutcome(outcome, current);
     } catch (error) {
       view.progress(0, "Stopped.");
       view.showError(sentenceOf(error));
@@ -123,7 +132,7 @@ export async function startPanel(env: PanelEnvironment): Promise<Panel> {
     }
   }
 
-  async function showOutcome(outcome: OperationOutcome): Promise<void> {
+  async function showOutcome(outcome: OperationOutcome, current: GenerationSettings): Promise<void> {
     if (outcome.status === "cancelled") {
       view.preview(undefined);
       view.progress(0, "Cancelled; the document is as it was.");
@@ -139,8 +148,10 @@ export async function startPanel(env: PanelEnvironment): Promise<Panel> {
       (card) => {
         host.showOnly(outcome.documentId, outcome.groupId, card.layerId).catch((error: unknown) => view.showError(sentenceOf(error)));
       },
-      (card) => view.setSeed(card.seed),
+      (card) => useSeed(card.seed),
     );
+    for (const variation of [...outcome.variations].reverse()) recentSeeds = rememberSeed(recentSeeds, { seed: variation.seed, prompt: current.prompt, model: current.model });
+    view.showRecentSeeds(recentSeeds, (record) => useSeed(record.seed));
   }
 
   client.start();

@@ -4,6 +4,7 @@
  */
 import type { ModelInfo, SchedulerName, UnavailableModel } from "../../../protocol";
 import type { ConnectionStatus } from "../client/client";
+import { parseSeed, seedText, type SeedChoice, type SeedRecord } from "../operations/seed";
 import { controlsFor, DEFAULT_SETTINGS, OPERATION_MODES, type GenerationSettings, type OperationMode } from "../operations/settings";
 
 /** The properties the built-in widgets have (sp-textfield, sp-slider, sp-dropdown, sp-checkbox…). */
@@ -132,8 +133,7 @@ export class PanelView {
       return Number.isFinite(value) ? value : fallback;
     };
     const side = (id: string) => Math.max(0, Math.round(number(id, 0)));
-    const randomSeed = this.el("random-seed").checked;
-    const seed = Math.round(number("seed", 0));
+    const seed = this.seedChoice();
     return {
       mode: this.mode,
       model: this.model?.id ?? "",
@@ -143,7 +143,7 @@ export class PanelView {
       steps: Math.max(1, Math.round(number("steps", DEFAULT_SETTINGS.steps))),
       guidance: number("guidance", DEFAULT_SETTINGS.guidance),
       scheduler: this.schedulers[this.el("scheduler").selectedIndex] ?? DEFAULT_SETTINGS.scheduler,
-      ...(randomSeed ? {} : { seed: Math.max(0, seed) }),
+      ...(seed.kind === "fixed" ? { seed: seed.seed } : {}),
       variations: Math.min(8, Math.max(1, Math.round(number("variations", 1)))),
       source: this.el("source").selectedIndex === 1 ? "layer" : "visible",
       context: CONTEXTS[this.el("context").selectedIndex] ?? "automatic",
@@ -168,15 +168,44 @@ export class PanelView {
     this.setSeed(settings.seed);
   }
 
+  /** Random, the typed seed, or why what was typed is no seed. */
+  seedChoice(): SeedChoice {
+    if (this.el("random-seed").checked) return { kind: "random" };
+    return parseSeed(String(this.el("seed").value ?? ""));
+  }
+
   /** A fixed seed (reusing a result's), or undefined for random. */
   setSeed(seed: number | undefined): void {
     this.el("random-seed").checked = seed === undefined;
-    if (seed !== undefined) this.el("seed").value = seed;
+    if (seed !== undefined) this.el("seed").value = seedText(seed);
     this.syncSeed();
   }
 
+  /** The seed field follows the Random box; a typed seed that is no seed says why under it. */
   syncSeed(): void {
     this.el("seed").disabled = this.el("random-seed").checked;
+    const choice = this.seedChoice();
+    const message = this.el("seed-message");
+    message.textContent = choice.kind === "invalid" ? choice.message : "";
+    this.show(message, choice.kind === "invalid");
+  }
+
+  /** The seeds of recent pictures with their prompts, newest first, each to use again. */
+  showRecentSeeds(records: readonly SeedRecord[], onUse: (record: SeedRecord) => void): void {
+    const list = this.el("recent-seeds");
+    list.textContent = "";
+    for (const record of records) {
+      const row = this.doc.createElement("div");
+      row.className = "recent-seed";
+      row.setAttribute("data-seed", seedText(record.seed));
+      const text = this.doc.createElement("sp-detail");
+      text.textContent = `${seedText(record.seed)} · ${record.prompt || "(no prompt)"}`;
+      text.title = record.prompt;
+      row.appendChild(text);
+      row.appendChild(this.button("Use", "use-seed", () => onUse(record)));
+      list.appendChild(row);
+    }
+    this.show(this.el("recent-seeds-section"), records.length > 0);
   }
 
   // ---- a generation ----
@@ -227,23 +256,28 @@ export class PanelView {
         onChoose(card);
       });
       const caption = this.doc.createElement("sp-detail");
-      caption.textContent = `seed ${card.seed}`;
-      const reuse = this.doc.createElement("sp-button");
-      reuse.setAttribute("variant", "secondary");
-      reuse.setAttribute("quiet", "");
-      reuse.setAttribute("size", "s");
-      reuse.className = "use-seed";
-      reuse.textContent = "Use seed";
-      reuse.addEventListener("click", () => onUseSeed(card));
+      caption.textContent = `seed ${seedText(card.seed)}`;
       // appendChild one by one: UXP's DOM has no append().
       item.appendChild(img);
       item.appendChild(caption);
-      item.appendChild(reuse);
+      item.appendChild(this.button("Use seed", "use-seed", () => onUseSeed(card)));
       strip.appendChild(item);
     });
   }
 
   // ---- helpers ----
+
+  /** A small quiet button (the strip's and the lists'). */
+  button(label: string, className: string, onClick: () => void): HTMLElement {
+    const button = this.doc.createElement("sp-button");
+    button.setAttribute("variant", "secondary");
+    button.setAttribute("quiet", "");
+    button.setAttribute("size", "s");
+    button.className = className;
+    button.textContent = label;
+    button.addEventListener("click", () => onClick());
+    return button;
+  }
 
   private select(id: string, index: number): void {
     if (index < 0) return;
@@ -264,7 +298,7 @@ export class PanelView {
     });
   }
 
-  private show(element: HTMLElement, visible: boolean): void {
+  show(element: HTMLElement, visible: boolean): void {
     element.style.display = visible ? "" : "none";
   }
 }
