@@ -172,6 +172,22 @@ export const CLIENT_MESSAGE_TYPES = ClientMessage.options.map((o) => o.shape.typ
 
 // ---- daemon -> client ----
 
+/** The settings a model makes good pictures with; the panel applies them when the model is chosen. */
+export const RecommendedSettings = z.object({
+  steps: z.number().int().min(1).max(200),
+  guidance: z.number().min(0).max(50),
+  scheduler: SchedulerName,
+});
+export type RecommendedSettings = z.infer<typeof RecommendedSettings>;
+
+/**
+ * What guidance does for a model: "classifier-free" (a second, unconditioned pass: the usual),
+ * "embedded" (LCM models that take the guidance as an input: one pass, the value still matters),
+ * "none" (distilled few-step models such as SD-Turbo: guidance is off, and a negative prompt does nothing).
+ */
+export const GuidanceKind = z.enum(["classifier-free", "embedded", "none"]);
+export type GuidanceKind = z.infer<typeof GuidanceKind>;
+
 export const ModelInfo = z.object({
   id: z.string(),
   name: z.string(),
@@ -179,8 +195,30 @@ export const ModelInfo = z.object({
   modes: z.array(Mode),
   nativeResolution: z.number().int().positive(),
   turbo: z.boolean(),
+  recommended: RecommendedSettings,
+  guidance: GuidanceKind,
+  /** The registry entry it was installed as, when it was. */
+  registryId: z.string().optional(),
 });
 export type ModelInfo = z.infer<typeof ModelInfo>;
+
+/** A model the registry offers (installed or not): what the panel's model setup lists. */
+export const RegistryModel = z.object({
+  id: z.string(),
+  name: z.string(),
+  repo: z.string(),
+  kind: z.enum(["txt2img", "inpainting"]),
+  nativeResolution: z.number().int().positive(),
+  turbo: z.boolean(),
+  precision: z.enum(["fp32", "fp16"]),
+  /** About how much a pull downloads (from the architecture's parameter count and the precision). */
+  approximateBytes: z.number().int().positive(),
+  license: z.string(),
+  /** What it is for, in a sentence or two. */
+  description: z.string(),
+  recommended: RecommendedSettings,
+});
+export type RegistryModel = z.infer<typeof RegistryModel>;
 
 /**
  * A folder in the models folder that cannot run here (a part missing or damaged, or a graph only a
@@ -210,9 +248,39 @@ export const Limits = z.object({
 });
 export type Limits = z.infer<typeof Limits>;
 
+export const DOWNLOAD_STAGES = ["listing", "downloading", "verifying", "installing", "done", "failed", "cancelled"] as const;
+export const DownloadStage = z.enum(DOWNLOAD_STAGES);
+export type DownloadStage = z.infer<typeof DownloadStage>;
+
+/** Where a model's install stands: a model-download message's fields, and an entry of Capabilities.downloads. */
+export const DownloadStatus = z.object({
+  /** The id the model will have in the models list. */
+  model: z.string(),
+  /** What was asked for: a registry id or an owner/name repo id. */
+  request: z.string().optional(),
+  /** owner/name@commit, once known. */
+  source: z.string().optional(),
+  stage: DownloadStage,
+  file: z.string().optional(),
+  bytes: z.number().int().min(0),
+  total: z.number().int().min(0),
+  bytesPerSecond: z.number().min(0).optional(),
+  etaSeconds: z.number().min(0).optional(),
+  /** stage failed / cancelled: why, as a sentence for the artist. */
+  error: z.object({ code: z.string(), message: z.string() }).optional(),
+});
+export type DownloadStatus = z.infer<typeof DownloadStatus>;
+
 export const Capabilities = z.object({
   models: z.array(ModelInfo),
   unavailable: z.array(UnavailableModel),
+  /** The models the daemon can pull (pull-model with their id). */
+  registry: z.array(RegistryModel),
+  /**
+   * The pulls the daemon knows of: running ones with their latest progress, and ones stopped part-way
+   * (stage failed or cancelled) whose downloaded bytes are kept on disk; pull-model with their request resumes them.
+   */
+  downloads: z.array(DownloadStatus),
   schedulers: z.array(SchedulerName),
   modes: z.array(Mode),
   limits: Limits,
@@ -285,28 +353,8 @@ export const Done = z.object({
 
 export const ModelsList = ModelList.extend({ type: z.literal("models") });
 
-export const DOWNLOAD_STAGES = ["listing", "downloading", "verifying", "installing", "done", "failed", "cancelled"] as const;
-export const DownloadStage = z.enum(DOWNLOAD_STAGES);
-export type DownloadStage = z.infer<typeof DownloadStage>;
-
 /** A model being installed (by a panel's pull-model or by `npx underpaint models pull`), sent to every panel. */
-export const ModelDownload = z.object({
-  type: z.literal("model-download"),
-  /** The id the model will have in the models list. */
-  model: z.string(),
-  /** What was asked for: a registry id or an owner/name repo id. */
-  request: z.string().optional(),
-  /** owner/name@commit, once known. */
-  source: z.string().optional(),
-  stage: DownloadStage,
-  file: z.string().optional(),
-  bytes: z.number().int().min(0),
-  total: z.number().int().min(0),
-  bytesPerSecond: z.number().min(0).optional(),
-  etaSeconds: z.number().min(0).optional(),
-  /** stage failed / cancelled: why, as a sentence for the artist. */
-  error: z.object({ code: z.string(), message: z.string() }).optional(),
-});
+export const ModelDownload = DownloadStatus.extend({ type: z.literal("model-download") });
 export type ModelDownload = z.infer<typeof ModelDownload>;
 
 export const DaemonMessage = z.discriminatedUnion("type", [

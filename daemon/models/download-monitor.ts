@@ -3,13 +3,13 @@
  * pulls it runs itself report here directly; pulls run by `npx underpaint models pull` in another
  * process are read from their .partial-<id>/.progress.json. A partial folder that disappears
  * after "installing" has become the model ("done"); one whose process died stays resumable and
- * is reported "failed" once.
+ * is reported "failed" once. `known()` lists them all for a panel that connects later.
  */
-import { readFile, readdir } from "node:fs/promises";
+import { readFile, readdir, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { z } from "zod";
-import { DownloadStage } from "../../protocol";
-import { PARTIAL_PREFIX, PROGRESS_FILE, exists, modelDir, pidAlive } from "./model-store";
+import { DownloadStage, type DownloadStatus } from "../../protocol";
+import { LOCK_FILE, PARTIAL_PREFIX, PROGRESS_FILE, STATE_FILE, exists, modelDir, pidAlive } from "./model-store";
 import type { PullProgress } from "./pull";
 
 const ProgressRecord = z.object({
@@ -49,6 +49,8 @@ export class DownloadMonitor {
   private readonly pollMs: number;
   private timer: ReturnType<typeof setInterval> | undefined;
   private readonly seen = new Map<string, Seen>();
+  /** The latest report of each pull running in this process. */
+  private readonly ownRunning = new Map<string, PullProgress>();
   private polling = false;
 
   constructor(options: DownloadMonitorOptions) {
@@ -70,7 +72,34 @@ export class DownloadMonitor {
 
   /** A pull in this process reports here (its progress file is then skipped). */
   report(progress: PullProgress): void {
+    if (TERMINAL.has(progress.stage)) this.ownRunning.delete(progress.model);
+    else this.ownRunning.set(progress.model, progress);
     this.emit(progress);
+  }
+
+  /**
+   * Every pull known now: those running (here: their latest report; in another process: its
+   * progress file) and those stopped part-way, whose partial folder keeps what they downloaded
+   * (stage failed or cancelled, bytes as on disk); pull-model with their request resumes them.
+   */
+  async known(): Promise<DownloadStatus[]> {
+    const known = new Map<string, DownloadStatus>(this.ownRunning);
+    for (const name of await this.partialNames()) {
+      const id = name.slice(PARTIAL_PREFIX.length);
+      if (known.has(id)) continue;
+      const partial = join(this.dir, name);
+      const record = await this.read(join(partial, PROGRESS_FILE));
+      if (!record) continue; // a local copy (models add), or a pull that never got past listing
+      const { pid, updatedAt: _t, ...progress } = record;
+      if (!TERMINAL.has(progress.stage) && pid !== process.pid && pidAlive(pid)) {
+        known.set(id, progress);
+        continue;
+      }
+      const { bytesPerSecond: _r, etaSeconds: _e, file: _f, ...stopped } = TERMINAL.has(progress.stage) ? progress : stoppedByExit(progress, id);
+      if (stopped.stage === "done") continue;
+      known.set(id, { ...stopped, bytes: Math.min(await downloadedBytes(partial), stopped.total || Infinity) });
+    }
+    return [...known.values()];
   }
 
   close(): void {
@@ -92,12 +121,7 @@ export class DownloadMonitor {
     if (this.polling) return;
     this.polling = true;
     try {
-      let names: string[];
-      try {
-        names = (await readdir(this.dir)).filter((n) => n.startsWith(PARTIAL_PREFIX));
-      } catch {
-        names = [];
-      }
+      const names = await this.partialNames();
       const present = new Set<string>();
       for (const name of names) {
         const id = name.slice(PARTIAL_PREFIX.length);
@@ -105,17 +129,7 @@ export class DownloadMonitor {
         const record = await this.read(join(this.dir, name, PROGRESS_FILE));
         if (!record || record.pid === process.pid) continue;
         const { pid, updatedAt: _t, ...progress } = record;
-        let current: PullProgress = progress;
-        if (!TERMINAL.has(current.stage) && !pidAlive(pid)) {
-          current = {
-            ...current,
-            stage: "failed",
-            error: {
-              code: "network",
-              message: `The download of "${id}" stopped when the process running it exited; run \`npx underpaint models pull ${current.request}\` to resume it.`,
-            },
-          };
-        }
+        const current: PullProgress = !TERMINAL.has(progress.stage) && !pidAlive(pid) ? stoppedByExit(progress, id) : progress;
         const key = JSON.stringify(current);
         const before = this.seen.get(id);
         if (before?.key === key) continue;
@@ -142,6 +156,14 @@ export class DownloadMonitor {
     }
   }
 
+  private async partialNames(): Promise<string[]> {
+    try {
+      return (await readdir(this.dir)).filter((n) => n.startsWith(PARTIAL_PREFIX));
+    } catch {
+      return [];
+    }
+  }
+
   private async read(path: string): Promise<z.infer<typeof ProgressRecord> | null> {
     try {
       const parsed = ProgressRecord.safeParse(JSON.parse(await readFile(path, "utf8")));
@@ -151,3 +173,27 @@ export class DownloadMonitor {
     }
   }
 }
+
+/** A pull whose process exited before it finished: failed, and resumable. */
+function stoppedByExit(progress: PullProgress, id: string): PullProgress {
+  return {
+    ...progress,
+    stage: "failed",
+    error: {
+      code: "network",
+      message: `The download of "${id}" stopped when the process running it exited; run \`npx underpaint models pull ${progress.request}\` to resume it.`,
+    },
+  };
+}
+
+/** Bytes a partial folder holds of the model: its files and .part files, not the pull's own bookkeeping. */
+async function downloadedBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (!entry.isFile() || (entry.parentPath === dir && BOOKKEEPING.has(entry.name))) continue;
+    total += (await stat(join(entry.parentPath, entry.name)).catch(() => ({ size: 0 }))).size;
+  }
+  return total;
+}
+
+const BOOKKEEPING: ReadonlySet<string> = new Set([LOCK_FILE, STATE_FILE, PROGRESS_FILE]);

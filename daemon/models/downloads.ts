@@ -4,6 +4,7 @@
  * its own and other processes' (download-monitor.ts), to whoever listens: the server, which
  * sends each report to the panels as a model-download message.
  */
+import type { DownloadStatus } from "../../protocol";
 import { DownloadMonitor } from "./download-monitor";
 import { isModelInstallError } from "./install-errors";
 import { pullModel, type PullProgress } from "./pull";
@@ -11,11 +12,13 @@ import { pullTarget } from "./registry";
 
 type Env = Record<string, string | undefined>;
 
-/** What the server needs: start, cancel, and a stream of progress reports. */
+/** What the server needs: start, cancel, a stream of progress reports, and the pulls known now. */
 export interface ModelInstaller {
   start(request: string, revision?: string): void;
   cancel(request: string): boolean;
   onProgress(listener: (progress: PullProgress) => void): () => void;
+  /** Running pulls and those stopped part-way whose files are kept (a panel that connects now is told of them). */
+  downloads(): Promise<DownloadStatus[]>;
 }
 
 export interface ModelDownloadsOptions {
@@ -43,6 +46,10 @@ export class ModelDownloads implements ModelInstaller {
 
   onProgress(listener: (progress: PullProgress) => void): () => void {
     return this.monitor.onProgress(listener);
+  }
+
+  downloads(): Promise<DownloadStatus[]> {
+    return this.monitor.known();
   }
 
   /** Starts pulling `request` unless it is already being pulled here; failures arrive as reports. */

@@ -15,7 +15,7 @@
 import { readFile, stat } from "node:fs/promises";
 import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import { z } from "zod";
-import type { Mode, ModelInfo } from "../../protocol";
+import type { GuidanceKind, Mode, ModelInfo, RecommendedSettings } from "../../protocol";
 import { deviceOnlyMessage, deviceOnlyOperators } from "./device-ops";
 import { ModelFolderError } from "./errors";
 import type { Device } from "./execution-provider";
@@ -26,7 +26,9 @@ import {
   describeVaeEncoder,
   type ModelIO,
 } from "./io-spec";
+import { readManifest } from "./manifest";
 import { findInputConvWeightDims, inspectOnnx, OnnxParseError, type OnnxInfo } from "./onnx-inspect";
+import { findRegistryEntry, registryEntryForSource } from "./registry";
 
 export { ModelFolderError, isModelFolderError, type ModelFolderErrorCode } from "./errors";
 
@@ -161,6 +163,8 @@ export interface ModelFolder {
   io: ModelIO;
   /** Bytes of all ONNX files and their external weights. */
   weightsBytes: number;
+  /** The registry entry it was installed as (its manifest says so, or names the entry's repo); null for folders added by hand. */
+  registryId: string | null;
 }
 
 // ---- helpers ----
@@ -509,6 +513,7 @@ export async function loadModelFolder(folder: string, options: LoadModelFolderOp
     },
     io,
     weightsBytes: onnxBytes + externalBytes,
+    registryId: registryEntryForSource((await readManifest(dir))?.source)?.id ?? null,
   };
 }
 
@@ -525,6 +530,29 @@ function weightTypeOf(info: OnnxInfo): WeightType {
   return elements.float16 > elements.float32 ? "float16" : "float32";
 }
 
+/** What guidance does for the model: LCM's UNet takes it as an input, turbo models run without it. */
+export function guidanceKindOf(model: ModelFolder): GuidanceKind {
+  if (model.io.unet.timestepCond) return "embedded";
+  return model.turbo ? "none" : "classifier-free";
+}
+
+/** A Latent Consistency Model: its scheduler says so, or its UNet takes LCM's guidance embedding. */
+export function isLcm(model: ModelFolder): boolean {
+  return model.schedulerConfig._class_name === "LCMScheduler" || model.io.unet.timestepCond !== null;
+}
+
+/**
+ * The settings the model makes good pictures with: its registry entry's when it was installed from
+ * the registry; otherwise what suits its kind (the registry's entries of each kind say the same).
+ */
+export function recommendedSettings(model: ModelFolder): RecommendedSettings {
+  const entry = model.registryId ? findRegistryEntry(model.registryId) : undefined;
+  if (entry) return { ...entry.recommended };
+  if (model.turbo) return { steps: 1, guidance: 0, scheduler: "euler_a" };
+  if (isLcm(model)) return { steps: 4, guidance: model.io.unet.timestepCond ? 8 : 1, scheduler: "lcm" };
+  return { steps: 25, guidance: 7.5, scheduler: "dpmpp_2m_karras" };
+}
+
 /** The protocol's view of a model. */
 export function toModelInfo(model: ModelFolder): ModelInfo {
   return {
@@ -534,5 +562,8 @@ export function toModelInfo(model: ModelFolder): ModelInfo {
     modes: [...model.modes],
     nativeResolution: model.nativeResolution,
     turbo: model.turbo,
+    recommended: recommendedSettings(model),
+    guidance: guidanceKindOf(model),
+    ...(model.registryId ? { registryId: model.registryId } : {}),
   };
 }

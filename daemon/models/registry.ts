@@ -5,9 +5,10 @@
  * pulled by its owner/name id; `pullTarget` turns what the artist typed into one or the other.
  */
 import { z } from "zod";
-import { SchedulerName } from "../../protocol";
+import { RecommendedSettings, type RegistryModel } from "../../protocol";
 import registryJson from "./registry.json";
 import { ModelInstallError } from "./install-errors";
+import type { ModelManifest } from "./manifest";
 
 const COMMIT = /^[0-9a-f]{40}$/;
 
@@ -31,12 +32,10 @@ export const RegistryEntry = z
     kind: z.enum(["txt2img", "inpainting"]),
     nativeResolution: z.number().int().positive(),
     turbo: z.boolean(),
+    /** The network layout its weights fill: what its download size is computed from (see approximateBytes). */
+    architecture: z.enum(["sd15", "sd21"]),
     precision: z.enum(["fp32", "fp16"]),
-    recommended: z.object({
-      steps: z.number().int().min(1).max(200),
-      guidance: z.number().min(0).max(50),
-      scheduler: SchedulerName,
-    }),
+    recommended: RecommendedSettings,
     license: z.string().min(1),
     description: z.string().min(1),
   })
@@ -61,6 +60,53 @@ export const Registry = z
   });
 export type Registry = z.infer<typeof Registry>;
 
+export type Architecture = RegistryEntry["architecture"];
+
+/**
+ * Weights per part of each architecture, exact element counts of the diffusers networks. SD 1.5:
+ * CLIP ViT-L/14 text encoder (768 wide, 12 layers), UNet with 768-wide cross-attention. SD 2.1 (and
+ * SD-Turbo, distilled from it): OpenCLIP ViT-H/14 text encoder as diffusers ships it (1024 wide,
+ * 4096 MLP, 23 layers, 49408-token vocabulary, 77 positions), the same UNet with 1024-wide
+ * cross-attention (+512 weights per transformer channel in to_k/to_v), the same VAE. Both match
+ * scripts/onnx-builder's graphs built with these configs (test/daemon/models/registry.test.ts),
+ * and SD 1.5's the published counts (scripts/onnx-builder/counts.ts).
+ */
+export const ARCHITECTURE_PARAMETERS: Record<Architecture, Record<"text_encoder" | "unet" | "vae_decoder" | "vae_encoder", number>> = {
+  sd15: { text_encoder: 123_060_480, unet: 859_520_964, vae_decoder: 49_490_199, vae_encoder: 34_163_664 },
+  sd21: { text_encoder: 340_387_840, unet: 865_910_724, vae_decoder: 49_490_199, vae_encoder: 34_163_664 },
+};
+
+const BYTES_PER_PARAMETER: Record<RegistryEntry["precision"], number> = { fp32: 4, fp16: 2 };
+
+/**
+ * About how many bytes a pull of `entry` downloads: its architecture's weights times the bytes per
+ * weight of its precision. Approximate: an inpainting UNet's 5 more input channels (14,400 weights),
+ * LCM's guidance embedding (81,920), the ONNX graphs, tokenizer and configs are left out, and a
+ * repo may ship a part more or less (a VAE encoder); the hub's listing gives the exact total when
+ * the pull starts.
+ */
+export function approximateBytes(entry: RegistryEntry): number {
+  const parameters = Object.values(ARCHITECTURE_PARAMETERS[entry.architecture]).reduce((a, b) => a + b, 0);
+  return parameters * BYTES_PER_PARAMETER[entry.precision];
+}
+
+/** What the panel's model setup lists: every entry, without the pull's pinning details. */
+export function registryModels(registry: Registry = loadRegistry()): RegistryModel[] {
+  return registry.models.map((m) => ({
+    id: m.id,
+    name: m.name,
+    repo: m.repo,
+    kind: m.kind,
+    nativeResolution: m.nativeResolution,
+    turbo: m.turbo,
+    precision: m.precision,
+    approximateBytes: approximateBytes(m),
+    license: m.license,
+    description: m.description,
+    recommended: { ...m.recommended },
+  }));
+}
+
 let cached: Registry | undefined;
 
 /** The registry shipped with the daemon. Throws (a bug, caught by the tests) if the JSON is invalid. */
@@ -71,6 +117,14 @@ export function loadRegistry(): Registry {
 
 export function findRegistryEntry(id: string, registry: Registry = loadRegistry()): RegistryEntry | undefined {
   return registry.models.find((m) => m.id === id);
+}
+
+/** The entry a model folder was installed as: its manifest's registryId, or the entry whose repo it came from. */
+export function registryEntryForSource(source: ModelManifest["source"] | undefined, registry: Registry = loadRegistry()): RegistryEntry | undefined {
+  if (source?.kind !== "hub") return undefined;
+  if (source.registryId) return findRegistryEntry(source.registryId, registry);
+  const repo = source.repo.toLowerCase();
+  return registry.models.find((m) => m.repo.toLowerCase() === repo);
 }
 
 /** What a pull fetches: a hub repo at a revision, installed as the folder `id`. */

@@ -18,6 +18,7 @@ import {
   type ImageFrame,
   type JobRequest,
   type MessageOf,
+  type RegistryModel,
 } from "../../protocol";
 import type { Pixels } from "../../geometry";
 import { CancelledError, EngineError, type Engine, type EngineProgress } from "../engine/engine";
@@ -41,6 +42,8 @@ export interface ConnectionSettings {
   log(line: string): void;
   /** Installs models for pull-model / cancel-pull; absent, the daemon refuses them. */
   installer?: ModelInstaller;
+  /** The models the daemon can pull, told in the welcome. */
+  registry: readonly RegistryModel[];
 }
 
 type Phase = "awaiting-frames" | "queued" | "running";
@@ -149,7 +152,7 @@ export class Connection {
     }
     clearTimeout(this.handshakeTimer);
     this.helloAccepted = true;
-    const capabilities = await this.settings.engine.capabilities();
+    const [capabilities, downloads] = await Promise.all([this.settings.engine.capabilities(), this.settings.installer?.downloads() ?? []]);
     if (this.state !== "handshake") return;
     this.state = "ready";
     const { maxPendingFrames: _internal, ...limits } = this.settings.limits;
@@ -157,7 +160,7 @@ export class Connection {
       type: "welcome",
       protocol: PROTOCOL_VERSION,
       daemon: { name: "underpaint", version: this.settings.daemonVersion },
-      capabilities: { ...capabilities, limits },
+      capabilities: { ...capabilities, registry: [...this.settings.registry], downloads, limits },
     });
     this.settings.log(`connection ${this.settings.id}: ${hello.client.name} ${hello.client.version} paired`);
   }

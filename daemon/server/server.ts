@@ -5,9 +5,10 @@
 import { createServer, type IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { WebSocketServer, type WebSocket } from "ws";
-import { BufferPool, DEFAULT_HOST, DEFAULT_PORT, type ModelList } from "../../protocol";
+import { BufferPool, DEFAULT_HOST, DEFAULT_PORT, type ModelList, type RegistryModel } from "../../protocol";
 import type { Engine } from "../engine/engine";
 import type { ModelInstaller } from "../models/downloads";
+import { registryModels } from "../models/registry";
 import { CloseCode, Connection } from "./connection";
 import { DEFAULT_LIMITS, HARD_MESSAGE_FACTOR, type ServerLimits } from "./limits";
 import { isBrowserOrigin } from "./origin";
@@ -27,6 +28,8 @@ export interface ServerOptions {
   log?: (line: string) => void;
   /** Runs pull-model requests and reports every model install to the panels (model-download). */
   installer?: ModelInstaller;
+  /** The models the daemon can pull; the shipped registry unless given. */
+  registry?: readonly RegistryModel[];
 }
 
 export interface DaemonServer {
@@ -49,6 +52,7 @@ export async function startServer(options: ServerOptions): Promise<DaemonServer>
   const connections = new Map<WebSocket, Connection>();
   const alive = new WeakSet<WebSocket>();
   const pool = new BufferPool();
+  const registry = options.registry ?? registryModels();
   let nextConnection = 1;
 
   const http = createServer((_request, response) => {
@@ -88,6 +92,7 @@ export async function startServer(options: ServerOptions): Promise<DaemonServer>
       frameTimeoutMs: options.frameTimeoutMs ?? 60_000,
       log,
       ...(options.installer ? { installer: options.installer } : {}),
+      registry,
     });
     connections.set(ws, connection);
     ws.on("close", () => connections.delete(ws));

@@ -14,7 +14,18 @@ import { startServer } from "../../daemon/server/server";
 const echoEngine: Engine = {
   async capabilities() {
     return {
-      models: [{ id: "echo", name: "Echo", kind: "txt2img", modes: ["img2img"], nativeResolution: 512, turbo: false }],
+      models: [
+        {
+          id: "echo",
+          name: "Echo",
+          kind: "txt2img",
+          modes: ["img2img"],
+          nativeResolution: 512,
+          turbo: false,
+          recommended: { steps: 1, guidance: 1, scheduler: "euler" },
+          guidance: "classifier-free",
+        },
+      ],
       unavailable: [],
       schedulers: ["euler"],
       modes: ["img2img"],

@@ -31,6 +31,8 @@ export const TEST_MODEL: ModelInfo = {
   modes: ["txt2img", "img2img", "inpaint", "outpaint"],
   nativeResolution: 64,
   turbo: false,
+  recommended: { steps: 25, guidance: 7.5, scheduler: "dpmpp_2m_karras" },
+  guidance: "classifier-free",
 };
 
 export class TestEngine implements Engine {
