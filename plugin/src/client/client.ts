@@ -112,6 +112,11 @@ export interface JobCallbacks {
   onResult?(result: JobResult): void;
 }
 
+/** What the daemon says about any of this connection's jobs, for views that follow all of them (the queue). */
+export type JobEvent =
+  | { jobId: number; type: "position"; position: number }
+  | { jobId: number; type: "progress"; progress: JobProgress };
+
 export interface JobHandle {
   readonly jobId: number;
   readonly done: Promise<JobOutcome>;
@@ -154,6 +159,7 @@ export class ProtocolClient {
   private readonly listeners = {
     status: new Set<Listener<ConnectionStatus>>(),
     models: new Set<Listener<ModelList>>(),
+    jobs: new Set<Listener<JobEvent>>(),
   };
 
   constructor(private readonly options: ClientOptions) {
@@ -187,6 +193,12 @@ export class ProtocolClient {
   onModels(listener: Listener<ModelList>): () => void {
     this.listeners.models.add(listener);
     return () => this.listeners.models.delete(listener);
+  }
+
+  /** Positions and progress of every job, as they come (each job's own callbacks get them too). */
+  onJobEvent(listener: Listener<JobEvent>): () => void {
+    this.listeners.jobs.add(listener);
+    return () => this.listeners.jobs.delete(listener);
   }
 
   /** Starts connecting (when there is a token) and keeps reconnecting until stop(). */
@@ -495,6 +507,7 @@ export class ProtocolClient {
         job.accepted = true;
         if (!job.cancelRequested) this.watch(job, this.timeouts.jobIdleMs, IDLE_MESSAGE);
         job.callbacks.onAccepted?.(message.position);
+        this.emitJobEvent({ jobId: job.jobId, type: "position", position: message.position });
         return;
       }
       case "queue": {
@@ -502,13 +515,16 @@ export class ProtocolClient {
         if (!job) return;
         this.touch(job);
         job.callbacks.onQueue?.(message.position);
+        this.emitJobEvent({ jobId: job.jobId, type: "position", position: message.position });
         return;
       }
       case "progress": {
         const job = this.jobs.get(message.jobId);
         if (!job) return;
         this.touch(job);
-        job.callbacks.onProgress?.({ variation: message.variation, stage: message.stage, step: message.step, total: message.total });
+        const progress = { variation: message.variation, stage: message.stage, step: message.step, total: message.total };
+        job.callbacks.onProgress?.(progress);
+        this.emitJobEvent({ jobId: job.jobId, type: "progress", progress });
         return;
       }
       case "result": {
@@ -574,6 +590,10 @@ export class ProtocolClient {
 
   private emitModels(list: ModelList): void {
     for (const listener of [...this.listeners.models]) listener(list);
+  }
+
+  private emitJobEvent(event: JobEvent): void {
+    for (const listener of [...this.listeners.jobs]) listener(event);
   }
 
   /** (Re)arms a job's timeout: when it fires the job fails with `message` and is cancelled. */

@@ -10,6 +10,9 @@ import type { DocumentHost, SettingsStore } from "../photoshop/host";
 import { runOperation, type OperationOutcome } from "../operations/run";
 import { rememberSeed, type SeedRecord } from "../operations/seed";
 import { DEFAULT_SETTINGS, MODE_LABELS, PROTOCOL_MODE, type GenerationSettings } from "../operations/settings";
+import { shortenPrompt } from "../operations/naming";
+import { describeState, GenerationQueue } from "./queue";
+import { serialHost } from "./serial-host";
 import { PanelView, type ResultCard } from "./view";
 
 export interface PanelEnvironment {
@@ -39,6 +42,7 @@ export async function startPanel(env: PanelEnvironment): Promise<Panel> {
   view.showError(undefined);
   view.showNotices([]);
   view.setBusy(false);
+  view.showQueue([], () => {});
 
   const refreshHint = () => {
     const model = view.model;
@@ -86,15 +90,40 @@ export async function startPanel(env: PanelEnvironment): Promise<Panel> {
     client.setToken(value);
   });
 
-  let running: { handle?: JobHandle; cancelled: boolean } | undefined;
+  // Generations queue: each press of Generate reads the document then and sends its own job.
+  const documents = serialHost(host);
+  const queue = new GenerationQueue();
+  const controls = new Map<number, { cancelled: boolean; handle?: JobHandle }>();
+  const previews = previewer(host, (url) => view.preview(url));
+
+  const renderQueue = () => {
+    view.showQueue(
+      queue.entries.map((e) => ({ id: e.id, label: e.label, state: describeState(e.state), cancelling: e.state.kind === "cancelling" })),
+      cancelGeneration,
+    );
+    view.setBusy(queue.entries.length > 0);
+    const head = queue.head;
+    if (head) view.progress(head.progress.fraction, head.progress.label);
+  };
+  client.onJobEvent((event) => {
+    if (event.type === "position") queue.position(event.jobId, event.position);
+    else queue.progress(event.jobId, event.progress);
+    renderQueue();
+  });
+
+  function cancelGeneration(id: number): void {
+    const control = controls.get(id);
+    if (!control || control.cancelled) return;
+    control.cancelled = true;
+    control.handle?.cancel();
+    queue.cancelling(id);
+    renderQueue();
+  }
+
   view.on("cancel", "click", () => {
-    if (!running) return;
-    running.cancelled = true;
-    running.handle?.cancel();
-    view.progress(0, "Cancelling…");
+    for (const entry of [...queue.entries]) cancelGeneration(entry.id);
   });
   view.on("generate", "click", () => {
-    if (running) return;
     const seed = view.seedChoice();
     if (seed.kind === "invalid") {
       view.syncSeed();
@@ -106,36 +135,52 @@ export async function startPanel(env: PanelEnvironment): Promise<Panel> {
   });
 
   async function generate(current: GenerationSettings): Promise<void> {
-    const run: { handle?: JobHandle; cancelled: boolean } = { cancelled: false };
-    running = run;
-    view.setBusy(true);
+    const entry = queue.add(`“${shortenPrompt(current.prompt, 28) || MODE_LABELS[current.mode]}”${current.variations > 1 ? ` ×${current.variations}` : ""}`, current.variations);
+    const control: { cancelled: boolean; handle?: JobHandle } = { cancelled: false };
+    controls.set(entry.id, control);
+    const isHead = () => queue.head === entry;
     view.showError(undefined);
     view.showNotices([]);
-    view.preview(undefined);
-    view.progress(0, "Starting…");
-    const previews = previewer(host, (url) => view.preview(url));
+    renderQueue();
     try {
-      const outcome = await runOperation({ host, client }, current, {
-        onProgress: (fraction, label) => view.progress(fraction, label),
-        onPreview: previews,
-        onJob: (handle) => {
-          run.handle = handle;
+      const outcome = await runOperation({ host: documents, client }, current, {
+        onProgress: (fraction, label) => {
+          entry.progress = { fraction, label };
+          if (isHead()) view.progress(fraction, label);
         },
-      }, run);
-      await showOutcome(outcome, current);
+        onPreview: (frame) => {
+          if (isHead()) previews(frame);
+        },
+        onJob: (handle) => {
+          control.handle = handle;
+          queue.sent(entry.id, handle.jobId);
+          void handle.done.then((o) => {
+            if (o.status === "completed") queue.placing(entry.id);
+            renderQueue();
+          });
+          renderQueue();
+        },
+      }, control);
+      const last = queue.entries.length === 1;
+      queue.remove(entry.id);
+      await showOutcome(outcome, current, last);
     } catch (error) {
-      view.progress(0, "Stopped.");
+      if (queue.entries.length === 1) view.progress(0, "Stopped.");
       view.showError(sentenceOf(error));
     } finally {
-      running = undefined;
-      view.setBusy(false);
+      queue.remove(entry.id);
+      controls.delete(entry.id);
+      renderQueue();
     }
   }
 
-  async function showOutcome(outcome: OperationOutcome, current: GenerationSettings): Promise<void> {
+  /** `last`: nothing else is queued, so the progress bar and the preview are this job's to clear. */
+  async function showOutcome(outcome: OperationOutcome, current: GenerationSettings, last: boolean): Promise<void> {
     if (outcome.status === "cancelled") {
-      view.preview(undefined);
-      view.progress(0, "Cancelled; the document is as it was.");
+      if (last) {
+        view.preview(undefined);
+        view.progress(0, "Cancelled; the document is as it was.");
+      }
       return;
     }
     view.showNotices(outcome.notices);

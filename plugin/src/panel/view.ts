@@ -210,9 +210,33 @@ export class PanelView {
 
   // ---- a generation ----
 
+  /** Generate stays available while jobs run (they queue); Cancel all only while there are some. */
   setBusy(busy: boolean): void {
-    this.el("generate").disabled = busy;
     this.el("cancel").disabled = !busy;
+  }
+
+  /** The queued generations, oldest first, each with where it stands and its own Cancel. */
+  showQueue(entries: ReadonlyArray<{ id: number; label: string; state: string; cancelling: boolean }>, onCancel: (id: number) => void): void {
+    const list = this.el("queue");
+    list.textContent = "";
+    for (const entry of entries) {
+      const row = this.doc.createElement("div");
+      row.className = "queued";
+      row.setAttribute("data-queue-id", String(entry.id));
+      const label = this.doc.createElement("sp-detail");
+      label.className = "queued-label";
+      label.textContent = entry.label;
+      const state = this.doc.createElement("sp-detail");
+      state.className = "queued-state";
+      state.textContent = entry.state;
+      const cancel = this.button("Cancel", "cancel-job", () => onCancel(entry.id));
+      (cancel as Widget).disabled = entry.cancelling;
+      row.appendChild(label);
+      row.appendChild(state);
+      row.appendChild(cancel);
+      list.appendChild(row);
+    }
+    this.show(list, entries.length > 0);
   }
 
   progress(fraction: number, label: string): void {
