@@ -541,13 +541,14 @@ export function isLcm(model: ModelFolder): boolean {
   return model.schedulerConfig._class_name === "LCMScheduler" || model.io.unet.timestepCond !== null;
 }
 
-/**
- * The settings the model makes good pictures with: its registry entry's when it was installed from
- * the registry; otherwise what suits its kind (the registry's entries of each kind say the same).
- */
+/** The settings the model makes good pictures with: its registry entry's when it was installed from the registry, else derivedSettings. */
 export function recommendedSettings(model: ModelFolder): RecommendedSettings {
   const entry = model.registryId ? findRegistryEntry(model.registryId) : undefined;
-  if (entry) return { ...entry.recommended };
+  return entry ? { ...entry.recommended } : derivedSettings(model);
+}
+
+/** What suits the model by what it is (the registry's entries say the same of theirs: its tests check). */
+export function derivedSettings(model: ModelFolder): RecommendedSettings {
   if (model.turbo) return { steps: 1, guidance: 0, scheduler: "euler_a" };
   if (isLcm(model)) return { steps: 4, guidance: model.io.unet.timestepCond ? 8 : 1, scheduler: "lcm" };
   return { steps: 25, guidance: 7.5, scheduler: "dpmpp_2m_karras" };
