@@ -4,13 +4,14 @@
  */
 import type { WebSocketLike } from "./client/socket";
 import { startPanel } from "./panel/app";
-import { photoshopHost, uxpSettings } from "./photoshop/uxp";
+import { photoshopHost, uxpDataFolder, uxpSettings } from "./photoshop/uxp";
 
 declare const __UNDERPAINT_VERSION__: string;
 
 startPanel({
   host: photoshopHost(),
   settings: uxpSettings(),
+  data: uxpDataFolder(),
   // UXP's WebSocket: a client only, no extensions, binary messages as ArrayBuffer.
   socketFactory: (url) => new WebSocket(url) as unknown as WebSocketLike,
   document,

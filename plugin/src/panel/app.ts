@@ -8,9 +8,10 @@ import type { SocketFactory } from "../client/socket";
 import { sentenceOf } from "../errors";
 import type { DocumentHost, SettingsStore } from "../photoshop/host";
 import { runOperation, type OperationOutcome } from "../operations/run";
-import { rememberSeed, type SeedRecord } from "../operations/seed";
+import { Library, type DataFolder } from "../operations/library";
 import { DEFAULT_SETTINGS, MODE_LABELS, PROTOCOL_MODE, type GenerationSettings } from "../operations/settings";
 import { shortenPrompt } from "../operations/naming";
+import { LibraryView } from "./library-view";
 import { describeState, GenerationQueue } from "./queue";
 import { serialHost } from "./serial-host";
 import { PanelView, type ResultCard } from "./view";
@@ -18,6 +19,8 @@ import { PanelView, type ResultCard } from "./view";
 export interface PanelEnvironment {
   host: DocumentHost;
   settings: SettingsStore;
+  /** The plugin's data folder: prompt history, styles, recent seeds. */
+  data: DataFolder;
   socketFactory: SocketFactory;
   document: Document;
   version: string;
@@ -36,11 +39,12 @@ export async function startPanel(env: PanelEnvironment): Promise<Panel> {
   const token = await settings.get("token");
   const client = new ProtocolClient({ url, socketFactory: env.socketFactory, clientName: "underpaint-panel", clientVersion: env.version, ...(token ? { token } : {}) });
 
+  const library = await Library.open(env.data);
   view.restore(saved);
   view.applyMode(view.mode);
   view.preview(undefined);
   view.showError(undefined);
-  view.showNotices([]);
+  view.showNotices(library.problems);
   view.setBusy(false);
   view.showQueue([], () => {});
 
@@ -78,8 +82,21 @@ export async function startPanel(env: PanelEnvironment): Promise<Panel> {
   view.on("model", "change", refreshHint);
   view.on("random-seed", "change", () => view.syncSeed());
   view.on("seed", "input", () => view.syncSeed());
-  let recentSeeds: SeedRecord[] = [];
   const useSeed = (seed: number) => view.setSeed(seed);
+  view.showRecentSeeds(library.seeds, (record) => useSeed(record.seed));
+  const libraryView = new LibraryView(view, library, {
+    usePrompt: (entry) => view.restore({ prompt: entry.prompt, negativePrompt: entry.negativePrompt }),
+    applyStyle: (style) => {
+      if (style.settings.model && style.settings.model !== view.model?.id && view.selectModel(style.settings.model)) refreshHint();
+      view.restore({ prompt: style.prompt, negativePrompt: style.negativePrompt, ...style.settings });
+      view.selectScheduler(style.settings.scheduler);
+    },
+    currentStyle: (name) => {
+      const { prompt, negativePrompt, steps, guidance, scheduler, strength, variations, model } = view.read();
+      return { name, prompt, negativePrompt, settings: { steps, guidance, scheduler, strength, variations, ...(model ? { model } : {}) } };
+    },
+    showError: (sentence) => view.showError(sentence),
+  });
   view.on("change-token", "click", () => view.showPairing(!view.pairingVisible));
   view.on("pair", "click", () => {
     const value = view.token;
@@ -131,6 +148,7 @@ export async function startPanel(env: PanelEnvironment): Promise<Panel> {
     }
     const current = view.read();
     void settings.set("settings", JSON.stringify(current)).catch(() => {});
+    void libraryView.remember(current.prompt, current.negativePrompt);
     void generate(current);
   });
 
@@ -195,8 +213,9 @@ export async function startPanel(env: PanelEnvironment): Promise<Panel> {
       },
       (card) => useSeed(card.seed),
     );
-    for (const variation of [...outcome.variations].reverse()) recentSeeds = rememberSeed(recentSeeds, { seed: variation.seed, prompt: current.prompt, model: current.model });
-    view.showRecentSeeds(recentSeeds, (record) => useSeed(record.seed));
+    const seeds = library.rememberSeeds(outcome.variations.map((v) => ({ seed: v.seed, prompt: current.prompt, model: current.model })));
+    view.showRecentSeeds(library.seeds, (record) => useSeed(record.seed));
+    await seeds.catch((error: unknown) => view.showError((error as Error).message));
   }
 
   client.start();

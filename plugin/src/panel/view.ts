@@ -37,7 +37,7 @@ export class PanelView {
   private models: ModelInfo[] = [];
   private schedulers: SchedulerName[] = [];
 
-  constructor(private readonly doc: Document) {}
+  constructor(readonly doc: Document) {}
 
   el(id: string): Widget {
     const element = this.doc.getElementById(id);
@@ -168,6 +168,20 @@ export class PanelView {
     this.setSeed(settings.seed);
   }
 
+  /** Selects a scheduler the daemon offers (others are left as they are). */
+  selectScheduler(scheduler: SchedulerName): void {
+    const index = this.schedulers.indexOf(scheduler);
+    if (index >= 0) this.select("scheduler", index);
+  }
+
+  /** Selects an installed model by id; false when there is none such. */
+  selectModel(id: string): boolean {
+    const index = this.models.findIndex((m) => m.id === id);
+    if (index < 0) return false;
+    this.select("model", index);
+    return true;
+  }
+
   /** Random, the typed seed, or why what was typed is no seed. */
   seedChoice(): SeedChoice {
     if (this.el("random-seed").checked) return { kind: "random" };
@@ -195,14 +209,8 @@ export class PanelView {
     const list = this.el("recent-seeds");
     list.textContent = "";
     for (const record of records) {
-      const row = this.doc.createElement("div");
-      row.className = "recent-seed";
+      const row = this.listRow("recent-seed", `${seedText(record.seed)} · ${record.prompt || "(no prompt)"}`, [this.button("Use", "use-seed", () => onUse(record))]);
       row.setAttribute("data-seed", seedText(record.seed));
-      const text = this.doc.createElement("sp-detail");
-      text.textContent = `${seedText(record.seed)} · ${record.prompt || "(no prompt)"}`;
-      text.title = record.prompt;
-      row.appendChild(text);
-      row.appendChild(this.button("Use", "use-seed", () => onUse(record)));
       list.appendChild(row);
     }
     this.show(this.el("recent-seeds-section"), records.length > 0);
@@ -290,6 +298,19 @@ export class PanelView {
   }
 
   // ---- helpers ----
+
+  /** One line of a list: its text (cut with an ellipsis when long, whole in the tooltip) and its buttons. */
+  listRow(className: string, text: string, buttons: HTMLElement[]): HTMLElement {
+    const row = this.doc.createElement("div");
+    row.className = `list-row ${className}`;
+    const label = this.doc.createElement("sp-detail");
+    label.className = "list-text";
+    label.textContent = text;
+    label.title = text;
+    row.appendChild(label);
+    for (const button of buttons) row.appendChild(button);
+    return row;
+  }
 
   /** A small quiet button (the strip's and the lists'). */
   button(label: string, className: string, onClick: () => void): HTMLElement {

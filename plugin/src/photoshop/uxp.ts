@@ -5,6 +5,7 @@
 import * as photoshop from "photoshop";
 import type { Layer } from "photoshop/dom/Layer";
 import * as uxp from "uxp";
+import type { DataFolder } from "../operations/library";
 import type { PhotoshopApi } from "./api";
 import type { DocumentHost, SettingsStore } from "./host";
 import { createPhotoshopHost } from "./uxp-host";
@@ -42,6 +43,42 @@ export function uxpSettings(): SettingsStore {
     async set(key, value) {
       if (isSecret(key)) await secure.setItem(key, value);
       else window.localStorage.setItem(`underpaint.${key}`, value);
+    },
+  };
+}
+
+/**
+ * The plugin's data folder (localFileSystem.getDataFolder(): the plugin's own, no permission or
+ * dialog). A write goes to "<name>.tmp" first and is renamed over the file, so a crash mid-write
+ * leaves the old file whole; where the rename is refused the file is written in place.
+ */
+export function uxpDataFolder(): DataFolder {
+  const { localFileSystem, formats } = uxp.storage;
+  let folder: ReturnType<typeof localFileSystem.getDataFolder> | undefined;
+  const dataFolder = () => (folder ??= localFileSystem.getDataFolder());
+  return {
+    async read(name) {
+      const dir = await dataFolder();
+      let entry;
+      try {
+        entry = await dir.getEntry(name);
+      } catch {
+        return undefined; // no such file yet
+      }
+      if (!entry.isFile || !("read" in entry)) return undefined;
+      const contents = await entry.read({ format: formats.utf8 });
+      return typeof contents === "string" ? contents : new TextDecoder().decode(contents);
+    },
+    async write(name, text) {
+      const dir = await dataFolder();
+      const temp = await dir.createFile(`${name}.tmp`, { overwrite: true });
+      await temp.write(text, { format: formats.utf8 });
+      try {
+        await dir.renameEntry(temp, name, { overwrite: true });
+      } catch {
+        const file = await dir.createFile(name, { overwrite: true });
+        await file.write(text, { format: formats.utf8 });
+      }
     },
   };
 }

@@ -12,6 +12,8 @@ interface TestConfig {
   token: string;
   width: number;
   height: number;
+  /** Files already in the plugin's data folder when the panel starts. */
+  dataFiles?: Record<string, string>;
 }
 
 /** What the harness reads and leaves on the page's window (kept off the global types). */
@@ -19,6 +21,7 @@ const page = window as unknown as {
   __underpaintTest: TestConfig;
   __fakePhotoshop: FakePhotoshop;
   __progressLabels: string[];
+  __dataFiles: Map<string, string>;
   require: (name: string) => unknown;
 };
 
@@ -41,6 +44,48 @@ ps.openDocument({ title: "gradient.psd", width, height, layers: [{ name: "Backgr
 page.__fakePhotoshop = ps;
 
 const secrets = new Map<string, string>([["token", config.token]]);
+const files = new Map<string, string>(Object.entries(config.dataFiles ?? {}));
+page.__dataFiles = files;
+const utf8 = Symbol("utf8");
+/** UXP's localFileSystem data folder, in memory: entries by name, as Adobe documents them. */
+function fileEntry(name: string) {
+  return {
+    name,
+    isFile: true,
+    isFolder: false,
+    read: async (options?: { format?: symbol }) => {
+      if (options?.format !== utf8) throw new Error("the panel must read its files as utf8 text");
+      const text = files.get(name);
+      if (text === undefined) throw new Error(`${name} does not exist`);
+      return text;
+    },
+    write: async (data: string, options?: { format?: symbol }) => {
+      if (options?.format !== utf8 || typeof data !== "string") throw new Error("the panel must write its files as utf8 text");
+      files.set(name, data);
+      return data.length;
+    },
+  };
+}
+const dataFolder = {
+  name: "PluginData",
+  isFile: false,
+  isFolder: true,
+  getEntry: async (name: string) => {
+    if (!files.has(name)) throw new Error(`Could not find an entry of '${name}'`);
+    return fileEntry(name);
+  },
+  createFile: async (name: string, options?: { overwrite?: boolean }) => {
+    if (files.has(name) && !options?.overwrite) throw new Error(`${name} exists`);
+    return fileEntry(name);
+  },
+  renameEntry: async (entry: { name: string }, newName: string, options?: { overwrite?: boolean }) => {
+    const text = files.get(entry.name);
+    if (text === undefined) throw new Error(`${entry.name} does not exist`);
+    if (files.has(newName) && !options?.overwrite) throw new Error(`${newName} exists`);
+    files.delete(entry.name);
+    files.set(newName, text);
+  },
+};
 const uxp = {
   storage: {
     secureStorage: {
@@ -48,6 +93,8 @@ const uxp = {
       setItem: async (key: string, value: string) => void secrets.set(key, value),
       removeItem: async (key: string) => void secrets.delete(key),
     },
+    localFileSystem: { getDataFolder: async () => dataFolder },
+    formats: { utf8, binary: Symbol("binary") },
   },
 };
 window.localStorage.setItem("underpaint.daemonUrl", config.daemonUrl);
