@@ -510,6 +510,14 @@ export class FakeDocument {
     return { width: this.state.width, height: this.state.height, data };
   }
 
+  /** Everything an artist could see changed, to compare before and after (pixels as a digest of the merged image). */
+  snapshot(): { width: number; height: number; history: string[]; tree: LayerSummary[]; pixels: string } {
+    const { data } = this.composite8();
+    let hash = 0x811c9dc5;
+    for (let i = 0; i < data.length; i++) hash = Math.imul(hash ^ data[i]!, 0x01000193);
+    return { width: this.width, height: this.height, history: [...this.history], tree: this.tree(), pixels: (hash >>> 0).toString(16) };
+  }
+
   /** A summary of the layer tree, top to bottom: names, kinds, visibility, masks. */
   tree(): LayerSummary[] {
     const summarize = (layer: LayerState): LayerSummary => ({
@@ -646,6 +654,95 @@ function areaAverage(src: Float32Array | Float64Array, width: number, height: nu
   return out;
 }
 
+/** The result code of the fake's error answers (Photoshop's codes are negative numbers too). */
+const COMMAND_FAILED = -25920;
+
+/** A command Photoshop could not do on its target: batchPlay answers it with an error descriptor. */
+class CommandFailure extends Error {
+  constructor(
+    message: string,
+    readonly result = COMMAND_FAILED,
+  ) {
+    super(message);
+  }
+}
+
+interface RefPart {
+  _ref: string;
+  _id?: number;
+  _enum?: string;
+  _value?: string;
+}
+
+/** An action reference ({_ref}, [{_ref}, ...] or {_ref: [...]}) as its parts, most specific first. */
+function referenceParts(ref: unknown): RefPart[] {
+  if (ref === undefined) return [];
+  if (Array.isArray(ref)) return ref.flatMap(referenceParts);
+  if (typeof ref === "object" && ref !== null && "_ref" in ref) {
+    const inner = (ref as { _ref: unknown })._ref;
+    if (Array.isArray(inner)) return inner.flatMap(referenceParts);
+    if (typeof inner === "string") return [ref as RefPart];
+  }
+  throw new CommandFailure("The command's reference is not an action reference.");
+}
+
+/** The document a reference names by id, or the one in front where it names none. */
+function referencedDocument(ps: FakePhotoshop, parts: RefPart[]): FakeDocument {
+  const part = parts.find((p) => p._ref === "document");
+  if (part && part._id === undefined && part._enum !== "ordinal") throw new Error("fake Photoshop: documents are referenced by _id or as the target ordinal only.");
+  if (part?._id !== undefined) {
+    const doc = ps.documents.find((d) => d.id === part._id);
+    if (!doc) throw new CommandFailure(`There is no open document with id ${part._id}.`);
+    return doc;
+  }
+  const front = ps.app.activeDocument;
+  if (!front) throw new CommandFailure("There is no open document.");
+  return front;
+}
+
+/** The layer a reference names by id, or the document's one active layer where it names none. */
+function referencedLayer(doc: FakeDocument, parts: RefPart[]): LayerState {
+  const part = parts.find((p) => p._ref === "layer");
+  if (part && part._id === undefined && part._enum !== "ordinal") throw new Error("fake Photoshop: layers are referenced by _id or as the target ordinal only.");
+  if (part?._id !== undefined) {
+    const layer = doc.findState(part._id);
+    if (!layer) throw new CommandFailure(`The document "${doc.title}" has no layer with id ${part._id}.`);
+    return layer;
+  }
+  const [id, ...more] = doc.state.activeIds;
+  if (id === undefined || more.length) throw new CommandFailure("Select one layer first.");
+  return doc.findState(id)!;
+}
+
+type Descriptor = { _obj: string; [key: string]: unknown };
+
+/** A batchPlay command the fake knows: which descriptors it is, and what it does (its result's fields). */
+interface FakeCommand {
+  matches(command: Descriptor): boolean;
+  run(ps: FakePhotoshop, command: Descriptor): Record<string, unknown>;
+}
+
+const field = (command: Descriptor, ...path: string[]): unknown =>
+  path.reduce<unknown>((v, key) => (typeof v === "object" && v !== null ? (v as Record<string, unknown>)[key] : undefined), command);
+
+const COMMANDS: FakeCommand[] = [
+  {
+    // Layer > Layer Mask > Reveal All: `at` is the mask channel, of the layer and document it names.
+    matches: (c) => c._obj === "make" && field(c, "new", "_class") === "channel" && field(c, "using", "_value") === "revealAll",
+    run(ps, command) {
+      const parts = referenceParts(command.at);
+      if (parts[0]?._ref !== "channel" || parts[0]._value !== "mask") throw new Error("fake Photoshop: only layer masks are made.");
+      const doc = referencedDocument(ps, parts);
+      const layer = referencedLayer(doc, parts);
+      if (layer.background) throw new CommandFailure("The background layer cannot have a layer mask.");
+      if (layer.mask) throw new CommandFailure("The layer already has a layer mask.");
+      layer.mask = { left: 0, top: 0, width: 0, height: 0, data: new Float32Array(0), outside: 1 };
+      doc.record("Add Layer Mask");
+      return {};
+    },
+  },
+];
+
 /** One getPixels / getSelection call as the fake answered it (test view). */
 export interface FakeRead {
   api: "getPixels" | "getSelection";
@@ -674,15 +771,20 @@ export class FakePhotoshop implements PhotoshopApi<FakeLayer> {
   private readonly faults = new Map<string, number>();
   private readonly calls = new Map<string, number>();
 
-  /** Test setup: the nth call (1-based, from now) of this imaging function fails, as a full disk would make it. */
-  injectFault(api: "putPixels" | "putLayerMask" | "getPixels", nth: number): void {
+  /**
+   * Test setup: the nth call (1-based, from now) of this imaging function fails, as a full disk
+   * would make it (for batchPlay: the nth command, answered with an error descriptor).
+   */
+  injectFault(api: "putPixels" | "putLayerMask" | "getPixels" | "batchPlay", nth: number): void {
     this.faults.set(api, (this.calls.get(api) ?? 0) + nth);
   }
 
   private count(api: string): void {
     const n = (this.calls.get(api) ?? 0) + 1;
     this.calls.set(api, n);
-    if (this.faults.get(api) === n) throw new Error(`${api}: Photoshop could not complete the request (scratch disk full).`);
+    if (this.faults.get(api) !== n) return;
+    if (api === "batchPlay") throw new CommandFailure("Photoshop could not complete the command (scratch disk full).");
+    throw new Error(`${api}: Photoshop could not complete the request (scratch disk full).`);
   }
 
   readonly constants = CONSTANTS as unknown as PhotoshopApi["constants"];
@@ -747,24 +849,29 @@ export class FakePhotoshop implements PhotoshopApi<FakeLayer> {
   };
 
   readonly action = {
-    batchPlay: async (commands: Array<{ _obj: string; [key: string]: unknown }>): Promise<Array<{ _obj: string }>> => {
+    /**
+     * Photoshop's batchPlay: each command acts on what its reference (`_target`, or `at` for
+     * "make") names by id, and on the front document and its active layer where the reference
+     * names none, as Adobe's batchPlay docs say. A command Photoshop cannot do on its target is
+     * answered with {_obj: "error", message, result} instead of a throw, and the commands after
+     * it are not played (continueOnError is false by default).
+     */
+    batchPlay: async (commands: Array<{ _obj: string; [key: string]: unknown }>): Promise<Array<{ _obj: string; [key: string]: unknown }>> => {
       this.requireModal("batchPlay");
+      const results: Array<{ _obj: string; [key: string]: unknown }> = [];
       for (const command of commands) {
-        const c = command as { _obj: string; new?: { _class?: string }; at?: { _ref?: string; _value?: string }; using?: { _value?: string } };
-        if (c._obj === "make" && c.new?._class === "channel" && c.at?._ref === "channel" && c.at._value === "mask" && c.using?._value === "revealAll") {
-          const doc = this.activeDocumentOrThrow();
-          const [id, ...more] = doc.state.activeIds;
-          if (id === undefined || more.length) throw new Error("Add layer mask: select one layer.");
-          const layer = doc.findState(id)!;
-          if (layer.background) throw new Error("Add layer mask: the background layer cannot have a mask.");
-          if (layer.mask) throw new Error("Add layer mask: the layer already has one.");
-          layer.mask = { left: 0, top: 0, width: 0, height: 0, data: new Float32Array(0), outside: 1 };
-          doc.record("Add Layer Mask");
-          continue;
+        const play = COMMANDS.find((c) => c.matches(command));
+        if (!play) throw new Error(`fake Photoshop: batchPlay "${command._obj}" is not modelled.`);
+        try {
+          this.count("batchPlay");
+          results.push({ _obj: command._obj, ...play.run(this, command) });
+        } catch (error) {
+          if (!(error instanceof CommandFailure)) throw error;
+          results.push({ _obj: "error", message: error.message, result: error.result });
+          break;
         }
-        throw new Error(`fake Photoshop: batchPlay "${command._obj}" is not modelled.`);
       }
-      return commands.map(() => ({ _obj: "result" }));
+      return results;
     },
   };
 
@@ -952,6 +1059,12 @@ export class FakePhotoshop implements PhotoshopApi<FakeLayer> {
     this.documents.push(doc);
     this.active = doc;
     return doc;
+  }
+
+  /** Test setup: the artist brings another open document to the front (its tab, or Window > Arrange). */
+  activate(doc: FakeDocument): void {
+    if (!this.documents.includes(doc)) throw new Error("activate: the document is not open.");
+    this.active = doc;
   }
 
   closeDocument(doc: FakeDocument): void {

@@ -96,6 +96,30 @@ describe("the in-memory Photoshop keeps UXP's rules", () => {
     await expect(ps.imaging.getPixels({ sourceBounds: { left: 0, top: 0, right: 40, bottom: 30 }, targetSize: { width: 80 } })).rejects.toThrow(/enlarging/);
   });
 
+  it("plays batchPlay commands on what they name by id, on the front document where they name none, and answers failures with an error descriptor", async () => {
+    const { ps, doc: behind } = photo();
+    const front = ps.openDocument({ title: "front.psd", width: 20, height: 20, layers: [{ name: "Sketch", pixels: solid(4, 4, [0, 0, 0, 255]) }, { name: "Background", background: true, pixels: gradient(20, 20) }] });
+    const mask = { _ref: "channel", _enum: "channel", _value: "mask" };
+    const revealAll = { _enum: "userMaskEnabled", _value: "revealAll" };
+    const sticker = behind.layers[0]!.id;
+    const results = await ps.core.executeAsModal(
+      () =>
+        ps.action.batchPlay([
+          // No layer or document named: the front document's active layer.
+          { _obj: "make", new: { _class: "channel" }, at: mask, using: revealAll },
+          { _obj: "make", new: { _class: "channel" }, at: [mask, { _ref: "layer", _id: sticker }, { _ref: "document", _id: behind.id }], using: revealAll },
+          { _obj: "make", new: { _class: "channel" }, at: [mask, { _ref: "layer", _id: 999 }, { _ref: "document", _id: behind.id }], using: revealAll },
+          // Not played: batchPlay stops at the first failure.
+          { _obj: "make", new: { _class: "channel" }, at: [mask, { _ref: "layer", _id: behind.layers[1]!.id }, { _ref: "document", _id: behind.id }], using: revealAll },
+        ]),
+      { commandName: "t" },
+    );
+    expect(results).toEqual([{ _obj: "make" }, { _obj: "make" }, { _obj: "error", message: 'The document "Untitled-1" has no layer with id 999.', result: -25920 }]);
+    expect(front.tree().map((l) => [l.name, l.hasMask])).toEqual([["Sketch", true], ["Background", false]]);
+    expect(behind.tree().map((l) => [l.name, l.hasMask])).toEqual([["Sticker", true], ["Background", false]]);
+    expect([front.history, behind.history]).toEqual([["Add Layer Mask"], ["Add Layer Mask"]]);
+  });
+
   it("moves every layer and the selection by the anchor when the canvas grows", async () => {
     const { ps, doc } = photo();
     doc.setSelection(Uint8Array.from({ length: 40 * 30 }, (_, i) => (i === 0 ? 255 : 0)));
@@ -249,6 +273,30 @@ describe("the Photoshop adapter", () => {
     expect(doc.tree()).toEqual(before.tree);
     expect(Buffer.from(doc.composite8().data).equals(Buffer.from(before.pixels.data))).toBe(true);
     expect(doc.history).toEqual([]);
+    expect(ps.violations).toEqual([]);
+  });
+
+  it("writes into the document it names while another document is in front, and leaves that one alone", async () => {
+    const { ps, host, doc } = photo();
+    const other = ps.openDocument({ title: "other.psd", width: 20, height: 20, layers: [{ name: "Sketch", pixels: solid(4, 4, [0, 0, 0, 255]) }, { name: "Background", background: true, pixels: gradient(20, 20) }] });
+    const before = other.snapshot();
+    expect(ps.app.activeDocument).toBe(other);
+    const written = await host.applyEdit(doc.id, { historyName: "Underpaint Inpaint selection", groupName: "g", layers: layers(2) });
+    expect(doc.history).toEqual(["Underpaint Inpaint selection"]);
+    expect(doc.tree()[0]!.children!.map((l) => [l.id, l.hasMask])).toEqual(written.layerIds.map((id) => [id, true]));
+    expect(other.snapshot()).toEqual(before);
+    expect(ps.violations).toEqual([]);
+  });
+
+  it("turns a command Photoshop answers with an error into a sentence, and rolls the document back", async () => {
+    const { ps, host, doc } = photo();
+    const before = doc.snapshot();
+    // The second variation's "add a layer mask".
+    ps.injectFault("batchPlay", 2);
+    const error = await host.applyEdit(doc.id, { historyName: "x", groupName: "g", layers: layers(3) }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(PanelError);
+    expect((error as Error).message).toBe("Photoshop could not add the layer mask: Photoshop could not complete the command (scratch disk full) (error -25920); the document is as it was.");
+    expect(doc.snapshot()).toEqual(before);
     expect(ps.violations).toEqual([]);
   });
 

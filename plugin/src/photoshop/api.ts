@@ -7,7 +7,7 @@ import type * as Constants from "photoshop/dom/Constants";
 import type { ActionDescriptor, BatchPlayCommandOptions, ExecuteAsModalOptions, ExecutionContext } from "photoshop/dom/CoreModules";
 import type { imaging } from "photoshop/dom/ImagingModule";
 
-export type { Constants, ExecutionContext, imaging };
+export type { ActionDescriptor, Constants, ExecutionContext, imaging };
 
 export interface PsBounds {
   left: number;

@@ -6,7 +6,7 @@
  */
 import type { Region } from "../../../protocol";
 import { PanelError } from "../errors";
-import type { ExecutionContext, PhotoshopApi, PsDocument, PsLayer, imaging } from "./api";
+import type { ActionDescriptor, ExecutionContext, PhotoshopApi, PsDocument, PsLayer, imaging } from "./api";
 import { canvasGrowth } from "./canvas";
 import type { ColorModeName, DocumentEdit, DocumentHost, DocumentInfo, LayerInfo, Mask8, NewLayer, PixelSource, ReadSize, Rgba8, WrittenEdit } from "./host";
 import { fromRgba8, levelToDocument, maskFrom8, placeMask, placeRgba, readSize, toMask8, toRgba8, type ComponentSize } from "./pixels";
@@ -14,13 +14,23 @@ import { fromRgba8, levelToDocument, maskFrom8, placeMask, placeRgba, readSize, 
 const SRGB = "sRGB IEC61966-2.1";
 const GRAY = "Gray Gamma 2.2";
 
-/** batchPlay for Layer > Layer Mask > Reveal All on the active layer (the one just created). */
-const ADD_REVEAL_ALL_MASK = {
-  _obj: "make",
-  new: { _class: "channel" },
-  at: { _ref: "channel", _enum: "channel", _value: "mask" },
-  using: { _enum: "userMaskEnabled", _value: "revealAll" },
-};
+/** A layer of a document, by their ids: commands without one act on whatever is in front. */
+function layerRef(documentId: number, layerId: number) {
+  return [
+    { _ref: "layer", _id: layerId },
+    { _ref: "document", _id: documentId },
+  ];
+}
+
+/** Layer > Layer Mask > Reveal All on one layer of one document (the mask channel of that layer). */
+function addRevealAllMask(documentId: number, layerId: number): ActionDescriptor {
+  return {
+    _obj: "make",
+    new: { _class: "channel" },
+    at: [{ _ref: "channel", _enum: "channel", _value: "mask" }, ...layerRef(documentId, layerId)],
+    using: { _enum: "userMaskEnabled", _value: "revealAll" },
+  };
+}
 
 export function createPhotoshopHost<L extends PsLayer>(ps: PhotoshopApi<L>): DocumentHost {
   const { DocumentMode, BitsPerChannelType, LayerKind, AnchorPosition } = ps.constants;
@@ -101,6 +111,22 @@ export function createPhotoshopHost<L extends PsLayer>(ps: PhotoshopApi<L>): Doc
     }
   }
 
+  /**
+   * batchPlay that fails loudly: Photoshop answers a command it could not do with an
+   * {_obj: "error"} descriptor (and skips the rest) instead of throwing. `what` completes
+   * "Photoshop could not …"; every caller is inside a suspended history that this rolls back.
+   */
+  async function play(what: string, commands: ActionDescriptor[]): Promise<ActionDescriptor[]> {
+    const results = await ps.action.batchPlay(commands, {});
+    const failed = results.find((r) => r?._obj === "error");
+    if (failed || results.length < commands.length) {
+      const why = typeof failed?.message === "string" && failed.message ? `: ${failed.message.replace(/\.$/, "")}` : "";
+      const code = typeof failed?.result === "number" ? ` (error ${failed.result})` : "";
+      throw new PanelError(`Photoshop could not ${what}${why}${code}; the document is as it was.`, "photoshop_failed");
+    }
+    return results;
+  }
+
   async function dataOf(image: imaging.PhotoshopImageData): Promise<imaging.PhotoshopImageData & { samples: Uint8Array | Uint16Array | Float32Array }> {
     const samples = await image.getData({ chunky: true });
     return Object.assign(image, { samples });
@@ -178,7 +204,7 @@ export function createPhotoshopHost<L extends PsLayer>(ps: PhotoshopApi<L>): Doc
       dispose(pixels);
     }
     if (!layer.mask) return;
-    await ps.action.batchPlay([ADD_REVEAL_ALL_MASK], {});
+    await play("add the layer mask", [addRevealAllMask(doc.id, target.id)]);
     const mask = await ps.imaging.createImageDataFromBuffer(maskFrom8(layer.mask, componentSize), {
       width: layer.mask.width,
       height: layer.mask.height,
