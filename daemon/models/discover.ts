@@ -1,9 +1,8 @@
 /**
- * Lists the model folders in a models directory: each subfolder holding model_index.json.
- * Every folder is loaded on its own, so a broken one is reported next to the good ones
- * instead of hiding them. A subfolder that looks like a model (it has unet/ or
- * text_encoder/) but lacks model_index.json is reported as broken too, so a half-copied
- * model does not just vanish from the list.
+ * Lists the model folders in a models directory: each subfolder holding model_index.json, or
+ * unet/ and text_encoder/ (exports that ship no index). Every folder is loaded on its own, so a
+ * broken one is reported next to the good ones instead of hiding them: a half-copied model does
+ * not just vanish from the list.
  */
 import { readdir, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
@@ -57,16 +56,9 @@ export async function discoverModels(modelsDir: string, options: LoadModelFolder
         const dir = join(root, id);
         if (!(await isDir(dir))) return null;
         const index = join(dir, "model_index.json");
-        if (!(await isFile(index))) {
-          const looksLikeModel = (await isDir(join(dir, "unet"))) || (await isDir(join(dir, "text_encoder")));
-          if (!looksLikeModel) return null;
-          const error = new ModelFolderError(
-            "model_file_missing",
-            index,
-            `Model file missing: ${index} (model_index.json; every model folder needs it).`,
-          );
-          return { id, dir, error };
-        }
+        // Without model_index.json a folder that looks like a model is read from its parts
+        // (Amuse / OnnxStack exports), or reported as broken (a half-copied model).
+        if (!(await isFile(index)) && !(await isDir(join(dir, "unet"))) && !(await isDir(join(dir, "text_encoder")))) return null;
         try {
           return await loadModelFolder(dir, options);
         } catch (error) {

@@ -1,6 +1,7 @@
 /**
  * Which files of a hub repo a pull fetches: the ONNX parts in the diffusers / Optimum layout,
- * the tokenizer, the scheduler config and model_index.json. Everything else (safety checker,
+ * the tokenizer, the scheduler config and model_index.json (optional: Amuse / OnnxStack exports
+ * ship none, and the parts tell what they are). Everything else (safety checker,
  * PyTorch / safetensors weights, sample images, controlnets) stays on the hub.
  */
 import { ModelInstallError } from "./install-errors";
@@ -18,6 +19,9 @@ const TOKENIZER_FILES = new Set(["vocab.json", "merges.txt", "tokenizer_config.j
 function isOnnxPartFile(name: string): boolean {
   return name === "config.json" || /\.(onnx|pb|onnx_data|data)$/.test(name);
 }
+
+/** What a folder without model_index.json must hold besides the ONNX parts for its model to be known. */
+const WITHOUT_INDEX = ["tokenizer/vocab.json", "tokenizer/merges.txt", "scheduler/scheduler_config.json"];
 
 /** Whether the engine needs this repo file. */
 export function isEngineFile(path: string): boolean {
@@ -43,7 +47,22 @@ export function selectEngineFiles(repo: string, files: readonly HubFile[]): HubF
       `${repo} is an SDXL model (it has text_encoder_2/); Underpaint runs SD 1.x / 2.x architectures only.`,
     );
   }
-  const missing = ["model_index.json", "unet/model.onnx", "text_encoder/model.onnx", "vae_decoder/model.onnx"].filter((p) => !paths.has(p));
+  // Exports without model_index.json (Amuse / OnnxStack's layout) load when the parts say what they are.
+  const index = paths.has("model_index.json") ? ["model_index.json"] : [];
+  const missing = [...index, "unet/model.onnx", "text_encoder/model.onnx", "vae_decoder/model.onnx"].filter((p) => !paths.has(p));
+  if (missing.length === 0 && index.length === 0) {
+    const notFound = WITHOUT_INDEX.filter((p) => !paths.has(p));
+    if (notFound.length) {
+      const onnxTokenizer = paths.has("tokenizer/model.onnx") && notFound.some((p) => p.startsWith("tokenizer/"));
+      throw new ModelInstallError(
+        "unsupported",
+        `${repo} has no model_index.json and lacks ${notFound.join(", ")}` +
+          (onnxTokenizer
+            ? "; its tokenizer is an onnxruntime-extensions graph (tokenizer/model.onnx), and Underpaint reads CLIP's vocab.json and merges.txt."
+            : "; without model_index.json Underpaint needs the tokenizer's files and the scheduler's config to know what the model is."),
+      );
+    }
+  }
   if (missing.length) {
     const hasTorch = [...paths].some((p) => /\.(safetensors|bin|ckpt)$/.test(p));
     throw new ModelInstallError(

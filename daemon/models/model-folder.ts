@@ -335,6 +335,28 @@ async function defaultDevices(): Promise<readonly Device[]> {
 }
 
 /**
+ * model_index.json for a folder that has none (Amuse / OnnxStack exports ship none): an ONNX
+ * Stable Diffusion pipeline of the parts that are there. Without a UNet and a text encoder it is
+ * not a model folder, and the missing index is the error.
+ */
+async function indexFromParts(dir: string, modelIndexPath: string): Promise<ModelIndex> {
+  const has = async (...parts: string[]) => (await fileSize(join(dir, ...parts))) !== null;
+  if (!(await has("unet", "model.onnx")) || !(await has("text_encoder", "model.onnx"))) {
+    throw new ModelFolderError("model_file_missing", modelIndexPath, `Model file missing: ${modelIndexPath} (model_index.json; every model folder needs it, or at least unet/ and text_encoder/).`);
+  }
+  const onnx: [string, string] = ["diffusers", "OnnxRuntimeModel"];
+  return {
+    _class_name: "OnnxStableDiffusionPipeline",
+    text_encoder: onnx,
+    unet: onnx,
+    vae_decoder: onnx,
+    ...((await has("vae_encoder", "model.onnx")) ? { vae_encoder: onnx } : {}),
+    tokenizer: ["transformers", "CLIPTokenizer"],
+    scheduler: ["diffusers", "PNDMScheduler"],
+  };
+}
+
+/**
  * Reads and checks a model folder. Throws ModelFolderError: model_file_missing,
  * model_file_invalid (corrupt JSON, truncated ONNX or weights) or model_unsupported
  * (SDXL, an unknown prediction type, a UNet that is neither 4- nor 9-channel, I/O the
@@ -346,7 +368,7 @@ export async function loadModelFolder(folder: string, options: LoadModelFolderOp
   const p = (...parts: string[]) => join(dir, ...parts);
 
   const modelIndexPath = p("model_index.json");
-  const modelIndex = await readJson(dir, modelIndexPath, ModelIndexSchema);
+  const modelIndex = (await fileSize(modelIndexPath)) === null ? await indexFromParts(dir, modelIndexPath) : await readJson(dir, modelIndexPath, ModelIndexSchema);
   if (listed(modelIndex.text_encoder_2) || /XL/.test(modelIndex._class_name) || (await fileSize(p("text_encoder_2", "model.onnx"))) !== null) {
     throw new ModelFolderError(
       "model_unsupported",

@@ -112,7 +112,20 @@ describe("loadModelFolder on the fixtures", () => {
       modes: ["inpaint", "outpaint"],
       nativeResolution: 512,
       turbo: false,
+      recommended: { steps: 25, guidance: 7.5, scheduler: "dpmpp_2m_karras" },
+      guidance: "classifier-free",
     });
+  });
+
+  it("recommends settings and tells the guidance kind by what the folder is, without a manifest", async () => {
+    const of = async (name: string) => {
+      const info = toModelInfo(await loadModelFolder(fixtureModelDir(name)));
+      return [info.recommended, info.guidance, info.registryId];
+    };
+    expect(await of("tiny-sd-turbo-config")).toEqual([{ steps: 1, guidance: 0, scheduler: "euler_a" }, "none", undefined]);
+    // LCM's UNet takes the guidance as an input (timestep_cond).
+    expect(await of("tiny-lcm")).toEqual([{ steps: 4, guidance: 8, scheduler: "lcm" }, "embedded", undefined]);
+    expect(await of("tiny-sd")).toEqual([{ steps: 25, guidance: 7.5, scheduler: "dpmpp_2m_karras" }, "classifier-free", undefined]);
   });
 });
 
@@ -147,9 +160,13 @@ describe("loadModelFolder on broken copies", () => {
     expectNames(error, file);
   });
 
-  it("missing model_index.json -> model_file_missing naming it", async () => {
+  it("missing model_index.json: read from the parts (Amuse-style exports); with no UNet either -> model_file_missing naming it", async () => {
     const file = path.join(dir, "model_index.json");
     await rm(file);
+    const folder = await loadModelFolder(dir, { devices: ["cpu"] });
+    expect(folder.modelIndex._class_name).toBe("OnnxStableDiffusionPipeline");
+    expect(folder.kind).toBe("txt2img");
+    await rm(path.join(dir, "unet"), { recursive: true });
     const error = await loadError(dir);
     expect(error.code).toBe("model_file_missing");
     expectNames(error, file);
@@ -291,6 +308,14 @@ describe("loadModelFolder on broken copies", () => {
     expect(turbo.id).toBe("sd-turbo-onnx");
     expect(turbo.turbo).toBe(true);
     expect(turbo.nativeResolution).toBe(512);
+  });
+
+  it("an LCM scheduler on a UNet without the guidance embedding (an LCM-LoRA merge) -> 4 steps of lcm at guidance 1", async () => {
+    const file = path.join(dir, "scheduler", "scheduler_config.json");
+    const config = JSON.parse(await readFile(file, "utf8"));
+    await writeFile(file, JSON.stringify({ ...config, _class_name: "LCMScheduler" }));
+    const info = toModelInfo(await loadModelFolder(dir));
+    expect([info.recommended, info.guidance]).toEqual([{ steps: 4, guidance: 1, scheduler: "lcm" }, "classifier-free"]);
   });
 
   it("a folder that is not a model at all -> model_file_missing for model_index.json", async () => {
