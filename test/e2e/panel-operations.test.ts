@@ -20,7 +20,8 @@ import {
 import { ProtocolClient } from "../../plugin/src/client/client";
 import { PanelError } from "../../plugin/src/errors";
 import { runOperation } from "../../plugin/src/operations/run";
-import { DEFAULT_SETTINGS, type GenerationSettings } from "../../plugin/src/operations/settings";
+import { historyName } from "../../plugin/src/operations/naming";
+import { DEFAULT_SETTINGS, type GenerationSettings, type OperationMode } from "../../plugin/src/operations/settings";
 import { createPhotoshopHost } from "../../plugin/src/photoshop/uxp-host";
 import { FakePhotoshop, type FakeDocument, type FakeRead } from "../plugin/fake-photoshop";
 import { ellipseSelection, loadPhoto, startTestDaemon, TOKEN, wsFactory, type TestDaemon } from "./helpers";
@@ -426,6 +427,47 @@ describe("the panel's operations against the real daemon", () => {
     const { ps, deps } = setup();
     catDocument(ps);
     await expect(runOperation(deps, { ...base, mode: "inpaint" })).rejects.toThrow(/Select the area to repaint first/);
+  });
+});
+
+describe("when the artist brings another document to the front while a job runs", () => {
+  /** A small sketch over a background, its sketch layer active: where a write that does not name its document would go. */
+  function otherDocument(ps: FakePhotoshop): FakeDocument {
+    const sketch = { width: 40, height: 30, data: new Uint8Array(40 * 30 * 4).fill(90) };
+    const background = { width: 320, height: 240, data: new Uint8Array(320 * 240 * 4).fill(255) };
+    const doc = ps.openDocument({ title: "other.psd", width: 320, height: 240, layers: [{ name: "Sketch", pixels: sketch, left: 20, top: 20 }, { name: "Background", background: true, pixels: background }] });
+    doc.setSelection(ellipseSelection(320, 240, 100, 100, 50, 40));
+    return doc;
+  }
+
+  const modes: Array<[OperationMode, Partial<GenerationSettings>]> = [
+    ["generate", {}],
+    ["img2img", { strength: 0.6 }],
+    ["inpaint", { strength: 1 }],
+    ["expand", { prompt: "a wooden floor", expand: { left: 64, top: 0, right: 0, bottom: 0 } }],
+  ];
+
+  it.each(modes)("%s: the results land in the document the job started on, and the one in front is untouched", SLOW, async (mode, extra) => {
+    const { ps, deps } = setup();
+    const other = otherDocument(ps);
+    const doc = catDocument(ps);
+    if (mode === "inpaint") doc.setSelection(ellipseSelection(doc.width, doc.height, 230, 110, 70, 50));
+    const untouched = other.snapshot();
+    const started = { width: doc.width, history: doc.history.length };
+
+    const outcome = await runOperation(deps, { ...base, ...extra, mode }, { onJob: () => ps.activate(other) });
+
+    expect(outcome.status).toBe("completed");
+    if (outcome.status !== "completed") return;
+    expect(ps.app.activeDocument).toBe(other);
+    expect(outcome.documentId).toBe(doc.id);
+    expect(other.snapshot()).toEqual(untouched);
+    expect(doc.history.slice(started.history)).toEqual([historyName(mode)]);
+    const [group] = doc.tree();
+    expect(group!.id).toBe(outcome.groupId);
+    expect(group!.children!.map((l) => [l.id, l.hasMask])).toEqual(outcome.variations.map((v) => [v.layerId, mode === "inpaint" || mode === "expand"]));
+    expect(doc.width).toBe(started.width + (mode === "expand" ? 64 : 0));
+    expect(ps.violations).toEqual([]);
   });
 });
 

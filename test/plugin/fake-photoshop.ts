@@ -49,6 +49,7 @@ const CONSTANTS = {
   },
   BitsPerChannelType: { ONE: "bitDepth1", EIGHT: "bitDepth8", SIXTEEN: "bitDepth16", THIRTYTWO: "bitDepth32" },
   LayerKind: { NORMAL: "pixel", GROUP: "group", TEXT: "text", SMARTOBJECT: "smartObject" },
+  ElementPlacement: { PLACEBEFORE: "placeBefore", PLACEATBEGINNING: "placeAtBeginning", PLACEATEND: "placeAtEnd", PLACEAFTER: "placeAfter", PLACEINSIDE: "placeInside" },
 };
 
 interface Raster {
@@ -219,6 +220,47 @@ export class FakeLayer {
   get hasMask(): boolean {
     return this.state.mask !== null;
   }
+  /**
+   * Layer.move, in this layer's own document: "placeBefore" above `relative`, "placeAfter"
+   * below it, "placeInside" at the top of a group, "placeAtBeginning" / "placeAtEnd" at the
+   * top / bottom of the document (above the background).
+   */
+  move(relative: FakeLayer, placement: Constants.ElementPlacement): void {
+    this.doc.ps.requireModal("move a layer");
+    if (relative.doc !== this.doc) throw new Error("move: the layer to move next to is in another document.");
+    const state = this.state;
+    if (state.background) throw new Error("move: the background layer cannot move.");
+    if (relative.id === this.id || (state.kind === "group" && this.doc.findState(relative.id, state.children))) {
+      throw new Error("move: a layer cannot move next to or into itself.");
+    }
+    const target = relative.state;
+    const from = this.doc.listOf(this.id);
+    from.splice(from.indexOf(state), 1);
+    const layers = this.doc.state.layers;
+    switch (placement as string) {
+      case "placeBefore":
+      case "placeAfter": {
+        const list = this.doc.listOf(target.id);
+        const at = list.indexOf(target) + (placement === "placeAfter" ? 1 : 0);
+        if (placement === "placeAfter" && target.background) throw new Error("move: nothing goes below the background layer.");
+        list.splice(at, 0, state);
+        break;
+      }
+      case "placeInside":
+        if (target.kind !== "group") throw new Error("move: placeInside needs a group.");
+        target.children.unshift(state);
+        break;
+      case "placeAtBeginning":
+        layers.unshift(state);
+        break;
+      case "placeAtEnd":
+        layers.splice(layers.length - (layers.at(-1)?.background ? 1 : 0), 0, state);
+        break;
+      default:
+        throw new Error(`move: unknown placement "${placement}".`);
+    }
+    this.doc.record("Layer Order");
+  }
   delete(): void {
     this.doc.ps.requireModal("delete a layer");
     const list = this.doc.listOf(this.id);
@@ -263,6 +305,7 @@ export class FakeDocument {
     readonly modeValue: FakeMode,
     readonly depth: FakeDepth,
     state: DocState,
+    private nextLayerId: number,
   ) {
     this.state = state;
   }
@@ -296,11 +339,50 @@ export class FakeDocument {
     };
   }
 
+  // DOM methods that change the document. Adobe's docs do not say they act on a document that
+  // is not in front (batchPlay without a target does not), so the fake takes the strict
+  // reading: they change the document in front, and record a violation when that is not this
+  // one. The adapter names documents by id instead (batchPlay references, imaging documentID).
+
   async resizeCanvas(width: number, height: number, anchor?: Constants.AnchorPosition): Promise<void> {
     this.ps.requireModal("resizeCanvas");
+    this.ps.frontFor("resizeCanvas", this).growCanvas(width, height, (anchor as string | undefined) ?? "middle-center");
+  }
+
+  async createPixelLayer(options: { name?: string } = {}): Promise<FakeLayer> {
+    this.ps.requireModal("createPixelLayer");
+    const doc = this.ps.frontFor("createPixelLayer", this);
+    return new FakeLayer(doc, doc.makeLayer("pixel", options.name ?? "Layer").id);
+  }
+
+  async createLayerGroup(options: { name?: string; fromLayers?: FakeLayer[] } = {}): Promise<FakeLayer> {
+    this.ps.requireModal("createLayerGroup");
+    const doc = this.ps.frontFor("createLayerGroup", this);
+    const from = options.fromLayers ?? [];
+    if (from.length === 0) return new FakeLayer(doc, doc.makeLayer("group", options.name ?? "Group").id);
+    const group: LayerState = { id: doc.newLayerId(), name: options.name ?? "Group", visible: true, kind: "group", background: false, content: null, mask: null, children: [] };
+    const list = doc.listOf(from[0]!.id);
+    for (const layer of from) {
+      if (doc.listOf(layer.id) !== list) throw new Error("createLayerGroup: the layers to group have different parents.");
+      if (doc.findState(layer.id)!.background) throw new Error("createLayerGroup: the background layer cannot be grouped.");
+    }
+    const ids = new Set(from.map((l) => l.id));
+    const at = list.findIndex((l) => ids.has(l.id));
+    group.children = list.filter((l) => ids.has(l.id));
+    const rest = list.filter((l) => !ids.has(l.id));
+    rest.splice(at, 0, group);
+    list.splice(0, list.length, ...rest);
+    doc.state.activeIds = [group.id];
+    doc.record("Group Layers");
+    return new FakeLayer(doc, group.id);
+  }
+
+  // ---- changes, by whichever API names this document ----
+
+  /** Image > Canvas Size: every layer (and the selection) moves by the anchor ("top-left"…). */
+  growCanvas(width: number, height: number, anchor: string): void {
     if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) throw new Error(`resizeCanvas: bad size ${width}x${height}.`);
-    const name = (anchor as string | undefined) ?? "middle-center";
-    const [v, h] = name.split("-") as [string, string];
+    const [v, h] = anchor.split("-") as [string, string];
     const dx = width - this.state.width;
     const dy = height - this.state.height;
     const ox = h === "left" ? 0 : h === "center" ? Math.floor(dx / 2) : dx;
@@ -348,36 +430,17 @@ export class FakeDocument {
     this.record("Canvas Size");
   }
 
-  async createPixelLayer(options: { name?: string } = {}): Promise<FakeLayer> {
-    this.ps.requireModal("createPixelLayer");
-    const layer: LayerState = { id: this.ps.newId(), name: options.name ?? "Layer", visible: true, kind: "pixel", background: false, content: null, mask: null, children: [] };
+  /** A new empty pixel layer or group directly above the active layer (in its group), made active. */
+  makeLayer(kind: "pixel" | "group", name: string): LayerState {
+    const layer: LayerState = { id: this.newLayerId(), name, visible: true, kind, background: false, content: null, mask: null, children: [] };
     this.insertAboveActive(layer);
-    this.record("New Layer");
-    return new FakeLayer(this, layer.id);
+    this.record(kind === "group" ? "New Group" : "New Layer");
+    return layer;
   }
 
-  async createLayerGroup(options: { name?: string; fromLayers?: FakeLayer[] } = {}): Promise<FakeLayer> {
-    this.ps.requireModal("createLayerGroup");
-    const group: LayerState = { id: this.ps.newId(), name: options.name ?? "Group", visible: true, kind: "group", background: false, content: null, mask: null, children: [] };
-    const from = options.fromLayers ?? [];
-    if (from.length === 0) {
-      this.insertAboveActive(group);
-    } else {
-      const list = this.listOf(from[0]!.id);
-      for (const layer of from) {
-        if (this.listOf(layer.id) !== list) throw new Error("createLayerGroup: the layers to group have different parents.");
-        if (this.findState(layer.id)!.background) throw new Error("createLayerGroup: the background layer cannot be grouped.");
-      }
-      const ids = new Set(from.map((l) => l.id));
-      const at = list.findIndex((l) => ids.has(l.id));
-      group.children = list.filter((l) => ids.has(l.id));
-      const rest = list.filter((l) => !ids.has(l.id));
-      rest.splice(at, 0, group);
-      list.splice(0, list.length, ...rest);
-      this.state.activeIds = [group.id];
-    }
-    this.record("Group Layers");
-    return new FakeLayer(this, group.id);
+  /** Layer ids are the document's own (another document may use the same numbers), as in Photoshop. */
+  newLayerId(): number {
+    return this.nextLayerId++;
   }
 
   // ---- internals shared with the imaging module ----
@@ -725,7 +788,46 @@ interface FakeCommand {
 const field = (command: Descriptor, ...path: string[]): unknown =>
   path.reduce<unknown>((v, key) => (typeof v === "object" && v !== null ? (v as Record<string, unknown>)[key] : undefined), command);
 
+/** Photoshop's canvasSize anchor (horizontalLocation / verticalLocation) as the fake's anchor name. */
+function canvasAnchor(command: Descriptor): string {
+  const h = field(command, "horizontal", "_value") ?? "center";
+  const v = field(command, "vertical", "_value") ?? "center";
+  if (!["left", "center", "right"].includes(h as string) || !["top", "center", "bottom"].includes(v as string)) throw new CommandFailure("The canvas anchor is not one Photoshop knows.");
+  return `${v === "center" ? "middle" : v}-${h}`;
+}
+
+function pixelsOf(value: unknown): number {
+  const unit = value as { _unit?: string; _value?: number } | undefined;
+  if (unit?._unit !== "pixelsUnit" || typeof unit._value !== "number") throw new Error("fake Photoshop: canvas sizes are modelled in pixelsUnit only.");
+  return unit._value;
+}
+
 const COMMANDS: FakeCommand[] = [
+  {
+    // Layer > New > Layer / Group: `_target` is the class to make, in the document it names.
+    matches: (c) => c._obj === "make" && ["layer", "layerSection"].includes(referenceParts(c._target)[0]?._ref ?? ""),
+    run(ps, command) {
+      const [what, ...rest] = referenceParts(command._target);
+      if (what!._id !== undefined) throw new CommandFailure("A new layer cannot be made at an existing layer's id.");
+      const doc = referencedDocument(ps, rest);
+      const group = what!._ref === "layerSection";
+      const name = field(command, "using", "name");
+      doc.makeLayer(group ? "group" : "pixel", typeof name === "string" ? name : group ? "Group 1" : "Layer 1");
+      return {};
+    },
+  },
+  {
+    // Image > Canvas Size, in the document `_target` names.
+    matches: (c) => c._obj === "canvasSize",
+    run(ps, command) {
+      const doc = referencedDocument(ps, referenceParts(command._target));
+      const width = pixelsOf(command.width);
+      const height = pixelsOf(command.height);
+      if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) throw new CommandFailure(`The canvas cannot be ${width}x${height} pixels.`);
+      doc.growCanvas(width, height, canvasAnchor(command));
+      return {};
+    },
+  },
   {
     // Layer > Layer Mask > Reveal All: `at` is the mask channel, of the layer and document it names.
     matches: (c) => c._obj === "make" && field(c, "new", "_class") === "channel" && field(c, "using", "_value") === "revealAll",
@@ -1035,8 +1137,9 @@ export class FakePhotoshop implements PhotoshopApi<FakeLayer> {
 
   openDocument(spec: FakeDocumentSpec): FakeDocument {
     const depth = spec.depth ?? 8;
+    let nextLayerId = 1;
     const layers: LayerState[] = spec.layers.map((l) => {
-      const state: LayerState = { id: this.newId(), name: l.name, visible: true, kind: l.kind ?? "pixel", background: l.background ?? false, content: null, mask: null, children: [] };
+      const state: LayerState = { id: nextLayerId++, name: l.name, visible: true, kind: l.kind ?? "pixel", background: l.background ?? false, content: null, mask: null, children: [] };
       if (l.pixels) {
         const data = new Float32Array(l.pixels.width * l.pixels.height * 4);
         for (let i = 0; i < data.length; i++) {
@@ -1055,7 +1158,7 @@ export class FakePhotoshop implements PhotoshopApi<FakeLayer> {
       layers,
       selection: null,
       activeIds: top ? [top.id] : [],
-    });
+    }, nextLayerId);
     this.documents.push(doc);
     this.active = doc;
     return doc;
@@ -1087,6 +1190,13 @@ export class FakePhotoshop implements PhotoshopApi<FakeLayer> {
       this.violations.push(`${what} outside executeAsModal`);
       throw new Error(`${what}: the document can only be changed inside executeAsModal.`);
     }
+  }
+
+  /** The document a DOM method of `doc` changes: the one in front (a violation when that is another). */
+  frontFor(what: string, doc: FakeDocument): FakeDocument {
+    const front = this.activeDocumentOrThrow();
+    if (front !== doc) this.violations.push(`${what} of "${doc.title}" changed "${front.title}", the document in front`);
+    return front;
   }
 
   documentById(id: number): FakeDocument {

@@ -67,7 +67,7 @@ describe("the in-memory Photoshop keeps UXP's rules", () => {
       const deep = await ps.imaging.createImageDataFromBuffer(new Uint16Array(4), { width: 1, height: 1, components: 4, colorSpace: "RGB" });
       await expect(ps.imaging.putPixels({ layerID: layer.id, imageData: deep })).rejects.toThrow(/16 bits does not fit a 8-bit document/);
     }, { commandName: "t" });
-    expect(doc.history).toEqual(["Group Layers", "New Layer"]);
+    expect(doc.history).toEqual(["New Group", "New Layer"]);
   });
 
   it("scales reads down with targetSize: the trimmed area at targetSize / sourceBounds, area-averaged", async () => {
@@ -120,10 +120,32 @@ describe("the in-memory Photoshop keeps UXP's rules", () => {
     expect([front.history, behind.history]).toEqual([["Add Layer Mask"], ["Add Layer Mask"]]);
   });
 
+  it("lets Document methods change only the document in front, and batchPlay's make and canvasSize the document they name", async () => {
+    const { ps, doc: behind } = photo();
+    const front = ps.openDocument({ title: "front.psd", width: 20, height: 20, layers: [{ name: "Background", background: true, pixels: gradient(20, 20) }] });
+    const pixels = (value: number) => ({ _unit: "pixelsUnit", _value: value });
+    await ps.core.executeAsModal(async () => {
+      await behind.createPixelLayer({ name: "misdirected" });
+      const results = await ps.action.batchPlay([
+        { _obj: "make", _target: [{ _ref: "layer" }, { _ref: "document", _id: behind.id }], using: { _obj: "layer", name: "named" } },
+        { _obj: "canvasSize", _target: [{ _ref: "document", _id: behind.id }], width: pixels(50), height: pixels(30), horizontal: { _enum: "horizontalLocation", _value: "left" }, vertical: { _enum: "verticalLocation", _value: "top" } },
+      ]);
+      expect(results).toEqual([{ _obj: "make" }, { _obj: "canvasSize" }]);
+    }, { commandName: "t" });
+    expect(front.tree().map((l) => l.name)).toEqual(["misdirected", "Background"]);
+    expect(ps.violations).toEqual(['createPixelLayer of "Untitled-1" changed "front.psd", the document in front']);
+    expect(behind.tree().map((l) => l.name)).toEqual(["named", "Sticker", "Background"]);
+    expect(behind.activeLayers.map((l) => l.name)).toEqual(["named"]);
+    expect([behind.width, behind.height, front.width]).toEqual([50, 30, 20]);
+    expect(behind.history).toEqual(["New Layer", "Canvas Size"]);
+  });
+
   it("moves every layer and the selection by the anchor when the canvas grows", async () => {
     const { ps, doc } = photo();
     doc.setSelection(Uint8Array.from({ length: 40 * 30 }, (_, i) => (i === 0 ? 255 : 0)));
-    await ps.core.executeAsModal(() => doc.resizeCanvas(50, 40, ps.constants.AnchorPosition.BOTTOMRIGHT), { commandName: "t" });
+    const canvasSize = { _obj: "canvasSize", _target: { _ref: "document", _id: doc.id }, width: { _unit: "pixelsUnit", _value: 50 }, height: { _unit: "pixelsUnit", _value: 40 } };
+    const anchor = { horizontal: { _enum: "horizontalLocation", _value: "right" }, vertical: { _enum: "verticalLocation", _value: "bottom" } };
+    await ps.core.executeAsModal(() => ps.action.batchPlay([{ ...canvasSize, ...anchor }]), { commandName: "t" });
     expect(doc.tree().map((l) => l.bounds)).toEqual([
       { left: 30, top: 20, right: 40, bottom: 25 },
       { left: 0, top: 0, right: 50, bottom: 40 },
@@ -291,8 +313,8 @@ describe("the Photoshop adapter", () => {
   it("turns a command Photoshop answers with an error into a sentence, and rolls the document back", async () => {
     const { ps, host, doc } = photo();
     const before = doc.snapshot();
-    // The second variation's "add a layer mask".
-    ps.injectFault("batchPlay", 2);
+    // Commands: the group, then per layer (bottom first) "make layer" and "add a layer mask": the second layer's mask fails.
+    ps.injectFault("batchPlay", 5);
     const error = await host.applyEdit(doc.id, { historyName: "x", groupName: "g", layers: layers(3) }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(PanelError);
     expect((error as Error).message).toBe("Photoshop could not add the layer mask: Photoshop could not complete the command (scratch disk full) (error -25920); the document is as it was.");

@@ -27,10 +27,12 @@ export interface PsLayer {
   /** Children of a group; null for other layers. */
   readonly layers: ArrayLike<PsLayer> | null;
   readonly parent: PsLayer | null;
+  /** In the layer's own document: placeBefore = above `relative`, placeInside = into a group. */
+  move(relative: PsLayer, placement: Constants.ElementPlacement): void;
   delete(): void;
 }
 
-/** L is the host's layer class: layers passed back (fromLayers) are ones the host made. */
+/** L is the host's layer class: the layers it hands back are of that class. */
 export interface PsDocument<L extends PsLayer = PsLayer> {
   readonly id: number;
   readonly title: string;
@@ -41,9 +43,8 @@ export interface PsDocument<L extends PsLayer = PsLayer> {
   readonly activeLayers: ArrayLike<L>;
   readonly layers: ArrayLike<L>;
   readonly selection: { readonly bounds: PsBounds | null };
-  resizeCanvas(width: number, height: number, anchor?: Constants.AnchorPosition): Promise<void>;
-  createPixelLayer(options?: { name?: string }): Promise<L | null>;
-  createLayerGroup(options?: { name?: string; fromLayers?: L[] }): Promise<L | null>;
+  // No Document methods that change it: Adobe's docs do not say they act on a document that is
+  // not in front, so every change names its document by id (batchPlay references, imaging).
 }
 
 export interface PhotoshopApi<L extends PsLayer = PsLayer> {
@@ -69,7 +70,7 @@ export interface PhotoshopApi<L extends PsLayer = PsLayer> {
     encodeImageData(options: imaging.EncodeImageDataOptions): Promise<number[] | string>;
   };
   constants: {
-    AnchorPosition: typeof Constants.AnchorPosition;
+    ElementPlacement: typeof Constants.ElementPlacement;
     DocumentMode: typeof Constants.DocumentMode;
     BitsPerChannelType: typeof Constants.BitsPerChannelType;
     LayerKind: typeof Constants.LayerKind;

@@ -1,10 +1,10 @@
 /**
- * Growing the canvas by a different amount on each side with Photoshop's resizeCanvas, which
+ * Growing the canvas by a different amount on each side with Photoshop's Canvas Size, which
  * takes one anchor: one call when an anchor says it, else two (before-sides, then after-sides).
  */
 import type { Expansion } from "../../../protocol";
 
-/** The values of Photoshop's AnchorPosition constants. */
+/** Where the old content stays, vertical-horizontal (the values of Photoshop's AnchorPosition constants). */
 export type AnchorName =
   | "top-left"
   | "top-center"

@@ -1,13 +1,15 @@
 /**
  * DocumentHost on Photoshop's UXP APIs: imaging.getPixels / getSelection to read (scaled down
- * by Photoshop with targetSize when a smaller size is asked for), and
- * createPixelLayer + putPixels + putLayerMask to write, every write of one generation inside
- * one executeAsModal and one suspended history state (rolled back when anything fails).
+ * by Photoshop with targetSize when a smaller size is asked for), and batchPlay (canvas size,
+ * new layers and groups, masks) + Layer.move + putPixels + putLayerMask to write, every write of
+ * one generation inside one executeAsModal and one suspended history state (rolled back when
+ * anything fails). Every write names its document by id (or is a method of a layer of it): the
+ * artist may bring another document to the front while a job runs.
  */
 import type { Region } from "../../../protocol";
 import { PanelError } from "../errors";
 import type { ActionDescriptor, ExecutionContext, PhotoshopApi, PsDocument, PsLayer, imaging } from "./api";
-import { canvasGrowth } from "./canvas";
+import { canvasGrowth, type CanvasStep } from "./canvas";
 import type { ColorModeName, DocumentEdit, DocumentHost, DocumentInfo, LayerInfo, Mask8, NewLayer, PixelSource, ReadSize, Rgba8, WrittenEdit } from "./host";
 import { fromRgba8, levelToDocument, maskFrom8, placeMask, placeRgba, readSize, toMask8, toRgba8, type ComponentSize } from "./pixels";
 
@@ -22,6 +24,24 @@ function layerRef(documentId: number, layerId: number) {
   ];
 }
 
+/** Image > Canvas Size on one document: the new size in pixels, the old content kept at the anchor. */
+function canvasSize(documentId: number, step: CanvasStep): ActionDescriptor {
+  const [vertical, horizontal] = step.anchor.split("-") as [string, string];
+  return {
+    _obj: "canvasSize",
+    _target: [{ _ref: "document", _id: documentId }],
+    width: { _unit: "pixelsUnit", _value: step.width },
+    height: { _unit: "pixelsUnit", _value: step.height },
+    horizontal: { _enum: "horizontalLocation", _value: horizontal },
+    vertical: { _enum: "verticalLocation", _value: vertical === "middle" ? "center" : vertical },
+  };
+}
+
+/** Layer > New > Layer (or Group) in one document: above its active layer, and made active. */
+function makeLayer(documentId: number, kind: "layer" | "layerSection", name: string): ActionDescriptor {
+  return { _obj: "make", _target: [{ _ref: kind }, { _ref: "document", _id: documentId }], using: { _obj: kind, name } };
+}
+
 /** Layer > Layer Mask > Reveal All on one layer of one document (the mask channel of that layer). */
 function addRevealAllMask(documentId: number, layerId: number): ActionDescriptor {
   return {
@@ -33,7 +53,7 @@ function addRevealAllMask(documentId: number, layerId: number): ActionDescriptor
 }
 
 export function createPhotoshopHost<L extends PsLayer>(ps: PhotoshopApi<L>): DocumentHost {
-  const { DocumentMode, BitsPerChannelType, LayerKind, AnchorPosition } = ps.constants;
+  const { DocumentMode, BitsPerChannelType, LayerKind, ElementPlacement } = ps.constants;
 
   function modeName(mode: PsDocument["mode"]): ColorModeName {
     switch (mode) {
@@ -91,10 +111,12 @@ export function createPhotoshopHost<L extends PsLayer>(ps: PhotoshopApi<L>): Doc
     return undefined;
   }
 
-  function anchorConstant(name: string) {
-    const value = Object.values(AnchorPosition).find((v) => v === name);
-    if (!value) throw new Error(`Photoshop has no anchor "${name}".`);
-    return value;
+  /** A new layer or group in the document (above its active layer), as Photoshop made it: the document's active layer. */
+  async function newLayer(doc: PsDocument<L>, kind: "layer" | "layerSection", name: string): Promise<L> {
+    await play(kind === "layer" ? "add a layer" : "add a group", [makeLayer(doc.id, kind, name)]);
+    const active = doc.activeLayers;
+    if (active.length !== 1 || active[0]!.name !== name) throw new PanelError(`Photoshop did not select the new ${kind === "layer" ? "layer" : "group"}; the document is as it was.`, "photoshop_failed");
+    return active[0]!;
   }
 
   /** Runs fn as Photoshop's modal operation; a collision becomes a sentence. */
@@ -303,23 +325,21 @@ export function createPhotoshopHost<L extends PsLayer>(ps: PhotoshopApi<L>): Doc
         };
         try {
           if (edit.grow) {
-            for (const step of canvasGrowth(doc.width, doc.height, edit.grow)) {
-              await doc.resizeCanvas(step.width, step.height, anchorConstant(step.anchor));
-            }
+            for (const step of canvasGrowth(doc.width, doc.height, edit.grow)) await play("grow the canvas", [canvasSize(documentId, step)]);
           }
-          // Each new layer lands above the active one, so the bottom one is made first.
+          // The group is made first (above the active layer), then each layer inside it, bottom first.
+          const group = await newLayer(doc, "layerSection", edit.groupName);
           const created: L[] = [];
           for (let i = edit.layers.length - 1; i >= 0; i--) {
             stopIfCancelled();
             const layer = edit.layers[i]!;
-            const target = await doc.createPixelLayer({ name: layer.name });
-            if (!target) throw new Error("Photoshop did not create the layer.");
+            const target = await newLayer(doc, "layer", layer.name);
+            const above = created[0];
+            await (above ? target.move(above, ElementPlacement.PLACEBEFORE) : target.move(group, ElementPlacement.PLACEINSIDE));
             created.unshift(target);
             await writeLayer(doc, target, layer);
           }
           stopIfCancelled();
-          const group = await doc.createLayerGroup({ name: edit.groupName, fromLayers: created });
-          if (!group) throw new Error("Photoshop did not create the group.");
           created.forEach((layer, i) => {
             layer.visible = edit.layers[i]!.visible;
           });
