@@ -118,7 +118,7 @@ describe("loadModelFolder on the fixtures", () => {
   });
 
   it("recommends settings and tells the guidance kind by what the folder is, without a manifest", async () => {
-    const of = async (name: string) => {
+    const of = async (name: Parameters<typeof fixtureModelDir>[0]) => {
       const info = toModelInfo(await loadModelFolder(fixtureModelDir(name)));
       return [info.recommended, info.guidance, info.registryId];
     };

@@ -5,6 +5,7 @@
  * the model is an inpainting one) through the daemon's engine. Replicas of repos outside the registry
  * (an Optimum export) are pulled by owner/name and run txt2img and img2img.
  */
+import { cp } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DiffusionEngine } from "../../../daemon/engine/diffusion-engine";
@@ -12,7 +13,8 @@ import type { EngineResult, GenerationJob, GenerationSettings } from "../../../d
 import { schedulerFor } from "../../../daemon/engine/pipeline/generate";
 import { discoverModels } from "../../../daemon/models/discover";
 import { ModelInstallError } from "../../../daemon/models/install-errors";
-import { loadModelFolder, type ModelFolder } from "../../../daemon/models/model-folder";
+import { MANIFEST_FILE } from "../../../daemon/models/manifest";
+import { derivedSettings, loadModelFolder, toModelInfo, type ModelFolder } from "../../../daemon/models/model-folder";
 import { OptimizedModelCache } from "../../../daemon/models/optimized-models";
 import { pullModel } from "../../../daemon/models/pull";
 import { loadRegistry } from "../../../daemon/models/registry";
@@ -20,6 +22,7 @@ import { replicas, writeReplica, type Replica } from "../../../scripts/replicas"
 import { useContribOp } from "../../helpers/contrib-op";
 import { makeTempDir, type TempDir } from "../../helpers/model-fixtures";
 import { contains, regionOf, type Pixels, type Size } from "../../../geometry";
+import type { GuidanceKind } from "../../../protocol";
 import { FakeHub } from "./fake-hub";
 
 const registry = loadRegistry();
@@ -43,6 +46,14 @@ afterAll(async () => {
   await hub.close();
   await tmp.cleanup();
 });
+
+/** What guidance does for each entry's model: LCM's UNet takes it as an input, SD-Turbo runs without. */
+const GUIDANCE: Record<string, GuidanceKind> = {
+  "sd-1.5": "classifier-free",
+  "sd-1.5-inpainting": "classifier-free",
+  "sd-turbo": "none",
+  "lcm-dreamshaper-v7": "embedded",
+};
 
 const env = () => ({ HF_ENDPOINT: hub.url, UNDERPAINT_PULL_BACKOFF_MS: "5" });
 
@@ -144,6 +155,13 @@ describe("registry entries on replicas of their repos", () => {
       expectExportIo(folder, all.find((r) => r.repo === entry.repo)!);
       expect(folder.turbo).toBe(entry.turbo);
       expect(folder.float16, "precision").toBe(entry.precision === "fp16");
+      // What the panel is told: the entry's settings, which entry it is, and what guidance does for it.
+      const info = toModelInfo(folder);
+      expect(info.recommended).toEqual(entry.recommended);
+      expect(info.registryId).toBe(entry.id);
+      expect(info.guidance).toBe(GUIDANCE[entry.id]);
+      // The entry says what the folder itself says of its kind of model.
+      expect(derivedSettings(folder), "derived from the folder").toEqual(entry.recommended);
 
       // By construction: the recommended schedule starts from (nearly) pure noise, with the repo's own config.
       const { steps, guidance, scheduler } = entry.recommended;
@@ -175,4 +193,24 @@ describe("registry entries on replicas of their repos", () => {
       });
     });
   }
+
+  it("a folder copied into the models folder by hand (no manifest) gets the settings and guidance of its kind of model", { timeout: 60_000 }, async () => {
+    const byHand = path.join(tmp.dir, "by-hand");
+    const copies = { "sd-1.5": "my-sd15", "sd-turbo": "my-sd-turbo", "lcm-dreamshaper-v7": "my-lcm" } as const;
+    for (const [id, copy] of Object.entries(copies)) {
+      await cp(path.join(modelsDir(), id), path.join(byHand, copy), { recursive: true, filter: (src) => path.basename(src) !== MANIFEST_FILE });
+    }
+    const engine = new DiffusionEngine({ modelsDir: byHand, devices: ["cpu"] });
+    try {
+      const models = (await engine.capabilities()).models;
+      const seen = Object.fromEntries(models.map((m) => [m.id, [m.recommended, m.guidance, m.registryId]]));
+      expect(seen).toEqual({
+        "my-sd15": [{ steps: 25, guidance: 7.5, scheduler: "dpmpp_2m_karras" }, "classifier-free", undefined],
+        "my-sd-turbo": [{ steps: 1, guidance: 0, scheduler: "euler_a" }, "none", undefined],
+        "my-lcm": [{ steps: 4, guidance: 8, scheduler: "lcm" }, "embedded", undefined],
+      });
+    } finally {
+      await engine.dispose();
+    }
+  });
 });

@@ -4,7 +4,17 @@ import { isEngineFile, selectEngineFiles } from "../../../daemon/models/engine-f
 import type { HubFile } from "../../../daemon/models/hub";
 import { hubConfigFromEnv, hubHeaders, resolveUrl } from "../../../daemon/models/hub";
 import { ModelInstallError } from "../../../daemon/models/install-errors";
-import { Registry, findRegistryEntry, loadRegistry, pullTarget } from "../../../daemon/models/registry";
+import {
+  ARCHITECTURE_PARAMETERS,
+  Registry,
+  approximateBytes,
+  findRegistryEntry,
+  loadRegistry,
+  pullTarget,
+  registryEntryForSource,
+  registryModels,
+} from "../../../daemon/models/registry";
+import { sd15Config, textEncoder, unet, vaeDecoder, vaeEncoder, type Sd15Config } from "../../../scripts/onnx-builder/sd15";
 import { formatDuration, progressLine } from "../../../daemon/commands/download-progress";
 import registryJson from "../../../daemon/models/registry.json";
 
@@ -21,6 +31,41 @@ describe("the registry", () => {
       if (m.pinned) expect(m.revision).toMatch(/^[0-9a-f]{40}$/);
       else expect(m.note).toMatch(/not pinned/i);
     }
+  });
+
+  it("sizes each entry from its architecture's weights and its precision", () => {
+    // The counts are those of the networks built from each architecture's published config.
+    const sd15 = sd15Config(1);
+    // SD 2.1: OpenCLIP ViT-H/14's text tower as diffusers ships it (1024 wide, 23 layers), 1024-wide cross-attention.
+    const sd21: Sd15Config = {
+      ...sd15,
+      text: { ...sd15.text, hidden: 1024, intermediate: 4096, layers: 23, heads: 16 },
+      unet: { ...sd15.unet, crossAttentionDim: 1024 },
+    };
+    for (const [architecture, config] of [["sd15", sd15], ["sd21", sd21]] as const) {
+      const built = {
+        text_encoder: textEncoder(config).counts().params,
+        unet: unet(config).counts().params,
+        vae_decoder: vaeDecoder(config).counts().params,
+        vae_encoder: vaeEncoder(config).counts().params,
+      };
+      expect(built, architecture).toEqual(ARCHITECTURE_PARAMETERS[architecture]);
+    }
+    const sd = findRegistryEntry("sd-1.5")!;
+    expect(approximateBytes(sd)).toBe(1_066_235_307 * 4);
+    expect(approximateBytes({ ...sd, precision: "fp16" })).toBe(1_066_235_307 * 2);
+    expect(approximateBytes(findRegistryEntry("sd-turbo")!)).toBe(1_289_952_427 * 2);
+    expect(registryModels().map((m) => [m.id, m.approximateBytes])).toEqual(loadRegistry().models.map((m) => [m.id, approximateBytes(m)]));
+  });
+
+  it("knows which entry a model folder was installed as from its manifest's source", () => {
+    const hub = { kind: "hub", endpoint: "https://huggingface.co", revision: "main", commit: "0".repeat(40) } as const;
+    expect(registryEntryForSource({ ...hub, repo: "someone/else", registryId: "sd-turbo" })?.id).toBe("sd-turbo");
+    // A manifest without registryId (pulled by owner/name): the entry whose repo it is, in any case.
+    expect(registryEntryForSource({ ...hub, repo: "tensorstack/sd-turbo-onnx" })?.id).toBe("sd-turbo");
+    expect(registryEntryForSource({ ...hub, repo: "someone/else" })).toBeUndefined();
+    expect(registryEntryForSource({ kind: "local", path: "/models/x" })).toBeUndefined();
+    expect(registryEntryForSource(undefined)).toBeUndefined();
   });
 
   it("rejects entries that claim a pin without a commit, or leave an unpinned revision unexplained", () => {

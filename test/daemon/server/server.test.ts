@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { PROTOCOL_VERSION, type ImageFrame } from "../../../protocol";
 import { startServer, type DaemonServer, type ServerOptions } from "../../../daemon/server/server";
+import { loadRegistry } from "../../../daemon/models/registry";
 import { RawClient, txt2imgJob } from "../../helpers/raw-client";
 import { TestEngine, TEST_MODEL } from "../../helpers/test-engine";
 
@@ -46,6 +47,18 @@ describe("handshake", () => {
     expect(welcome.capabilities.models).toEqual([TEST_MODEL]);
     expect(welcome.capabilities.device.name).toBe("cpu");
     expect(welcome.capabilities.limits.maxVariations).toBe(8);
+    // The registry is the daemon's, whatever the engine: every entry, with its download size.
+    const registry = welcome.capabilities.registry;
+    expect(registry.map((m) => m.id)).toEqual(loadRegistry().models.map((m) => m.id));
+    const gb = Object.fromEntries(registry.map((m) => [m.id, m.approximateBytes / 1e9]));
+    expect(gb["sd-1.5"]).toBeCloseTo(4.3, 1); // SD 1.5's 1.07 billion weights at 4 bytes
+    expect(gb["sd-1.5-inpainting"]! / gb["sd-1.5"]!, "fp16 is half").toBeCloseTo(0.5, 3);
+    expect(gb["sd-turbo"]).toBeCloseTo(2.6, 1); // SD 2.1's 1.29 billion at 2 bytes
+    expect(gb["lcm-dreamshaper-v7"]).toEqual(gb["sd-1.5"]);
+    expect(registry.find((m) => m.id === "sd-turbo")).toMatchObject({ turbo: true, precision: "fp16", recommended: { steps: 1, guidance: 0, scheduler: "euler_a" } });
+    for (const m of registry) expect(m.description.length, m.id).toBeGreaterThan(20);
+    // No installer, no pulls.
+    expect(welcome.capabilities.downloads).toEqual([]);
   });
 
   it.each([
