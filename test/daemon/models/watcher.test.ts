@@ -78,13 +78,15 @@ describe("ModelsWatcher", () => {
     expect(heard).toEqual([]);
   });
 
-  it("notices a model finished in place (model_index.json written last)", async () => {
+  it("notices a model finished in place (its last part and model_index.json written last)", async () => {
     const dir = path.join(tmp.dir, "models");
     await mkdir(dir);
     const model = await copyFixtureModel("tiny-sd", dir, "gamma");
     await rm(path.join(model, "model_index.json"));
+    await rm(path.join(model, "vae_decoder"), { recursive: true });
     const { watcher, heard } = watch(dir);
     await watcher.ready;
+    await cp(path.join(fixtureModelDir("tiny-sd"), "vae_decoder"), path.join(model, "vae_decoder"), { recursive: true });
     await cp(path.join(fixtureModelDir("tiny-sd"), "model_index.json"), path.join(model, "model_index.json"));
     await until(() => heard.length === 1);
     expect(heard).toEqual([["gamma"]]);
