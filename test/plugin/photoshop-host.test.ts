@@ -270,6 +270,30 @@ describe("the Photoshop adapter", () => {
     }
   });
 
+  it("puts the new group at the top level, above the earlier (hidden) group the active layer sits in", async () => {
+    const { ps, host, doc } = photo();
+    doc.setActive([doc.layers[1]!.id]);
+    const first = await host.applyEdit(doc.id, { historyName: "one", groupName: "first", layers: layers(2) });
+    const inner = await host.applyEdit(doc.id, { historyName: "two", groupName: "inner", layers: layers(1) });
+    // The artist tucks "inner" into "first", hides "first" and picks a variation deep inside it.
+    await ps.core.executeAsModal(async () => {
+      const group = (id: number) => doc.layers.find((l) => l.id === id)!;
+      group(inner.groupId).move(group(first.groupId).layers![0]!, ps.constants.ElementPlacement.PLACEBEFORE);
+      group(first.groupId).visible = false;
+    }, { commandName: "t" });
+    doc.setActive([inner.layerIds[0]!]);
+    const third = await host.applyEdit(doc.id, { historyName: "three", groupName: "third", layers: layers(2) });
+    const outline = (l: { name: string; visible: boolean; children?: Array<{ name: string; visible: boolean; children?: unknown[] }> }): unknown => [l.name, l.visible, ...(l.children ?? []).map((c) => outline(c as never))];
+    expect(doc.tree().map(outline)).toEqual([
+      ["Sticker", true],
+      ["third", true, ["v0", true], ["v1", false]],
+      ["first", false, ["inner", true, ["v0", true]], ["v0", true], ["v1", false]],
+      ["Background", true],
+    ]);
+    expect(doc.tree().map((l) => l.id).slice(1, 3)).toEqual([third.groupId, first.groupId]);
+    expect(ps.violations).toEqual([]);
+  });
+
   it("grows the canvas first, in the same history state", async () => {
     const { host, doc } = photo();
     await host.applyEdit(doc.id, { historyName: "Underpaint Expand", grow: { left: 8, top: 0, right: 4, bottom: 2 }, groupName: "g", layers: layers(1) });

@@ -59,7 +59,10 @@ export interface DocumentEdit {
   historyName: string;
   /** The canvas grows first by this much per side (Expand canvas). */
   grow?: Expansion;
-  /** The new group that holds the layers, placed above the active layer. */
+  /**
+   * The new group that holds the layers, at the top level of the document directly above the
+   * active layer, or above the top-level group that holds it (at the top without one).
+   */
   groupName: string;
   /** Top to bottom inside the group. */
   layers: NewLayer[];

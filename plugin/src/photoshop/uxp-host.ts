@@ -111,6 +111,14 @@ export function createPhotoshopHost<L extends PsLayer>(ps: PhotoshopApi<L>): Doc
     return undefined;
   }
 
+  /** What a new group goes directly above: the top-level layer or group holding the active layer (none: the top). */
+  function topLevelOfActive(doc: PsDocument<L>): PsLayer | undefined {
+    const active = doc.activeLayers;
+    let layer: PsLayer | null = active.length === 1 ? active[0]! : null;
+    while (layer?.parent) layer = layer.parent;
+    return layer ?? doc.layers[0];
+  }
+
   /** A new layer or group in the document (above its active layer), as Photoshop made it: the document's active layer. */
   async function newLayer(doc: PsDocument<L>, kind: "layer" | "layerSection", name: string): Promise<L> {
     await play(kind === "layer" ? "add a layer" : "add a group", [makeLayer(doc.id, kind, name)]);
@@ -327,15 +335,18 @@ export function createPhotoshopHost<L extends PsLayer>(ps: PhotoshopApi<L>): Doc
           if (edit.grow) {
             for (const step of canvasGrowth(doc.width, doc.height, edit.grow)) await play("grow the canvas", [canvasSize(documentId, step)]);
           }
-          // The group is made first (above the active layer), then each layer inside it, bottom first.
+          // The group goes at the top level, never inside an earlier (maybe hidden) group the
+          // active layer sits in; then each layer goes inside it, bottom first.
+          const above = topLevelOfActive(doc);
           const group = await newLayer(doc, "layerSection", edit.groupName);
+          if (above) await group.move(above, ElementPlacement.PLACEBEFORE);
           const created: L[] = [];
           for (let i = edit.layers.length - 1; i >= 0; i--) {
             stopIfCancelled();
             const layer = edit.layers[i]!;
             const target = await newLayer(doc, "layer", layer.name);
-            const above = created[0];
-            await (above ? target.move(above, ElementPlacement.PLACEBEFORE) : target.move(group, ElementPlacement.PLACEINSIDE));
+            const below = created[0];
+            await (below ? target.move(below, ElementPlacement.PLACEBEFORE) : target.move(group, ElementPlacement.PLACEINSIDE));
             created.unshift(target);
             await writeLayer(doc, target, layer);
           }
