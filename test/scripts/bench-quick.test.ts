@@ -39,6 +39,10 @@ const REQUIRED = [
   "memory.inpaintFp16FirstRunPeakRssMiB",
   "memory.inpaintFp16OverFp32",
   "memory.inpaintFp16FirstRunOverFp32FirstRun",
+  "fma.gflops",
+  "unet.fractionOfFmaPeak",
+  "unet.fractionOfFmaPeakBatch1",
+  "matmul.fractionOfFmaPeak",
 ];
 
 describe("npm run bench -- --quick", () => {
