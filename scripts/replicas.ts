@@ -10,6 +10,10 @@
  * types: the structure of an fp16 export, not torch's fp16 tracing. Other differences from the real
  * repo are said in each replica's `gaps`.
  *
+ * The TAESD repo (a preview decoder, not a pipeline) is built at full size by
+ * scripts/onnx-builder/taesd.ts with random weights: TAESD's own are 4.9 MB per part, but cannot be
+ * fetched here.
+ *
  *   npx tsx scripts/replicas.ts OUT_DIR     writes one folder per replica, named by its repo
  */
 import { cp, mkdir, readFile, rename, rm, writeFile, chmod, readdir, stat } from "node:fs/promises";
@@ -17,6 +21,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import onnxProto from "onnx-proto";
 import { convertModelFloats, externalizeInitializers, FLOAT, FLOAT16, initializerReader } from "../daemon/models/float-precision";
+import { writeTaesdFolder, type TaesdImageRange } from "./onnx-builder/taesd";
 
 const { onnx } = onnxProto;
 type Model = onnxProto.onnx.ModelProto;
@@ -24,7 +29,8 @@ type Graph = onnxProto.onnx.IGraphProto;
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const FIXTURES_DIR = process.env.UNDERPAINT_FIXTURES ?? path.resolve(here, "../../shared/fixtures");
 
-export interface Replica {
+/** A replica of a Stable Diffusion pipeline repo, made from a fixture. */
+export interface PipelineReplica {
   /** The hub repo it replicates. */
   repo: string;
   /** The fixture it is made from. */
@@ -63,7 +69,20 @@ const SD15_SCHEDULER = {
   clip_sample: false,
 };
 
-async function fixtureScheduler(name: Replica["from"]): Promise<Record<string, unknown>> {
+/** A replica of an ONNX TAESD repo: vae_decoder/ and vae_encoder/ of diffusers' AutoencoderTiny, built by scripts/onnx-builder/taesd.ts. */
+export interface TaesdReplica {
+  repo: string;
+  from: "taesd";
+  /** What the graphs' image ends hold. */
+  imageRange: TaesdImageRange;
+  /** Files the repo ships beside its ONNX parts (a pull leaves them on the hub): path -> text. */
+  extraFiles: Record<string, string>;
+  gaps: string[];
+}
+
+export type Replica = PipelineReplica | TaesdReplica;
+
+async function fixtureScheduler(name: PipelineReplica["from"]): Promise<Record<string, unknown>> {
   return JSON.parse(await readFile(path.join(FIXTURES_DIR, name, "scheduler", "scheduler_config.json"), "utf8")) as Record<string, unknown>;
 }
 
@@ -125,6 +144,22 @@ export async function replicas(): Promise<Replica[]> {
       pipeline: "LatentConsistencyModelPipeline",
       gaps: [],
     },
+    {
+      // The hub lists vae_decoder/model.onnx and vae_encoder/model.onnx (4.91 MB each), README.md and
+      // convert_to_onnx.py; its README plugs the two folders into optimum's ORTStableDiffusionPipeline
+      // as vae_decoder_session / vae_encoder_session, i.e. diffusers' AutoencoderTiny I/O.
+      repo: "deinferno/taesd-onnx",
+      from: "taesd",
+      imageRange: "minus-one-to-one",
+      extraFiles: {
+        "README.md": "Replica of deinferno/taesd-onnx (random weights): ONNX files of madebyollin's Tiny AutoEncoder for Stable Diffusion.\n",
+        "convert_to_onnx.py": "# Stand-in for the repo's conversion script (not replicated: its text was not read).\n",
+      },
+      gaps: [
+        "random weights (TAESD's trained weights cannot be fetched here)",
+        "the graphs' opset (14), I/O names, axis names and image range are those of an Optimum export of diffusers' AutoencoderTiny, as the same author's taesd-openvino conversion script makes it, not read from the published ONNX files",
+      ],
+    },
   ];
 }
 
@@ -145,7 +180,7 @@ function externalFiles(model: Model): string[] {
 }
 
 /** Moves a part's external weights to `target` (a new file name, or into model.onnx itself). */
-async function placeWeights(partDir: string, target: Replica["weights"]): Promise<void> {
+async function placeWeights(partDir: string, target: PipelineReplica["weights"]): Promise<void> {
   const file = path.join(partDir, "model.onnx");
   const model = onnx.ModelProto.decode(await readFile(file));
   const files = externalFiles(model);
@@ -268,7 +303,7 @@ async function toOptimumIo(partDir: string, part: (typeof PARTS)[number]): Promi
 }
 
 /** The diffusers configs Optimum writes per part (what the loader reads of them). */
-function partConfig(part: (typeof PARTS)[number], replica: Replica): Record<string, unknown> | null {
+function partConfig(part: (typeof PARTS)[number], replica: PipelineReplica): Record<string, unknown> | null {
   switch (part) {
     case "unet":
       return {
@@ -291,6 +326,11 @@ function partConfig(part: (typeof PARTS)[number], replica: Replica): Record<stri
 /** Writes one replica folder at `dest` (replacing what is there). */
 export async function writeReplica(replica: Replica, dest: string): Promise<void> {
   await rm(dest, { recursive: true, force: true });
+  if (replica.from === "taesd") {
+    await writeTaesdFolder(dest, { imageRange: replica.imageRange });
+    for (const [file, text] of Object.entries(replica.extraFiles)) await writeFile(path.join(dest, file), text);
+    return;
+  }
   await cp(path.join(FIXTURES_DIR, replica.from), dest, { recursive: true });
   await makeWritable(dest);
   for (const part of PARTS) {

@@ -18,7 +18,7 @@ import { derivedSettings, loadModelFolder, toModelInfo, type ModelFolder } from 
 import { OptimizedModelCache } from "../../../daemon/models/optimized-models";
 import { pullModel } from "../../../daemon/models/pull";
 import { loadRegistry } from "../../../daemon/models/registry";
-import { replicas, writeReplica, type Replica } from "../../../scripts/replicas";
+import { replicas, writeReplica, type PipelineReplica, type Replica } from "../../../scripts/replicas";
 import { useContribOp } from "../../helpers/contrib-op";
 import { makeTempDir, type TempDir } from "../../helpers/model-fixtures";
 import { contains, regionOf, type Pixels, type Size } from "../../../geometry";
@@ -30,6 +30,8 @@ let hub: FakeHub;
 let tmp: TempDir;
 let all: Replica[];
 const modelsDir = () => path.join(tmp.dir, "models");
+/** The replicas of pipeline repos (the TAESD one is a preview decoder: test/daemon/models/taesd.test.ts). */
+const pipelines = () => all.filter((r): r is PipelineReplica => r.from !== "taesd");
 
 beforeAll(async () => {
   hub = await FakeHub.start();
@@ -97,14 +99,14 @@ async function withEngine(optimizedModels: OptimizedModelCache | undefined, use:
 }
 
 /** What the loader found of the replica's exporter: the text encoder's token id type and the VAE encoder's output. */
-function expectExportIo(folder: ModelFolder, replica: Replica): void {
+function expectExportIo(folder: ModelFolder, replica: PipelineReplica): void {
   const io = [folder.io.textEncoder.inputIdsType, folder.io.vaeEncoder?.outputKind];
   expect(io, "token ids, VAE encoder output").toEqual(replica.io === "optimum" ? ["int64", "latent_parameters"] : ["int32", "latent_sample"]);
 }
 
 describe("registry entries on replicas of their repos", () => {
   it("pulls the replicas of repos outside the registry by owner/name, with their layout and their exporter's inputs and outputs, and runs txt2img and img2img", { timeout: 60_000 }, async () => {
-    const outside = all.filter((r) => !registry.models.some((e) => e.repo === r.repo));
+    const outside = pipelines().filter((r) => !registry.models.some((e) => e.repo === r.repo));
     expect(outside.map((r) => r.io)).toContain("optimum");
     for (const replica of outside) {
       const pulled = await pullModel(replica.repo, { modelsDir: modelsDir(), env: env() });
@@ -128,7 +130,7 @@ describe("registry entries on replicas of their repos", () => {
 
   it("refuses a repo whose UNet needs a GPU in one sentence naming the device and the operator, installing nothing", async () => {
     const dir = path.join(tmp.dir, "hub", "olive-style");
-    await writeReplica(all.find((r) => r.repo === "underpaint-replicas/optimum-sd-1.5")!, dir);
+    await writeReplica(pipelines().find((r) => r.repo === "underpaint-replicas/optimum-sd-1.5")!, dir);
     await useContribOp(path.join(dir, "unet", "model.onnx"), "NhwcConv");
     await hub.addRepo("underpaint-replicas/olive-dml-sd", { dir });
     const error = await pullModel("underpaint-replicas/olive-dml-sd", { modelsDir: modelsDir(), env: env() }).then(
@@ -152,7 +154,7 @@ describe("registry entries on replicas of their repos", () => {
       expect(pulled.id).toBe(entry.id);
       const folder = await loadModelFolder(path.join(modelsDir(), entry.id));
       expect(folder.kind).toBe(entry.kind);
-      expectExportIo(folder, all.find((r) => r.repo === entry.repo)!);
+      expectExportIo(folder, pipelines().find((r) => r.repo === entry.repo)!);
       expect(folder.turbo).toBe(entry.turbo);
       expect(folder.float16, "precision").toBe(entry.precision === "fp16");
       // What the panel is told: the entry's settings, which entry it is, and what guidance does for it.
