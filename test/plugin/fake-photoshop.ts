@@ -57,8 +57,33 @@ interface Raster {
   top: number;
   width: number;
   height: number;
-  /** RGBA, 0..1, document encoding. */
+  /** RGBA, 0..1, document encoding (empty for a fill). */
   data: Float32Array;
+  /** A layer of one colour (RGBA 0..1, document encoding) kept as that colour, so any size costs nothing. */
+  fill?: readonly number[];
+}
+
+/**
+ * What a "digest" document keeps of the samples written into a layer or its mask: where, how
+ * many, and a checksum of every sample keyed by its position (so the order of the bands written
+ * does not matter, and a sample written twice or in the wrong place shows).
+ */
+export interface PixelDigest {
+  bounds: PsBounds | null;
+  samples: number;
+  sum: number;
+}
+
+export function emptyDigest(): PixelDigest {
+  return { bounds: null, samples: 0, sum: 0 };
+}
+
+/** Adds sample `k` (0..3: R, G, B, A of the layer; 0 for a mask) of the pixel at x, y with its raw value. */
+export function addToDigest(digest: PixelDigest, x: number, y: number, k: number, value: number): void {
+  let h = Math.imul(x + 1, 0x9e3779b1) ^ Math.imul(y + 1, 0x85ebca77) ^ Math.imul(k + 1, 0xc2b2ae3d) ^ Math.imul(value + 1, 0x27d4eb2f);
+  h = Math.imul(h ^ (h >>> 15), 0x2c1b3c6d);
+  digest.sum = (digest.sum + ((h ^ (h >>> 12)) >>> 0)) >>> 0;
+  digest.samples++;
 }
 
 interface MaskRaster {
@@ -81,6 +106,8 @@ interface LayerState {
   content: Raster | null;
   mask: MaskRaster | null;
   children: LayerState[];
+  /** In a "digest" document: what was written into the layer and its mask, instead of the pixels. */
+  digest?: { pixels: PixelDigest; mask: PixelDigest };
 }
 
 interface DocState {
@@ -98,6 +125,8 @@ export interface FakeLayerSpec {
   background?: boolean;
   /** 8-bit sRGB RGBA pixels at (left, top); a background layer must cover the canvas. */
   pixels?: { width: number; height: number; data: Uint8Array };
+  /** Instead of pixels: one 8-bit sRGB RGBA colour over the whole canvas, kept as that colour (big documents). */
+  fill?: [number, number, number, number];
   left?: number;
   top?: number;
   kind?: "pixel" | "text";
@@ -111,6 +140,12 @@ export interface FakeDocumentSpec {
   depth?: FakeDepth;
   /** Top to bottom. */
   layers: FakeLayerSpec[];
+  /**
+   * "digest": pixels written into layers are not kept, only a PixelDigest of them (and the
+   * merged image cannot be read where they show), so a test can write a document of any size
+   * (8000x6000 16-bit: 384 MB a layer) and still check every sample landed where it belongs.
+   */
+  store?: "pixels" | "digest";
 }
 
 const clone = (state: DocState): DocState => ({
@@ -127,7 +162,16 @@ function cloneLayer(layer: LayerState): LayerState {
     content: layer.content ? { ...layer.content, data: new Float32Array(layer.content.data) } : null,
     mask: layer.mask ? { ...layer.mask, data: new Float32Array(layer.mask.data) } : null,
     children: layer.children.map(cloneLayer),
+    ...(layer.digest ? { digest: { pixels: { ...layer.digest.pixels }, mask: { ...layer.digest.mask } } } : {}),
   };
+}
+
+/** A fill's pixels spelled out (for what needs them one by one); other rasters as they are. */
+function materialize(raster: Raster): Raster {
+  if (!raster.fill) return raster;
+  const data = new Float32Array(raster.width * raster.height * 4);
+  for (let i = 0; i < data.length; i += 4) data.set(raster.fill, i);
+  return { left: raster.left, top: raster.top, width: raster.width, height: raster.height, data };
 }
 
 function clamp01(v: number): number {
@@ -145,7 +189,7 @@ class FakeImageData implements imaging.PhotoshopImageData {
     readonly componentSize: 8 | 16 | 32,
     readonly colorSpace: imaging.ColorSpace,
     readonly colorProfile: string,
-    readonly samples: Uint8Array | Uint16Array | Float32Array,
+    public samples: Uint8Array | Uint16Array | Float32Array,
   ) {}
 
   get hasAlpha(): boolean {
@@ -165,7 +209,9 @@ class FakeImageData implements imaging.PhotoshopImageData {
   };
 
   dispose = async (): Promise<void> => {
+    // Photoshop frees the pixels at once (Adobe: rather than waiting for garbage collection).
     this.disposed = true;
+    this.samples = new Uint8Array(0);
   };
 }
 
@@ -278,8 +324,10 @@ function contentBounds(layer: LayerState): PsBounds | null {
     }
     return out;
   }
+  if (layer.digest) return layer.digest.pixels.bounds;
   const c = layer.content;
   if (!c) return null;
+  if (c.fill) return c.fill[3]! > 0 ? { left: c.left, top: c.top, right: c.left + c.width, bottom: c.top + c.height } : null;
   let left = Infinity, top = Infinity, right = -Infinity, bottom = -Infinity;
   for (let y = 0; y < c.height; y++) {
     for (let x = 0; x < c.width; x++) {
@@ -306,6 +354,7 @@ export class FakeDocument {
     readonly depth: FakeDepth,
     state: DocState,
     private nextLayerId: number,
+    readonly store: "pixels" | "digest" = "pixels",
   ) {
     this.state = state;
   }
@@ -400,7 +449,7 @@ export class FakeDocument {
       if (layer.background && layer.content) {
         // The background layer is the canvas: new area in the background colour (white).
         const grown = new Float32Array(width * height * 4).fill(1);
-        const c = layer.content;
+        const c = materialize(layer.content);
         for (let y = 0; y < c.height; y++) {
           for (let x = 0; x < c.width; x++) {
             const tx = c.left + x;
@@ -533,17 +582,21 @@ export class FakeDocument {
           paint(layer.children);
           continue;
         }
+        if (layer.digest) throw new Error("fake Photoshop: a digest document keeps no pixels of the layers written into it.");
         const c = layer.content;
         if (!c) continue;
+        // A fill's one colour, or the pixel's.
+        const src = c.fill ?? c.data;
+        const step = c.fill ? 0 : 4;
         for (let y = Math.max(area.top, c.top); y < Math.min(area.bottom, c.top + c.height); y++) {
           for (let x = Math.max(area.left, c.left); x < Math.min(area.right, c.left + c.width); x++) {
-            const s = ((y - c.top) * c.width + (x - c.left)) * 4;
-            const a = c.data[s + 3]! * maskAt(layer.mask, x, y);
+            const s = ((y - c.top) * c.width + (x - c.left)) * step;
+            const a = src[s + 3]! * maskAt(layer.mask, x, y);
             if (a <= 0) continue;
             const o = ((y - area.top) * width + (x - area.left)) * 4;
             const below = out[o + 3]!;
             const alpha = a + below * (1 - a);
-            for (let k = 0; k < 3; k++) out[o + k] = (c.data[s + k]! * a + out[o + k]! * below * (1 - a)) / alpha;
+            for (let k = 0; k < 3; k++) out[o + k] = (src[s + k]! * a + out[o + k]! * below * (1 - a)) / alpha;
             out[o + 3] = alpha;
           }
         }
@@ -551,6 +604,29 @@ export class FakeDocument {
     };
     paint(this.state.layers);
     return out;
+  }
+
+  /**
+   * The merged image's one colour when every visible layer is a fill over the canvas (RGBA 0..1,
+   * document encoding), else null: big fill documents are read without compositing them.
+   */
+  uniformColour(): Float64Array | null {
+    const out = new Float64Array(4);
+    const paint = (layers: LayerState[]): boolean =>
+      [...layers].reverse().every((layer) => {
+        if (!layer.visible) return true;
+        if (layer.kind === "group") return paint(layer.children);
+        const c = layer.content;
+        if (layer.digest || layer.mask || (c && !c.fill)) return false;
+        if (!c) return true;
+        if (c.left > 0 || c.top > 0 || c.left + c.width < this.width || c.top + c.height < this.height) return false;
+        const a = c.fill![3]!;
+        const alpha = a + out[3]! * (1 - a);
+        for (let k = 0; k < 3; k++) out[k] = alpha > 0 ? (c.fill![k]! * a + out[k]! * out[3]! * (1 - a)) / alpha : 0;
+        out[3] = alpha;
+        return true;
+      });
+    return paint(this.state.layers) ? out : null;
   }
 
   /** Whether the composite is opaque by construction (a visible background layer). */
@@ -606,6 +682,11 @@ export class FakeDocument {
     this.state.activeIds = ids;
   }
 
+  /** What a digest document kept of a layer's written pixels and mask (test view). */
+  digest(id: number): { pixels: PixelDigest; mask: PixelDigest } | undefined {
+    return this.findState(id)?.digest;
+  }
+
   /** A layer's mask as 8-bit values over its rectangle (test view). */
   layerMask(id: number): { left: number; top: number; width: number; height: number; data: Uint8Array } | null {
     const mask = this.findState(id)?.mask;
@@ -630,6 +711,10 @@ function maskAt(mask: MaskRaster | null, x: number, y: number): number {
   const my = y - mask.top;
   if (mx < 0 || my < 0 || mx >= mask.width || my >= mask.height) return mask.outside;
   return mask.data[my * mask.width + mx]!;
+}
+
+function union(a: PsBounds | null, b: PsBounds): PsBounds {
+  return a ? { left: Math.min(a.left, b.left), top: Math.min(a.top, b.top), right: Math.max(a.right, b.right), bottom: Math.max(a.bottom, b.bottom) } : b;
 }
 
 function intersect(a: PsBounds, b: PsBounds): PsBounds | null {
@@ -856,6 +941,16 @@ export interface FakeRead {
   samples: number;
 }
 
+/** One putPixels / putLayerMask as the fake took it (test view). */
+export interface FakeWrite {
+  api: "putPixels" | "putLayerMask";
+  documentId: number;
+  layerId: number;
+  bounds: PsBounds;
+  /** The bytes of the image data handed over. */
+  bytes: number;
+}
+
 export class FakePhotoshop implements PhotoshopApi<FakeLayer> {
   readonly documents: FakeDocument[] = [];
   private active: FakeDocument | null = null;
@@ -868,6 +963,8 @@ export class FakePhotoshop implements PhotoshopApi<FakeLayer> {
   readonly violations: string[] = [];
   /** Every imaging read, in order, with the size of what it handed over. */
   readonly reads: FakeRead[] = [];
+  /** Every putPixels / putLayerMask, in order, with the bytes of the image data it was handed. */
+  readonly writes: FakeWrite[] = [];
   /** Set to make the next modal scope report isCancelled, as when the artist presses Esc. */
   cancelNextModal = false;
   private readonly faults = new Map<string, number>();
@@ -997,7 +1094,7 @@ export class FakePhotoshop implements PhotoshopApi<FakeLayer> {
         hasAlpha = !layer.background;
         gather = (area) => {
           // Inside the content bounds by construction.
-          const c = layer.content!;
+          const c = materialize(layer.content!);
           const width = area.right - area.left;
           const out = new Float32Array(width * (area.bottom - area.top) * 4);
           for (let y = area.top; y < area.bottom; y++) {
@@ -1025,7 +1122,11 @@ export class FakePhotoshop implements PhotoshopApi<FakeLayer> {
       const alpha = hasAlpha && !applyAlpha;
       const components = (gray ? 1 : 3) + (alpha ? 1 : 0);
       const { width, height } = scaledSize(trimmed, scale);
-      const pixels = areaAverage(gather(trimmed), trimmed.right - trimmed.left, trimmed.bottom - trimmed.top, 4, { width, height }, 3);
+      // A document of fills is one colour: nothing to composite or average, whatever its size.
+      const uniform = options.layerID === undefined ? doc.uniformColour() : null;
+      const pixels = uniform
+        ? Float64Array.from({ length: width * height * 4 }, (_, i) => uniform[i % 4]!)
+        : areaAverage(gather(trimmed), trimmed.right - trimmed.left, trimmed.bottom - trimmed.top, 4, { width, height }, 3);
       const samples = new TYPE_BY_SIZE[componentSize](width * height * components);
       for (let i = 0; i < width * height; i++) {
         let [r, g, b] = [pixels[i * 4]!, pixels[i * 4 + 1]!, pixels[i * 4 + 2]!];
@@ -1058,13 +1159,27 @@ export class FakePhotoshop implements PhotoshopApi<FakeLayer> {
       const data = this.checkImageData(options.imageData, doc);
       const colourComponents = data.colorSpace === "Grayscale" ? 1 : 3;
       const at = options.targetBounds ?? { left: 0, top: 0 };
+      this.recordWrite("putPixels", doc, layer, at, data);
+      if (doc.store === "digest") {
+        const digest = this.digestOf(layer, "pixels", options.replace !== false);
+        const opaque = this.encodeAlpha(1, data.componentSize);
+        for (let y = 0, s = 0; y < data.height; y++) {
+          for (let x = 0; x < data.width; x++, s += data.components) {
+            for (let k = 0; k < 3; k++) addToDigest(digest, at.left + x, at.top + y, k, data.samples[s + (colourComponents === 1 ? 0 : k)]!);
+            addToDigest(digest, at.left + x, at.top + y, 3, data.hasAlpha ? data.samples[s + data.components - 1]! : opaque);
+          }
+        }
+        digest.bounds = union(digest.bounds, { left: at.left, top: at.top, right: at.left + data.width, bottom: at.top + data.height });
+        doc.record(options.commandName ?? "Put Pixels");
+        return;
+      }
       const raster: Raster = { left: at.left, top: at.top, width: data.width, height: data.height, data: new Float32Array(data.width * data.height * 4) };
       for (let i = 0; i < data.width * data.height; i++) {
         const s = i * data.components;
         for (let k = 0; k < 3; k++) raster.data[i * 4 + k] = this.decodeSample(data.samples[s + (colourComponents === 1 ? 0 : k)]!, data.componentSize);
         raster.data[i * 4 + 3] = data.hasAlpha ? this.decodeAlpha(data.samples[s + data.components - 1]!, data.componentSize) : 1;
       }
-      if (options.replace === false && layer.content) layer.content = merge(layer.content, raster);
+      if (options.replace === false && layer.content) layer.content = merge(materialize(layer.content), raster);
       else layer.content = raster;
       doc.record(options.commandName ?? "Put Pixels");
     },
@@ -1101,6 +1216,14 @@ export class FakePhotoshop implements PhotoshopApi<FakeLayer> {
       const data = this.checkImageData(options.imageData, doc);
       if (data.components !== 1 || data.colorSpace !== "Grayscale") throw new Error("putLayerMask: the mask must be one grayscale component.");
       const at = options.targetBounds ?? { left: 0, top: 0 };
+      this.recordWrite("putLayerMask", doc, layer, at, data);
+      if (doc.store === "digest") {
+        const digest = this.digestOf(layer, "mask", options.replace !== false);
+        for (let i = 0; i < data.width * data.height; i++) addToDigest(digest, at.left + (i % data.width), at.top + Math.floor(i / data.width), 0, data.samples[i]!);
+        digest.bounds = union(digest.bounds, { left: at.left, top: at.top, right: at.left + data.width, bottom: at.top + data.height });
+        doc.record(options.commandName ?? "Put Layer Mask");
+        return;
+      }
       const region: MaskRaster = { left: at.left, top: at.top, width: data.width, height: data.height, data: Float32Array.from(data.samples, (v) => this.decodeAlpha(v, data.componentSize)), outside: 0 };
       layer.mask = options.replace === false ? mergeMask(layer.mask, region) : region;
       doc.record(options.commandName ?? "Put Layer Mask");
@@ -1149,6 +1272,10 @@ export class FakePhotoshop implements PhotoshopApi<FakeLayer> {
         }
         state.content = { left: l.left ?? 0, top: l.top ?? 0, width: l.pixels.width, height: l.pixels.height, data };
       }
+      if (l.fill) {
+        const fill = l.fill.map((v, k) => (k === 3 ? v / 255 : depth === 32 ? srgbToLinear(v / 255) : depth === 16 ? Math.round((v / 255) * 32768) / 32768 : v / 255));
+        state.content = { left: 0, top: 0, width: spec.width, height: spec.height, data: new Float32Array(0), fill };
+      }
       return state;
     });
     const top = layers[0];
@@ -1158,7 +1285,7 @@ export class FakePhotoshop implements PhotoshopApi<FakeLayer> {
       layers,
       selection: null,
       activeIds: top ? [top.id] : [],
-    }, nextLayerId);
+    }, nextLayerId, spec.store);
     this.documents.push(doc);
     this.active = doc;
     return doc;
@@ -1212,6 +1339,18 @@ export class FakePhotoshop implements PhotoshopApi<FakeLayer> {
   private activeDocumentOrThrow(): FakeDocument {
     if (!this.active) throw new Error("There is no open document.");
     return this.active;
+  }
+
+  private recordWrite(api: FakeWrite["api"], doc: FakeDocument, layer: LayerState, at: { left: number; top: number }, data: FakeImageData): void {
+    const bounds = { left: at.left, top: at.top, right: at.left + data.width, bottom: at.top + data.height };
+    this.writes.push({ api, documentId: doc.id, layerId: layer.id, bounds, bytes: data.samples.byteLength });
+  }
+
+  /** A digest document's record of a layer's pixels or mask (started afresh when the write replaces what is there). */
+  private digestOf(layer: LayerState, part: "pixels" | "mask", replace: boolean): PixelDigest {
+    layer.digest ??= { pixels: emptyDigest(), mask: emptyDigest() };
+    if (replace) layer.digest[part] = emptyDigest();
+    return layer.digest[part];
   }
 
   private requireImagingMode(doc: FakeDocument): void {

@@ -4,12 +4,13 @@
  * states counted, canvas growth moving layers by the anchor.
  */
 import { describe, expect, it } from "vitest";
+import { readSize, regionOf, wholePictureSize } from "../../geometry";
 import { PanelError } from "../../plugin/src/errors";
 import { resizeRgba } from "../../plugin/src/operations/layer-pixels";
 import type { Mask8, NewLayer, Rgba8 } from "../../plugin/src/photoshop/host";
-import { levelToDocument, resizeMask, scaledPlacement } from "../../plugin/src/photoshop/pixels";
-import { createPhotoshopHost } from "../../plugin/src/photoshop/uxp-host";
-import { FakePhotoshop, type FakeDepth, type FakeMode } from "./fake-photoshop";
+import { conversionMemory, levelToDocument, PS16_MAX, resizeMask, scaledPlacement } from "../../plugin/src/photoshop/pixels";
+import { createPhotoshopHost, WRITE_BAND_BYTES } from "../../plugin/src/photoshop/uxp-host";
+import { addToDigest, emptyDigest, FakePhotoshop, type FakeDepth, type FakeMode } from "./fake-photoshop";
 
 function solid(width: number, height: number, rgba: [number, number, number, number]) {
   const data = new Uint8Array(width * height * 4);
@@ -513,3 +514,78 @@ describe("reading a big document scaled down", () => {
     expect(ps.reads.length).toBe(before);
   });
 });
+
+describe("writing big layers a band of rows at a time", () => {
+  it("writes pixels and mask in bands that add up to the same layer as one piece", async () => {
+    const pixels = { width: 6, height: 5, channels: 4 as const, data: Uint8Array.from({ length: 6 * 5 * 4 }, (_, i) => (i * 37) % 256) };
+    const layer = (mask: NewLayer["mask"]): NewLayer => ({ name: "v", x: 3, y: 4, pixels, mask, visible: true });
+    for (const mask of ["alpha", { width: 6, height: 5, channels: 1 as const, data: Uint8Array.from({ length: 30 }, (_, i) => i * 8) }, undefined] as const) {
+      const written = [];
+      for (const writeBandBytes of [undefined, 100]) {
+        const { ps, doc } = photo({ depth: 16 });
+        const host = createPhotoshopHost(ps, writeBandBytes ? { writeBandBytes } : {});
+        const { layerIds } = await host.applyEdit(doc.id, { historyName: "h", groupName: "g", layers: [layer(mask)] });
+        written.push({ pixels: await host.readPixels(doc.id, { kind: "layer", layerId: layerIds[0]! }, { x: 3, y: 4, width: 6, height: 5 }), mask: doc.layerMask(layerIds[0]!), writes: ps.writes, history: doc.history });
+      }
+      const [whole, banded] = written;
+      // 6 pixels x 4 (or 3) samples x 2 bytes a row: 2 rows a band of 100 bytes, so bands of 2, 2 and 1 rows.
+      expect(whole!.writes.map((w) => w.bounds.bottom - w.bounds.top)).toEqual(mask ? [5, 5] : [5]);
+      expect(banded!.writes.map((w) => [w.api, w.bounds.top, w.bounds.bottom - w.bounds.top])).toEqual(
+        (mask ? (["putPixels", "putLayerMask"] as const) : (["putPixels"] as const)).flatMap((api) => [[api, 4, 2], [api, 6, 2], [api, 8, 1]]),
+      );
+      expect(Math.max(...banded!.writes.map((w) => w.bytes))).toBeLessThanOrEqual(100);
+      expect(banded!.pixels).toEqual(whole!.pixels);
+      expect(banded!.mask).toEqual(whole!.mask);
+      expect(banded!.history).toEqual(["h"]);
+    }
+  });
+
+  it("reads, and writes a whole-picture result into, an 8000x6000 16-bit document within the stated bound", { timeout: 120_000 }, async () => {
+    // The fake keeps this document's background as one colour and what is written into it as a
+    // digest of every sample (a full 16-bit layer would be 384 MB in the fake alone).
+    const canvas = { width: 8000, height: 6000 };
+    const ps = new FakePhotoshop();
+    const doc = ps.openDocument({ title: "poster.psd", ...canvas, depth: 16, store: "digest", layers: [{ name: "Background", background: true, fill: [180, 140, 90, 255] }] });
+    const host = createPhotoshopHost(ps);
+
+    // Reading for img2img: Photoshop scales the read to the model's size; the panel holds only that.
+    const size = readSize(canvas, wholePictureSize(canvas, 512));
+    conversionMemory.reset();
+    const read = await host.readPixels(doc.id, { kind: "composite" }, regionOf(canvas), size);
+    expect([read.width, read.height]).toEqual([size.width, size.height]);
+    expect(ps.reads.at(-1)!.samples).toBe(size.width * size.height * 3);
+    expect(conversionMemory.allocated).toBe(size.width * size.height * 4);
+    expect([...read.data.subarray(0, 4)]).toEqual([180, 140, 90, 255]);
+
+    // Writing the result as the daemon sends it (RGB at document resolution: 144 MB).
+    const result = { ...canvas, channels: 3 as const, data: new Uint8Array(canvas.width * canvas.height * 3) };
+    for (let i = 0; i < result.data.length; i++) result.data[i] = (i * 7 + Math.floor(i / 24000) * 3) & 255;
+    conversionMemory.reset();
+    const written = await host.applyEdit(doc.id, { historyName: "Underpaint Img2img", groupName: "g", layers: [{ name: "v", x: 0, y: 0, pixels: result, visible: true }] });
+
+    // One band buffer, reused for every band: 349 rows of 8000 RGB pixels at 16 bits (48,000 bytes a row), 16,752,000 bytes.
+    const rowBytes = canvas.width * 3 * 2;
+    const rows = Math.floor(WRITE_BAND_BYTES / rowBytes);
+    expect(conversionMemory.allocated).toBe(rows * rowBytes);
+    expect(conversionMemory.largest).toBeLessThanOrEqual(WRITE_BAND_BYTES);
+    const writes = ps.writes.filter((w) => w.layerId === written.layerIds[0]);
+    expect(writes).toHaveLength(Math.ceil(canvas.height / rows));
+    expect(Math.max(...writes.map((w) => w.bytes))).toBeLessThanOrEqual(WRITE_BAND_BYTES);
+    expect(doc.history).toEqual(["Underpaint Img2img"]);
+
+    // Every sample landed once, where it belongs, at the document's depth (16-bit: 0..32768).
+    const expected = emptyDigest();
+    const to16 = Array.from({ length: 256 }, (_, v) => Math.round((v / 255) * PS16_MAX));
+    for (let y = 0, s = 0; y < canvas.height; y++) {
+      for (let x = 0; x < canvas.width; x++, s += 3) {
+        for (let k = 0; k < 3; k++) addToDigest(expected, x, y, k, to16[result.data[s + k]!]!);
+        addToDigest(expected, x, y, 3, PS16_MAX);
+      }
+    }
+    expected.bounds = { left: 0, top: 0, right: canvas.width, bottom: canvas.height };
+    const layer = doc.tree()[0]!.children![0]!;
+    expect(layer.bounds).toEqual(expected.bounds);
+    expect(doc.digest(written.layerIds[0]!)!.pixels).toEqual(expected);
+  });
+});
+

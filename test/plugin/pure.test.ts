@@ -10,7 +10,7 @@ import { placeResult } from "../../plugin/src/operations/run";
 import { controlsFor, DEFAULT_SETTINGS, type GenerationSettings } from "../../plugin/src/operations/settings";
 import { anchorOffset, canvasGrowth } from "../../plugin/src/photoshop/canvas";
 import type { DocumentInfo } from "../../plugin/src/photoshop/host";
-import { fromRgba8, maskFrom8, padMask, padRgba, PS16_MAX, toMask8, toRgba8 } from "../../plugin/src/photoshop/pixels";
+import { colourBand, maskBand, padMask, padRgba, PS16_MAX, sampleBuffer, toMask8, toRgba8 } from "../../plugin/src/photoshop/pixels";
 
 describe("growing the canvas with one anchor per resize", () => {
   it("uses one resize when an anchor can say it", () => {
@@ -48,17 +48,24 @@ describe("pixels between Photoshop's depths and the panel's 8-bit sRGB", () => {
     expect([...toMask8(Uint16Array.of(PS16_MAX, 0), { width: 2, height: 1, components: 1, componentSize: 16 }).data]).toEqual([255, 0]);
   });
 
-  it("writes at the document's depth and round-trips 8-bit values exactly", () => {
-    const image = { width: 2, height: 1, channels: 4 as const, data: Uint8Array.of(0, 64, 200, 255, 255, 128, 1, 7) };
+  it("writes at the document's depth, a band of rows into a reused buffer, and round-trips 8-bit values exactly", () => {
+    const image = { width: 2, height: 2, channels: 4 as const, data: Uint8Array.of(9, 9, 9, 9, 9, 9, 9, 9, 0, 64, 200, 255, 255, 128, 1, 7) };
     for (const componentSize of [8, 16, 32] as const) {
-      const { samples, components } = fromRgba8(image, { componentSize, grayscale: false });
-      expect(components).toBe(4);
-      expect([...toRgba8(samples, { width: 2, height: 1, components, componentSize }).data]).toEqual([...image.data]);
+      const format = { componentSize, grayscale: false, alpha: true };
+      const buffer = sampleBuffer(componentSize, 16);
+      // The second row only, at the start of the buffer.
+      const samples = colourBand(image, 1, 1, format, buffer);
+      expect([samples.length, samples.buffer]).toEqual([8, buffer.buffer]);
+      expect([...toRgba8(samples, { width: 2, height: 1, components: 4, componentSize }).data]).toEqual([...image.data.subarray(8)]);
     }
-    const gray = fromRgba8(image, { componentSize: 8, grayscale: true });
-    expect(gray.components).toBe(2);
-    expect([...gray.samples]).toEqual([60, 255, 146, 7]);
-    expect([...maskFrom8({ width: 2, height: 1, channels: 1, data: Uint8Array.of(255, 51) }, 16)]).toEqual([PS16_MAX, 6554]);
+    const gray = colourBand(image, 1, 1, { componentSize: 8, grayscale: true, alpha: true }, sampleBuffer(8, 4));
+    expect([...gray]).toEqual([60, 255, 146, 7]);
+    // RGB is opaque; RGBA's alpha left out when it becomes the mask.
+    const rgb = { width: 1, height: 1, channels: 3 as const, data: Uint8Array.of(255, 0, 51) };
+    expect([...colourBand(rgb, 0, 1, { componentSize: 16, grayscale: false, alpha: true }, sampleBuffer(16, 4))]).toEqual([PS16_MAX, 0, 6554, PS16_MAX]);
+    expect([...colourBand(image, 1, 1, { componentSize: 8, grayscale: false, alpha: false }, sampleBuffer(8, 6))]).toEqual([0, 64, 200, 255, 128, 1]);
+    expect([...maskBand({ width: 2, height: 1, channels: 1, data: Uint8Array.of(255, 51) }, 0, 0, 1, 16, sampleBuffer(16, 2))]).toEqual([PS16_MAX, 6554]);
+    expect([...maskBand(image, 3, 1, 1, 8, sampleBuffer(8, 2))]).toEqual([255, 7]);
   });
 
   it("pads trimmed reads back to the rectangle asked for", () => {
@@ -114,26 +121,30 @@ describe("placing a result where the daemon says", () => {
     },
   });
 
-  it("puts a whole picture at its region, opaque, without resampling it", () => {
+  it("puts a whole picture at its region, opaque, as it came (RGB: no copy, no resampling)", () => {
     for (const mode of ["generate", "img2img"] as const) {
-      const layer = placeResult(result({ x: 0, y: 0, width: 3, height: 2 }, 3, (i) => i), settings(mode), { width: 3, height: 2 });
+      const sent = result({ x: 0, y: 0, width: 3, height: 2 }, 3, (i) => i);
+      const layer = placeResult(sent, settings(mode), { width: 3, height: 2 });
       expect(layer).toMatchObject({ name: "a cat · seed 5", x: 0, y: 0 });
       expect(layer.mask).toBeUndefined();
-      expect([layer.pixels.width, layer.pixels.height]).toEqual([3, 2]);
-      expect([...layer.pixels.data.subarray(0, 8)]).toEqual([0, 1, 2, 255, 3, 4, 5, 255]);
+      expect([layer.pixels.width, layer.pixels.height, layer.pixels.channels]).toEqual([3, 2, 3]);
+      expect(layer.pixels.data).toBe(sent.image.data);
+      const rgba = placeResult(result({ x: 0, y: 0, width: 1, height: 1 }, 4, (i) => i), settings(mode), { width: 3, height: 2 });
+      expect([...rgba.pixels.data]).toEqual([0, 1, 2, 255]);
     }
   });
 
-  it("puts an edit at its region as it came (no trimming in the panel), split into pixels and a layer mask", () => {
+  it("puts an edit at its region as it came (no trimming in the panel), its alpha to become the layer mask", () => {
     // An inpaint result 2x1 at 5,7 of the document; its alpha is the blend, 0 at one end.
-    const inpaint = placeResult(result({ x: 5, y: 7, width: 2, height: 1 }, 4, (i) => (i % 4 === 3 ? (i === 3 ? 0 : 200) : 50)), settings("inpaint"), { width: 10, height: 10 });
-    expect(inpaint).toMatchObject({ x: 5, y: 7 });
-    expect([...inpaint.mask!.data]).toEqual([0, 200]);
-    expect([...inpaint.pixels.data]).toEqual([50, 50, 50, 255, 50, 50, 50, 255]);
+    const sent = result({ x: 5, y: 7, width: 2, height: 1 }, 4, (i) => (i % 4 === 3 ? (i === 3 ? 0 : 200) : 50));
+    const inpaint = placeResult(sent, settings("inpaint"), { width: 10, height: 10 });
+    expect(inpaint).toMatchObject({ x: 5, y: 7, mask: "alpha" });
+    expect(inpaint.pixels.data).toBe(sent.image.data);
+    expect([...inpaint.pixels.data]).toEqual([50, 50, 50, 0, 50, 50, 50, 200]);
     // An expand result is in the grown canvas's pixels: the strip at the left.
     const expand = placeResult(result({ x: 0, y: 0, width: 4, height: 10 }, 4, () => 255), { ...settings("expand"), expand: { left: 4, top: 0, right: 0, bottom: 0 } }, { width: 14, height: 10 });
-    expect(expand).toMatchObject({ x: 0, y: 0 });
-    expect([expand.pixels.width, expand.pixels.height, expand.mask!.width, expand.mask!.height]).toEqual([4, 10, 4, 10]);
+    expect(expand).toMatchObject({ x: 0, y: 0, mask: "alpha" });
+    expect([expand.pixels.width, expand.pixels.height]).toEqual([4, 10]);
   });
 
   it("refuses a result whose pixels are not its region's size, or that lies off the canvas", () => {

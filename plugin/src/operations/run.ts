@@ -25,7 +25,6 @@ import type { JobHandle, JobResult, JobSettings, ProtocolClient } from "../clien
 import { PanelError } from "../errors";
 import type { DocumentHost, DocumentInfo, NewLayer, Rgba8 } from "../photoshop/host";
 import { documentRefusal } from "./document-check";
-import { asRgba, resizeRgba, splitAlpha } from "./layer-pixels";
 import { groupName, historyName, layerName } from "./naming";
 import { PROTOCOL_MODE, randomSeed, type GenerationSettings, type OperationMode } from "./settings";
 
@@ -248,22 +247,22 @@ function tooLarge(maxPixels: number): string {
 }
 
 /**
- * One result as a new layer, put where the daemon says: whole pictures opaque; edits (RGBA whose
- * alpha is the blend mask, already cut to where it shows) split into opaque pixels plus a layer
- * mask, so the artist can paint the blend afterwards.
+ * One result as a new layer, put where the daemon says, its pixels as they came (a whole
+ * picture at document resolution is big: the host converts it a band at a time): whole pictures
+ * opaque; edits (RGBA whose alpha is the blend mask, already cut to where it shows) written as
+ * opaque pixels with their alpha as the layer mask, so the artist can paint the blend afterwards.
  */
 export function placeResult(result: JobResult, settings: GenerationSettings, canvas: Size): Omit<NewLayer, "visible"> {
   const name = layerName(settings.prompt, result.seed);
-  const { region } = result;
-  if (!sameSize(result.image, region) || !intersect(region, regionOf(canvas))) {
+  const { region, image } = result;
+  if (!sameSize(image, region) || !intersect(region, regionOf(canvas))) {
     throw new PanelError("The daemon returned a result that does not fit the canvas; nothing was placed.", "job_failed");
   }
-  const image = asRgba(result.image);
+  const pixels: Pixels = { width: image.width, height: image.height, channels: image.channels, data: image.data };
   if (settings.mode === "generate" || settings.mode === "img2img") {
-    return { name, x: region.x, y: region.y, pixels: { ...image, data: opaque(image.data) } };
+    return { name, x: region.x, y: region.y, pixels: pixels.channels === 4 ? { ...pixels, data: opaque(pixels.data) } : pixels };
   }
-  const { pixels, mask } = splitAlpha(image);
-  return { name, x: region.x, y: region.y, pixels, mask };
+  return { name, x: region.x, y: region.y, pixels, ...(pixels.channels === 4 ? { mask: "alpha" as const } : {}) };
 }
 
 function opaque(data: Uint8Array): Uint8Array {
@@ -271,8 +270,36 @@ function opaque(data: Uint8Array): Uint8Array {
   return data;
 }
 
-function thumbnailOf(pixels: Rgba8): Rgba8 {
+/**
+ * A small opaque picture of a layer's pixels for the panel's strip, each pixel the mean of the
+ * box it covers: one pass over the pixels, holding only the thumbnail and one row of sums.
+ */
+function thumbnailOf(pixels: Pixels): Rgba8 {
   const size = fitWithin(pixels, THUMBNAIL_SIDE);
-  return resizeRgba(pixels, size.width, size.height);
+  const { width, height, channels, data } = pixels;
+  const column = Int32Array.from({ length: width }, (_, x) => Math.floor((x * size.width) / width));
+  const across = new Float64Array(size.width);
+  for (const c of column) across[c]!++;
+  const out = new Uint8Array(size.width * size.height * 4);
+  const sums = new Float64Array(size.width * 3);
+  for (let ty = 0; ty < size.height; ty++) {
+    const y0 = Math.floor((ty * height) / size.height);
+    const y1 = Math.floor(((ty + 1) * height) / size.height);
+    sums.fill(0);
+    for (let y = y0; y < y1; y++) {
+      for (let x = 0, s = y * width * channels; x < width; x++, s += channels) {
+        const o = column[x]! * 3;
+        sums[o]! += data[s]!;
+        sums[o + 1]! += data[channels >= 3 ? s + 1 : s]!;
+        sums[o + 2]! += data[channels >= 3 ? s + 2 : s]!;
+      }
+    }
+    for (let tx = 0; tx < size.width; tx++) {
+      const n = across[tx]! * (y1 - y0);
+      const o = (ty * size.width + tx) * 4;
+      for (let k = 0; k < 3; k++) out[o + k] = Math.round(sums[tx * 3 + k]! / n);
+      out[o + 3] = 255;
+    }
+  }
+  return { width: size.width, height: size.height, channels: 4, data: out };
 }
-

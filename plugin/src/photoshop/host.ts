@@ -48,8 +48,13 @@ export interface NewLayer {
   /** Document position of the pixels' top-left corner (after any canvas growth). */
   x: number;
   y: number;
-  pixels: Rgba8;
-  mask?: Mask8;
+  /** 8-bit gray, RGB (opaque) or RGBA, as the daemon sent them: the host converts a band of rows at a time. */
+  pixels: Pixels;
+  /**
+   * The layer mask, of the pixels' size; "alpha": the pixels' own alpha (an edit's blend), and
+   * the layer's pixels written opaque. Without a mask RGBA keeps its alpha.
+   */
+  mask?: Mask8 | "alpha";
   visible: boolean;
 }
 

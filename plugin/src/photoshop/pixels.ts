@@ -1,13 +1,34 @@
 /**
  * Pixel conversions between Photoshop's image data (8, 16 or 32 bits; gray or RGB; with or
- * without alpha) and the panel's 8-bit sRGB RGBA, and putting Photoshop's trimmed (and maybe
- * scaled) reads back into the rectangle asked for. Pure functions: no Photoshop APIs here.
+ * without alpha) and the panel's 8-bit pixels, a band of rows at a time when writing, and
+ * putting Photoshop's trimmed (and maybe scaled) reads back into the rectangle asked for. Pure
+ * functions: no Photoshop APIs here.
  */
+import type { Pixels } from "../../../geometry";
 import { asRgba, resizeRgba } from "../operations/layer-pixels";
 import type { Mask8, ReadSize, Rgba8 } from "./host";
 
 export type ComponentSize = 8 | 16 | 32;
 export type Samples = Uint8Array | Uint16Array | Float32Array;
+
+/**
+ * Every buffer the conversions here allocate, counted (bytes in all, and the largest), so tests
+ * can hold the panel to its memory bound. Reset it before what is measured.
+ */
+export const conversionMemory = {
+  allocated: 0,
+  largest: 0,
+  reset(): void {
+    this.allocated = 0;
+    this.largest = 0;
+  },
+};
+
+function counted<T extends Samples>(buffer: T): T {
+  conversionMemory.allocated += buffer.byteLength;
+  conversionMemory.largest = Math.max(conversionMemory.largest, buffer.byteLength);
+  return buffer;
+}
 
 /** Photoshop's 16-bit range is 0..32768, not 0..65535. */
 export const PS16_MAX = 32768;
@@ -48,7 +69,7 @@ export function toRgba8(
   }
   const gray = components <= 2;
   const hasAlpha = components === 2 || components === 4;
-  const out = new Uint8Array(count * 4);
+  const out = counted(new Uint8Array(count * 4));
   const colour = (v: number) => sampleTo8(v, componentSize, linear32 && componentSize === 32);
   const alpha = (v: number) => sampleTo8(v, componentSize, false);
   for (let i = 0, s = 0, o = 0; i < count; i++, s += components, o += 4) {
@@ -72,7 +93,7 @@ export function toRgba8(
 export function toMask8(samples: Samples, image: { width: number; height: number; components: number; componentSize: ComponentSize }): Mask8 {
   const { width, height, components, componentSize } = image;
   const count = width * height;
-  const out = new Uint8Array(count);
+  const out = counted(new Uint8Array(count));
   for (let i = 0; i < count; i++) out[i] = sampleTo8(samples[i * components]!, componentSize, false);
   return { width, height, channels: 1, data: out };
 }
@@ -88,40 +109,67 @@ function from8(v: number, size: ComponentSize, linear: boolean): number {
   return linear ? srgbToLinear(v / 255) : v / 255;
 }
 
-function allocate(size: ComponentSize, length: number): Samples {
-  return size === 8 ? new Uint8Array(length) : size === 16 ? new Uint16Array(length) : new Float32Array(length);
+/** from8 of every 8-bit value: a sample per value instead of arithmetic per sample. */
+function table(size: ComponentSize, linear: boolean): Float64Array {
+  return Float64Array.from({ length: 256 }, (_, v) => from8(v, size, linear));
+}
+
+/** A buffer for `length` samples of this size (counted). */
+export function sampleBuffer(size: ComponentSize, length: number): Samples {
+  return counted(size === 8 ? new Uint8Array(length) : size === 16 ? new Uint16Array(length) : new Float32Array(length));
+}
+
+/** What a document takes: samples of its depth, gray or RGB, with or without alpha. */
+export interface SampleFormat {
+  componentSize: ComponentSize;
+  grayscale: boolean;
+  alpha: boolean;
+}
+
+export function componentsOf(format: SampleFormat): number {
+  return (format.grayscale ? 1 : 3) + (format.alpha ? 1 : 0);
 }
 
 /**
- * 8-bit sRGB RGBA -> samples for a document of this depth and colour space (32-bit documents
- * get linear light, as Photoshop keeps them). Returns chunky RGBA or GrayAlpha.
+ * Rows [top, top + rows) of 8-bit gray, RGB or RGBA pixels as chunky samples of `format` (32-bit:
+ * linear light, as Photoshop keeps it; alpha never gamma-encoded; missing alpha opaque), written
+ * into the start of `out` (one band buffer reused for every band): the part written.
  */
-export function fromRgba8(image: Rgba8, target: { componentSize: ComponentSize; grayscale: boolean }): { samples: Samples; components: number } {
-  const { componentSize, grayscale } = target;
-  const count = image.width * image.height;
-  const components = grayscale ? 2 : 4;
-  const out = allocate(componentSize, count * components);
-  const linear = componentSize === 32;
-  const src = image.data;
-  for (let i = 0, s = 0, o = 0; i < count; i++, s += 4, o += components) {
+export function colourBand(pixels: Pixels, top: number, rows: number, format: SampleFormat, out: Samples): Samples {
+  const { componentSize, grayscale, alpha } = format;
+  const components = componentsOf(format);
+  const count = pixels.width * rows;
+  const dst = out.subarray(0, count * components);
+  const { channels, data } = pixels;
+  const colour = table(componentSize, componentSize === 32);
+  const coverage = table(componentSize, false);
+  for (let i = 0, s = top * pixels.width * channels, o = 0; i < count; i++, s += channels, o += components) {
+    const r = data[s]!;
+    const g = channels >= 3 ? data[s + 1]! : r;
+    const b = channels >= 3 ? data[s + 2]! : r;
     if (grayscale) {
-      out[o] = from8(grayOf(src[s]!, src[s + 1]!, src[s + 2]!), componentSize, linear);
-      out[o + 1] = from8(src[s + 3]!, componentSize, false);
+      dst[o] = colour[grayOf(r, g, b)]!;
     } else {
-      out[o] = from8(src[s]!, componentSize, linear);
-      out[o + 1] = from8(src[s + 1]!, componentSize, linear);
-      out[o + 2] = from8(src[s + 2]!, componentSize, linear);
-      out[o + 3] = from8(src[s + 3]!, componentSize, false);
+      dst[o] = colour[r]!;
+      dst[o + 1] = colour[g]!;
+      dst[o + 2] = colour[b]!;
     }
+    if (alpha) dst[o + components - 1] = coverage[channels === 4 ? data[s + 3]! : 255]!;
   }
-  return { samples: out, components };
+  return dst;
 }
 
-/** An 8-bit mask -> samples of this depth (masks are coverage, never gamma-encoded). */
-export function maskFrom8(mask: Mask8, componentSize: ComponentSize): Samples {
-  const out = allocate(componentSize, mask.width * mask.height);
-  for (let i = 0; i < mask.data.length; i++) out[i] = from8(mask.data[i]!, componentSize, false);
-  return out;
+/**
+ * Rows [top, top + rows) of one channel of 8-bit pixels (a mask's only one, or RGBA's alpha) as
+ * mask samples of this depth (coverage, never gamma-encoded), into the start of `out`.
+ */
+export function maskBand(source: Pixels, channel: number, top: number, rows: number, componentSize: ComponentSize, out: Samples): Samples {
+  const count = source.width * rows;
+  const dst = out.subarray(0, count);
+  const { channels, data } = source;
+  const coverage = table(componentSize, false);
+  for (let i = 0, s = top * source.width * channels + channel; i < count; i++, s += channels) dst[i] = coverage[data[s]!]!;
+  return dst;
 }
 
 /**
@@ -131,14 +179,14 @@ export function maskFrom8(mask: Mask8, componentSize: ComponentSize): Samples {
  */
 export function padRgba(src: Rgba8, at: { left: number; top: number }, into: { width: number; height: number }): Rgba8 {
   if (at.left === 0 && at.top === 0 && src.width === into.width && src.height === into.height) return src;
-  const out = new Uint8Array(into.width * into.height * 4);
+  const out = counted(new Uint8Array(into.width * into.height * 4));
   blit(src.data, src.width, src.height, 4, at.left, at.top, out, into.width, into.height);
   return { width: into.width, height: into.height, channels: 4, data: out };
 }
 
 export function padMask(src: Mask8, at: { left: number; top: number }, into: { width: number; height: number }): Mask8 {
   if (at.left === 0 && at.top === 0 && src.width === into.width && src.height === into.height) return src;
-  const out = new Uint8Array(into.width * into.height);
+  const out = counted(new Uint8Array(into.width * into.height));
   blit(src.data, src.width, src.height, 1, at.left, at.top, out, into.width, into.height);
   return { width: into.width, height: into.height, channels: 1, data: out };
 }
@@ -216,7 +264,7 @@ export function scaledPlacement(bounds: Edges, region: { x: number; y: number } 
 export function resizeMask(mask: Mask8, width: number, height: number): Mask8 {
   if (mask.width === width && mask.height === height) return mask;
   const gray = resizeRgba(asRgba({ ...mask, channels: 1 }), width, height);
-  return { width, height, channels: 1, data: Uint8Array.from({ length: width * height }, (_, i) => gray.data[i * 4]!) };
+  return { width, height, channels: 1, data: counted(Uint8Array.from({ length: width * height }, (_, i) => gray.data[i * 4]!)) };
 }
 
 /**

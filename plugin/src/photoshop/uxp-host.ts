@@ -11,10 +11,31 @@ import { PanelError } from "../errors";
 import type { ActionDescriptor, ExecutionContext, PhotoshopApi, PsDocument, PsLayer, imaging } from "./api";
 import { canvasGrowth, type CanvasStep } from "./canvas";
 import type { ColorModeName, DocumentEdit, DocumentHost, DocumentInfo, LayerInfo, Mask8, NewLayer, PixelSource, ReadSize, Rgba8, WrittenEdit } from "./host";
-import { fromRgba8, levelToDocument, maskFrom8, placeMask, placeRgba, readSize, toMask8, toRgba8, type ComponentSize } from "./pixels";
+import { colourBand, componentsOf, levelToDocument, maskBand, placeMask, placeRgba, readSize, sampleBuffer, toMask8, toRgba8, type ComponentSize, type Samples } from "./pixels";
 
 const SRGB = "sRGB IEC61966-2.1";
 const GRAY = "Gray Gamma 2.2";
+
+/**
+ * The memory bound of writing: a layer goes to Photoshop a band of rows at a time, each band
+ * converted to the document's samples in one buffer of at most WRITE_BAND_BYTES, reused for
+ * every band (and for the mask), and handed over as image data that is disposed before the
+ * next band. So beyond the result as the daemon sent it (8000x6000 RGB: 144 MB) the panel holds
+ * at most 2 x 16 MiB for conversion (the band's samples and Photoshop's image data of them),
+ * whatever the document's size and depth (a whole 16-bit RGBA layer at once would be 384 MB).
+ * Reads are small already: Photoshop scales them to the size the model uses.
+ */
+export const WRITE_BAND_BYTES = 16 * 1024 * 1024;
+
+/** Rows per band of at most `bandBytes` for `width` pixels of `components` samples of `componentSize` bits (at least one). */
+function bandRows(bandBytes: number, width: number, components: number, componentSize: ComponentSize): number {
+  return Math.max(1, Math.floor(bandBytes / (width * components * (componentSize / 8))));
+}
+
+export interface HostOptions {
+  /** The most bytes of samples converted and handed to Photoshop at once (tests make it small). */
+  writeBandBytes?: number;
+}
 
 /** A layer of a document, by their ids: commands without one act on whatever is in front. */
 function layerRef(documentId: number, layerId: number) {
@@ -52,7 +73,8 @@ function addRevealAllMask(documentId: number, layerId: number): ActionDescriptor
   };
 }
 
-export function createPhotoshopHost<L extends PsLayer>(ps: PhotoshopApi<L>): DocumentHost {
+export function createPhotoshopHost<L extends PsLayer>(ps: PhotoshopApi<L>, options: HostOptions = {}): DocumentHost {
+  const bandBytes = options.writeBandBytes ?? WRITE_BAND_BYTES;
   const { DocumentMode, BitsPerChannelType, LayerKind, ElementPlacement } = ps.constants;
 
   function modeName(mode: PsDocument["mode"]): ColorModeName {
@@ -210,51 +232,42 @@ export function createPhotoshopHost<L extends PsLayer>(ps: PhotoshopApi<L>): Doc
     };
   }
 
-  async function writeLayer(doc: PsDocument<L>, target: L, layer: NewLayer): Promise<void> {
-    const componentSize = componentSizeOf(doc);
-    const grayscale = doc.mode === DocumentMode.GRAYSCALE;
-    const { samples, components } = fromRgba8(layer.pixels, { componentSize, grayscale });
-    const pixels = await ps.imaging.createImageDataFromBuffer(samples, {
-      width: layer.pixels.width,
-      height: layer.pixels.height,
+  /** One band of samples into the layer's pixels or its mask, at `at` (document pixels); the image data is disposed at once. */
+  async function putBand(doc: PsDocument<L>, target: L, into: "pixels" | "mask", samples: Samples, at: { left: number; top: number; width: number; height: number }, components: number) {
+    const gray = into === "mask" || components <= 2;
+    const image = await ps.imaging.createImageDataFromBuffer(samples, {
+      width: at.width,
+      height: at.height,
       components,
       chunky: true,
-      colorSpace: grayscale ? "Grayscale" : "RGB",
-      colorProfile: grayscale ? GRAY : SRGB,
+      colorSpace: gray ? "Grayscale" : "RGB",
+      colorProfile: gray ? GRAY : SRGB,
     });
     try {
-      await ps.imaging.putPixels({
-        documentID: doc.id,
-        layerID: target.id,
-        imageData: pixels,
-        replace: true,
-        targetBounds: { left: layer.x, top: layer.y, width: layer.pixels.width, height: layer.pixels.height },
-      });
+      // replace: false adds the band to what is there (the layer is new, its mask Reveal All).
+      const options = { documentID: doc.id, layerID: target.id, imageData: image, replace: false, targetBounds: at };
+      if (into === "pixels") await ps.imaging.putPixels(options);
+      else await ps.imaging.putLayerMask({ ...options, kind: "user" });
     } finally {
-      dispose(pixels);
+      dispose(image);
     }
-    if (!layer.mask) return;
+  }
+
+  /** The layer's pixels, then its mask, a band of rows at a time (see WRITE_BAND_BYTES): the memory it takes is a band's. */
+  async function writeLayer(doc: PsDocument<L>, target: L, layer: NewLayer): Promise<void> {
+    const { pixels } = layer;
+    const mask = layer.mask === "alpha" ? (pixels.channels === 4 ? { source: pixels, channel: 3 } : undefined) : layer.mask && { source: layer.mask, channel: 0 };
+    if (mask && (mask.source.width !== pixels.width || mask.source.height !== pixels.height)) throw new Error("A layer's mask must be the size of its pixels.");
+    const format = { componentSize: componentSizeOf(doc), grayscale: doc.mode === DocumentMode.GRAYSCALE, alpha: pixels.channels === 4 && layer.mask !== "alpha" };
+    const components = componentsOf(format);
+    const rows = Math.min(pixels.height, bandRows(bandBytes, pixels.width, components, format.componentSize));
+    const buffer = sampleBuffer(format.componentSize, rows * pixels.width * components);
+    const bands = Array.from({ length: Math.ceil(pixels.height / rows) }, (_, i) => ({ top: i * rows, height: Math.min(rows, pixels.height - i * rows) }));
+    const at = (band: { top: number; height: number }) => ({ left: layer.x, top: layer.y + band.top, width: pixels.width, height: band.height });
+    for (const band of bands) await putBand(doc, target, "pixels", colourBand(pixels, band.top, band.height, format, buffer), at(band), components);
+    if (!mask) return;
     await play("add the layer mask", [addRevealAllMask(doc.id, target.id)]);
-    const mask = await ps.imaging.createImageDataFromBuffer(maskFrom8(layer.mask, componentSize), {
-      width: layer.mask.width,
-      height: layer.mask.height,
-      components: 1,
-      chunky: true,
-      colorSpace: "Grayscale",
-      colorProfile: GRAY,
-    });
-    try {
-      await ps.imaging.putLayerMask({
-        documentID: doc.id,
-        layerID: target.id,
-        kind: "user",
-        imageData: mask,
-        replace: false,
-        targetBounds: { left: layer.x, top: layer.y, width: layer.mask.width, height: layer.mask.height },
-      });
-    } finally {
-      dispose(mask);
-    }
+    for (const band of bands) await putBand(doc, target, "mask", maskBand(mask.source, mask.channel, band.top, band.height, format.componentSize, buffer), at(band), 1);
   }
 
   return {
