@@ -22,6 +22,7 @@ import { matmul, REFERENCE } from "../onnx-builder/sd15";
 import { benchFloat16Memory } from "./float16-memory";
 import { measureFmaPeak, type FmaPeak } from "./fma-peak";
 import { probe } from "./probe";
+import { benchGraphStructure } from "./structure";
 import { bestOf, printSection, timeIt, type Figures, type Row } from "./report";
 
 export interface EngineBenchOptions {
@@ -172,13 +173,18 @@ export async function benchEngine(root: string, fixtures: string, options: Engin
   const z = new Tensor("float32", randn(4 * latent * latent, "latent"), [1, 4, latent, latent]);
   const vae = await paired(reps, async () => void (await decoder.session.run({ [decoder.io.latent]: z })));
   await sessions.release();
-  // The same UNet as exported (attention unfused), for what the fusion gains.
-  const exported = new ModelSessions(folder, { devices: ["cpu"], factory: defaultSessionFactory });
+  // The same UNet as exported (attention unfused), for what the fusion gains. Its optimized graph is
+  // kept for the structure section, in a cache of its own (a cache keeps one entry per model file).
+  const exportedCacheDir = path.join(cacheDir, "optimized-cache-exported");
+  await rm(exportedCacheDir, { recursive: true, force: true });
+  const exported = new ModelSessions(folder, { devices: ["cpu"], factory: defaultSessionFactory, optimizedModels: new OptimizedModelCache({ dir: exportedCacheDir }) });
   const exportedUnet = await exported.unet();
   const exportedCall = unetCall(2, exportedUnet);
   const unet2Exported = await paired(1, exportedCall);
   await exported.release();
   await mm.release();
+  Object.assign(figures, await benchGraphStructure({ cacheDir, fixtures, unetFile: folder.paths.unet, optimizedCacheDirs: { daemon: optimizedCacheDir, exported: exportedCacheDir }, label: "builder" }));
+  await rm(exportedCacheDir, { recursive: true, force: true });
   fmaRuns.push(await measureFmaPeak(fmaOptions));
   const fma = fmaRuns.reduce((a, b) => (b.gflops > a.gflops ? b : a));
   const fmaRate = fma.gflops * 1e9;

@@ -9,7 +9,7 @@ import type { Graph, GraphCounts } from "./graph";
 import { REFERENCE, sd15Config, textEncoder, unet, vaeDecoder, vaeEncoder, type ReferenceShapes, type Sd15Config } from "./sd15";
 
 /** Bumped whenever the graphs change, so stale cached folders are rebuilt. */
-export const BUILDER_VERSION = 1;
+export const BUILDER_VERSION = 2;
 
 export type PartName = "text_encoder" | "unet" | "vae_encoder" | "vae_decoder";
 
@@ -70,7 +70,12 @@ export interface BuildOptions {
 /** Builds the graphs (cheap: no weights are drawn) and counts them without writing anything. */
 export function buildGraphs(width: number, inChannels: 4 | 9 = 4, ref: ReferenceShapes = REFERENCE): { config: Sd15Config; graphs: Record<PartName, Graph> } {
   const config = sd15Config(width, inChannels);
-  return { config, graphs: { text_encoder: textEncoder(config, ref), unet: unet(config, ref), vae_encoder: vaeEncoder(config, ref), vae_decoder: vaeDecoder(config, ref) } };
+  return { config, graphs: graphsFor(config, ref) };
+}
+
+/** The four graphs of any configuration (e.g. tinySdConfig(), the fixtures' export). */
+export function graphsFor(config: Sd15Config, ref: ReferenceShapes = REFERENCE): Record<PartName, Graph> {
+  return { text_encoder: textEncoder(config, ref), unet: unet(config, ref), vae_encoder: vaeEncoder(config, ref), vae_decoder: vaeDecoder(config, ref) };
 }
 
 /** Per-part counts for other input shapes (the bench's own image size and batch). */

@@ -22,8 +22,8 @@ export interface Value {
   shape: number[];
 }
 
-/** Attribute values: integers are INT(S), strings STRING, `{ float }` FLOAT, `{ floats }` FLOATS. */
-export type Attr = number | number[] | string | { float: number } | { floats: number[] };
+/** Attribute values: integers are INT(S), strings STRING, `{ float }` FLOAT, `{ floats }` FLOATS, `{ tensor }` a 1-D FLOAT or INT64 TENSOR. */
+export type Attr = number | number[] | string | { float: number } | { floats: number[] } | { tensor: { dataType: typeof FLOAT | typeof INT64; values: number[] } };
 
 interface Initializer {
   name: string;
@@ -79,8 +79,9 @@ export class Graph {
 
   constructor(readonly name: string) {}
 
-  /** Names nodes and weights under a module path, like the exporter's "/down_blocks.0/resnets.1/...". */
+  /** Names nodes and weights under a module path, like the exporter's "/down_blocks.0/resnets.1/..." ("" adds no level). */
   scope<T>(name: string, body: () => T): T {
+    if (name === "") return body();
     this.scopes.push(name);
     try {
       return body();
@@ -106,10 +107,23 @@ export class Graph {
     return { name, shape: ref };
   }
 
-  /** Exposes `value` as a graph output named `name` (an Identity node when renamed). */
-  output(value: Value, name: string, dims: (number | string)[], elemType = FLOAT): void {
-    if (value.name !== name) this.node("Identity", [value], {}, value.shape, name);
+  /**
+   * Exposes `value` as a graph output named `name` and returns it under that name: the node that
+   * made it is renamed (as the exporter names its outputs), a graph input gets an Identity node.
+   */
+  output(value: Value, name: string, dims: (number | string)[], elemType = FLOAT): Value {
+    const producer = this.nodes.find((n) => n.output.includes(value.name));
+    if (value.name !== name && producer) {
+      this.used.add(name);
+      for (const n of this.nodes) {
+        n.input = n.input.map((i) => (i === value.name ? name : i));
+        n.output = n.output.map((o) => (o === value.name ? name : o));
+      }
+    } else if (value.name !== name) {
+      this.node("Identity", [value], {}, value.shape, name);
+    }
     this.outputs.push(valueInfo(name, elemType, dims));
+    return { name, shape: value.shape };
   }
 
   /** A trainable weight, uniform random with std (fan-in scaled by the caller). */
@@ -261,6 +275,11 @@ function attribute(name: string, value: Attr) {
   if (typeof value === "string") return onnx.AttributeProto.create({ name, type: T.STRING, s: new TextEncoder().encode(value) });
   if (Array.isArray(value)) return onnx.AttributeProto.create({ name, type: T.INTS, ints: value });
   if ("float" in value) return onnx.AttributeProto.create({ name, type: T.FLOAT, f: value.float });
+  if ("tensor" in value) {
+    const { dataType, values } = value.tensor;
+    const data = dataType === INT64 ? new BigInt64Array(values.map(BigInt)) : Float32Array.from(values);
+    return onnx.AttributeProto.create({ name, type: T.TENSOR, t: { dims: [values.length], dataType, rawData: new Uint8Array(data.buffer) } });
+  }
   return onnx.AttributeProto.create({ name, type: T.FLOATS, floats: value.floats });
 }
 

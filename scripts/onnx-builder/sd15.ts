@@ -4,11 +4,20 @@
  * `width` (full size at 1), keeping the depth and the structure.
  */
 import { FLOAT, Graph, INT32, INT64, type Value } from "./graph";
-import { add, attention, conv, fromTokens, groupNorm, layerNorm, linear, resnet, silu, toTokens, upsample } from "./layers";
+import { add, chunk2, clipAttention, conv, diffusersAttention, dimOp, dims, gemm, groupNorm, layerNorm, linear, resnet, shapeOf, silu, upsample } from "./layers";
 
 export interface Sd15Config {
   text: { hidden: number; intermediate: number; layers: number; heads: number; vocab: number; positions: number };
-  unet: { blocks: number[]; layersPerBlock: number; heads: number; groups: number; crossAttentionDim: number; inChannels: 4 | 9 };
+  unet: {
+    blocks: number[];
+    /** Per level of the down path (the up path mirrors it): CrossAttnDownBlock2D (true) or DownBlock2D (false). */
+    crossAttention: boolean[];
+    layersPerBlock: number;
+    heads: number;
+    groups: number;
+    crossAttentionDim: number;
+    inChannels: 4 | 9;
+  };
   vae: { blocks: number[]; layersPerBlock: number; groups: number; latentChannels: number };
 }
 
@@ -19,8 +28,20 @@ export function sd15Config(width = 1, inChannels: 4 | 9 = 4): Sd15Config {
   const hidden = round(768 * width, 64);
   return {
     text: { hidden, intermediate: 4 * hidden, layers: 12, heads: hidden / 64, vocab: 49408, positions: 77 },
-    unet: { blocks: [320, 640, 1280, 1280].map((c) => round(c * width, 32)), layersPerBlock: 2, heads: 8, groups: 32, crossAttentionDim: hidden, inChannels },
+    unet: { blocks: [320, 640, 1280, 1280].map((c) => round(c * width, 32)), crossAttention: [true, true, true, false], layersPerBlock: 2, heads: 8, groups: 32, crossAttentionDim: hidden, inChannels },
     vae: { blocks: [128, 256, 512, 512].map((c) => round(c * width, 32)), layersPerBlock: 2, groups: 32, latentChannels: 4 },
+  };
+}
+
+/**
+ * The configuration of the tiny diffusers export in the fixtures (tiny-sd, see its README and
+ * reference/models.json): the builder's graphs at this configuration have the export's nodes.
+ */
+export function tinySdConfig(): Sd15Config {
+  return {
+    text: { hidden: 32, intermediate: 37, layers: 5, heads: 4, vocab: 49408, positions: 77 },
+    unet: { blocks: [32, 64], crossAttention: [false, true], layersPerBlock: 2, heads: 8, groups: 32, crossAttentionDim: 32, inChannels: 4 },
+    vae: { blocks: [32, 32, 32, 32], layersPerBlock: 1, groups: 32, latentChannels: 4 },
   };
 }
 
@@ -40,27 +61,28 @@ export function textEncoder(config: Sd15Config, ref: ReferenceShapes = REFERENCE
   const { hidden: d, intermediate, layers, heads, vocab, positions } = config.text;
   const g = new Graph("text_encoder");
   const [B, S] = [ref.textBatch, ref.sequence];
-  const ids = g.input("input_ids", INT32, ["batch", "sequence"], [B, S]);
+  const input = g.input("input_ids", INT32, ["batch", "sequence"], [B, S]);
+  const [batch, seq] = dims(g, input, [0, 1]) as [Value, Value];
+  const ids = g.scope("text_model", () => g.node("Reshape", [input, shapeOf(g, [-1, seq])], {}, [B, S]));
   let h = g.scope("text_model.embeddings", () => {
-    const tok = g.node("Gather", [g.weight("token_embedding.weight", [vocab, d], 0.02 * 50), ids], {}, [B, S, d]);
-    return tok;
+    const tok = g.scope("token_embedding", () => g.node("Gather", [g.weight("weight", [vocab, d], 0.02 * 50), ids], {}, [B, S, d]));
+    // position_ids: the model's registered buffer [1, positions], sliced to the sequence.
+    const positionIds = g.node("Slice", [g.constInt64(Array.from({ length: positions }, (_, i) => i), [1, positions]), g.constInt64([0]), seq, g.constInt64([1]), g.constInt64([1])], {}, [1, S]);
+    const pos = g.scope("position_embedding", () => g.node("Gather", [g.weight("weight", [positions, d], 1), positionIds], {}, [1, S, d]));
+    return add(g, tok, pos);
   });
-  const idsShape = g.node("Shape", [ids], {}, [2]);
-  const seq = g.node("Gather", [idsShape, g.constInt64([1], [])], { axis: 0 }, []);
-  const batch = g.node("Gather", [idsShape, g.constInt64([0], [])], { axis: 0 }, []);
-  const zero = g.constInt64([0], []);
-  const one = g.constInt64([1], []);
-  const positionIds = g.node("Range", [zero, seq, one], {}, [S]);
-  const pos = g.scope("text_model.embeddings", () => g.node("Gather", [g.weight("position_embedding.weight", [positions, d], 1), positionIds], {}, [S, d]));
-  h = add(g, h, pos);
-  // Causal mask [S, S]: a large negative number above the diagonal.
-  const rows = g.node("Unsqueeze", [positionIds, g.constInt64([1])], {}, [S, 1]);
-  const cols = g.node("Unsqueeze", [positionIds, g.constInt64([0])], {}, [1, S]);
-  const future = g.node("Less", [rows, cols], {}, [S, S]);
-  const mask = g.node("Where", [future, g.constFloat([-3.4028234663852886e38], []), g.constFloat([0], [])], {}, [S, S]);
+  // The causal mask [B, 1, S, S] (_create_4d_causal_attention_mask): the float minimum above the diagonal, 0 elsewhere.
+  const mask = g.scope("text_model", () => {
+    const full = g.node("ConstantOfShape", [shapeOf(g, [seq, seq])], { value: { tensor: { dataType: FLOAT, values: [-3.4028234663852886e38] } } }, [S, S]);
+    const steps = g.node("Range", [g.constInt64([0], []), g.node("Squeeze", [seq, g.constInt64([0])], {}, []), g.constInt64([1], [])], {}, [S]);
+    const below = g.node("Less", [steps, g.node("Reshape", [g.node("Add", [steps, g.constInt64([1], [])], {}, [S]), shapeOf(g, [seq, 1])], {}, [S, 1])], {}, [S, S]);
+    const square = g.node("Where", [below, g.constFloat([0], []), full], {}, [S, S]);
+    const four = g.node("Unsqueeze", [g.node("Unsqueeze", [square, g.constInt64([0])], {}, [1, S, S]), g.constInt64([0])], {}, [1, 1, S, S]);
+    return g.node("Expand", [four, shapeOf(g, [batch, 1, seq, seq])], {}, [B, 1, S, S]);
+  });
   for (let i = 0; i < layers; i++) {
     h = g.scope(`text_model.encoder.layers.${i}`, () => {
-      const a = attention(g, layerNorm(g, h, "layer_norm1", d, 1e-5), null, "self_attn", { dim: d, heads, dimHead: d / heads, qkvBias: true, mask });
+      const a = clipAttention(g, layerNorm(g, h, "layer_norm1", d, 1e-5), "self_attn", { dim: d, heads, dimHead: d / heads, qkvBias: true, mask });
       let x = add(g, h, a);
       const n = layerNorm(g, x, "layer_norm2", d, 1e-5);
       const m = linear(g, n, "mlp.fc1", d, intermediate);
@@ -69,42 +91,56 @@ export function textEncoder(config: Sd15Config, ref: ReferenceShapes = REFERENCE
       return x;
     });
   }
-  const last = layerNorm(g, h, "text_model.final_layer_norm", d, 1e-5);
-  g.output(last, "last_hidden_state", ["batch", "sequence", d]);
-  // pooler_output: the hidden state at each row's end-of-text token (the largest id).
-  const eos = g.node("ArgMax", [ids], { axis: -1, keepdims: 0 }, [B]);
-  const flat = g.node("Reshape", [last, g.constInt64([-1, d])], {}, [B * S, d]);
-  const rowStart = g.node("Mul", [g.node("Range", [zero, batch, one], {}, [B]), seq], {}, [B]);
-  const pooled = g.node("Gather", [flat, g.node("Add", [rowStart, eos], {}, [B])], { axis: 0 }, [B, d]);
+  const last = g.output(layerNorm(g, h, "text_model.final_layer_norm", d, 1e-5), "last_hidden_state", ["batch", "sequence", d]);
+  // pooler_output: each row's hidden state at its first end-of-text token (transformers 4.37 with eos_token_id 49407).
+  const pooled = g.scope("text_model", () => {
+    const isEos = g.node("Cast", [g.node("Equal", [g.node("Cast", [ids], { to: INT64 }, [B, S]), g.constInt64([49407], [])], {}, [B, S])], { to: INT32 }, [B, S]);
+    const eos = g.node("ArgMax", [isEos], { axis: -1, keepdims: 0 }, [B]);
+    const rows = g.node("Range", [g.constInt64([0], []), g.node("Squeeze", [batch, g.constInt64([0])], {}, []), g.constInt64([1], [])], {}, [B]);
+    const flat = g.node("Flatten", [last], { axis: 2 }, [B * S, d]);
+    const at = g.node("Add", [eos, g.node("Mul", [rows, g.node("Squeeze", [seq, g.constInt64([0])], {}, [])], {}, [B])], {}, [B]);
+    const [width] = dims(g, last, [2]) as [Value];
+    const picked = g.node("Reshape", [g.node("Gather", [flat, at], { axis: 0 }, [B, d]), shapeOf(g, [-1, width])], {}, [B, d]);
+    return g.node("Reshape", [picked, g.node("Concat", [g.node("Shape", [at], {}, [1]), width], { axis: 0 }, [2])], {}, [B, d]);
+  });
   g.output(pooled, "pooler_output", ["batch", d]);
   return g;
 }
 
 // ---- UNet ----
 
+/**
+ * Transformer2DModel (use_linear_projection false, as in SD 1.x) with one BasicTransformerBlock:
+ * tokens leave the feature map by Transpose(0,2,3,1) straight after proj_in and return by
+ * Transpose(0,3,1,2) straight before proj_out, the sizes read from the shapes as the export does.
+ */
 function transformer(g: Graph, x: Value, context: Value, name: string, channels: number, config: Sd15Config["unet"]): Value {
   return g.scope(name, () => {
     const dimHead = channels / config.heads;
-    let h = groupNorm(g, x, "norm", channels, config.groups, 1e-6);
-    h = conv(g, h, "proj_in", channels, channels, 1);
-    let t = toTokens(g, h);
-    t = g.scope("transformer_blocks.0", () => {
-      let y = add(g, t, attention(g, layerNorm(g, t, "norm1", channels, 1e-5), null, "attn1", { dim: channels, heads: config.heads, dimHead, qkvBias: false }));
-      y = add(g, y, attention(g, layerNorm(g, y, "norm2", channels, 1e-5), context, "attn2", { dim: channels, heads: config.heads, dimHead, contextDim: config.crossAttentionDim, qkvBias: false }));
+    const [b, , hh, ww] = x.shape as [number, number, number, number];
+    const [batch, height, width] = dims(g, x, [0, 2, 3]) as [Value, Value, Value];
+    const p = conv(g, groupNorm(g, x, "norm", channels, config.groups, 1e-6), "proj_in", channels, channels, 1);
+    const [inner] = dims(g, p, [1]) as [Value];
+    const nhwc = g.node("Transpose", [p], { perm: [0, 2, 3, 1] }, [b, hh, ww, channels]);
+    const t = g.node("Reshape", [nhwc, shapeOf(g, [batch, dimOp(g, "Mul", height, width), inner])], {}, [b, hh * ww, channels]);
+    const out = g.scope("transformer_blocks.0", () => {
+      let y = add(g, diffusersAttention(g, layerNorm(g, t, "norm1", channels, 1e-5), null, "attn1", { dim: channels, heads: config.heads, dimHead, qkvBias: false }), t);
+      y = add(g, diffusersAttention(g, layerNorm(g, y, "norm2", channels, 1e-5), context, "attn2", { dim: channels, heads: config.heads, dimHead, contextDim: config.crossAttentionDim, qkvBias: false }), y);
       const n = layerNorm(g, y, "norm3", channels, 1e-5);
-      const proj = linear(g, n, "ff.net.0.proj", channels, 8 * channels);
-      const [value, gate] = g.nodeN("Split", [proj, g.constInt64([4 * channels, 4 * channels])], { axis: -1 }, [
-        [...n.shape.slice(0, -1), 4 * channels],
-        [...n.shape.slice(0, -1), 4 * channels],
-      ]);
-      // GELU(gate) = 0.5 * gate * (1 + erf(gate / sqrt 2))
-      const erf = g.node("Erf", [g.node("Div", [gate!, g.constFloat([Math.SQRT2], [])], {}, gate!.shape)], {}, gate!.shape);
-      const gelu = g.node("Mul", [g.node("Mul", [gate!, g.node("Add", [erf, g.constFloat([1], [])], {}, gate!.shape)], {}, gate!.shape), g.constFloat([0.5], [])], {}, gate!.shape);
-      const gated = g.node("Mul", [value!, gelu], {}, value!.shape);
-      return add(g, y, linear(g, gated, "ff.net.2", 4 * channels, channels));
+      const ff = g.scope("ff", () => {
+        // GEGLU: the projection chunked in two, value * GELU(gate).
+        const [value, gate] = chunk2(g, linear(g, n, "net.0.proj", channels, 8 * channels), -1);
+        const halfShape = value.shape;
+        // GELU(gate) = gate * (1 + erf(gate / sqrt 2)) * 0.5
+        const erf = g.node("Erf", [g.node("Div", [gate, g.constFloat([Math.SQRT2], [])], {}, halfShape)], {}, halfShape);
+        const gelu = g.node("Mul", [g.node("Mul", [gate, g.node("Add", [erf, g.constFloat([1], [])], {}, halfShape)], {}, halfShape), g.constFloat([0.5], [])], {}, halfShape);
+        return linear(g, g.node("Mul", [value, gelu], {}, halfShape), "net.2", 4 * channels, channels);
+      });
+      return add(g, ff, y);
     });
-    h = fromTokens(g, t, x);
-    return add(g, conv(g, h, "proj_out", channels, channels, 1), x);
+    const map = g.node("Reshape", [out, shapeOf(g, [batch, height, width, inner])], {}, [b, hh, ww, channels]);
+    const nchw = g.node("Transpose", [map], { perm: [0, 3, 1, 2] }, [b, channels, hh, ww]);
+    return add(g, conv(g, nchw, "proj_out", channels, channels, 1), x);
   });
 }
 
@@ -121,11 +157,20 @@ export function unet(config: Sd15Config, ref: ReferenceShapes = REFERENCE): Grap
   // Sinusoidal timestep embedding (flip_sin_to_cos, freq_shift 0), broadcast to the sample's batch.
   const half = c0 / 2;
   const freqs = Float32Array.from({ length: half }, (_, i) => Math.exp((-Math.log(10000) * i) / half));
-  const batchShape = g.node("Slice", [g.node("Shape", [sample], {}, [4]), g.constInt64([0]), g.constInt64([1])], {}, [1]);
-  const t = g.node("Unsqueeze", [g.node("Expand", [timestep, batchShape], {}, [B]), g.constInt64([1])], {}, [B, 1]);
-  const args = g.node("Mul", [t, g.constFloat(freqs, [1, half])], {}, [B, half]);
-  const tproj = g.node("Concat", [g.node("Cos", [args], {}, [B, half]), g.node("Sin", [args], {}, [B, half])], { axis: 1 }, [B, c0]);
-  const temb = g.scope("time_embedding", () => linear(g, silu(g, linear(g, tproj, "linear_1", c0, tembDim)), "linear_2", tembDim, tembDim));
+  // timesteps.expand(sample.shape[0]) as torch traces it: the size, with -1 entries replaced by 1.
+  const size = g.node("Reshape", [shapeOf(g, [dims(g, sample, [0])[0]!]), g.constInt64([-1])], {}, [1]);
+  const ones = g.node("ConstantOfShape", [g.node("Shape", [size], {}, [1])], { value: { tensor: { dataType: INT64, values: [1] } } }, [1]);
+  const wanted = g.node("Where", [g.node("Equal", [size, g.node("Mul", [ones, g.constInt64([-1])], {}, [1])], {}, [1]), ones, size], {}, [1]);
+  const t = g.node("Unsqueeze", [g.node("Expand", [timestep, wanted], {}, [B]), g.constInt64([1])], {}, [B, 1]);
+  const tproj = g.scope("time_proj", () => {
+    const args = g.node("Mul", [t, g.constFloat(freqs, [1, half])], {}, [B, half]);
+    const sinCos = g.node("Concat", [g.node("Sin", [args], {}, [B, half]), g.node("Cos", [args], {}, [B, half])], { axis: -1 }, [B, c0]);
+    // flip_sin_to_cos: the halves swapped, by two Slices as the export has them.
+    const cos = g.node("Slice", [sinCos, g.constInt64([half]), g.constInt64([c0]), g.constInt64([1])], {}, [B, half]);
+    const sin = g.node("Slice", [sinCos, g.constInt64([0]), g.constInt64([half]), g.constInt64([1])], {}, [B, half]);
+    return g.node("Concat", [cos, sin], { axis: -1 }, [B, c0]);
+  });
+  const temb = g.scope("time_embedding", () => gemm(g, silu(g, gemm(g, tproj, "linear_1", c0, tembDim)), "linear_2", tembDim, tembDim));
   const tembAct = silu(g, temb);
 
   let h = conv(g, sample, "conv_in", u.inChannels, c0, 3);
@@ -137,7 +182,7 @@ export function unet(config: Sd15Config, ref: ReferenceShapes = REFERENCE): Grap
       for (let j = 0; j < u.layersPerBlock; j++) {
         h = resnet(g, h, tembAct, `resnets.${j}`, channels, out, u.groups, 1e-5);
         channels = out;
-        if (i < last) h = transformer(g, h, context, `attentions.${j}`, out, u);
+        if (u.crossAttention[i]) h = transformer(g, h, context, `attentions.${j}`, out, u);
         skips.push({ value: h, channels });
       }
       if (i < last) {
@@ -160,7 +205,7 @@ export function unet(config: Sd15Config, ref: ReferenceShapes = REFERENCE): Grap
         h = g.node("Concat", [h, skip.value], { axis: 1 }, [b, channels + skip.channels, hh, ww]);
         h = resnet(g, h, tembAct, `resnets.${j}`, channels + skip.channels, out, u.groups, 1e-5);
         channels = out;
-        if (i > 0) h = transformer(g, h, context, `attentions.${j}`, out, u);
+        if (u.crossAttention[last - i]) h = transformer(g, h, context, `attentions.${j}`, out, u);
       }
       if (i < last) h = upsample(g, h, "upsamplers.0", out);
     });
@@ -173,11 +218,18 @@ export function unet(config: Sd15Config, ref: ReferenceShapes = REFERENCE): Grap
 
 // ---- VAE ----
 
+/** The VAE's mid-block Attention: GroupNorm on [B, C, H·W], tokens by Transpose, the residual added inside, as diffusers exports it. */
 function vaeAttention(g: Graph, x: Value, name: string, channels: number, groups: number): Value {
   return g.scope(name, () => {
-    const t = toTokens(g, groupNorm(g, x, "group_norm", channels, groups, 1e-6));
-    const a = attention(g, t, null, "attn", { dim: channels, heads: 1, dimHead: channels, qkvBias: true });
-    return add(g, fromTokens(g, a, x), x);
+    const [b, c, hh, ww] = x.shape as [number, number, number, number];
+    const [batch, chans, height, width] = dims(g, x, [0, 1, 2, 3]) as [Value, Value, Value, Value];
+    const flat = g.node("Reshape", [x, shapeOf(g, [batch, chans, dimOp(g, "Mul", height, width)])], {}, [b, c, hh * ww]);
+    const tokens = g.node("Transpose", [groupNorm(g, flat, "group_norm", channels, groups, 1e-6)], { perm: [0, 2, 1] }, [b, hh * ww, c]);
+    // Back to [B, C, H, W] and the residual added (residual_connection) before the rescale.
+    return diffusersAttention(g, tokens, null, "", { dim: channels, heads: 1, dimHead: channels, qkvBias: true }, (out) => {
+      const back = g.node("Transpose", [out], { perm: [0, 2, 1] }, [b, c, hh * ww]);
+      return add(g, g.node("Reshape", [back, shapeOf(g, [batch, chans, height, width])], {}, x.shape), x);
+    });
   });
 }
 
@@ -245,11 +297,13 @@ export function vaeEncoder(config: Sd15Config, ref: ReferenceShapes = REFERENCE)
   });
   h = conv(g, h, "quant_conv", 2 * v.latentChannels, 2 * v.latentChannels, 1);
   const half = [B, v.latentChannels, h.shape[2]!, h.shape[3]!];
-  const [mean, logvar] = g.nodeN("Split", [h, g.constInt64([v.latentChannels, v.latentChannels])], { axis: 1 }, [half, half]);
-  const clamped = g.node("Clip", [logvar!, g.constFloat([-30], []), g.constFloat([20], [])], {}, half);
+  // DiagonalGaussianDistribution: moments chunked into mean and log-variance; the sample drawn in-graph (randn over mean's shape).
+  const [mean, logvar] = chunk2(g, h, 1);
+  const clamped = g.node("Clip", [logvar, g.constFloat([-30], []), g.constFloat([20], [])], {}, half);
   const std = g.node("Exp", [g.node("Mul", [clamped, g.constFloat([0.5], [])], {}, half)], {}, half);
-  const eps = g.node("RandomNormalLike", [mean!], { mean: { float: 0 }, scale: { float: 1 } }, half);
-  const latent = g.node("Add", [mean!, g.node("Mul", [std, eps], {}, half)], {}, half);
+  const zeros = g.node("ConstantOfShape", [shapeOf(g, dims(g, mean, [0, 1, 2, 3]))], {}, half);
+  const eps = g.node("Cast", [g.node("RandomNormalLike", [zeros], { dtype: FLOAT, mean: { float: 0 }, scale: { float: 1 } }, half)], { to: FLOAT }, half);
+  const latent = g.node("Add", [mean, g.node("Mul", [std, eps], {}, half)], {}, half);
   g.output(latent, "latent_sample", ["batch", v.latentChannels, "height_latent", "width_latent"]);
   return g;
 }

@@ -43,6 +43,10 @@ const REQUIRED = [
   "unet.fractionOfFmaPeak",
   "unet.fractionOfFmaPeakBatch1",
   "matmul.fractionOfFmaPeak",
+  "structure.unet.transposes",
+  "structure.unet.transposesFused",
+  "structure.exportUnet.transposes",
+  "structure.tinyLayoutUnet.transposes",
 ];
 
 describe("npm run bench -- --quick", () => {
@@ -63,6 +67,9 @@ describe("npm run bench -- --quick", () => {
       expect(Number.isFinite(results[key] as number), key).toBe(true);
     }
     expect(results["cancel.outcome"]).toBe("CancelledError");
+    // The builder in tiny-sd's configuration runs the export's nodes (counted once onnxruntime has optimised both).
+    expect(results["structure.tinyLayoutUnet.differingOps"]).toBe(0);
+    expect(results["structure.tinyLayoutUnet.differingOpsFused"]).toBe(0);
     // The builder's full-size graphs are SD 1.5's: parameters and FLOP within 1%.
     for (const part of ["text_encoder", "unet", "vae_decoder", "vae_encoder"]) {
       expect(Math.abs(results[`counts.${part}.paramsError`] as number), part).toBeLessThan(0.01);

@@ -5,8 +5,10 @@ import { InferenceSession, Tensor } from "onnxruntime-node";
 import { afterAll, describe, expect, it } from "vitest";
 import { loadModelFolder } from "../../daemon/models/model-folder";
 import { compareCounts } from "../../scripts/onnx-builder/counts";
-import { countGraphs, ensureModelFolder } from "../../scripts/onnx-builder/folder";
-import { REFERENCE } from "../../scripts/onnx-builder/sd15";
+import { differingOps, formatOpTable, loadedOpCounts } from "../../scripts/bench/graph-structure";
+import { countGraphs, ensureModelFolder, graphsFor, type PartName } from "../../scripts/onnx-builder/folder";
+import { REFERENCE, tinySdConfig } from "../../scripts/onnx-builder/sd15";
+import type { ModelPart } from "../../daemon/models/model-sessions";
 import { FIXTURES_DIR } from "../helpers/paths";
 
 const temps: string[] = [];
@@ -50,6 +52,23 @@ describe("onnx-builder", () => {
       expect((sample.data as Float32Array).every(Number.isFinite)).toBe(true);
     } finally {
       await unet.release();
+    }
+  });
+
+  it("in tiny-sd's configuration, builds the diffusers export's graphs: the same nodes by op type once onnxruntime has optimised them, as exported and as the daemon loads them", { timeout: 120_000 }, async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "underpaint-builder-structure-"));
+    temps.push(dir);
+    const graphs = graphsFor(tinySdConfig(), { ...REFERENCE, latent: 8 });
+    const parts: [PartName, ModelPart][] = [["unet", "unet"], ["text_encoder", "textEncoder"], ["vae_decoder", "vaeDecoder"], ["vae_encoder", "vaeEncoder"]];
+    for (const [name, part] of parts) {
+      const file = path.join(dir, name, "model.onnx");
+      await graphs[name].write(file, name === "unet" ? { externalData: "weights.pb" } : {});
+      for (const form of ["exported", "daemon"] as const) {
+        const built = await loadedOpCounts(file, part, form, path.join(dir, "cache"));
+        const exported = await loadedOpCounts(path.join(FIXTURES_DIR, "tiny-sd", name, "model.onnx"), part, form, path.join(dir, "cache"));
+        const table = formatOpTable([{ title: "builder", counts: built }, { title: "export", counts: exported }]).join("\n");
+        expect(differingOps(built, exported), `${name}, ${form}:\n${table}`).toEqual([]);
+      }
     }
   });
 });
