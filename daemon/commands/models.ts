@@ -13,6 +13,7 @@ import { readManifest } from "../models/manifest";
 import { PARTIAL_PREFIX, PROGRESS_FILE, STATE_FILE, formatBytes, lockOwner, pidAlive } from "../models/model-store";
 import { pullModel } from "../models/pull";
 import { loadRegistry } from "../models/registry";
+import { findPreviewDecoders } from "../models/taesd-folder";
 import { verifyModel } from "../models/verify";
 import { defaultModelsDir } from "../paths";
 import { UsageError } from "./args";
@@ -124,8 +125,11 @@ async function list(argv: string[]): Promise<void> {
       return { id: m.id, kind: m.kind, modes: m.modes, nativeResolution: m.nativeResolution, turbo: m.turbo, bytes: m.weightsBytes, source };
     }),
   );
-  const ids = new Set([...models.map((m) => m.id), ...broken.map((b) => b.id)]);
+  const previews = await findPreviewDecoders(modelsDir);
+  const previewFolders = [...(previews.found ? [previews.found] : []), ...previews.broken];
+  const ids = new Set([...models.map((m) => m.id), ...broken.map((b) => b.id), ...previewFolders.map((p) => p.id)]);
   const available = registry.models.filter((e) => !ids.has(e.id));
+  const availablePreviewDecoders = registry.previewDecoders.filter((e) => !ids.has(e.id));
   const unfinished = await unfinishedDownloads(modelsDir);
 
   if (values.json) {
@@ -139,6 +143,9 @@ async function list(argv: string[]): Promise<void> {
           available: available.map(({ id, name, repo, revision, pinned, kind, nativeResolution, turbo, recommended, license }) => ({
             id, name, repo, revision, pinned, kind, nativeResolution, turbo, recommended, license,
           })),
+          previewDecoder: previews.found ? { id: previews.found.id, dir: previews.found.dir, bytes: previews.found.weightsBytes, registryId: previews.found.registryId } : null,
+          brokenPreviewDecoders: previews.broken.map((b) => ({ id: b.id, code: b.error.code, message: b.error.message })),
+          availablePreviewDecoders: availablePreviewDecoders.map(({ id, name, repo, revision, pinned, kind, license }) => ({ id, name, repo, revision, pinned, kind, license })),
         },
         null,
         2,
@@ -147,13 +154,15 @@ async function list(argv: string[]): Promise<void> {
     return;
   }
   out(`Models in ${modelsDir}:`);
-  if (!installed.length && !broken.length) out("  (none yet)");
+  if (!installed.length && !broken.length && !previewFolders.length) out("  (none yet)");
   const width = Math.max(12, ...installed.map((m) => m.id.length), ...broken.map((b) => b.id.length));
   for (const m of installed) {
     const abilities = [m.kind, `${m.nativeResolution}px`, ...(m.turbo ? ["turbo"] : [])].join(", ");
     out(`  ${m.id.padEnd(width)}  ${abilities.padEnd(26)}  ${formatBytes(m.bytes).padStart(8)}  ${m.source}`);
   }
   for (const b of broken) out(`  ${b.id.padEnd(width)}  BROKEN: ${b.error.message}`);
+  if (previews.found) out(`  ${previews.found.id.padEnd(width)}  ${"preview decoder (in use)".padEnd(26)}  ${formatBytes(previews.found.weightsBytes).padStart(8)}  previews every step, decodes drafts`);
+  for (const b of previews.broken) out(`  ${b.id.padEnd(width)}  BROKEN preview decoder: ${b.error.message}`);
   for (const u of unfinished) {
     const amount = u.bytes !== null && u.total ? ` (${formatBytes(u.bytes)} of ${formatBytes(u.total)})` : "";
     out(
@@ -162,14 +171,15 @@ async function list(argv: string[]): Promise<void> {
         : `  ${u.id.padEnd(width)}  unfinished download${amount}: \`npx underpaint models pull ${u.request ?? u.id}\` resumes it`,
     );
   }
-  if (available.length) {
+  if (available.length || availablePreviewDecoders.length) {
     out("");
     out("Available to pull (npx underpaint models pull ID):");
-    const w = Math.max(...available.map((e) => e.id.length));
+    const w = Math.max(...[...available, ...availablePreviewDecoders].map((e) => e.id.length));
     for (const e of available) {
       const r = e.recommended;
       out(`  ${e.id.padEnd(w)}  ${e.name}: ${e.kind}, ${e.nativeResolution}px, ${r.steps} steps, guidance ${r.guidance}, ${r.scheduler}; ${e.license}`);
     }
+    for (const e of availablePreviewDecoders) out(`  ${e.id.padEnd(w)}  ${e.name}: preview decoder (a picture of every step, fast drafts); ${e.license}`);
   }
 }
 
@@ -250,6 +260,11 @@ async function verify(argv: string[]): Promise<void> {
   const how = report.manifest
     ? `${report.checked} files, ${formatBytes(report.bytes)}, sha256 of every file matches`
     : `no checksums were recorded for it (${report.linked ? "added as a link" : "added by hand"}), so only its structure was checked`;
+  const p = report.previewDecoder;
+  if (p) {
+    out(`${id}: OK (${how}); preview decoder (tiny autoencoder), ${(p.parameters / 1e6).toFixed(2)} M weights`);
+    return;
+  }
   const f = report.folder!;
   out(`${id}: OK (${how}); ${f.kind}, ${f.nativeResolution}px${f.turbo ? ", turbo" : ""}, modes ${f.modes.join(", ")}`);
 }

@@ -2,7 +2,8 @@
  * Which files of a hub repo a pull fetches: the ONNX parts in the diffusers / Optimum layout,
  * the tokenizer, the scheduler config and model_index.json (optional: Amuse / OnnxStack exports
  * ship none, and the parts tell what they are). Everything else (safety checker,
- * PyTorch / safetensors weights, sample images, controlnets) stays on the hub.
+ * PyTorch / safetensors weights, sample images, controlnets) stays on the hub. A preview decoder
+ * (TAESD) is only its vae_decoder/ and vae_encoder/.
  */
 import { ModelInstallError } from "./install-errors";
 import type { HubFile } from "./hub";
@@ -72,4 +73,27 @@ export function selectEngineFiles(repo: string, files: readonly HubFile[]): HubF
     );
   }
   return files.filter((f) => isEngineFile(f.path)).sort((a, b) => a.path.localeCompare(b.path));
+}
+
+/** The parts of a preview decoder (a tiny autoencoder), in the same layout. */
+export const PREVIEW_DECODER_PARTS = ["vae_decoder", "vae_encoder"] as const;
+
+/**
+ * A repo that is a VAE and nothing else (vae_decoder/model.onnx, no UNet, text encoder or
+ * model_index.json): an autoencoder on its own, such as an ONNX TAESD.
+ */
+export function isAutoencoderOnly(paths: ReadonlySet<string>): boolean {
+  return paths.has("vae_decoder/model.onnx") && !paths.has("model_index.json") && ![...paths].some((p) => p.startsWith("unet/") || p.startsWith("text_encoder/"));
+}
+
+/** The files a preview decoder's pull fetches: its two ONNX parts (README, conversion scripts and the rest stay on the hub). */
+export function selectPreviewDecoderFiles(repo: string, files: readonly HubFile[]): HubFile[] {
+  if (!files.some((f) => f.path === "vae_decoder/model.onnx")) {
+    throw new ModelInstallError("not_onnx", `${repo} is not an ONNX tiny autoencoder in the diffusers layout (it lacks vae_decoder/model.onnx).`);
+  }
+  const wanted = (path: string) => {
+    const [folder, name, ...rest] = path.split("/");
+    return rest.length === 0 && name !== undefined && (PREVIEW_DECODER_PARTS as readonly string[]).includes(folder!) && isOnnxPartFile(name);
+  };
+  return files.filter((f) => wanted(f.path)).sort((a, b) => a.path.localeCompare(b.path));
 }

@@ -173,7 +173,7 @@ function rel(dir: string, file: string): string {
   return relative(dir, file).split(sep).join("/");
 }
 
-async function fileSize(path: string): Promise<number | null> {
+export async function fileSize(path: string): Promise<number | null> {
   try {
     const s = await stat(path);
     return s.isFile() ? s.size : null;
@@ -182,7 +182,7 @@ async function fileSize(path: string): Promise<number | null> {
   }
 }
 
-function missing(dir: string, file: string, why = "every model folder needs it"): ModelFolderError {
+export function missing(dir: string, file: string, why = "every model folder needs it"): ModelFolderError {
   return new ModelFolderError(
     "model_file_missing",
     file,
@@ -190,7 +190,7 @@ function missing(dir: string, file: string, why = "every model folder needs it")
   );
 }
 
-function invalid(file: string, why: string, cause?: unknown): ModelFolderError {
+export function invalid(file: string, why: string, cause?: unknown): ModelFolderError {
   return new ModelFolderError("model_file_invalid", file, `Model file invalid: ${file}: ${why}.`, { cause });
 }
 
@@ -229,7 +229,7 @@ async function readJson<S extends z.ZodType>(dir: string, file: string, schema: 
   return parsed.data;
 }
 
-async function readOptionalJson<S extends z.ZodType>(dir: string, file: string, schema: S): Promise<z.infer<S> | null> {
+export async function readOptionalJson<S extends z.ZodType>(dir: string, file: string, schema: S): Promise<z.infer<S> | null> {
   if ((await fileSize(file)) === null) return null;
   return readJson(dir, file, schema);
 }
@@ -243,7 +243,8 @@ async function checkMerges(dir: string, file: string): Promise<void> {
   }
 }
 
-async function inspect(dir: string, file: string): Promise<OnnxInfo> {
+/** A part's ONNX structure (weights skipped); a file onnx-inspect cannot read is model_file_invalid. */
+export async function inspectPart(dir: string, file: string): Promise<OnnxInfo> {
   try {
     return await inspectOnnx(file);
   } catch (error) {
@@ -255,7 +256,7 @@ async function inspect(dir: string, file: string): Promise<OnnxInfo> {
 }
 
 /** Checks that the external weight files an ONNX file names exist, inside the folder, and are long enough. */
-async function checkExternalData(dir: string, info: OnnxInfo): Promise<{ paths: string[]; bytes: number }> {
+export async function checkExternalData(dir: string, info: OnnxInfo): Promise<{ paths: string[]; bytes: number }> {
   const paths: string[] = [];
   let bytes = 0;
   for (const ext of info.externalFiles) {
@@ -272,6 +273,12 @@ async function checkExternalData(dir: string, info: OnnxInfo): Promise<{ paths: 
     bytes += size;
   }
   return { paths, bytes };
+}
+
+/** Refuses a part (model_unsupported, in one sentence) that uses an operator none of `devices` runs. */
+export function checkDevices(dir: string, info: OnnxInfo, devices: Device | readonly Device[]): void {
+  const op = deviceOnlyOperators(info.opTypesByDomain, devices)[0];
+  if (op) throw new ModelFolderError("model_unsupported", info.path, deviceOnlyMessage(rel(dir, info.path), op, devices));
 }
 
 function describe<T>(fn: (file: string, i: OnnxInfo["inputs"], o: OnnxInfo["outputs"]) => T, info: OnnxInfo): T {
@@ -329,7 +336,7 @@ export interface LoadModelFolderOptions {
 }
 
 /** chooseDevices(), imported when needed: execution-provider.ts loads onnxruntime-node. */
-async function defaultDevices(): Promise<readonly Device[]> {
+export async function defaultDevices(): Promise<readonly Device[]> {
   const { chooseDevices } = await import("./execution-provider");
   return chooseDevices().devices;
 }
@@ -434,19 +441,15 @@ export async function loadModelFolder(folder: string, options: LoadModelFolderOp
 
   // ONNX structure (weights skipped), external weights, I/O.
   const [textInfo, unetInfo, decoderInfo, encoderInfo] = await Promise.all([
-    inspect(dir, paths.textEncoder),
-    inspect(dir, paths.unet),
-    inspect(dir, paths.vaeDecoder),
-    paths.vaeEncoder ? inspect(dir, paths.vaeEncoder) : Promise.resolve(null),
+    inspectPart(dir, paths.textEncoder),
+    inspectPart(dir, paths.unet),
+    inspectPart(dir, paths.vaeDecoder),
+    paths.vaeEncoder ? inspectPart(dir, paths.vaeEncoder) : Promise.resolve(null),
   ]);
   // Operators only GPU providers have (Olive / CUDA-optimized exports), before anything else
   // in the ONNX files is checked: no other fix helps while the device lacks them.
   const devices = options.devices ?? (await defaultDevices());
-  for (const info of [textInfo, unetInfo, decoderInfo, encoderInfo]) {
-    if (!info) continue;
-    const op = deviceOnlyOperators(info.opTypesByDomain, devices)[0];
-    if (op) throw new ModelFolderError("model_unsupported", info.path, deviceOnlyMessage(rel(dir, info.path), op, devices));
-  }
+  for (const info of [textInfo, unetInfo, decoderInfo, encoderInfo]) if (info) checkDevices(dir, info, devices);
   let externalBytes = 0;
   for (const info of [textInfo, unetInfo, decoderInfo, encoderInfo]) {
     if (!info) continue;
@@ -542,7 +545,7 @@ export async function loadModelFolder(folder: string, options: LoadModelFolderOp
 export type WeightType = "float32" | "float16" | "other";
 
 /** The float type holding most of a graph's weight elements (integer-only or empty graphs: "other"). */
-function weightTypeOf(info: OnnxInfo): WeightType {
+export function weightTypeOf(info: OnnxInfo): WeightType {
   const elements: Record<WeightType, number> = { float32: 0, float16: 0, other: 0 };
   for (const { type, dims } of info.initializers.values()) {
     const count = dims.reduce((a, b) => a * b, 1);

@@ -2,10 +2,11 @@
  * `models pull`: installs a model from the Hugging Face Hub so that it is either fully there and
  * verified, or not there at all.
  *
- *   1. list the repo at the revision (pinned to the commit it points to) and pick the engine's files;
+ *   1. list the repo at the revision (pinned to the commit it points to) and pick the engine's files
+ *      (a preview decoder's, when the registry entry is one or the repo is an autoencoder alone);
  *   2. check the free disk space for what is left to fetch;
  *   3. download each file into .partial-<id>/ (resumable, retried, checksummed: download.ts);
- *   4. write the manifest and load the folder as the engine would (model-folder.ts);
+ *   4. write the manifest and load the folder as the engine would (model-folder.ts, taesd-folder.ts);
  *   5. rename .partial-<id>/ to <id>/.
  *
  * An interrupted pull leaves only the hidden .partial-<id>/ folder, which the next pull of the same
@@ -16,7 +17,7 @@ import { mkdir, readFile, readdir, rm, stat, writeFile } from "node:fs/promises"
 import { dirname, join, relative, resolve, sep } from "node:path";
 import type { DownloadStage } from "../../protocol";
 import { downloadFile, hashFile, retryPolicyFromEnv, backoffDelay, sleep, type RetryPolicy } from "./download";
-import { selectEngineFiles } from "./engine-files";
+import { isAutoencoderOnly, selectEngineFiles, selectPreviewDecoderFiles } from "./engine-files";
 import { ModelFolderError } from "./errors";
 import { hubConfigFromEnv, isRetryable, listRepoFiles, resolveUrl, type HubFile, type HubListing } from "./hub";
 import { ModelInstallError } from "./install-errors";
@@ -36,6 +37,7 @@ import {
   sweepRemovals,
 } from "./model-store";
 import { pullTarget, type PullTarget } from "./registry";
+import { loadPreviewDecoderFolder } from "./taesd-folder";
 
 type Env = Record<string, string | undefined>;
 
@@ -285,7 +287,8 @@ export async function pullModel(request: string, options: PullOptions): Promise<
   try {
     reporter.update({ stage: "listing" }, true);
     const listing: HubListing = await withRetries(() => listRepoFiles(hub, target.repo, target.revision, signal), policy, signal, log);
-    const files = selectEngineFiles(target.repo, listing.files);
+    const previewDecoder = target.entry ? target.entry.kind === "preview-decoder" : isAutoencoderOnly(new Set(listing.files.map((f) => f.path)));
+    const files = previewDecoder ? selectPreviewDecoderFiles(target.repo, listing.files) : selectEngineFiles(target.repo, listing.files);
     const total = files.reduce((sum, f) => sum + (f.size ?? 0), 0);
     const source = `${target.repo}@${listing.commit}`;
     reporter.update({ source, total });
@@ -351,7 +354,7 @@ export async function pullModel(request: string, options: PullOptions): Promise<
       files: manifestFiles,
     });
     try {
-      await loadModelFolder(partial);
+      await (previewDecoder ? loadPreviewDecoderFolder(partial) : loadModelFolder(partial));
     } catch (error) {
       if (error instanceof ModelFolderError) {
         // Complete and checksummed but unusable: nothing to resume, so nothing is kept.

@@ -1,8 +1,10 @@
 /**
  * The registry of known models (registry.json, checked with zod when loaded): Stable Diffusion
  * checkpoints published on the Hugging Face Hub in the diffusers ONNX layout, each with the
- * revision to pull and the settings that suit it. Anything else on the hub in that layout can be
- * pulled by its owner/name id; `pullTarget` turns what the artist typed into one or the other.
+ * revision to pull and the settings that suit it, and preview decoders (TAESD): small autoencoders
+ * that are no generation model (never in the panel's model menu) but are pulled like one. Anything
+ * else on the hub in those layouts can be pulled by its owner/name id; `pullTarget` turns what the
+ * artist typed into one or the other.
  */
 import { z } from "zod";
 import { RecommendedSettings, type RegistryModel } from "../../protocol";
@@ -20,15 +22,30 @@ export const ModelId = z
 /** owner/name, as the hub spells repo ids. */
 export const RepoId = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*\/[A-Za-z0-9][A-Za-z0-9._-]*$/, "expected owner/name");
 
+/** Where an entry comes from, whatever it is. */
+const HubSource = {
+  id: ModelId,
+  name: z.string().min(1),
+  repo: RepoId,
+  /** A full commit when pinned; a branch otherwise (then `note` says why it is not pinned). */
+  revision: z.string().min(1),
+  pinned: z.boolean(),
+  /** What is and is not verified about the entry (required when it is not pinned). */
+  note: z.string().optional(),
+};
+
+function checkPinning(entry: { pinned: boolean; revision: string; note?: string | undefined }, ctx: z.RefinementCtx): void {
+  if (entry.pinned && !COMMIT.test(entry.revision)) {
+    ctx.addIssue({ code: "custom", path: ["revision"], message: "a pinned revision is a full 40-character commit hash" });
+  }
+  if (!entry.pinned && !entry.note) {
+    ctx.addIssue({ code: "custom", path: ["note"], message: "an unpinned entry says why in `note`" });
+  }
+}
+
 export const RegistryEntry = z
   .object({
-    id: ModelId,
-    name: z.string().min(1),
-    repo: RepoId,
-    /** A full commit when pinned; a branch otherwise (then `note` says why it is not pinned). */
-    revision: z.string().min(1),
-    pinned: z.boolean(),
-    note: z.string().optional(),
+    ...HubSource,
     kind: z.enum(["txt2img", "inpainting"]),
     nativeResolution: z.number().int().positive(),
     turbo: z.boolean(),
@@ -39,24 +56,39 @@ export const RegistryEntry = z
     license: z.string().min(1),
     description: z.string().min(1),
   })
-  .superRefine((entry, ctx) => {
-    if (entry.pinned && !COMMIT.test(entry.revision)) {
-      ctx.addIssue({ code: "custom", path: ["revision"], message: "a pinned revision is a full 40-character commit hash" });
-    }
-    if (!entry.pinned && !entry.note) {
-      ctx.addIssue({ code: "custom", path: ["note"], message: "an unpinned entry says why in `note`" });
-    }
-  });
+  .superRefine(checkPinning);
 export type RegistryEntry = z.infer<typeof RegistryEntry>;
 
+/**
+ * A preview decoder: a tiny autoencoder for SD 1.x / 2.x latents (TAESD) in the diffusers ONNX layout
+ * (vae_decoder/, optionally vae_encoder/). The engine decodes previews with it, and drafts when asked.
+ */
+export const PreviewDecoderEntry = z
+  .object({
+    ...HubSource,
+    kind: z.literal("preview-decoder"),
+    /** What the graphs' image ends hold: diffusers' AutoencoderTiny export [-1, 1], or taesd.py's own nets [0, 1]. */
+    imageRange: z.enum(["minus-one-to-one", "zero-to-one"]),
+    /** Weights of its decoder and encoder together (what its download size is computed from). */
+    parameters: z.number().int().positive(),
+    precision: z.enum(["fp32", "fp16"]),
+    license: z.string().min(1),
+    description: z.string().min(1),
+  })
+  .superRefine(checkPinning);
+export type PreviewDecoderEntry = z.infer<typeof PreviewDecoderEntry>;
+
 export const Registry = z
-  .object({ version: z.literal(1), models: z.array(RegistryEntry).min(1) })
+  .object({ version: z.literal(1), models: z.array(RegistryEntry).min(1), previewDecoders: z.array(PreviewDecoderEntry).default([]) })
   .superRefine((registry, ctx) => {
     const seen = new Set<string>();
-    registry.models.forEach((m, i) => {
-      if (seen.has(m.id)) ctx.addIssue({ code: "custom", path: ["models", i, "id"], message: `duplicate id ${m.id}` });
-      seen.add(m.id);
-    });
+    const check = (list: "models" | "previewDecoders") =>
+      registry[list].forEach((m, i) => {
+        if (seen.has(m.id)) ctx.addIssue({ code: "custom", path: [list, i, "id"], message: `duplicate id ${m.id}` });
+        seen.add(m.id);
+      });
+    check("models");
+    check("previewDecoders");
   });
 export type Registry = z.infer<typeof Registry>;
 
@@ -79,18 +111,18 @@ export const ARCHITECTURE_PARAMETERS: Record<Architecture, Record<"text_encoder"
 const BYTES_PER_PARAMETER: Record<RegistryEntry["precision"], number> = { fp32: 4, fp16: 2 };
 
 /**
- * About how many bytes a pull of `entry` downloads: its architecture's weights times the bytes per
- * weight of its precision. Approximate: an inpainting UNet's 5 more input channels (14,400 weights),
- * LCM's guidance embedding (81,920), the ONNX graphs, tokenizer and configs are left out, and a
- * repo may ship a part more or less (a VAE encoder); the hub's listing gives the exact total when
- * the pull starts.
+ * About how many bytes a pull of `entry` downloads: its architecture's weights (a preview decoder's
+ * own count) times the bytes per weight of its precision. Approximate: an inpainting UNet's 5 more
+ * input channels (14,400 weights), LCM's guidance embedding (81,920), the ONNX graphs, tokenizer
+ * and configs are left out, and a repo may ship a part more or less (a VAE encoder); the hub's
+ * listing gives the exact total when the pull starts.
  */
-export function approximateBytes(entry: RegistryEntry): number {
-  const parameters = Object.values(ARCHITECTURE_PARAMETERS[entry.architecture]).reduce((a, b) => a + b, 0);
+export function approximateBytes(entry: RegistryEntry | PreviewDecoderEntry): number {
+  const parameters = entry.kind === "preview-decoder" ? entry.parameters : Object.values(ARCHITECTURE_PARAMETERS[entry.architecture]).reduce((a, b) => a + b, 0);
   return parameters * BYTES_PER_PARAMETER[entry.precision];
 }
 
-/** What the panel's model setup lists: every entry, without the pull's pinning details. */
+/** What the panel's model setup lists: every generation model's entry, without the pull's pinning details. */
 export function registryModels(registry: Registry = loadRegistry()): RegistryModel[] {
   return registry.models.map((m) => ({
     id: m.id,
@@ -115,8 +147,21 @@ export function loadRegistry(): Registry {
   return cached;
 }
 
+/** A generation model's entry by id (preview decoders are not among them: see findPreviewDecoderEntry). */
 export function findRegistryEntry(id: string, registry: Registry = loadRegistry()): RegistryEntry | undefined {
   return registry.models.find((m) => m.id === id);
+}
+
+export function findPreviewDecoderEntry(id: string, registry: Registry = loadRegistry()): PreviewDecoderEntry | undefined {
+  return registry.previewDecoders.find((m) => m.id === id);
+}
+
+/** The preview decoder's entry a folder was installed as: its manifest's registryId, or the entry whose repo it came from. */
+export function previewDecoderEntryForSource(source: ModelManifest["source"] | undefined, registry: Registry = loadRegistry()): PreviewDecoderEntry | undefined {
+  if (source?.kind !== "hub") return undefined;
+  if (source.registryId) return findPreviewDecoderEntry(source.registryId, registry);
+  const repo = source.repo.toLowerCase();
+  return registry.previewDecoders.find((m) => m.repo.toLowerCase() === repo);
 }
 
 /** The entry a model folder was installed as: its manifest's registryId, or the entry whose repo it came from. */
@@ -133,7 +178,7 @@ export interface PullTarget {
   repo: string;
   revision: string;
   /** The registry entry, when the request named one. */
-  entry?: RegistryEntry;
+  entry?: RegistryEntry | PreviewDecoderEntry;
 }
 
 /**
@@ -141,17 +186,18 @@ export interface PullTarget {
  * unless `as` says otherwise; `revision` overrides the registry's pin or the default "main".
  */
 export function pullTarget(request: string, options: { revision?: string; as?: string } = {}, registry = loadRegistry()): PullTarget {
-  const entry = findRegistryEntry(request, registry);
+  const entries = [...registry.models, ...registry.previewDecoders];
+  const entry = entries.find((m) => m.id === request);
   let target: PullTarget;
   if (entry) {
     target = { id: entry.id, repo: entry.repo, revision: entry.revision, entry };
   } else if (RepoId.safeParse(request).success) {
-    const known = registry.models.find((m) => m.repo.toLowerCase() === request.toLowerCase());
+    const known = entries.find((m) => m.repo.toLowerCase() === request.toLowerCase());
     target = known
       ? { id: known.id, repo: known.repo, revision: known.revision, entry: known }
       : { id: request.split("/")[1]!, repo: request, revision: "main" };
   } else {
-    const ids = registry.models.map((m) => m.id).join(", ");
+    const ids = entries.map((m) => m.id).join(", ");
     throw new ModelInstallError(
       "unknown_model",
       `There is no model "${request}" in the registry (known: ${ids}); to pull another model from the Hugging Face Hub, give its repo id as owner/name.`,

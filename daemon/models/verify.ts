@@ -11,6 +11,7 @@ import { readManifest, type ModelManifest } from "./manifest";
 import { loadModelFolder, type ModelFolder } from "./model-folder";
 import { exists, modelDir } from "./model-store";
 import { checkModelId } from "./registry";
+import { isPreviewDecoderFolder, loadPreviewDecoderFolder, type PreviewDecoderFolder } from "./taesd-folder";
 
 export interface VerifyProblem {
   /** Relative to the model folder, "/"-separated. */
@@ -28,6 +29,8 @@ export interface VerifyReport {
   bytes: number;
   problems: VerifyProblem[];
   folder: ModelFolder | null;
+  /** The folder as a preview decoder (TAESD), when it is one. */
+  previewDecoder: PreviewDecoderFolder | null;
 }
 
 export async function verifyModel(
@@ -66,12 +69,14 @@ export async function verifyModel(
     }
   }
   let folder: ModelFolder | null = null;
+  let previewDecoder: PreviewDecoderFolder | null = null;
   try {
-    folder = await loadModelFolder(dir);
+    if (await isPreviewDecoderFolder(dir)) previewDecoder = await loadPreviewDecoderFolder(dir);
+    else folder = await loadModelFolder(dir);
   } catch (error) {
     if (!(error instanceof ModelFolderError)) throw error;
     const file = relative(dir, error.file).split(sep).join("/") || ".";
     if (!problems.some((p) => p.file === file)) problems.push({ file, problem: error.message });
   }
-  return { id, dir, manifest, linked, checked, bytes, problems, folder };
+  return { id, dir, manifest, linked, checked, bytes, problems, folder, previewDecoder };
 }

@@ -1,9 +1,11 @@
 /**
  * Pixels <-> latents: image conversion as diffusers' VaeImageProcessor does it, the VAE encoder
- * (posterior sample, drawn from the pipeline's generator) and the decoder.
+ * (posterior sample, drawn from the pipeline's generator) and the decoder, and a tiny
+ * autoencoder's decoder (TAESD) for previews and drafts.
  */
 import type { PartSession } from "../../models/model-sessions";
 import { makeTensor, tensorToFloat32, type VaeDecoderIO, type VaeEncoderIO } from "../../models/session-io";
+import type { ImageRange } from "../../models/taesd-folder";
 import type { NoiseSource } from "../schedulers";
 
 /** 8-bit RGB (HWC) -> [1, 3, H, W] in [-1, 1]: x / 255 * 2 - 1, in float32. */
@@ -91,4 +93,25 @@ export async function decodeLatents(
   for (let i = 0; i < latents.length; i++) input[i] = latents[i]! / f;
   const outputs = await decoder.session.run({ [io.latent]: makeTensor(io.latentType, input, [1, 4, latentHeight, latentWidth]) }, [io.output]);
   return tensorToFloat32(outputs[io.output]!);
+}
+
+/**
+ * Latents of one image [1, 4, h, w] as the UNet makes them -> [3, 8h, 8w] in [-1, 1], as
+ * decodeLatents gives, by a tiny autoencoder (TAESD). Its latents are at scale factor 1
+ * (AutoencoderTiny's scaling_factor is 1.0; diffusers divides by it, i.e. by nothing): the UNet's
+ * latents are already the SD VAE's posterior x 0.18215, and go in as they are. A decoder whose
+ * pictures are in [0, 1] (taesd.py's own nets) is mapped to [-1, 1] by 2y - 1.
+ */
+export async function decodeTinyLatents(
+  decoder: PartSession<VaeDecoderIO>,
+  latents: Float32Array,
+  latentWidth: number,
+  latentHeight: number,
+  imageRange: ImageRange,
+): Promise<Float32Array> {
+  const { io } = decoder;
+  const outputs = await decoder.session.run({ [io.latent]: makeTensor(io.latentType, latents, [1, 4, latentHeight, latentWidth]) }, [io.output]);
+  const out = tensorToFloat32(outputs[io.output]!);
+  if (imageRange === "zero-to-one") for (let i = 0; i < out.length; i++) out[i] = Math.fround(out[i]! * 2) - 1;
+  return out;
 }
