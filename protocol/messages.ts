@@ -95,6 +95,11 @@ export const JobRequest = z
     truncatePrompt: z.boolean().default(false),
     /** Stream a small preview after each step. */
     previews: z.boolean().default(true),
+    /**
+     * A draft: the final picture is decoded by the daemon's preview decoder (TAESD) when one is
+     * installed (a fraction of the VAE's time, less detail), else by the VAE. Default false: the VAE.
+     */
+    draft: z.boolean().default(false),
     /** The document's size in pixels, before any growth: results are placed in it. */
     canvas: Size,
     /** txt2img / img2img: the picture's size in pixels (default: the canvas). */

@@ -1,7 +1,9 @@
 /**
  * The daemon's engine: finds the models in the models folder, keeps one model's sessions loaded,
  * and runs txt2img, img2img, inpaint and outpaint jobs, one variation after another (variation i
- * uses seed + i, so any one of them can be re-made alone, as in Automatic1111).
+ * uses seed + i, so any one of them can be re-made alone, as in Automatic1111). A preview decoder
+ * (TAESD) found beside the models pictures every step and decodes drafts; without one, previews
+ * are the cheap latent-to-RGB approximation and drafts are decoded by the VAE.
  */
 import { SCHEDULERS, type Mode, type ModelInfo, type ModelList, type UnavailableModel } from "../../protocol";
 import { discoverModels } from "../models/discover";
@@ -9,6 +11,7 @@ import type { Device, ModelLog } from "../models/execution-provider";
 import { loadModelFolder, toModelInfo, type ModelFolder } from "../models/model-folder";
 import { SessionCache } from "../models/model-sessions";
 import type { OptimizedModelCache } from "../models/optimized-models";
+import { findPreviewDecoders, PreviewDecoderSessions, type PreviewDecoderFolder } from "../models/taesd-folder";
 import { folderFingerprint, ModelsWatcher } from "../models/watcher";
 import { regionOf, sameSize, wholePictureSize, type Pixels } from "../../geometry";
 import { resizeTo, rgbAt } from "../imaging/resample";
@@ -17,6 +20,7 @@ import { asEngineError, finishMaskedEdit, planInpaint, planOutpaint } from "./ma
 import { checkSize, generate, type GenerateParams, type LoadedModel } from "./pipeline/generate";
 import { latentPreview } from "./preview";
 import { TorchGenerator } from "./rng";
+import { TinyDecoder } from "./tiny-decoder";
 import { ClipTokenizer } from "./tokenizer";
 
 const ENGINE_MODES: readonly Mode[] = ["txt2img", "img2img", "inpaint", "outpaint"];
@@ -34,7 +38,9 @@ export class DiffusionEngine implements Engine {
   private readonly sessions: SessionCache;
   private readonly tokenizers = new Map<string, Promise<ClipTokenizer>>();
   private models: ModelFolder[] = [];
-  private discovered: { fingerprint: string; models: ModelFolder[]; unavailable: UnavailableModel[] } | undefined;
+  private discovered: { fingerprint: string; models: ModelFolder[]; unavailable: UnavailableModel[]; previewDecoder: PreviewDecoderFolder | null } | undefined;
+  /** The installed preview decoder's sessions (created when first used), or null. */
+  private tiny: TinyDecoder | null = null;
   /** Folders used by path (the CLI's --model DIR), listed beside the models folder's. */
   private readonly extraFolders = new Map<string, ModelFolder>();
   private readonly log: ModelLog;
@@ -61,11 +67,30 @@ export class DiffusionEngine implements Engine {
       const found = await discoverModels(this.options.modelsDir, this.folderOptions());
       for (const broken of found.broken) this.log("warn", `skipping model "${broken.id}": ${broken.error.message}`);
       const unavailable = found.broken.map((b) => ({ id: b.id, code: b.error.code, message: b.error.message }));
-      this.discovered = { fingerprint, models: found.models, unavailable };
+      // Preview decoders are no models: never in the list, a broken one only logged.
+      const previews = await findPreviewDecoders(this.options.modelsDir, this.folderOptions());
+      for (const broken of previews.broken) this.log("warn", `skipping preview decoder "${broken.id}": ${broken.error.message}`);
+      this.discovered = { fingerprint, models: found.models, unavailable, previewDecoder: previews.found };
+      await this.usePreviewDecoder(previews.found);
     }
     const ids = new Set(this.discovered.models.map((m) => m.id));
     this.models = [...this.discovered.models, ...[...this.extraFolders.values()].filter((m) => !ids.has(m.id))];
     return this.models;
+  }
+
+  /** Keeps the sessions of the preview decoder in use, making new ones when another is installed. */
+  private async usePreviewDecoder(folder: PreviewDecoderFolder | null): Promise<void> {
+    const current = this.tiny?.folder;
+    if (current && folder && current.dir === folder.dir && current.weightsBytes === folder.weightsBytes) return;
+    const old = this.tiny;
+    this.tiny = folder ? new TinyDecoder(new PreviewDecoderSessions(folder, { devices: this.sessions.devices, log: this.log }), this.log) : null;
+    if (folder) this.log("info", `preview decoder "${folder.id}" decodes previews${old ? " now" : ""} and drafts`);
+    await old?.release();
+  }
+
+  /** The preview decoder in use, when it can decode this model's latents. */
+  previewDecoder(folder: ModelFolder): TinyDecoder | null {
+    return this.tiny?.suits(folder) ? this.tiny : null;
   }
 
   /** Uses a model folder by its path; returns its id for jobs. */
@@ -164,6 +189,38 @@ export class DiffusionEngine implements Engine {
     finish: (rgb: Uint8Array, seed: number, variation: number) => Promise<EngineResult>,
   ): Promise<EngineResult[]> {
     const results: EngineResult[] = [];
+    const latentWidth = settings.width / 8;
+    const latentHeight = settings.height / 8;
+    const tiny = this.previewDecoder(model.folder);
+    if (job.draft && !tiny) {
+      onNotice?.(
+        this.tiny
+          ? `This draft was decoded by the VAE: the preview decoder "${this.tiny.folder.id}" cannot decode this model's latents.`
+          : "This draft was decoded by the VAE: install the preview decoder for fast drafts (npx underpaint models pull taesd).",
+      );
+    }
+    /** A preview of one image's latents: TAESD's when it works, else the cheap approximation. */
+    const preview = async (latents: Float32Array) => {
+      const item = latents.subarray(0, 4 * latentWidth * latentHeight);
+      if (tiny?.suits(model.folder)) {
+        try {
+          return await tiny.preview(item, latentWidth, latentHeight);
+        } catch (error) {
+          tiny.fail(error);
+        }
+      }
+      return latentPreview(item, latentWidth, latentHeight);
+    };
+    /** A draft's final decode through TAESD; null (the VAE decodes) when it fails. */
+    const draftDecode = async (latents: Float32Array, width: number, height: number) => {
+      if (!tiny?.suits(model.folder)) return null;
+      try {
+        return await tiny.decode(latents, width, height);
+      } catch (error) {
+        tiny.fail(error);
+        return null;
+      }
+    };
     for (let variation = 0; variation < job.variations; variation++) {
       if (signal.aborted) throw new CancelledError();
       const seed = job.seed + variation;
@@ -182,6 +239,7 @@ export class DiffusionEngine implements Engine {
         new TorchGenerator(seed),
         {
           signal,
+          ...(job.draft && tiny ? { decode: draftDecode } : {}),
           onStage: (stage) => {
             if (stage !== "denoising") onProgress({ variation, stage, step: 0, total: stepsInRun });
           },
@@ -193,15 +251,9 @@ export class DiffusionEngine implements Engine {
                 if (dropped) onNotice?.(`The ${which} is longer than the model reads (77 tokens); left out: "${dropped}".`);
               }
             },
-            step: (index, total, latents) => {
+            step: async (index, total, latents) => {
               stepsInRun = total;
-              onProgress({
-                variation,
-                stage: "denoising",
-                step: index + 1,
-                total,
-                ...(job.previews ? { preview: latentPreview(latents, settings.width / 8, settings.height / 8) } : {}),
-              });
+              onProgress({ variation, stage: "denoising", step: index + 1, total, ...(job.previews ? { preview: await preview(latents) } : {}) });
             },
           },
         },
@@ -227,6 +279,8 @@ export class DiffusionEngine implements Engine {
   async dispose(): Promise<void> {
     this.watcher?.close();
     await this.sessions.release();
+    await this.tiny?.release();
+    this.tiny = null;
   }
 
   private tokenizer(folder: ModelFolder): Promise<ClipTokenizer> {

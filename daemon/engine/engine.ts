@@ -22,6 +22,11 @@ export interface GenerationSettings {
   truncatePrompt: boolean;
   /** Stream a small preview after each step. */
   previews: boolean;
+  /**
+   * A draft: the final picture is decoded by the preview decoder (TAESD) when one is installed, in
+   * a fraction of the VAE's time and with less detail; else by the VAE. Default false: the VAE.
+   */
+  draft?: boolean;
 }
 
 /** Text-to-image and img2img: a whole picture of `output` pixels. */

@@ -1,6 +1,8 @@
 /**
- * A cheap picture of latents while they are denoised: the linear latent-to-RGB approximation
- * for SD 1.x latents that Automatic1111 and ComfyUI use, one pixel per latent (1/8 size).
+ * Pictures of latents while they are denoised. Without a preview decoder: the linear latent-to-RGB
+ * approximation for SD 1.x latents that Automatic1111 and ComfyUI use, one pixel per latent (1/8
+ * size). With one (TAESD, decoding to the full size): its picture, box-filtered down to the panel's
+ * preview size.
  */
 import type { Pixels } from "../../geometry";
 
@@ -23,6 +25,36 @@ export function latentPreview(latents: Float32Array, width: number, height: numb
     data[i * 3 + 2] = toByte(l0 * BLUE[0] + l1 * BLUE[1] + l2 * BLUE[2] + l3 * BLUE[3]);
   }
   return { width, height, channels: 3, data };
+}
+
+/** The longest side of a decoded preview: the panel shows it across its width (300-320 px docked or floating, plugin/manifest.json). */
+export const PREVIEW_MAX_SIDE = 320;
+
+/**
+ * A decoder's output [3, height, width] in [-1, 1] -> 8-bit RGB, shrunk by the smallest whole factor
+ * that brings its longest side to PREVIEW_MAX_SIDE or less (the mean of each factor x factor box).
+ */
+export function decodedPreview(decoded: Float32Array, width: number, height: number, maxSide = PREVIEW_MAX_SIDE): Pixels {
+  const factor = Math.max(1, Math.ceil(Math.max(width, height) / maxSide));
+  const outWidth = Math.floor(width / factor);
+  const outHeight = Math.floor(height / factor);
+  const plane = width * height;
+  const data = new Uint8Array(outWidth * outHeight * 3);
+  const area = factor * factor;
+  for (let c = 0; c < 3; c++) {
+    const channel = c * plane;
+    for (let y = 0; y < outHeight; y++) {
+      for (let x = 0; x < outWidth; x++) {
+        let sum = 0;
+        for (let dy = 0; dy < factor; dy++) {
+          const row = channel + (y * factor + dy) * width + x * factor;
+          for (let dx = 0; dx < factor; dx++) sum += decoded[row + dx]!;
+        }
+        data[(y * outWidth + x) * 3 + c] = toByte(sum / area);
+      }
+    }
+  }
+  return { width: outWidth, height: outHeight, channels: 3, data };
 }
 
 /** [-1, 1] -> 0..255 */

@@ -39,6 +39,7 @@ export function toGenerationJob(request: JobRequest, received: ReceivedPixels): 
     variations: request.variations,
     truncatePrompt: request.truncatePrompt,
     previews: request.previews,
+    draft: request.draft,
   };
   const whole = { output: request.output ?? request.canvas, ...(request.size ? { size: request.size } : {}) };
   const placement = { canvas: request.canvas, region: request.region ?? regionOf(request.canvas) };

@@ -12,7 +12,9 @@ describe("messages", () => {
 
   it("fills the documented defaults of a job", () => {
     const parsed = JobRequest.parse(job);
-    expect(parsed).toMatchObject({ negativePrompt: "", strength: 1, variations: 1, truncatePrompt: false, previews: true });
+    expect(parsed).toMatchObject({ negativePrompt: "", strength: 1, variations: 1, truncatePrompt: false, previews: true, draft: false });
+    expect(JobRequest.parse({ ...job, draft: true }).draft).toBe(true);
+    expect(JobRequest.safeParse({ ...job, draft: "yes" }).success).toBe(false);
   });
 
   it("takes the document's size as the canvas, and sizes as whole positive pixels", () => {

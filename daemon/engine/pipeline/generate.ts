@@ -61,7 +61,8 @@ export interface GenerateTrace {
   initialLatents?(latents: Float32Array): void;
   /** img2img: the VAE posterior mean of the init image (unscaled). */
   encoded?(mean: Float32Array): void;
-  step?(index: number, total: number, latents: Float32Array): void;
+  /** After each step, with the latents as the scheduler holds them; the next step waits for a returned promise (a decoded preview). */
+  step?(index: number, total: number, latents: Float32Array): unknown;
   decoded?(index: number, unit: Float32Array): void;
 }
 
@@ -73,6 +74,11 @@ export interface GenerateOptions {
   /** A scheduler config to use instead of the model folder's (parity runs replay the recorded one). */
   schedulerConfig?: Record<string, unknown>;
   onStage?(stage: "encoding" | "denoising" | "decoding"): void;
+  /**
+   * A faster final decode (a draft through TAESD): one image's latents as the UNet makes them ->
+   * [3, 8h, 8w] in [-1, 1], as the VAE decoder gives; null decodes with the VAE after all.
+   */
+  decode?(latents: Float32Array, latentWidth: number, latentHeight: number): Promise<Float32Array | null>;
 }
 
 export interface GeneratedImage {
@@ -196,18 +202,21 @@ export async function generate(model: LoadedModel, params: GenerateParams, noise
     const noisePrediction = cfg ? guide(predicted, params.guidance) : predicted;
     current = scheduler.step(noisePrediction, t, current, latentShape, noise);
     if (latents.afterStep) current = latents.afterStep(current, i, timesteps, scheduler);
-    trace?.step?.(i, timesteps.length, current);
+    await trace?.step?.(i, timesteps.length, current);
   }
   if (latents.final) current = latents.final(current);
   await checkAfterPendingMessages(signal);
 
   options.onStage?.("decoding");
-  const decoder = await sessions.vaeDecoder();
   const images: GeneratedImage[] = [];
   const itemSize = current.length / batch;
   for (let b = 0; b < batch; b++) {
     check(signal);
-    const decoded = await decodeLatents(decoder, current.subarray(b * itemSize, (b + 1) * itemSize), latentWidth, latentHeight, folder.vaeScalingFactor);
+    const item = current.subarray(b * itemSize, (b + 1) * itemSize);
+    // The VAE's session is made only when it decodes: a draft through TAESD never loads it.
+    const decoded =
+      (await options.decode?.(item, latentWidth, latentHeight)) ??
+      (await decodeLatents(await sessions.vaeDecoder(), item, latentWidth, latentHeight, folder.vaeScalingFactor));
     const unit = decodedToUnit(decoded);
     trace?.decoded?.(b, unit);
     images.push({ rgb: unitToRgb8(unit, params.width, params.height) });

@@ -14,9 +14,14 @@ describe("toGenerationJob", () => {
   it("keeps every setting and the protocol's defaults", () => {
     const job = toGenerationJob(JobRequest.parse(base), {});
     expect(job).toEqual({
-      model: "m", prompt: "p", negativePrompt: "", seed: 3, steps: 4, guidance: 5, scheduler: "euler", variations: 1, truncatePrompt: false, previews: true,
+      model: "m", prompt: "p", negativePrompt: "", seed: 3, steps: 4, guidance: 5, scheduler: "euler", variations: 1, truncatePrompt: false, previews: true, draft: false,
       mode: "txt2img", output: { width: 64, height: 48 },
     });
+  });
+
+  it("passes a draft on to the engine", () => {
+    expect(toGenerationJob(JobRequest.parse({ ...base, draft: true }), {})).toMatchObject({ draft: true });
+    expect(toGenerationJob(JobRequest.parse({ ...base, mode: "img2img", draft: true, image: { frameId: 1, width: 8, height: 8, channels: 3 } }), { image: frame(8, 8, 3) })).toMatchObject({ mode: "img2img", draft: true });
   });
 
   it("gives whole pictures the output (default the canvas) and the working size when asked", () => {
