@@ -5,6 +5,7 @@
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { benchCompositing } from "./compositing";
+import { benchDraft } from "./draft";
 import { benchEngine } from "./engine";
 import { benchImaging } from "./imaging";
 import { benchProtocol } from "./protocol";
@@ -30,6 +31,7 @@ Object.assign(
     ...(widthArg > 0 ? { width: Number(process.argv[widthArg + 1]) } : {}),
   }),
 );
+Object.assign(figures, await benchDraft(root, fixtures, { quick }));
 // UNDERPAINT_BENCH_ROOT: write bench/results.json under another folder (the bench test uses a temporary one).
 const file = await writeResults(process.env.UNDERPAINT_BENCH_ROOT ?? root, figures);
 console.log(`\nwrote ${path.relative(process.cwd(), file)}`);

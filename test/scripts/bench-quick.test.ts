@@ -47,6 +47,9 @@ const REQUIRED = [
   "structure.unet.transposesFused",
   "structure.exportUnet.transposes",
   "structure.tinyLayoutUnet.transposes",
+  "draft.secondsPerImage",
+  "preview.taesdMs",
+  "preview.taesdFractionOfStep",
 ];
 
 describe("npm run bench -- --quick", () => {

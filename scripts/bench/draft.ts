@@ -1,0 +1,136 @@
+/**
+ * Drafts and TAESD previews, as the daemon runs them: an SD-Turbo-shaped model (the builder's
+ * SD-1.5-architecture graphs, full size or at the quick width, with SD-Turbo's scheduler config and
+ * a name that says turbo) beside the TAESD replica (scripts/onnx-builder/taesd.ts) in a models
+ * folder, run through DiffusionEngine with the optimized-model cache. A draft is Turbo's one step,
+ * guidance 0, euler_a, 512x512, decoded by TAESD; beside it the same picture decoded by the VAE,
+ * one TAESD preview decode, and that decode's share of a guidance step at the same size.
+ */
+import { copyFile, mkdir, rm, symlink } from "node:fs/promises";
+import path from "node:path";
+import { DiffusionEngine } from "../../daemon/engine/diffusion-engine";
+import type { GenerationJob } from "../../daemon/engine/engine";
+import { TinyDecoder } from "../../daemon/engine/tiny-decoder";
+import { loadModelFolder } from "../../daemon/models/model-folder";
+import { ModelSessions } from "../../daemon/models/model-sessions";
+import { OptimizedModelCache } from "../../daemon/models/optimized-models";
+import { makeTensor } from "../../daemon/models/session-io";
+import { loadPreviewDecoderFolder, PreviewDecoderSessions } from "../../daemon/models/taesd-folder";
+import { ensureModelFolder } from "../onnx-builder/folder";
+import { fillRandom } from "../onnx-builder/graph";
+import { writeTaesdFolder } from "../onnx-builder/taesd";
+import { bestOf, printSection, type Figures, type Row } from "./report";
+
+const SIZE = 512;
+const LATENT = SIZE / 8;
+const round = (x: number, digits = 3) => Number(x.toPrecision(digits));
+const randn = (n: number, name: string) => {
+  const a = new Float32Array(n);
+  fillRandom(a, name, 1);
+  return a;
+};
+
+/** A models folder holding the SD-Turbo-shaped model (links to the built parts) and the TAESD replica. */
+async function draftModels(cacheDir: string, builtDir: string, fixtures: string): Promise<{ modelsDir: string; model: string }> {
+  const modelsDir = path.join(cacheDir, "draft-models");
+  await rm(modelsDir, { recursive: true, force: true });
+  const model = "sd15-turbo-shaped";
+  const dir = path.join(modelsDir, model);
+  await mkdir(path.join(dir, "scheduler"), { recursive: true });
+  for (const part of ["text_encoder", "unet", "vae_decoder", "vae_encoder", "tokenizer"]) await symlink(path.join(builtDir, part), path.join(dir, part), "dir");
+  await copyFile(path.join(builtDir, "model_index.json"), path.join(dir, "model_index.json"));
+  await copyFile(path.join(fixtures, "tiny-sd-turbo-config", "scheduler", "scheduler_config.json"), path.join(dir, "scheduler", "scheduler_config.json"));
+  // TAESD is 2 x 4.9 MB and builds in a fraction of a second: written afresh each run.
+  await writeTaesdFolder(path.join(modelsDir, "taesd"));
+  return { modelsDir, model };
+}
+
+export async function benchDraft(root: string, fixtures: string, options: { quick: boolean }): Promise<Figures> {
+  const { quick } = options;
+  const width = quick ? 0.125 : 1;
+  const cacheDir = path.join(root, ".cache", "bench-models");
+  const built = await ensureModelFolder(cacheDir, { width, tokenizerDir: path.join(fixtures, "tiny-sd", "tokenizer"), log: (line) => console.log(line) });
+  const { modelsDir, model } = await draftModels(cacheDir, built.dir, fixtures);
+  const optimizedModels = new OptimizedModelCache({ dir: path.join(cacheDir, "draft-optimized-cache") });
+  const figures: Figures = { "draft.modelWidth": width, "draft.imageSize": SIZE };
+  const rows: Row[] = [];
+  const shape = width === 1 ? "full-size SD 1.5 architecture" : `SD 1.5 architecture at the quick width ${width}`;
+
+  // ---- drafts through the engine: the first job loads every session (and writes the optimized copies) ----
+  const engine = new DiffusionEngine({ modelsDir, devices: ["cpu"], optimizedModels });
+  let prompts = 0;
+  const job = (draft: boolean): GenerationJob => ({
+    mode: "txt2img",
+    model,
+    // A new prompt each time: the text encoder runs (and is loaded again from its optimized copy), as for an artist's next click.
+    prompt: `a lighthouse on a cliff at dusk, oil painting, study ${prompts++}`,
+    negativePrompt: "",
+    seed: 42,
+    steps: 1,
+    guidance: 0,
+    scheduler: "euler_a",
+    output: { width: SIZE, height: SIZE },
+    size: { width: SIZE, height: SIZE },
+    variations: 1,
+    truncatePrompt: false,
+    previews: true,
+    draft,
+  });
+  let previewSide = 0;
+  const runJob = (draft: boolean) => async () => {
+    const [result] = await engine.run(job(draft), { signal: new AbortController().signal, onProgress: (p) => void (p.preview && (previewSide = p.preview.width)) });
+    if (result?.image.width !== SIZE) throw new Error("the draft did not come back at 512x512");
+  };
+  let draftMs: number;
+  let vaeMs: number;
+  try {
+    const usesTaesd = (await engine.capabilities()).models.some((m) => m.id === model && m.turbo);
+    if (!usesTaesd) throw new Error(`${model} is not listed as a turbo model`);
+    draftMs = await bestOf(quick ? 1 : 2, runJob(true));
+    const draftPreviewSide = previewSide;
+    vaeMs = await bestOf(1, runJob(false));
+    figures["draft.previewSide"] = draftPreviewSide;
+  } finally {
+    await engine.dispose();
+  }
+  figures["draft.secondsPerImage"] = round(draftMs / 1000);
+  figures["draft.vaeSecondsPerImage"] = round(vaeMs / 1000);
+  figures["draft.speedupOverVae"] = round(vaeMs / draftMs);
+  const turboNote = `SD-Turbo-shaped (${shape}, SD-Turbo's scheduler config; SD-Turbo itself is SD 2.1's, whose text encoder is 2.8x this one): 1 step, guidance 0, euler_a, ${SIZE}x${SIZE}, previews on, new prompt each time, sessions loaded`;
+  rows.push({ what: "draft: 1 step + TAESD decode", value: `${(draftMs / 1000).toFixed(2)} s`, note: `${turboNote} (goal <= 5 s)` });
+  rows.push({ what: "the same, decoded by the VAE", value: `${(vaeMs / 1000).toFixed(2)} s`, note: `the draft is ${(vaeMs / draftMs).toFixed(2)}x faster` });
+
+  // ---- one TAESD preview decode (64x64 latents -> 512x512, shrunk to the preview) beside a guidance step ----
+  const taesd = new TinyDecoder(new PreviewDecoderSessions(await loadPreviewDecoderFolder(path.join(modelsDir, "taesd"), { devices: ["cpu"] }), { devices: ["cpu"] }), () => {});
+  const folder = await loadModelFolder(built.dir, { devices: ["cpu"] });
+  const sessions = new ModelSessions(folder, { devices: ["cpu"], optimizedModels });
+  try {
+    let n = 0;
+    // Other latents each time: the decoder remembers only its last decode.
+    const preview = (side: number) => async () => void (await taesd.preview(randn(4 * side * side, `preview-${n++}`), side, side));
+    const previewMs = await bestOf(quick ? 2 : 4, preview(LATENT));
+    const halfMs = await bestOf(quick ? 2 : 4, preview(LATENT / 2));
+    const unet = await sessions.unet();
+    const { io } = unet;
+    const hidden = folder.io.unet.encoderHiddenStatesType;
+    const dim = built.config.text.hidden;
+    const feeds = {
+      [io.sample]: makeTensor(io.sampleType, randn(2 * 4 * LATENT * LATENT, "sample"), [2, 4, LATENT, LATENT]),
+      [io.timestep]: makeTensor(io.timestepType, [981, 981], [2]),
+      [io.encoderHiddenStates]: makeTensor(hidden, randn(2 * 77 * dim, "context"), [2, 77, dim]),
+    };
+    const stepMs = await bestOf(1, async () => void (await unet.session.run(feeds)));
+    figures["preview.taesdMs"] = round(previewMs);
+    figures["preview.taesdHalfLatentsMs"] = round(halfMs);
+    figures["preview.guidanceStepMs"] = round(stepMs);
+    figures["preview.taesdFractionOfStep"] = round(previewMs / stepMs);
+    rows.push({ what: `TAESD preview ${LATENT}x${LATENT} -> ${SIZE}x${SIZE} -> ${SIZE / 2}x${SIZE / 2}`, value: `${previewMs.toFixed(0)} ms`, note: `${((previewMs / stepMs) * 100).toFixed(1)}% of a guidance step (UNet batch 2 at ${LATENT}x${LATENT}, ${stepMs.toFixed(0)} ms; goal < 3%)` });
+    rows.push({ what: `TAESD from ${LATENT / 2}x${LATENT / 2} latents (2x2 means) -> ${SIZE / 2}x${SIZE / 2}`, value: `${halfMs.toFixed(0)} ms`, note: `${((halfMs / stepMs) * 100).toFixed(1)}% of that step: a preview of the same size for a quarter of the work (not what the engine does)` });
+  } finally {
+    await sessions.release();
+    await taesd.release();
+  }
+
+  printSection(`Drafts and TAESD previews (${shape}, ${SIZE}x${SIZE}, onnxruntime CPU)`, rows);
+  return figures;
+}
