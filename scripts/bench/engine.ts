@@ -1,9 +1,10 @@
 /**
  * The engine against the hardware: SD-1.5-architecture models with random weights (built on
- * first use into .cache/bench-models/ by scripts/onnx-builder), loaded through the daemon's own
- * model-folder and session code, timed per network, per step of a txt2img job run through
- * DiffusionEngine (previews on), on cancel, and compared with a large MatMul on the same
- * onnxruntime in the same run (the roofline). Speed does not depend on the weights' values.
+ * first use into .cache/bench-models/ by scripts/onnx-builder), or any diffusers ONNX export
+ * folder (--model DIR), loaded through the daemon's own model-folder and session code, timed per
+ * network, per step of a txt2img job run through DiffusionEngine (previews on), on cancel, and
+ * compared with a large MatMul on the same onnxruntime and with the machine's FMA peak, both
+ * measured in the same run. Speed does not depend on the weights' values.
  */
 import { mkdir, readdir, rm, stat } from "node:fs/promises";
 import path from "node:path";
@@ -11,16 +12,19 @@ import { InferenceSession, Tensor } from "onnxruntime-node";
 import { DiffusionEngine } from "../../daemon/engine/diffusion-engine";
 import type { GenerationJob } from "../../daemon/engine/engine";
 import { latentPreview } from "../../daemon/engine/preview";
-import { defaultSessionFactory, physicalCoreCount, sessionOptionsFor, type ModelLog } from "../../daemon/models/execution-provider";
+import { defaultSessionFactory, firstLine, physicalCoreCount, sessionOptionsFor, type ModelLog } from "../../daemon/models/execution-provider";
 import { loadModelFolder, type ModelFolder } from "../../daemon/models/model-folder";
 import { MODEL_PARTS, ModelSessions, type ModelPart } from "../../daemon/models/model-sessions";
 import { OptimizedModelCache } from "../../daemon/models/optimized-models";
+import { makeTensor } from "../../daemon/models/session-io";
 import { compareCounts, formatCounts } from "../onnx-builder/counts";
 import { countGraphs, ensureModelFolder } from "../onnx-builder/folder";
 import { fillRandom } from "../onnx-builder/graph";
 import { matmul, REFERENCE } from "../onnx-builder/sd15";
+import { unetFeeds } from "./feeds";
 import { benchFloat16Memory } from "./float16-memory";
 import { measureFmaPeak, type FmaPeak } from "./fma-peak";
+import { profiledFlop } from "./graph-flop";
 import { probe } from "./probe";
 import { benchGraphStructure } from "./structure";
 import { bestOf, printSection, timeIt, type Figures, type Row } from "./report";
@@ -31,6 +35,8 @@ export interface EngineBenchOptions {
   steps?: number;
   /** Channel width of the built models (default 1 = SD 1.5; 0.125 with --quick). */
   width?: number;
+  /** A diffusers ONNX export folder to run instead of the builder's models (--model DIR); `width` is then unused. */
+  model?: string;
 }
 
 const now = () => Number(process.hrtime.bigint()) / 1e6;
@@ -43,13 +49,13 @@ const randn = (n: number, name: string) => {
 
 export async function benchEngine(root: string, fixtures: string, options: EngineBenchOptions): Promise<Figures> {
   const quick = options.quick;
-  const width = options.width ?? (quick ? 0.125 : 1);
+  const width = options.model ? null : (options.width ?? (quick ? 0.125 : 1));
   const size = quick ? 256 : 512;
   const latent = size / 8;
   const steps = options.steps ?? (quick ? 3 : 20);
   const reps = 1;
   const cacheDir = path.join(root, ".cache", "bench-models");
-  const figures: Figures = { "engine.width": width, "engine.imageSize": size, "engine.steps": steps };
+  const figures: Figures = { "engine.model": options.model ? path.resolve(options.model) : "builder", "engine.width": width, "engine.imageSize": size, "engine.steps": steps };
   const rows: Row[] = [];
   // Full-size runs take minutes: say what is done as it is done (the table comes at the end).
   const push = (row: Row) => {
@@ -57,24 +63,31 @@ export async function benchEngine(root: string, fixtures: string, options: Engin
     if (!quick) console.log(`  [engine] ${row.what}: ${row.value}${row.note ? ` (${row.note})` : ""}`);
   };
 
-  // ---- the models and their counts ----
-  const buildStart = now();
+  // ---- the models and their counts: the builder's (counted as they are built) or the folder given (counted as they run, below) ----
   const tokenizerDir = path.join(fixtures, "tiny-sd", "tokenizer");
-  const built = await ensureModelFolder(cacheDir, { width, tokenizerDir, log: (line) => console.log(line) });
-  figures["models.buildMs"] = built.built ? round(now() - buildStart) : 0;
-  const full = compareCounts(countGraphs(1, REFERENCE));
-  console.log("\n## SD 1.5 architecture: the builder's full-size counts against SD 1.5 (FLOP at batch 1, 64x64 latents; text [2, 77])");
-  for (const line of formatCounts(full)) console.log(`  ${line}`);
-  for (const row of full) {
-    figures[`counts.${row.part}.params`] = row.params;
-    figures[`counts.${row.part}.gflop`] = round(row.flop / 1e9, 5);
-    figures[`counts.${row.part}.paramsError`] = round(row.paramsError, 3);
-    if (row.flopError !== null) figures[`counts.${row.part}.flopError`] = round(row.flopError, 3);
-  }
   const ref1 = { textBatch: 2, sequence: 77, unetBatch: 1, latent };
-  const at1 = countGraphs(width, ref1);
-  const unetFlop2 = countGraphs(width, { ...ref1, unetBatch: 2 }).unet.flop;
-  const folder = await loadModelFolder(built.dir);
+  let builderFlop: { textEncoder: number; unet1: number; unet2: number; vaeDecoder: number } | null = null;
+  let folder: ModelFolder;
+  if (width === null) {
+    folder = await loadModelFolder(options.model!);
+    if (!folder.modes.includes("txt2img")) throw new Error(`${folder.dir} is an inpainting model: the bench's engine section times txt2img jobs.`);
+  } else {
+    const buildStart = now();
+    const built = await ensureModelFolder(cacheDir, { width, tokenizerDir, log: (line) => console.log(line) });
+    figures["models.buildMs"] = built.built ? round(now() - buildStart) : 0;
+    const full = compareCounts(countGraphs(1, REFERENCE));
+    console.log("\n## SD 1.5 architecture: the builder's full-size counts against SD 1.5 (FLOP at batch 1, 64x64 latents; text [2, 77])");
+    for (const line of formatCounts(full)) console.log(`  ${line}`);
+    for (const row of full) {
+      figures[`counts.${row.part}.params`] = row.params;
+      figures[`counts.${row.part}.gflop`] = round(row.flop / 1e9, 5);
+      figures[`counts.${row.part}.paramsError`] = round(row.paramsError, 3);
+      if (row.flopError !== null) figures[`counts.${row.part}.flopError`] = round(row.flopError, 3);
+    }
+    const at1 = countGraphs(width, ref1);
+    builderFlop = { textEncoder: at1.text_encoder.flop, unet1: at1.unet.flop, unet2: countGraphs(width, { ...ref1, unetBatch: 2 }).unet.flop, vaeDecoder: at1.vae_decoder.flop };
+    folder = await loadModelFolder(built.dir);
+  }
   figures["memory.weightsMiB"] = round(folder.weightsBytes / 2 ** 20);
 
   // ---- the yardstick: a large MatMul on the same onnxruntime ----
@@ -157,21 +170,20 @@ export async function benchEngine(root: string, fixtures: string, options: Engin
   const text = await sessions.textEncoder();
   const unet = await sessions.unet();
   const decoder = await sessions.vaeDecoder();
-  const dim = built.config.text.hidden;
-  const ids = new Tensor("int32", new Int32Array(2 * 77).fill(49407).map((v, i) => (i % 77 === 0 ? 49406 : v)), [2, 77]);
-  const textRun = await paired(reps + 1, async () => void (await text.session.run({ [text.io.inputIds]: ids })));
+  const textFeeds = { [text.io.inputIds]: makeTensor(text.io.inputIdsType, Int32Array.from({ length: 2 * 77 }, (_, i) => (i % 77 === 0 ? 49406 : 49407)), [2, 77]) };
+  // The UNet's context width is the text encoder's own (768 for SD 1.x).
+  const dim = (await text.session.run(textFeeds))[text.io.hiddenState]!.dims[2]!;
+  const textRun = await paired(reps + 1, async () => void (await text.session.run(textFeeds)));
+  const channels = folder.unetInChannels;
+  const unetInput = (batch: number) => ({ batch, channels, latent, sample: randn(batch * channels * latent * latent, "sample"), context: randn(batch * 77 * dim, "context") });
   const unetCall = (batch: number, { session, io } = unet) => {
-    const feeds = {
-      [io.sample]: new Tensor("float32", randn(batch * 4 * latent * latent, "sample"), [batch, 4, latent, latent]),
-      [io.timestep]: new Tensor("float32", new Float32Array(batch).fill(981), [batch]),
-      [io.encoderHiddenStates]: new Tensor("float32", randn(batch * 77 * dim, "context"), [batch, 77, dim]),
-    };
+    const feeds = unetFeeds(io, unetInput(batch));
     return async () => void (await session.run(feeds));
   };
   const unet1 = await paired(reps, unetCall(1));
   const unet2 = await paired(reps, unetCall(2));
-  const z = new Tensor("float32", randn(4 * latent * latent, "latent"), [1, 4, latent, latent]);
-  const vae = await paired(reps, async () => void (await decoder.session.run({ [decoder.io.latent]: z })));
+  const vaeFeeds = { [decoder.io.latent]: makeTensor(decoder.io.latentType, randn(4 * latent * latent, "latent"), [1, 4, latent, latent]) };
+  const vae = await paired(reps, async () => void (await decoder.session.run(vaeFeeds)));
   await sessions.release();
   // The same UNet as exported (attention unfused), for what the fusion gains. Its optimized graph is
   // kept for the structure section, in a cache of its own (a cache keeps one entry per model file).
@@ -183,7 +195,7 @@ export async function benchEngine(root: string, fixtures: string, options: Engin
   const unet2Exported = await paired(1, exportedCall);
   await exported.release();
   await mm.release();
-  Object.assign(figures, await benchGraphStructure({ cacheDir, fixtures, unetFile: folder.paths.unet, optimizedCacheDirs: { daemon: optimizedCacheDir, exported: exportedCacheDir }, label: "builder" }));
+  Object.assign(figures, await benchGraphStructure({ cacheDir, fixtures, unetFile: folder.paths.unet, optimizedCacheDirs: { daemon: optimizedCacheDir, exported: exportedCacheDir }, label: width === null ? folder.id : "builder" }));
   await rm(exportedCacheDir, { recursive: true, force: true });
   fmaRuns.push(await measureFmaPeak(fmaOptions));
   const fma = fmaRuns.reduce((a, b) => (b.gflops > a.gflops ? b : a));
@@ -194,11 +206,16 @@ export async function benchEngine(root: string, fixtures: string, options: Engin
   figures["fma.isa"] = fma.isa;
   figures["matmul.fractionOfFmaPeak"] = round(matmulRate / fmaRate);
   push({ what: "FMA peak, fp32", value: `${fma.gflops.toFixed(0)} GFLOP/s`, note: `${fma.note}; best of ${fmaRuns.flatMap((r) => r.trials).length} trials (${fmaRuns.map((r) => r.gflops.toFixed(0)).join(" before, ")} after the UNet); the ${n}^3 MatMul reached ${(matmulRate / fmaRate).toFixed(2)} of it` });
+  const flop = builderFlop ?? (await countedAsRun(folder, { text: textFeeds, unet: unetFeeds(unet.io, unetInput(1)), vae: vaeFeeds }, path.join(cacheDir, "profiles"), push));
   const rate = (flop: number, ms: number) => flop / (ms / 1000);
-  const put = (key: string, what: string, timed: { ms: number; matmulRate: number }, flop: number) => {
+  const put = (key: string, what: string, timed: { ms: number; matmulRate: number }, flop: number | null) => {
     const { ms } = timed;
-    const ratio = rate(flop, ms) / timed.matmulRate;
     figures[`${key}.ms`] = round(ms);
+    if (flop === null) {
+      push({ what, value: `${ms.toFixed(1)} ms`, note: "FLOP unknown: see the FLOP row" });
+      return null;
+    }
+    const ratio = rate(flop, ms) / timed.matmulRate;
     figures[`${key}.gflops`] = round(rate(flop, ms) / 1e9);
     figures[`${key}.overMatmul`] = round(ratio);
     figures[`${key}.neighbourMatmulGflops`] = round(timed.matmulRate / 1e9);
@@ -210,15 +227,16 @@ export async function benchEngine(root: string, fixtures: string, options: Engin
     });
     return ratio;
   };
-  put("textEncoder", "text encoder [2, 77]", textRun, at1.text_encoder.flop);
-  figures["unet.rooflineRatio"] = round(put("unet.batch1", `UNet batch 1 at ${latent}x${latent}`, unet1, at1.unet.flop));
-  figures["unet.rooflineRatioBatch2"] = round(put("unet.batch2", `UNet batch 2 (guidance)`, unet2, unetFlop2));
+  const ratioOrNull = (x: number | null) => (x === null ? null : round(x));
+  put("textEncoder", "text encoder [2, 77]", textRun, flop.textEncoder);
+  figures["unet.rooflineRatio"] = ratioOrNull(put("unet.batch1", `UNet batch 1 at ${latent}x${latent}`, unet1, flop.unet1));
+  figures["unet.rooflineRatioBatch2"] = ratioOrNull(put("unet.batch2", `UNet batch 2 (guidance)`, unet2, flop.unet2));
   // The issue's yardstick: the guidance (batch 2) rate over the FMA peak; batch 1 beside it.
-  figures["unet.fractionOfFmaPeak"] = figures["unet.batch2.fractionOfFmaPeak"]!;
-  figures["unet.fractionOfFmaPeakBatch1"] = figures["unet.batch1.fractionOfFmaPeak"]!;
-  put("unet.exportedBatch2", `UNet batch 2, attention as exported (unfused)`, unet2Exported, unetFlop2);
+  figures["unet.fractionOfFmaPeak"] = figures["unet.batch2.fractionOfFmaPeak"] ?? null;
+  figures["unet.fractionOfFmaPeakBatch1"] = figures["unet.batch1.fractionOfFmaPeak"] ?? null;
+  put("unet.exportedBatch2", `UNet batch 2, attention as exported (unfused)`, unet2Exported, flop.unet2);
   figures["unet.fusionSpeedupBatch2"] = round(unet2Exported.ms / unet2.ms);
-  put("vaeDecoder", `VAE decoder ${latent}x${latent} -> ${size}x${size}`, vae, at1.vae_decoder.flop);
+  put("vaeDecoder", `VAE decoder ${latent}x${latent} -> ${size}x${size}`, vae, flop.vaeDecoder);
 
   // ---- a txt2img job through the daemon's engine, previews on; then one cancelled mid-step ----
   const unetRuns: number[] = [];
@@ -240,7 +258,7 @@ export async function benchEngine(root: string, fixtures: string, options: Engin
   // As the daemon runs it: models loaded through the optimized-model cache (attention fused).
   const engine = new DiffusionEngine({ modelsDir, devices: ["cpu"], optimizedModels: new OptimizedModelCache({ dir: optimizedCacheDir }) });
   try {
-    const id = await engine.useFolder(built.dir);
+    const id = await engine.useFolder(folder.dir);
     const job: GenerationJob & { mode: "txt2img" } = {
       mode: "txt2img",
       model: id,
@@ -359,16 +377,16 @@ export async function benchEngine(root: string, fixtures: string, options: Engin
 
   // ---- memory: each in a fresh process, so nothing the bench did before counts ----
   const unetWeights = await folderBytes(path.dirname(folder.paths.unet));
-  const jobProbe = await probe(["job", built.dir, optimizedCacheDir, String(size), "2"]);
+  const jobProbe = await probe(["job", folder.dir, optimizedCacheDir, String(size), "2"]);
   // The very first job on a machine: no optimized copies yet, so each model is optimised and written.
   const firstCacheDir = path.join(cacheDir, "optimized-cache-first-run");
   await rm(firstCacheDir, { recursive: true, force: true });
-  const firstJobProbe = await probe(["job", built.dir, firstCacheDir, String(size), "2"]);
+  const firstJobProbe = await probe(["job", folder.dir, firstCacheDir, String(size), "2"]);
   await rm(firstCacheDir, { recursive: true, force: true });
-  const fusedProbe = await probe(["unet", built.dir, "fused", String(latent), String(dim), optimizedCacheDir]);
-  const exportedProbe = await probe(["unet", built.dir, "exported", String(latent), String(dim), optimizedCacheDir]);
-  // The float16 inpainting replica's job beside its float32 original's.
-  const float16 = await benchFloat16Memory({ cacheDir, width, size, steps: 2, tokenizerDir, log: (line) => console.log(line) });
+  const fusedProbe = await probe(["unet", folder.dir, "fused", String(latent), String(dim), optimizedCacheDir]);
+  const exportedProbe = await probe(["unet", folder.dir, "exported", String(latent), String(dim), optimizedCacheDir]);
+  // The float16 inpainting replica's job beside its float32 original's (the builder's replicas: not with --model).
+  const float16 = width === null ? null : await benchFloat16Memory({ cacheDir, width, size, steps: 2, tokenizerDir, log: (line) => console.log(line) });
   const benchPeak = process.resourceUsage().maxRSS * 1024;
   figures["memory.unetWeightsMiB"] = round(unetWeights / 2 ** 20);
   figures["memory.jobPeakRssMiB"] = round(jobProbe.peakRssBytes / 2 ** 20);
@@ -384,10 +402,13 @@ export async function benchEngine(root: string, fixtures: string, options: Engin
   push({ what: "peak RSS / weight bytes, txt2img job", value: `${(jobProbe.peakRssBytes / folder.weightsBytes).toFixed(2)}x`, note: `${(jobProbe.peakRssBytes / 2 ** 30).toFixed(2)} GiB peak for ${(folder.weightsBytes / 2 ** 30).toFixed(2)} GiB of weights, a fresh daemon-like process (${(jobProbe.rssBeforeBytes / 2 ** 20).toFixed(0)} MiB at start) (target <= 1.3x)` });
   push({ what: "peak RSS / weight bytes, first job on a machine", value: `${(firstJobProbe.peakRssBytes / folder.weightsBytes).toFixed(2)}x`, note: `${(firstJobProbe.peakRssBytes / 2 ** 30).toFixed(2)} GiB: each model optimised and its copy written first` });
   push({ what: "peak RSS / weight bytes, one UNet call at batch 2", value: `${(fusedProbe.peakRssBytes / unetWeights).toFixed(2)}x`, note: `${(fusedProbe.peakRssBytes / 2 ** 30).toFixed(2)} GiB; as exported (attention unfused): ${(exportedProbe.peakRssBytes / 2 ** 30).toFixed(2)} GiB = ${(exportedProbe.peakRssBytes / unetWeights).toFixed(2)}x` });
-  Object.assign(figures, float16.figures);
-  for (const row of float16.rows) push(row);
+  if (float16) {
+    Object.assign(figures, float16.figures);
+    for (const row of float16.rows) push(row);
+  }
 
-  printSection(`Engine: SD 1.5 architecture at width ${width} (${describe(folder)}), ${size}x${size}, onnxruntime CPU`, rows);
+  const what = width === null ? `${folder.id} (${folder.dir})` : `SD 1.5 architecture at width ${width}`;
+  printSection(`Engine: ${what} (${describe(folder)}), ${size}x${size}, onnxruntime CPU`, rows);
   return figures;
 }
 
@@ -399,4 +420,31 @@ async function folderBytes(dir: string): Promise<number> {
 
 function describe(folder: ModelFolder): string {
   return `${(folder.weightsBytes / 2 ** 20).toFixed(0)} MiB of weights`;
+}
+
+/**
+ * FLOP of a folder's networks for the bench's calls, counted from one unoptimised run of each
+ * (./graph-flop); the UNet's batch 2 is twice its batch 1. A part that cannot be counted (e.g. a
+ * float16 graph that the CPU provider cannot run as it is) is null, and said so.
+ */
+async function countedAsRun(
+  folder: ModelFolder,
+  feeds: { text: Record<string, Tensor>; unet: Record<string, Tensor>; vae: Record<string, Tensor> },
+  workDir: string,
+  push: (row: Row) => void,
+): Promise<{ textEncoder: number | null; unet1: number | null; unet2: number | null; vaeDecoder: number | null }> {
+  const start = now();
+  const problems: string[] = [];
+  const count = async (part: string, file: string, partFeeds: Record<string, Tensor>) =>
+    profiledFlop(file, partFeeds, workDir).catch((error: unknown) => (problems.push(`${part}: ${firstLine(error)}`), null));
+  const textEncoder = await count("text encoder", folder.paths.textEncoder, feeds.text);
+  const unet1 = await count("UNet", folder.paths.unet, feeds.unet);
+  const vaeDecoder = await count("VAE decoder", folder.paths.vaeDecoder, feeds.vae);
+  const gflop = (x: number | null) => (x === null ? "?" : (x / 1e9).toPrecision(3));
+  push({
+    what: "FLOP per call, counted as run",
+    value: `${((now() - start) / 1000).toFixed(1)} s`,
+    note: `one unoptimised run each, Conv/MatMul/Gemm from onnxruntime's profile: text encoder ${gflop(textEncoder)}, UNet batch 1 ${gflop(unet1)}, VAE decoder ${gflop(vaeDecoder)} GFLOP${problems.length ? `; not counted: ${problems.join("; ")}` : ""}`,
+  });
+  return { textEncoder, unet1, unet2: unet1 === null ? null : 2 * unet1, vaeDecoder };
 }

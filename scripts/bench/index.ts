@@ -1,9 +1,13 @@
 /**
- * `npm run bench [-- --quick]`: every measured figure in one run, printed as a table and
- * written to bench/results.json. Ratios are against baselines measured in the same run.
+ * `npm run bench [-- --quick] [--steps N] [--width W] [--model DIR]`: every measured figure in one
+ * run, printed as a table and written to bench/results.json. Ratios are against baselines
+ * measured in the same run. The engine section runs on the builder's SD-1.5-architecture models
+ * (channel width W), or with --model on any diffusers ONNX export folder, loaded as the daemon
+ * loads it.
  */
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { loadModelFolder } from "../../daemon/models/model-folder";
 import { benchCompositing } from "./compositing";
 import { benchDraft } from "./draft";
 import { benchEngine } from "./engine";
@@ -15,20 +19,26 @@ import { machine, writeResults, type Figures } from "./report";
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 const fixtures = process.env.UNDERPAINT_FIXTURES ?? path.resolve(root, "..", "shared", "fixtures");
 const quick = process.argv.includes("--quick");
+const stepsArg = process.argv.indexOf("--steps");
+const widthArg = process.argv.indexOf("--width");
+const modelArg = process.argv.indexOf("--model");
+const model = modelArg > 0 ? process.argv[modelArg + 1] : undefined;
+if (modelArg > 0 && !model) throw new Error("--model needs a folder: npm run bench -- --model DIR");
+// A folder the daemon would refuse is refused now, before the other sections' minutes.
+if (model) await loadModelFolder(model);
 
 const figures: Figures = { ...machine(), "bench.quick": quick };
 Object.assign(figures, await benchProtocol(fixtures, quick ? { size: 1024, runs: 2 } : { size: 4096, runs: 5 }));
 Object.assign(figures, await benchCompositing(fixtures, quick));
 Object.assign(figures, benchImaging(quick));
 Object.assign(figures, await benchTransfer(root, fixtures));
-const stepsArg = process.argv.indexOf("--steps");
-const widthArg = process.argv.indexOf("--width");
 Object.assign(
   figures,
   await benchEngine(root, fixtures, {
     quick,
     ...(stepsArg > 0 ? { steps: Number(process.argv[stepsArg + 1]) } : {}),
     ...(widthArg > 0 ? { width: Number(process.argv[widthArg + 1]) } : {}),
+    ...(model ? { model: path.resolve(model) } : {}),
   }),
 );
 Object.assign(figures, await benchDraft(root, fixtures, { quick }));

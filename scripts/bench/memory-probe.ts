@@ -17,7 +17,6 @@ import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { Tensor } from "onnxruntime-node";
 import { DiffusionEngine } from "../../daemon/engine/diffusion-engine";
 import type { GenerationJob, GenerationSettings } from "../../daemon/engine/engine";
 import { regionOf, type Pixels } from "../../geometry";
@@ -25,6 +24,7 @@ import { defaultSessionFactory } from "../../daemon/models/execution-provider";
 import { loadModelFolder } from "../../daemon/models/model-folder";
 import { ModelSessions } from "../../daemon/models/model-sessions";
 import { OptimizedModelCache } from "../../daemon/models/optimized-models";
+import { unetFeeds } from "./feeds";
 
 /** The process's peak resident set: VmHWM on Linux, getrusage's maxRSS elsewhere. */
 export function peakRssBytes(): number {
@@ -75,11 +75,8 @@ async function unet(folder: string, variant: string, latent: number, dim: number
   const model = await loadModelFolder(folder);
   const sessions = new ModelSessions(model, { devices: ["cpu"], ...(variant === "exported" ? { factory: defaultSessionFactory } : { optimizedModels: new OptimizedModelCache({ dir: cacheDir }) }) });
   const { session, io } = await sessions.unet();
-  await session.run({
-    [io.sample]: new Tensor("float32", new Float32Array(2 * 4 * latent * latent).fill(0.5), [2, 4, latent, latent]),
-    [io.timestep]: new Tensor("float32", new Float32Array(2).fill(981), [2]),
-    [io.encoderHiddenStates]: new Tensor("float32", new Float32Array(2 * 77 * dim).fill(0.1), [2, 77, dim]),
-  });
+  const channels = model.unetInChannels;
+  await session.run(unetFeeds(io, { batch: 2, channels, latent, sample: new Float32Array(2 * channels * latent * latent).fill(0.5), context: new Float32Array(2 * 77 * dim).fill(0.1) }));
   await sessions.release();
 }
 

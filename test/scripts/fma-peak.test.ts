@@ -1,27 +1,25 @@
-import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { readdir } from "node:fs/promises";
 import os from "node:os";
-import path from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { fmaWasm, measureFmaPeak } from "../../scripts/bench/fma-peak";
-
-const temps: string[] = [];
-afterAll(async () => {
-  for (const t of temps) await rm(t, { recursive: true, force: true });
-});
+import { makeTempDir } from "../helpers/model-fixtures";
 
 describe("the bench's FMA peak", () => {
   it("compiles the C loop once with the machine's compiler and measures every thread", { timeout: 120_000 }, async () => {
-    const cacheDir = await mkdtemp(path.join(os.tmpdir(), "underpaint-fma-"));
-    temps.push(cacheDir);
-    const first = await measureFmaPeak({ cacheDir, threads: 2, millis: 20, trials: 2 });
-    // Machines without a C compiler measure the fallback instead; both are figures.
-    expect(Number.isFinite(first.gflops) && first.gflops > 0).toBe(true);
-    expect(first.trials).toHaveLength(2);
-    expect(first.threads).toBe(2);
-    if (first.method === "native") {
-      expect(await readdir(cacheDir)).toHaveLength(1);
-      await measureFmaPeak({ cacheDir, threads: 1, millis: 20, trials: 1 });
-      expect(await readdir(cacheDir)).toHaveLength(1);
+    const { dir: cacheDir, cleanup } = await makeTempDir("underpaint-fma-");
+    try {
+      const first = await measureFmaPeak({ cacheDir, threads: 2, millis: 20, trials: 2 });
+      // Machines without a C compiler measure the fallback instead; both are figures.
+      expect(Number.isFinite(first.gflops) && first.gflops > 0).toBe(true);
+      expect(first.trials).toHaveLength(2);
+      expect(first.threads).toBe(2);
+      if (first.method === "native") {
+        expect(await readdir(cacheDir)).toHaveLength(1);
+        await measureFmaPeak({ cacheDir, threads: 1, millis: 20, trials: 1 });
+        expect(await readdir(cacheDir)).toHaveLength(1);
+      }
+    } finally {
+      await cleanup();
     }
   });
 
