@@ -15,6 +15,7 @@ startPanel({
   // UXP's WebSocket: a client only, no extensions, binary messages as ArrayBuffer.
   socketFactory: (url) => new WebSocket(url) as unknown as WebSocketLike,
   document,
+  window,
   version: typeof __UNDERPAINT_VERSION__ === "string" ? __UNDERPAINT_VERSION__ : "0.0.0",
 }).catch((error: unknown) => {
   const status = document.getElementById("status");

@@ -13,6 +13,7 @@ describe("the generation queue", () => {
     queue.sent(a.id, 7);
     queue.sent(b.id, 8);
     queue.sent(c.id, 9);
+    expect(describeState(c.state)).toBe("sent to the daemon");
     queue.position(7, 0);
     queue.position(8, 1);
     queue.position(9, 2);

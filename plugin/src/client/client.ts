@@ -16,6 +16,7 @@ import {
   type Capabilities,
   type ClientMessageInput,
   type DaemonMessage,
+  type DownloadStatus,
   type ErrorCode,
   type ImageFrame,
   type JobRequestInput,
@@ -160,7 +161,11 @@ export class ProtocolClient {
     status: new Set<Listener<ConnectionStatus>>(),
     models: new Set<Listener<ModelList>>(),
     jobs: new Set<Listener<JobEvent>>(),
+    downloads: new Set<Listener<DownloadStatus>>(),
+    errors: new Set<Listener<{ code: ErrorCode; message: string }>>(),
   };
+  /** The latest word on each model's install, by model id. */
+  private readonly downloadsByModel = new Map<string, DownloadStatus>();
 
   constructor(private readonly options: ClientOptions) {
     this.token = options.token || undefined;
@@ -199,6 +204,38 @@ export class ProtocolClient {
   onJobEvent(listener: Listener<JobEvent>): () => void {
     this.listeners.jobs.add(listener);
     return () => this.listeners.jobs.delete(listener);
+  }
+
+  /**
+   * Model installs as they go (model-download), and on each welcome the pulls the daemon already
+   * knows of: running ones and ones stopped part-way that a pull resumes.
+   */
+  onDownload(listener: Listener<DownloadStatus>): () => void {
+    this.listeners.downloads.add(listener);
+    return () => this.listeners.downloads.delete(listener);
+  }
+
+  /** The latest report of every install heard of on this connection. */
+  get downloads(): DownloadStatus[] {
+    return [...this.downloadsByModel.values()];
+  }
+
+  /** Sentences the daemon sends about no job in particular (a cancel-pull for no running pull…). */
+  onDaemonError(listener: Listener<{ code: ErrorCode; message: string }>): () => void {
+    this.listeners.errors.add(listener);
+    return () => this.listeners.errors.delete(listener);
+  }
+
+  /** Installs a model (a registry id, or an owner/name repo); a stopped pull of it resumes. Progress comes to onDownload. */
+  pullModel(model: string, revision?: string): void {
+    this.requireReady();
+    this.send({ type: "pull-model", model, ...(revision ? { revision } : {}) });
+  }
+
+  /** Stops a pull (what was downloaded is kept for resuming). */
+  cancelPull(model: string): void {
+    this.requireReady();
+    this.send({ type: "cancel-pull", model });
   }
 
   /** Starts connecting (when there is a token) and keeps reconnecting until stop(). */
@@ -481,6 +518,13 @@ export class ProtocolClient {
           daemon: { version: message.daemon.version, device: device.description },
         });
         this.emitModels({ models: message.capabilities.models, unavailable: message.capabilities.unavailable });
+        this.downloadsByModel.clear();
+        for (const download of message.capabilities.downloads) this.emitDownload(download);
+        return;
+      }
+      case "model-download": {
+        const { type: _type, ...status } = message;
+        this.emitDownload(status);
         return;
       }
       case "models": {
@@ -498,6 +542,7 @@ export class ProtocolClient {
           return;
         }
         if (this.statusValue.state !== "ready") this.lastRefusal = { code: message.code, message: message.message };
+        else if (this.listeners.errors.size > 0) for (const listener of [...this.listeners.errors]) listener({ code: message.code, message: message.message });
         else console.warn(`underpaint: the daemon said: ${message.message}`);
         return;
       }
@@ -590,6 +635,11 @@ export class ProtocolClient {
 
   private emitModels(list: ModelList): void {
     for (const listener of [...this.listeners.models]) listener(list);
+  }
+
+  private emitDownload(status: DownloadStatus): void {
+    this.downloadsByModel.set(status.model, status);
+    for (const listener of [...this.listeners.downloads]) listener(status);
   }
 
   private emitJobEvent(event: JobEvent): void {

@@ -115,7 +115,8 @@ export async function runOperation(
     onProgress: (progress) => {
       if (progress.stage === "loading") return report(0.05, "Loading the model…");
       const { variation } = progress;
-      if (progress.stage === "encoding") return report(share(variation, 0), "Reading the picture into the model…");
+      // Text to image reads only the prompt; the other modes read the picture too.
+      if (progress.stage === "encoding") return report(share(variation, 0), settings.mode === "generate" ? "Reading the prompt…" : "Reading the prompt and the picture…");
       if (progress.stage === "denoising" && progress.total > 0) {
         const which = settings.variations > 1 ? `Variation ${variation + 1} of ${settings.variations} · ` : "";
         return report(share(variation, progress.step / progress.total), `${which}step ${progress.step} of ${progress.total}`);
@@ -146,7 +147,7 @@ export async function runOperation(
     ...(settings.mode === "expand" ? { grow: settings.expand } : {}),
     layers: layers.map((l, i) => ({ ...l, visible: i === 0 })),
   });
-  report(1, `Added ${layers.length} layer${layers.length === 1 ? "" : "s"}.`);
+  report(1, `Added ${layers.length} layer${layers.length === 1 ? "" : "s"} to “${now.title}”.`);
   return {
     status: "completed",
     documentId: doc.id,

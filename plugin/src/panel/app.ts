@@ -5,14 +5,15 @@
 import { DEFAULT_HOST, DEFAULT_PORT, type ImageFrame } from "../../../protocol";
 import { ProtocolClient, type JobHandle } from "../client/client";
 import type { SocketFactory } from "../client/socket";
-import { sentenceOf } from "../errors";
+import { PanelError, sentenceOf } from "../errors";
 import type { DocumentHost, SettingsStore } from "../photoshop/host";
 import { runOperation, type OperationOutcome } from "../operations/run";
 import { Library, type DataFolder } from "../operations/library";
 import { DEFAULT_SETTINGS, MODE_LABELS, PROTOCOL_MODE, type GenerationSettings } from "../operations/settings";
 import { shortenPrompt } from "../operations/naming";
 import { LibraryView } from "./library-view";
-import { describeState, GenerationQueue } from "./queue";
+import { wireModels } from "./models";
+import { describeState, formatStepTime, GenerationQueue } from "./queue";
 import { serialHost } from "./serial-host";
 import { PanelView, type ResultCard } from "./view";
 
@@ -23,6 +24,8 @@ export interface PanelEnvironment {
   data: DataFolder;
   socketFactory: SocketFactory;
   document: Document;
+  /** The panel's window: its focus says the artist may have switched documents meanwhile. */
+  window?: Pick<Window, "addEventListener">;
   version: string;
 }
 
@@ -41,12 +44,14 @@ export async function startPanel(env: PanelEnvironment): Promise<Panel> {
 
   const library = await Library.open(env.data);
   view.restore(saved);
+  view.syncSeed();
   view.applyMode(view.mode);
   view.preview(undefined);
   view.showError(undefined);
   view.showNotices(library.problems);
   view.setBusy(false);
   view.showQueue([], () => {});
+  view.watchToken();
 
   const refreshHint = () => {
     const model = view.model;
@@ -63,8 +68,18 @@ export async function startPanel(env: PanelEnvironment): Promise<Panel> {
     }
   };
 
+  // An error that only said the daemon was away goes once it is back.
+  let connectionError = false;
+  const showError = (error: unknown) => {
+    view.showError(sentenceOf(error));
+    connectionError = error instanceof PanelError && CONNECTION_CODES.has(error.code);
+  };
   client.onStatus((status) => {
     view.showStatus(status);
+    if (status.state === "ready" && connectionError) {
+      view.showError(undefined);
+      connectionError = false;
+    }
     const capabilities = client.capabilities;
     if (capabilities) view.setSchedulers(capabilities.schedulers, saved.scheduler ?? DEFAULT_SETTINGS.scheduler);
   });
@@ -74,12 +89,12 @@ export async function startPanel(env: PanelEnvironment): Promise<Panel> {
     refreshHint();
   });
   view.showStatus(client.status);
+  const models = await wireModels(view, client, settings, refreshHint);
 
   view.on("mode", "change", () => {
     view.applyMode(view.mode);
     refreshHint();
   });
-  view.on("model", "change", refreshHint);
   view.on("random-seed", "change", () => view.syncSeed());
   view.on("seed", "input", () => view.syncSeed());
   const useSeed = (seed: number) => view.setSeed(seed);
@@ -87,9 +102,10 @@ export async function startPanel(env: PanelEnvironment): Promise<Panel> {
   const libraryView = new LibraryView(view, library, {
     usePrompt: (entry) => view.restore({ prompt: entry.prompt, negativePrompt: entry.negativePrompt }),
     applyStyle: (style) => {
-      if (style.settings.model && style.settings.model !== view.model?.id && view.selectModel(style.settings.model)) refreshHint();
+      if (style.settings.model && style.settings.model !== view.model?.id && view.selectModel(style.settings.model)) models.modelChanged();
       view.restore({ prompt: style.prompt, negativePrompt: style.negativePrompt, ...style.settings });
       view.selectScheduler(style.settings.scheduler);
+      models.settingsChanged();
     },
     currentStyle: (name) => {
       const { prompt, negativePrompt, steps, guidance, scheduler, strength, variations, model } = view.read();
@@ -121,6 +137,9 @@ export async function startPanel(env: PanelEnvironment): Promise<Panel> {
     view.setBusy(queue.entries.length > 0);
     const head = queue.head;
     if (head) view.progress(head.progress.fraction, head.progress.label);
+    const step = queue.lastStep;
+    const device = client.status.daemon?.device;
+    view.showStepTime(step ? `Last step: ${formatStepTime(step.ms)}${device ? ` on ${device}` : ""}.` : undefined);
   };
   client.onJobEvent((event) => {
     if (event.type === "position") queue.position(event.jobId, event.position);
@@ -146,6 +165,7 @@ export async function startPanel(env: PanelEnvironment): Promise<Panel> {
       view.syncSeed();
       return view.showError(seed.message);
     }
+    models.settingsChanged();
     const current = view.read();
     void settings.set("settings", JSON.stringify(current)).catch(() => {});
     void libraryView.remember(current.prompt, current.negativePrompt);
@@ -184,7 +204,7 @@ export async function startPanel(env: PanelEnvironment): Promise<Panel> {
       await showOutcome(outcome, current, last);
     } catch (error) {
       if (queue.entries.length === 1) view.progress(0, "Stopped.");
-      view.showError(sentenceOf(error));
+      showError(error);
     } finally {
       queue.remove(entry.id);
       controls.delete(entry.id);
@@ -206,10 +226,15 @@ export async function startPanel(env: PanelEnvironment): Promise<Panel> {
     for (const variation of outcome.variations) {
       cards.push({ layerId: variation.layerId, seed: variation.seed, thumbnail: await host.encodeThumbnail({ ...variation.thumbnail, channels: 4 }) });
     }
+    strip = { documentId: outcome.documentId, title: (await host.documentInfo(outcome.documentId).catch(() => null))?.title ?? "The document" };
     view.showResults(
       cards,
       (card) => {
-        host.showOnly(outcome.documentId, outcome.groupId, card.layerId).catch((error: unknown) => view.showError(sentenceOf(error)));
+        // Only ever the document the variations are in, and only while it is in front.
+        void inFront(outcome.documentId).then((front) => {
+          if (!front) return forgetStrip(true);
+          return documents.showOnly(outcome.documentId, outcome.groupId, card.layerId);
+        }).catch((error: unknown) => showError(error));
       },
       (card) => useSeed(card.seed),
     );
@@ -218,9 +243,37 @@ export async function startPanel(env: PanelEnvironment): Promise<Panel> {
     await seeds.catch((error: unknown) => view.showError((error as Error).message));
   }
 
+  /** The strip's variations are layers of this document. */
+  let strip: { documentId: number; title: string } | undefined;
+  let front: number | undefined;
+  const inFront = async (documentId: number) => (await host.activeDocument())?.id === documentId;
+  function forgetStrip(clicked: boolean): void {
+    if (!strip) return;
+    if (clicked) view.showNotices([`“${strip.title}” is no longer in front, so its variations left the strip; they stay in its layers.`]);
+    strip = undefined;
+    view.showResults([], () => {}, () => {});
+    view.preview(undefined);
+  }
+  /** Another document came to the front: the preview and the strip were about the one before. */
+  const checkFront = () => {
+    void host.activeDocument().then((doc) => {
+      const id = doc?.id;
+      if (id !== front && front !== undefined && queue.entries.length === 0) view.preview(undefined);
+      front = id;
+      if (strip && strip.documentId !== id) forgetStrip(false);
+    }, () => {});
+  };
+  env.window?.addEventListener("focus", checkFront);
+  document.body?.addEventListener("mouseenter", checkFront);
+  document.body?.addEventListener("pointerenter", checkFront);
+  checkFront();
+
   client.start();
   return { client, view };
 }
+
+/** Errors that only mean the daemon was out of reach. */
+const CONNECTION_CODES = new Set(["not_connected", "connection_lost", "interrupted"]);
 
 /** Shows previews as they come, dropping those that arrive while one is still being encoded. */
 function previewer(host: DocumentHost, show: (url: string) => void): (frame: ImageFrame) => void {

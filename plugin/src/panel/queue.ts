@@ -7,6 +7,8 @@ import type { Stage } from "../../../protocol";
 
 export type QueueState =
   | { kind: "reading" }
+  /** Sent; the daemon has not said where it stands yet. */
+  | { kind: "sent" }
   /** On the daemon, behind `ahead` jobs (0: it runs next). */
   | { kind: "waiting"; ahead: number }
   | { kind: "running"; stage: Stage; step: number; total: number; variation: number; variations: number }
@@ -76,7 +78,9 @@ export class GenerationQueue {
   /** The job went to the daemon with this id. */
   sent(id: number, jobId: number): void {
     const entry = this.get(id);
-    if (entry) entry.jobId = jobId;
+    if (!entry) return;
+    entry.jobId = jobId;
+    if (entry.state.kind === "reading") entry.state = { kind: "sent" };
   }
 
   /** The daemon's position for a job: the number of jobs ahead of it. */
@@ -121,6 +125,8 @@ export function describeState(state: QueueState): string {
   switch (state.kind) {
     case "reading":
       return "reading the document";
+    case "sent":
+      return "sent to the daemon";
     case "waiting":
       return state.ahead === 0 ? "next" : `${state.ahead} ahead`;
     case "running": {

@@ -4,6 +4,7 @@
  */
 import type { ModelInfo, SchedulerName, UnavailableModel } from "../../../protocol";
 import type { ConnectionStatus } from "../client/client";
+import type { ModelControls, ModelSettings } from "../operations/model-settings";
 import { parseSeed, seedText, type SeedChoice, type SeedRecord } from "../operations/seed";
 import { controlsFor, DEFAULT_SETTINGS, OPERATION_MODES, type GenerationSettings, type OperationMode } from "../operations/settings";
 
@@ -36,6 +37,7 @@ const CONTEXTS = ["automatic", "selection", "image"] as const;
 export class PanelView {
   private models: ModelInfo[] = [];
   private schedulers: SchedulerName[] = [];
+  private typedToken = "";
 
   constructor(readonly doc: Document) {}
 
@@ -68,12 +70,33 @@ export class PanelView {
     return this.el("pairing").style.display !== "none";
   }
 
+  /**
+   * The token field shows what is typed while it has the focus and hides it after: a password
+   * field's value cannot be read on macOS, so what is typed is kept as it is typed.
+   */
+  watchToken(): void {
+    const field = this.el("token");
+    const keep = () => {
+      this.typedToken = String(field.value ?? "");
+    };
+    field.addEventListener("focus", () => field.setAttribute("type", "text"));
+    field.addEventListener("input", keep);
+    field.addEventListener("change", keep);
+    field.addEventListener("blur", () => {
+      keep();
+      field.setAttribute("type", "password");
+    });
+  }
+
   get token(): string {
-    return String(this.el("token").value ?? "").trim();
+    const field = this.el("token");
+    // Read while it is a text field; in a password field only what was kept from typing counts.
+    return (field.getAttribute("type") === "password" ? this.typedToken : String(field.value ?? "") || this.typedToken).trim();
   }
 
   clearToken(): void {
     this.el("token").value = "";
+    this.typedToken = "";
   }
 
   // ---- settings ----
@@ -165,7 +188,8 @@ export class PanelView {
     if (settings.expand) {
       for (const side of ["left", "top", "right", "bottom"] as const) this.el(`expand-${side}`).value = settings.expand[side];
     }
-    this.setSeed(settings.seed);
+    // A fixed seed only when one is given: prompts and styles leave the seed as it is.
+    if (settings.seed !== undefined) this.setSeed(settings.seed);
   }
 
   /** Selects a scheduler the daemon offers (others are left as they are). */
@@ -180,6 +204,26 @@ export class PanelView {
     if (index < 0) return false;
     this.select("model", index);
     return true;
+  }
+
+  /** The controls as the chosen model takes them: the steps it needs, guidance and negative prompt off where it has none, and why. */
+  applyModelControls(controls: ModelControls): void {
+    const steps = this.el("steps");
+    steps.setAttribute("max", String(controls.maxSteps));
+    if (Number(steps.value) > controls.maxSteps) steps.value = controls.maxSteps;
+    this.note("steps-note", controls.stepsNote);
+    this.el("guidance").disabled = !controls.guidance.enabled;
+    this.el("guidance-label").textContent = controls.guidance.label;
+    this.note("guidance-note", controls.guidance.note);
+    this.el("negative").disabled = !controls.negativePrompt.enabled;
+    this.note("negative-note", controls.negativePrompt.note);
+  }
+
+  /** The model's settings in the controls. */
+  showModelSettings(settings: ModelSettings): void {
+    this.el("steps").value = settings.steps;
+    this.el("guidance").value = settings.guidance;
+    this.selectScheduler(settings.scheduler);
   }
 
   /** Random, the typed seed, or why what was typed is no seed. */
@@ -247,6 +291,11 @@ export class PanelView {
     this.show(list, entries.length > 0);
   }
 
+  /** How long the last step took and where the daemon runs, so the artist knows what to expect. */
+  showStepTime(text: string | undefined): void {
+    this.note("step-time", text);
+  }
+
   progress(fraction: number, label: string): void {
     this.el("progress").value = Math.round(Math.min(1, Math.max(0, fraction)) * 100);
     this.el("progress-label").textContent = label;
@@ -298,6 +347,13 @@ export class PanelView {
   }
 
   // ---- helpers ----
+
+  /** A small line of text under a control, hidden when there is nothing to say. */
+  private note(id: string, text: string | undefined): void {
+    const note = this.el(id);
+    note.textContent = text ?? "";
+    this.show(note, Boolean(text));
+  }
 
   /** One line of a list: its text (cut with an ellipsis when long, whole in the tooltip) and its buttons. */
   listRow(className: string, text: string, buttons: HTMLElement[]): HTMLElement {

@@ -1,0 +1,129 @@
+/** Per-model settings (recommended, the artist's changes kept per model), the controls a model takes, and the model setup's rows. */
+import { describe, expect, it } from "vitest";
+import type { DownloadStatus, ModelInfo, RegistryModel } from "../../protocol";
+import { controlsForModel, parseOverrides, rememberChange, settingsForModel, type ModelOverrides } from "../../plugin/src/operations/model-settings";
+import { abilities, downloadView, formatBytes, formatDuration, setupRows } from "../../plugin/src/panel/model-setup";
+
+const model = (id: string, over: Partial<ModelInfo> = {}): ModelInfo => ({
+  id,
+  name: id,
+  kind: "txt2img",
+  modes: ["txt2img", "img2img"],
+  nativeResolution: 512,
+  turbo: false,
+  recommended: { steps: 25, guidance: 7.5, scheduler: "dpmpp_2m_karras" },
+  guidance: "classifier-free",
+  ...over,
+});
+const turbo = model("sd-turbo", { turbo: true, guidance: "none", recommended: { steps: 1, guidance: 0, scheduler: "euler_a" }, registryId: "sd-turbo" });
+const lcm = model("lcm", { guidance: "embedded", recommended: { steps: 4, guidance: 8, scheduler: "lcm" } });
+const sd = model("sd-1.5");
+
+describe("a model's settings", () => {
+  it("are its recommended ones until the artist changes them, and the changes stay with that model", () => {
+    let overrides: ModelOverrides = {};
+    expect(settingsForModel(turbo, overrides)).toEqual({ steps: 1, guidance: 0, scheduler: "euler_a" });
+    expect(settingsForModel(sd, overrides)).toEqual({ steps: 25, guidance: 7.5, scheduler: "dpmpp_2m_karras" });
+    overrides = rememberChange(overrides, sd, { steps: 30, guidance: 7.5, scheduler: "euler" });
+    expect(overrides).toEqual({ "sd-1.5": { steps: 30, scheduler: "euler" } });
+    overrides = rememberChange(overrides, turbo, { steps: 3, guidance: 0, scheduler: "euler_a" });
+    // Switching back and forth restores each model's own.
+    expect(settingsForModel(sd, overrides)).toEqual({ steps: 30, guidance: 7.5, scheduler: "euler" });
+    expect(settingsForModel(turbo, overrides)).toEqual({ steps: 3, guidance: 0, scheduler: "euler_a" });
+    // Back to the recommended values: nothing kept.
+    overrides = rememberChange(overrides, sd, { steps: 25, guidance: 7.5, scheduler: "dpmpp_2m_karras" });
+    expect(overrides).toEqual({ "sd-turbo": { steps: 3 } });
+  });
+
+  it("keep turbo models at 1 to 4 steps and guidance off where the model has none", () => {
+    expect(settingsForModel(turbo, { "sd-turbo": { steps: 20, guidance: 7.5 } })).toEqual({ steps: 4, guidance: 0, scheduler: "euler_a" });
+    expect(rememberChange({}, turbo, { steps: 20, guidance: 9, scheduler: "euler_a" })).toEqual({ "sd-turbo": { steps: 4 } });
+    // Embedded guidance is kept as set.
+    expect(settingsForModel(lcm, rememberChange({}, lcm, { steps: 6, guidance: 2, scheduler: "lcm" }))).toEqual({ steps: 6, guidance: 2, scheduler: "lcm" });
+  });
+
+  it("read back from what was saved; anything damaged is none", () => {
+    expect(parseOverrides('{"sd-1.5": {"steps": 30}}')).toEqual({ "sd-1.5": { steps: 30 } });
+    for (const text of [undefined, "", "{", '{"sd-1.5": {"steps": "many"}}', '{"x": {"scheduler": "warp"}}', "[1]"]) expect(parseOverrides(text), String(text)).toEqual({});
+  });
+});
+
+describe("the controls a model takes", () => {
+  it("turn guidance and the negative prompt off for turbo, with why, and allow 1 to 4 steps", () => {
+    const controls = controlsForModel(turbo);
+    expect(controls.maxSteps).toBe(4);
+    expect(controls.stepsNote).toBe("“sd-turbo” makes its picture in 1 to 4 steps.");
+    expect(controls.guidance.enabled).toBe(false);
+    expect(controls.guidance.note).toMatch(/works without guidance/);
+    expect(controls.negativePrompt).toEqual({ enabled: false, note: "“sd-turbo” reads no negative prompt: without guidance it has no effect." });
+  });
+
+  it("keep embedded guidance, shown as such, without a negative prompt", () => {
+    const controls = controlsForModel(lcm);
+    expect(controls.guidance).toMatchObject({ enabled: true, label: "Guidance (built into the model)" });
+    expect(controls.negativePrompt.enabled).toBe(false);
+    expect(controls.maxSteps).toBe(100);
+  });
+
+  it("leave everything on for classifier-free guidance", () => {
+    expect(controlsForModel(sd)).toEqual({ maxSteps: 100, guidance: { enabled: true, label: "Guidance" }, negativePrompt: { enabled: true } });
+  });
+});
+
+const entry = (id: string, over: Partial<RegistryModel> = {}): RegistryModel => ({
+  id,
+  name: `The ${id}`,
+  repo: `owner/${id}`,
+  kind: "txt2img",
+  nativeResolution: 512,
+  turbo: false,
+  precision: "fp16",
+  approximateBytes: 2_580_000_000,
+  license: "MIT",
+  description: `What ${id} is for.`,
+  recommended: { steps: 25, guidance: 7.5, scheduler: "euler" },
+  ...over,
+});
+
+describe("the model setup", () => {
+  it("lists the registry with sizes, licenses and uses, and what can be done with each", () => {
+    const registry = [entry("sd-turbo", { turbo: true }), entry("sd-1.5", { approximateBytes: 4_264_941_228, license: "CreativeML Open RAIL-M" }), entry("lcm"), entry("inpaint")];
+    const downloads: DownloadStatus[] = [
+      { model: "sd-1.5", request: "sd-1.5", stage: "downloading", file: "unet/model.onnx", bytes: 1_203_765_248, total: 2_610_745_635, bytesPerSecond: 24_800_000, etaSeconds: 57 },
+      { model: "lcm", request: "lcm", stage: "failed", bytes: 1_730_150_400, total: 4_265_617_792, error: { code: "network", message: "The download stopped; run it again to resume." } },
+      { model: "someone-model", request: "someone/model", stage: "cancelled", bytes: 0, total: 0, error: { code: "cancelled", message: "Cancelled." } },
+    ];
+    const rows = setupRows(registry, [turbo], downloads, new Set(["inpaint"]));
+    expect(rows.map((r) => [r.id, r.installed, r.action ?? null])).toEqual([
+      ["sd-turbo", true, null],
+      ["sd-1.5", false, "cancel"],
+      ["lcm", false, "resume"],
+      ["inpaint", false, null],
+      ["someone/model", false, "pull"],
+    ]);
+    expect(rows[0]!.facts).toBe("about 2.6 GB · 1–4 steps · 512 px · MIT");
+    expect(rows[1]!.facts).toBe("about 4.3 GB · 512 px · CreativeML Open RAIL-M");
+    expect(rows[1]!.description).toBe("What sd-1.5 is for.");
+    expect(rows[1]!.download).toEqual({ fraction: 1_203_765_248 / 2_610_745_635, text: "1.2 GB of 2.6 GB · 24.8 MB/s · about 57 s left" });
+    expect(rows[2]!.download).toEqual({ fraction: 1_730_150_400 / 4_265_617_792, text: "Stopped at 1.7 GB of 4.3 GB; Resume goes on from there.", problem: "The download stopped; run it again to resume." });
+    expect(rows[3]!.download).toEqual({ text: "Asking the daemon…" });
+    expect(rows[4]!.download).toEqual({ text: "Cancelled." });
+  });
+
+  it("says a pull is done before the daemon lists the model, and nothing more once it does", () => {
+    const done: DownloadStatus = { model: "sd-turbo", request: "sd-turbo", stage: "done", bytes: 10, total: 10 };
+    expect(setupRows([entry("sd-turbo")], [], [done])[0]).toMatchObject({ installed: false, download: { text: "Installed; the daemon is reading the folder…" } });
+    expect(setupRows([entry("sd-turbo")], [turbo], [done])[0]).toEqual(expect.objectContaining({ installed: true }));
+    expect(setupRows([entry("sd-turbo")], [turbo], [done])[0]!.action).toBeUndefined();
+  });
+
+  it("words the stages, sizes and times as an artist reads them", () => {
+    expect(downloadView({ model: "m", stage: "listing", bytes: 0, total: 0 }).text).toBe("Listing the files…");
+    expect(downloadView({ model: "m", stage: "verifying", bytes: 5, total: 10 })).toEqual({ fraction: 0.5, text: "Checking the downloaded files…" });
+    expect(downloadView({ model: "m", stage: "cancelled", bytes: 3_000_000, total: 16_200_000 }).text).toBe("Cancelled at 3.0 MB of 16.2 MB; Resume goes on from there.");
+    expect([formatBytes(512), formatBytes(16_200_000), formatBytes(4_264_941_228), formatBytes(123_456_789_012)]).toEqual(["512 bytes", "16.2 MB", "4.3 GB", "123 GB"]);
+    expect([formatDuration(57), formatDuration(240), formatDuration(4800), formatDuration(7200)]).toEqual(["57 s", "4 min", "1 h 20 min", "2 h"]);
+    expect(abilities(["txt2img", "img2img"])).toBe("Generate, Img2img");
+    expect(abilities(["inpaint", "outpaint"])).toBe("Inpaint selection, Expand canvas");
+  });
+});
