@@ -1,8 +1,10 @@
 /**
  * The built panel (plugin/dist: manifest, index.html, bundle, icons) and its .ccx package; then
- * the panel's HTML and bundle in headless Chromium against the real daemon: type a prompt,
- * click Generate, see progress, the live preview and the strip of results. Photoshop is the
- * in-memory one and the sp-* widgets are test stand-ins; the bundle is the one that ships.
+ * the panel's HTML and bundle in headless Chromium against the real daemon (pulling from a local
+ * hub imitation): set up a model (pull with progress, cancel, resume after a daemon restart),
+ * choose models and see their settings applied, generate with a seed past UXP's number range,
+ * queue generations and cancel one, switch documents. Photoshop is the in-memory one and the sp-*
+ * widgets are test stand-ins; the bundle is the one that ships. Screenshots go to test-results/.
  */
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -13,11 +15,13 @@ import { pathToFileURL } from "node:url";
 import { build } from "esbuild";
 import { unzipSync } from "fflate";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_PORT } from "../../protocol";
 import { findChromium } from "../../scripts/browser";
 import { ROOT } from "../helpers/paths";
-import { startTestDaemon, TOKEN, type TestDaemon } from "./helpers";
+import type { FakePhotoshop } from "../plugin/fake-photoshop";
+import { TOKEN } from "./helpers";
+import { startPullingDaemon, type PullingDaemon } from "./pulling-daemon";
 import { startRelay, type Relay } from "./relay";
 
 const browser = findChromium();
@@ -76,17 +80,28 @@ describe("the built panel", () => {
   });
 });
 
+/** What the harness leaves on the page's window: the in-memory Photoshop, the progress labels, the data folder. */
+interface PageWindow {
+  __fakePhotoshop: FakePhotoshop;
+  __progressLabels: string[];
+  __dataFiles: Map<string, string>;
+}
+
 describe("the panel in headless Chromium against the real daemon", () => {
-  let daemon: TestDaemon;
+  let daemon: PullingDaemon;
   let relay: Relay;
   let context: BrowserContext;
   let page: Page;
+  const errors: string[] = [];
+  const shots = path.join(ROOT, "test-results");
+  const turboRow = '#registry-models .setup-model[data-model-id="sd-turbo"]';
 
   beforeAll(async () => {
     // npm test's pretest step installs or asks for a Chromium; a missing browser is a failure, not a reason to skip.
     if (!browser.found) throw new Error(`the panel's browser test needs Chromium: ${browser.reason} (npm test's pretest step says how to install it)`);
-    daemon = await startTestDaemon();
-    relay = await startRelay(daemon.server.url);
+    // The daemon pulls SD-Turbo's replica from the local hub imitation; tiny-sd and its inpainting sibling are installed.
+    daemon = await startPullingDaemon(["sd-turbo"]);
+    relay = await startRelay(daemon.url);
     const harness = await build({
       entryPoints: [path.join(ROOT, "test", "e2e", "browser", "harness.ts")],
       bundle: true,
@@ -96,7 +111,8 @@ describe("the panel in headless Chromium against the real daemon", () => {
       write: false,
       logLevel: "warning",
     });
-    const config = { daemonUrl: relay.url, token: TOKEN, width: 320, height: 240 };
+    // A styles file damaged on disk: the panel must start anyway and say so.
+    const config = { daemonUrl: relay.url, token: TOKEN, width: 320, height: 240, dataFiles: { "styles.json": '{"version": 1, "items": [{"name": "Du' } };
     context = await chromium.launchPersistentContext(path.join(work, "profile"), {
       executablePath: browser.path,
       headless: true,
@@ -105,6 +121,8 @@ describe("the panel in headless Chromium against the real daemon", () => {
     });
     await context.addInitScript({ content: `window.__underpaintTest = ${JSON.stringify(config)};\n${harness.outputFiles[0]!.text}` });
     page = context.pages()[0] ?? (await context.newPage());
+    page.on("pageerror", (error) => errors.push(error.message));
+    await mkdir(shots, { recursive: true });
   }, 120_000);
 
   afterAll(async () => {
@@ -113,80 +131,274 @@ describe("the panel in headless Chromium against the real daemon", () => {
     await daemon?.close();
   });
 
-  it("generates from a prompt: progress, live preview, a strip of results and new layers", { timeout: 240_000 }, async () => {
-    const errors: string[] = [];
-    page.on("pageerror", (error) => errors.push(error.message));
-    await page.goto(pathToFileURL(path.join(DIST, "index.html")).href);
+  afterEach((test) => {
+    // The daemon's own log, for whoever reads a failure.
+    if (test.task.result?.state === "fail" && daemon) console.error(daemon.log.join(""));
+  });
 
-    await expect.poll(() => page.textContent("#status"), { timeout: 20_000 }).toMatch(/^Connected to the Underpaint daemon/);
-    await expect.poll(() => page.$$eval("#model sp-menu-item", (items) => items.map((i) => i.getAttribute("value")))).toContain("tiny-sd");
+  const text = (selector: string) => page.textContent(selector);
+  const shown = (selector: string) => page.$eval(selector, (el) => (el as HTMLElement).style.display !== "none");
+  const value = (selector: string) => page.$eval(selector, (el) => String((el as unknown as { value: unknown }).value));
+  const disabled = (selector: string) => page.$eval(selector, (el) => el.hasAttribute("disabled"));
+  /** Sets a slider as the artist's drag does: the value, then its change event. */
+  const slide = (selector: string, to: number) =>
+    page.$eval(
+      selector,
+      (slider, v) => {
+        (slider as unknown as { value: number }).value = v;
+        slider.dispatchEvent(new Event("change", { bubbles: true }));
+      },
+      to,
+    );
+  const documents = () =>
+    page.evaluate(() => (window as unknown as PageWindow).__fakePhotoshop.documents.map((d) => ({ title: d.title, tree: d.tree() as Array<{ kind: string; name: string; children?: Array<{ name: string; visible: boolean }> }>, history: d.history })));
+  const labels = () => page.evaluate(() => (window as unknown as PageWindow).__progressLabels);
+  const queueStates = () => page.$$eval("#queue .queued .queued-state", (items) => items.map((i) => i.textContent ?? ""));
+
+  it("pulls a model from the Models section with progress, cancels it, and resumes it after the daemon restarts", { timeout: 120_000 }, async () => {
+    await page.goto(pathToFileURL(path.join(DIST, "index.html")).href);
+    await expect.poll(() => text("#status"), { timeout: 20_000 }).toMatch(/^Connected to the Underpaint daemon .* on CPU\.$/);
+    await expect.poll(() => page.$$eval("#model sp-menu-item", (items) => items.map((i) => i.getAttribute("value")))).toEqual(["tiny-sd", "tiny-sd-inpaint"]);
+    // The damaged styles file did not stop the panel; it says what happened.
+    expect(await text("#notice")).toMatch(/The saved styles file was damaged; it was set aside as styles\.json\.damaged/);
+
+    await page.click("#toggle-models");
+    expect(await shown("#model-setup")).toBe(true);
+    // Every registry entry, with its size, license and what it is for.
+    expect(await page.$$eval("#registry-models .setup-model", (rows) => rows.map((r) => r.getAttribute("data-model-id")))).toEqual(["sd-1.5", "sd-1.5-inpainting", "sd-turbo", "lcm-dreamshaper-v7"]);
+    expect(await text('#registry-models [data-model-id="sd-1.5"] .setup-facts')).toBe("about 4.3 GB · 512 px · CreativeML Open RAIL-M");
+    expect(await text(`${turboRow} .setup-facts`)).toMatch(/^about 2\.\d GB · 1–4 steps · 512 px · Stability AI Non-Commercial/);
+    expect(await text(`${turboRow} .setup-description`)).toMatch(/1 to 4 steps/);
+    expect(await page.$$eval("#installed-models .installed-model", (rows) => rows.map((r) => r.textContent))).toEqual(["tiny-sd · Generate, Img2img, Inpaint selection, Expand canvas", "tiny-sd-inpaint · Inpaint selection, Expand canvas"]);
+
+    // Pull, slowly enough to watch: bytes, rate and time left; then Cancel.
+    daemon.hub.faults.throttle = 1_000_000;
+    expect(await text(`${turboRow} .setup-action`)).toBe("Pull");
+    await page.click(`${turboRow} .setup-action`);
+    await expect.poll(() => text(`${turboRow} .setup-download`), { timeout: 20_000 }).toMatch(/^[\d.]+ [KM]B of [\d.]+ MB · [\d.]+ [KM]B\/s · about \d+ s left$/);
+    expect(Number(await page.getAttribute(`${turboRow} .setup-progress`, "value"))).toBeGreaterThanOrEqual(0);
+    expect(await text(`${turboRow} .setup-action`)).toBe("Cancel");
+    await page.screenshot({ path: path.join(shots, "panel-model-setup.png"), fullPage: true });
+    await page.click(`${turboRow} .setup-action`);
+    await expect.poll(() => text(`${turboRow} .setup-download`), { timeout: 20_000 }).toMatch(/^Cancelled at [\d.]+ [KM]B of [\d.]+ MB; Resume goes on from there\.$/);
+    expect(await text(`${turboRow} .setup-action`)).toBe("Resume");
+
+    // The daemon goes away: a Generate says why; when it is back, that error goes.
+    await daemon.stop();
+    await expect.poll(() => text("#status"), { timeout: 20_000 }).toMatch(/Trying again in \d+ s\.$/);
+    await page.click("#generate");
+    await expect.poll(() => text("#error")).toMatch(/Trying again in \d+ s\.$/);
+    expect(await disabled(`${turboRow} .setup-action`)).toBe(true);
+    await daemon.start();
+    await expect.poll(() => text("#status"), { timeout: 30_000 }).toMatch(/^Connected/);
+    await expect.poll(() => shown("#error")).toBe(false);
+    // The restarted daemon reports the pull stopped part-way; Resume asks for the rest of the bytes only.
+    await expect.poll(() => text(`${turboRow} .setup-download`)).toMatch(/^(Cancelled|Stopped) at [\d.]+ [KM]B of [\d.]+ MB; Resume goes on from there\.$/);
+    expect(await text(`${turboRow} .setup-action`)).toBe("Resume");
+    daemon.hub.faults.throttle = 0;
+    daemon.hub.requests.length = 0;
+    await page.click(`${turboRow} .setup-action`);
+    await expect.poll(() => page.$$eval("#model sp-menu-item", (items) => items.map((i) => i.getAttribute("value"))), { timeout: 60_000 }).toContain("sd-turbo");
+    expect(daemon.hub.requests.some((r) => r.range !== null && r.range !== "bytes=0-"), "a ranged request resumed a file").toBe(true);
+    await expect.poll(() => shown(`${turboRow} .setup-state`)).toBe(true);
+    expect(await shown(`${turboRow} .setup-action`)).toBe(false);
+    expect(await text('#installed-models [data-model-id="sd-turbo"]')).toMatch(/Generate/);
+  });
+
+  it("applies a model's recommended settings when it is chosen, shows what it supports, and keeps the artist's changes per model", async () => {
+    await page.selectOption("#model select", "sd-turbo");
+    expect([await value("#steps"), await value("#guidance"), await value("#scheduler")]).toEqual(["1", "0", "euler_a"]);
+    expect(await page.getAttribute("#steps", "max")).toBe("4");
+    expect(await disabled("#guidance")).toBe(true);
+    expect(await disabled("#negative")).toBe(true);
+    expect(await text("#guidance-label")).toBe("Guidance (off for this model)");
+    expect(await text("#negative-note")).toMatch(/reads no negative prompt/);
+    expect(await text("#steps-note")).toMatch(/1 to 4 steps/);
+
     await page.selectOption("#model select", "tiny-sd");
+    expect([await value("#steps"), await value("#guidance"), await value("#scheduler")]).toEqual(["25", "7.5", "dpmpp_2m_karras"]);
+    expect(await disabled("#guidance")).toBe(false);
+    expect(await disabled("#negative")).toBe(false);
+    expect(await shown("#negative-note")).toBe(false);
+    await slide("#steps", 2);
+    await slide("#guidance", 1);
+    await page.selectOption("#model select", "sd-turbo");
+    expect(await value("#steps")).toBe("1");
+    await slide("#steps", 3);
+    await page.selectOption("#model select", "tiny-sd");
+    expect([await value("#steps"), await value("#guidance")]).toEqual(["2", "1"]);
+    await page.selectOption("#model select", "sd-turbo");
+    expect(await value("#steps")).toBe("3");
+    await page.selectOption("#model select", "tiny-sd");
+  });
+
+  it("generates with a seed of 4000000000: progress, preview, a strip whose seeds Use seed puts back exactly, recent seeds, the history", { timeout: 120_000 }, async () => {
     await page.fill("#prompt input", "a lighthouse on a cliff at dusk");
-    // Sliders: set as the artist would drag them.
-    await page.$eval("#steps", (slider) => ((slider as unknown as { value: number }).value = 2));
-    await page.$eval("#guidance", (slider) => ((slider as unknown as { value: number }).value = 1));
+    await page.click("#random-seed");
+    expect(await disabled("#seed")).toBe(false);
+    // Anything but a seed says why, and Generate refuses it.
+    await page.fill("#seed input", "4294967296");
+    expect(await text("#seed-message")).toBe("“4294967296” is larger than the largest seed, 4,294,967,295.");
+    await page.click("#generate");
+    expect(await text("#error")).toBe("“4294967296” is larger than the largest seed, 4,294,967,295.");
+    expect(await shown("#queue")).toBe(false);
+    await page.fill("#seed input", "4000000000");
+    expect(await shown("#seed-message")).toBe(false);
     await page.$eval("#variations", (slider) => ((slider as unknown as { value: number }).value = 3));
     await page.click("#generate");
 
-    await page.waitForFunction(() => document.querySelector("#results .result") || document.getElementById("error")!.textContent, undefined, { timeout: 200_000 });
-    expect(await page.textContent("#error")).toBe("");
-    expect(await page.$$eval("#results .result", (items) => items.length)).toBe(3);
-    const labels = await page.evaluate(() => (window as unknown as { __progressLabels: string[] }).__progressLabels);
-    expect(labels.some((l) => /step 1 of 2/.test(l))).toBe(true);
-    // Each step says which variation it belongs to, as the daemon reports it.
-    for (const v of [1, 2, 3]) expect(labels, `variation ${v}`).toContain(`Variation ${v} of 3 · step 2 of 2`);
-    const steps = labels.filter((l) => /^Variation \d of 3 · step/.test(l));
+    await page.waitForFunction(() => document.querySelector("#results .result") || document.getElementById("error")!.textContent, undefined, { timeout: 100_000 });
+    expect(await text("#error")).toBe("");
+    expect(await page.$$eval("#results .result sp-detail", (items) => items.map((i) => i.textContent))).toEqual(["seed 4000000000", "seed 4000000001", "seed 4000000002"]);
+    const seen = await labels();
+    for (const v of [1, 2, 3]) expect(seen, `variation ${v}`).toContain(`Variation ${v} of 3 · step 2 of 2`);
+    const steps = seen.filter((l) => /^Variation \d of 3 · step/.test(l));
     expect(steps).toEqual([...steps].sort());
-    expect(labels.at(-1)).toBe("Added 3 layers.");
+    // Text to image reads no picture; the last word says where the layers went.
+    expect(seen.some((l) => /picture/.test(l))).toBe(false);
+    expect(seen.at(-1)).toBe("Added 3 layers to “gradient.psd”.");
     expect(await page.getAttribute("#progress", "value")).toBe("100");
     const preview = await page.$eval("#preview", (img) => ({ src: (img as HTMLImageElement).src, width: (img as HTMLImageElement).naturalWidth, shown: (img as HTMLElement).style.display !== "none" }));
     expect(preview.src).toMatch(/^data:image\/jpeg;base64,/);
     expect(preview.width).toBeGreaterThan(0);
     expect(preview.shown).toBe(true);
-    const thumbnails = await page.$$eval("#results img", (imgs) => imgs.map((img) => (img as HTMLImageElement).naturalWidth));
-    expect(thumbnails.every((w) => w > 0)).toBe(true);
-    expect(await page.textContent("#error")).toBe("");
+    expect((await page.$$eval("#results img", (imgs) => imgs.map((img) => (img as HTMLImageElement).naturalWidth))).every((w) => w > 0)).toBe(true);
+    expect(await text("#step-time")).toMatch(/^Last step: [\d.]+ s on CPU\.$/);
 
-    const tree = await page.evaluate(() => {
-      const ps = (window as unknown as { __fakePhotoshop: { documents: Array<{ tree(): unknown; history: string[] }> } }).__fakePhotoshop;
-      return { tree: ps.documents[0]!.tree(), history: ps.documents[0]!.history };
-    });
-    const [group] = tree.tree as Array<{ kind: string; children: Array<{ name: string; visible: boolean }> }>;
-    expect(group!.kind).toBe("group");
-    expect(group!.children.map((l) => l.visible)).toEqual([true, false, false]);
-    expect(group!.children[0]!.name).toMatch(/^a lighthouse on a cliff at dusk · seed \d+$/);
-    expect(tree.history).toEqual(["Underpaint Generate"]);
+    const [doc] = await documents();
+    const group = doc!.tree[0]!;
+    expect(group.kind).toBe("group");
+    expect(group.children!.map((l) => l.visible)).toEqual([true, false, false]);
+    expect(group.children!.map((l) => l.name)).toEqual([0, 1, 2].map((i) => `a lighthouse on a cliff at dusk · seed ${4_000_000_000 + i}`));
+    expect(doc!.history).toEqual(["Underpaint Generate"]);
 
-    // Choosing another variation shows it alone; "Use seed" fixes the seed field to it.
+    // Choosing another variation shows it alone; "Use seed" puts its seed in the field, digit for digit.
     await page.click("#results .result:nth-child(2) img");
-    await expect
-      .poll(() => page.evaluate(() => ((window as unknown as { __fakePhotoshop: { documents: Array<{ tree(): Array<{ children: Array<{ visible: boolean }> }> }> } }).__fakePhotoshop.documents[0]!.tree()[0]!.children.map((l) => l.visible))))
-      .toEqual([false, true, false]);
+    await expect.poll(async () => (await documents())[0]!.tree[0]!.children!.map((l) => l.visible)).toEqual([false, true, false]);
+    await page.click("#random-seed");
+    expect(await disabled("#seed")).toBe(true);
     await page.click("#results .result:nth-child(2) .use-seed");
-    const seedText = await page.textContent("#results .result:nth-child(2) sp-detail");
-    expect(await page.$eval("#seed input", (input) => (input as HTMLInputElement).value)).toBe(seedText!.replace("seed ", ""));
+    expect(await value("#seed input")).toBe("4000000001");
     expect(await page.$eval("#random-seed", (box) => (box as unknown as { checked: boolean }).checked)).toBe(false);
+    // The recent seeds, with their prompts, each to use again.
+    expect(await page.$$eval("#recent-seeds .recent-seed", (rows) => rows.map((r) => r.getAttribute("data-seed")))).toEqual(["4000000000", "4000000001", "4000000002"]);
+    expect(await text('#recent-seeds [data-seed="4000000002"] .list-text')).toBe("4000000002 · a lighthouse on a cliff at dusk");
+    await page.click('#recent-seeds [data-seed="4000000000"] .use-seed');
+    expect(await value("#seed input")).toBe("4000000000");
+    await page.screenshot({ path: path.join(shots, "panel-generation.png"), fullPage: true });
 
-    await mkdir(path.join(ROOT, "test-results"), { recursive: true });
-    await page.screenshot({ path: path.join(ROOT, "test-results", "panel.png"), fullPage: true });
-    expect(errors).toEqual([]);
+    // The prompt is in the searchable history, kept in the data folder with the seeds.
+    await page.click("#show-history");
+    expect(await page.$$eval("#history-list .history-entry .list-text", (rows) => rows.map((r) => r.textContent))).toEqual(["a lighthouse on a cliff at dusk"]);
+    await page.fill("#history-search input", "castle");
+    expect(await page.$$eval("#history-list .history-entry", (rows) => rows.length)).toBe(0);
+    await page.fill("#history-search input", "DUSK cliff");
+    expect(await page.$$eval("#history-list .history-entry", (rows) => rows.length)).toBe(1);
+    // A style keeps the prompts and settings under a name; applying it puts them back.
+    await page.fill("#style-name input", "Dusk, tiny");
+    await page.click("#save-style");
+    expect(await page.$$eval("#style-list .style", (rows) => rows.map((r) => r.getAttribute("data-style")))).toEqual(["Dusk, tiny"]);
+    await page.fill("#prompt input", "something else");
+    await slide("#steps", 5);
+    await page.click('#style-list [data-style="Dusk, tiny"] .apply-style');
+    expect([await value("#prompt input"), await value("#steps")]).toEqual(["a lighthouse on a cliff at dusk", "2"]);
+    // A style has no seed: the fixed one stays.
+    expect([await value("#seed input"), await page.$eval("#random-seed", (box) => (box as unknown as { checked: boolean }).checked)]).toEqual(["4000000000", false]);
+    const files = await page.evaluate(() => Object.fromEntries((window as unknown as PageWindow).__dataFiles));
+    expect(Object.keys(files).sort()).toEqual(["prompt-history.json", "recent-seeds.json", "styles.json", "styles.json.damaged"]);
+    expect(JSON.parse(files["styles.json"]!).items[0]).toMatchObject({ name: "Dusk, tiny", prompt: "a lighthouse on a cliff at dusk", settings: { steps: 2, model: "tiny-sd" } });
+    expect(JSON.parse(files["recent-seeds.json"]!).items.map((r: { seed: number }) => r.seed)).toEqual([4_000_000_000, 4_000_000_001, 4_000_000_002]);
+  });
+
+  it("queues three generations, shows each one's position, and cancels one of them", { timeout: 120_000 }, async () => {
+    await page.$eval("#variations", (slider) => ((slider as unknown as { value: number }).value = 1));
+    await slide("#steps", 12);
+    for (let i = 0; i < 3; i++) await page.click("#generate");
+    // Generate stays enabled: three rows, the first running, the others behind it.
+    const positioned = await page
+      .waitForFunction(() => {
+        const states = Array.from(document.querySelectorAll("#queue .queued .queued-state")).map((s) => s.textContent ?? "");
+        return states.length === 3 && /^running: step \d+ of 12$/.test(states[0]!) && states[1] === "1 ahead" && states[2] === "2 ahead";
+      }, undefined, { timeout: 30_000, polling: 20 })
+      .then(() => true, () => false);
+    expect(positioned, `the first running, the others "1 ahead" and "2 ahead" (now: ${JSON.stringify(await queueStates())})`).toBe(true);
+    await page.screenshot({ path: path.join(shots, "panel-queue.png"), fullPage: true });
+    expect(await disabled("#generate")).toBe(false);
+    await page.click("#queue .queued:nth-child(3) .cancel-job");
+    await page.waitForFunction(() => document.querySelectorAll("#queue .queued").length === 0, undefined, { timeout: 100_000 });
+    expect(await text("#error")).toBe("");
+    const [doc] = await documents();
+    // The first generation's group, then two more: the cancelled one wrote nothing.
+    expect(doc!.tree.filter((l) => l.kind === "group")).toHaveLength(3);
+    expect(doc!.history.filter((h) => h === "Underpaint Generate")).toHaveLength(3);
+    expect(await page.$$eval("#results .result", (items) => items.length)).toBe(1);
+    const seen = await labels();
+    expect(seen).toContain("Added 1 layer to “gradient.psd”.");
+  });
+
+  it("clears the strip and the preview when another document comes to the front, and a strip click never touches another document", { timeout: 60_000 }, async () => {
+    const open = (title: string) =>
+      page.evaluate((t) => {
+        const ps = (window as unknown as PageWindow).__fakePhotoshop;
+        ps.openDocument({ title: t, width: 64, height: 64, layers: [{ name: "Background", background: true, pixels: { width: 64, height: 64, data: new Uint8Array(64 * 64 * 4).fill(200) } }] });
+      }, title);
+    const close = (title: string) =>
+      page.evaluate((t) => {
+        const ps = (window as unknown as PageWindow).__fakePhotoshop;
+        ps.closeDocument(ps.documents.find((d) => d.title === t)!);
+      }, title);
+    // Back in the panel after switching documents.
+    await open("second.psd");
+    await page.evaluate(() => window.dispatchEvent(new Event("focus")));
+    await expect.poll(() => page.$$eval("#results .result", (items) => items.length)).toBe(0);
+    expect(await shown("#preview")).toBe(false);
+    await close("second.psd");
+
+    // A strip, then another document in front without the panel hearing of it: the click checks.
+    await slide("#steps", 1);
+    await page.click("#generate");
+    await page.waitForFunction(() => document.querySelectorAll("#results .result").length === 1 && document.querySelectorAll("#queue .queued").length === 0, undefined, { timeout: 60_000 });
+    const before = (await documents())[0]!.tree;
+    await open("third.psd");
+    await page.$eval("#results .result img", (img) => (img as HTMLElement).click());
+    await expect.poll(() => text("#notice")).toBe("“gradient.psd” is no longer in front, so its variations left the strip; they stay in its layers.");
+    expect(await page.$$eval("#results .result", (items) => items.length)).toBe(0);
+    const after = await documents();
+    expect(after[0]!.tree).toEqual(before);
+    expect(after[1]!.tree).toEqual([{ kind: "pixel", name: "Background", visible: true }].map((l) => expect.objectContaining(l)));
+    expect(after[1]!.history).toEqual([]);
+    await close("third.psd");
+  });
+
+  it("shows the pairing token while it is typed and hides it after; pairing reads it even where a password field cannot be read", { timeout: 30_000 }, async () => {
+    await page.click("#change-token");
+    expect(await shown("#pairing")).toBe(true);
+    expect(await page.getAttribute("#token", "type")).toBe("password");
+    await page.focus("#token input");
+    expect(await page.getAttribute("#token", "type")).toBe("text");
+    await page.fill("#token input", TOKEN);
+    await page.focus("#prompt input");
+    expect(await page.getAttribute("#token", "type")).toBe("password");
+    await page.click("#pair");
+    expect(await text("#error")).toBe("");
+    await expect.poll(() => text("#status"), { timeout: 20_000 }).toMatch(/^Connected/);
+    expect(await shown("#pairing")).toBe(false);
   });
 
   it("hides the controls a mode does not use", async () => {
-    const visible = async (selector: string) => page.$eval(selector, (el) => (el as HTMLElement).style.display !== "none");
     await page.selectOption("#mode select", "expand");
-    expect(await visible('[data-control="expand"]')).toBe(true);
-    expect(await visible('[data-control="strength"]')).toBe(false);
-    expect(await visible('[data-control="source"]')).toBe(false);
+    expect(await shown('[data-control="expand"]')).toBe(true);
+    expect(await shown('[data-control="strength"]')).toBe(false);
+    expect(await shown('[data-control="source"]')).toBe(false);
     await page.selectOption("#mode select", "img2img");
-    expect(await visible('[data-control="expand"]')).toBe(false);
-    expect(await visible('[data-control="strength"]')).toBe(true);
-    expect(await visible('[data-control="source"]')).toBe(true);
-    expect(await visible('[data-control="context"]')).toBe(false);
+    expect(await shown('[data-control="expand"]')).toBe(false);
+    expect(await shown('[data-control="strength"]')).toBe(true);
+    expect(await shown('[data-control="source"]')).toBe(true);
+    expect(await shown('[data-control="context"]')).toBe(false);
     await page.selectOption("#mode select", "inpaint");
-    expect(await visible('[data-control="context"]')).toBe(true);
-    expect(await visible('[data-control="strength"]')).toBe(true);
-    expect(await visible('[data-control="source"]')).toBe(false);
+    expect(await shown('[data-control="context"]')).toBe(true);
+    expect(await shown('[data-control="strength"]')).toBe(true);
+    expect(await shown('[data-control="source"]')).toBe(false);
   });
 
   it("lists a model folder that cannot run under the model menu, with the daemon's sentence, and keeps the good ones", { timeout: 30_000 }, async () => {
@@ -195,10 +407,11 @@ describe("the panel in headless Chromium against the real daemon", () => {
     await mkdir(path.join(half, "unet"), { recursive: true });
     await writeFile(path.join(half, "unet", "model.onnx"), "");
     await rename(half, path.join(daemon.modelsDir, "half-copied"));
-    await expect.poll(() => page.textContent("#unavailable-models"), { timeout: 20_000 }).toMatch(/“half-copied” cannot run here: .*model_index\.json/);
-    expect(await page.$eval("#unavailable-models", (el) => (el as HTMLElement).style.display)).not.toBe("none");
-    expect(await page.$$eval("#model sp-menu-item", (items) => items.map((i) => i.getAttribute("value")))).toEqual(["tiny-sd", "tiny-sd-inpaint"]);
+    await expect.poll(() => text("#unavailable-models"), { timeout: 20_000 }).toMatch(/“half-copied” cannot run here: .*model_index\.json/);
+    expect(await shown("#unavailable-models")).toBe(true);
+    expect(await page.$$eval("#model sp-menu-item", (items) => items.map((i) => i.getAttribute("value")))).toEqual(["sd-turbo", "tiny-sd", "tiny-sd-inpaint"]);
     await rm(path.join(daemon.modelsDir, "half-copied"), { recursive: true, force: true });
-    await expect.poll(() => page.$eval("#unavailable-models", (el) => (el as HTMLElement).style.display), { timeout: 20_000 }).toBe("none");
+    await expect.poll(() => shown("#unavailable-models"), { timeout: 20_000 }).toBe(false);
+    expect(errors).toEqual([]);
   });
 });

@@ -39,7 +39,8 @@ class SpTextfield extends HTMLElement {
     else if (value !== null) this.input.setAttribute(name, value);
   }
   get value(): string {
-    return this.input.value;
+    // As in Photoshop on macOS: a password field's value cannot be read.
+    return this.getAttribute("type") === "password" ? "" : this.input.value;
   }
   set value(v: string | number) {
     this.input.value = String(v);
@@ -67,12 +68,25 @@ class SpSlider extends HTMLElement {
     this.input.addEventListener("change", () => this.dispatchEvent(new Event("change", { bubbles: true })));
   }
   static get observedAttributes() {
-    return ["value", "min", "max", "step"];
+    return ["value", "min", "max", "step", "disabled"];
   }
   attributeChangedCallback(name: string, _old: string | null, value: string | null) {
-    if (value !== null) this.input.setAttribute(name, value);
+    if (name === "disabled") this.input.disabled = value !== null;
+    else if (value !== null) this.input.setAttribute(name, value);
     if (name === "value" && value !== null) this.input.value = value;
     this.sync();
+  }
+  get disabled(): boolean {
+    return this.hasAttribute("disabled");
+  }
+  set disabled(v: boolean) {
+    this.toggleAttribute("disabled", v);
+  }
+  get max(): number {
+    return Number(this.input.max);
+  }
+  set max(v: number) {
+    this.setAttribute("max", String(v));
   }
   private sync() {
     this.shown.textContent = this.input.value;
