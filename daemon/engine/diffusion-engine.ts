@@ -107,7 +107,9 @@ export class DiffusionEngine implements Engine {
   }
 
   async capabilities(): Promise<EngineCapabilities> {
-    const models = await this.refresh();
+    // While a job runs, its steps hold the event loop between them: walking the models folder then
+    // takes as long as the job. The watcher refreshes the list when the folder changes anyway.
+    const models = this.running > 0 && this.discovered ? this.models : await this.refresh();
     const preferred = this.sessions.device ?? this.sessions.devices[0] ?? "cpu";
     return {
       models: models.map(modelInfo).filter((m) => m.modes.length > 0),
@@ -118,7 +120,18 @@ export class DiffusionEngine implements Engine {
     };
   }
 
+  private running = 0;
+
   async run(job: GenerationJob, context: RunContext): Promise<EngineResult[]> {
+    this.running++;
+    try {
+      return await this.runJob(job, context);
+    } finally {
+      this.running--;
+    }
+  }
+
+  private async runJob(job: GenerationJob, context: RunContext): Promise<EngineResult[]> {
     const folder = this.models.find((m) => m.id === job.model) ?? (await this.refresh()).find((m) => m.id === job.model);
     if (!folder) {
       const unavailable = this.discovered?.unavailable.find((m) => m.id === job.model);
