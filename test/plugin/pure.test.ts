@@ -4,7 +4,7 @@ import { fitWithin, wholePictureSize } from "../../geometry";
 import type { JobResult } from "../../plugin/src/client/client";
 import { PanelError } from "../../plugin/src/errors";
 import { documentRefusal } from "../../plugin/src/operations/document-check";
-import { asRgba, resizeRgba, splitAlpha } from "../../plugin/src/operations/layer-pixels";
+import { asRgba, resizeRgba } from "../../plugin/src/operations/layer-pixels";
 import { groupName, layerName, shortenPrompt } from "../../plugin/src/operations/naming";
 import { placeResult } from "../../plugin/src/operations/run";
 import { controlsFor, DEFAULT_SETTINGS, type GenerationSettings } from "../../plugin/src/operations/settings";
@@ -90,12 +90,9 @@ describe("sizes and rectangles", () => {
     expect(fitWithin({ width: 1, height: 5000 }, 128)).toEqual({ width: 1, height: 128 });
   });
 
-  it("splits what a masked result shows into opaque pixels and a mask", () => {
-    const image = asRgba({ width: 1, height: 2, channels: 3, data: new Uint8Array(6).fill(9) });
-    image.data[3] = 100;
-    const { pixels, mask } = splitAlpha(image);
-    expect([...mask.data]).toEqual([100, 255]);
-    expect([...pixels.data]).toEqual([9, 9, 9, 255, 9, 9, 9, 255]);
+  it("widens gray and RGB pixels to opaque RGBA", () => {
+    const rgb = asRgba({ width: 1, height: 2, channels: 3, data: Uint8Array.of(1, 2, 3, 4, 5, 6) });
+    expect([...rgb.data]).toEqual([1, 2, 3, 255, 4, 5, 6, 255]);
     expect([...asRgba({ width: 1, height: 1, channels: 1, data: Uint8Array.of(7) }).data]).toEqual([7, 7, 7, 255]);
   });
 

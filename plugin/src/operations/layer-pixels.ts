@@ -1,21 +1,8 @@
 /**
- * The panel's own pixel work, kept small: RGBA from what the daemon sends, a result split into a
- * layer and its mask, and the JavaScript resampling thumbnails need (sizes and rectangles are
- * geometry/'s, shared with the daemon).
+ * The panel's own pixel work, kept small: RGBA from what the daemon sends, and the JavaScript
+ * resampling thumbnails need (sizes and rectangles are geometry/'s, shared with the daemon).
  */
-import type { Mask8, Rgba8 } from "../photoshop/host";
-
-/** Splits straight-alpha RGBA into opaque pixels and a mask (the alpha): a layer and its layer mask. */
-export function splitAlpha(image: Rgba8): { pixels: Rgba8; mask: Mask8 } {
-  const count = image.width * image.height;
-  const pixels = new Uint8Array(image.data);
-  const mask = new Uint8Array(count);
-  for (let i = 0; i < count; i++) {
-    mask[i] = image.data[i * 4 + 3]!;
-    pixels[i * 4 + 3] = 255;
-  }
-  return { pixels: { width: image.width, height: image.height, channels: 4, data: pixels }, mask: { width: image.width, height: image.height, channels: 1, data: mask } };
-}
+import type { Rgba8 } from "../photoshop/host";
 
 /** RGB, gray or RGBA 8-bit pixels as RGBA. */
 export function asRgba(image: { width: number; height: number; channels: 1 | 3 | 4; data: Uint8Array }): Rgba8 {
