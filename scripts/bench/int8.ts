@@ -85,16 +85,16 @@ export async function benchInt8(root: string, fixtures: string, options: Int8Ben
   };
   const fp32 = await timeUnet("fp32", null);
   const int8 = await timeUnet("int8", new Int8Unets(path.join(int8Dir, "int8-copies")));
-  // Convs quantized too (ConvInteger): not the option's default, measured to show why.
-  const convs = await timeUnet("int8-convs", new Int8Unets(path.join(int8Dir, "int8-copies-convs"), undefined, { convs: true }));
+  // Convs quantized too (ConvInteger): not the option's default, measured (at full size) to show why.
+  const convs = quick ? null : await timeUnet("int8-convs", new Int8Unets(path.join(int8Dir, "int8-copies-convs"), undefined, { convs: true }));
   await mm.release();
   // Each time over its neighbouring MatMuls' time: the machine's load at that moment divides out.
   const speedup = fp32.ms / fp32.matmulMs / (int8.ms / int8.matmulMs);
   figures["unet.int8SpeedupOverFp32"] = round(speedup);
   figures["unet.int8SpeedupOverFp32Raw"] = round(fp32.ms / int8.ms);
-  const convsSpeedup = fp32.ms / fp32.matmulMs / (convs.ms / convs.matmulMs);
-  figures["unet.int8ConvsSpeedupOverFp32"] = round(convsSpeedup);
-  figures["unet.int8.convsMs"] = round(convs.ms);
+  const convsSpeedup = convs ? fp32.ms / fp32.matmulMs / (convs.ms / convs.matmulMs) : null;
+  figures["unet.int8ConvsSpeedupOverFp32"] = convsSpeedup === null ? null : round(convsSpeedup);
+  figures["unet.int8.convsMs"] = convs ? round(convs.ms) : null;
   figures["unet.int8.fp32Ms"] = round(fp32.ms);
   figures["unet.int8.int8Ms"] = round(int8.ms);
   figures["unet.int8.fp32LoadMs"] = round(fp32.loadMs);
@@ -106,7 +106,9 @@ export async function benchInt8(root: string, fixtures: string, options: Int8Ben
     value: `${int8.ms.toFixed(0)} ms`,
     note: `MatMul beside it ${int8.matmulMs.toFixed(0)} ms; ${speedup.toFixed(2)}x float32's speed (${(fp32.ms / int8.ms).toFixed(2)}x by the clock); first load, quantizing included, ${int8.loadMs.toFixed(0)} ms`,
   });
-  push({ what: `UNet int8, Convs too (${shape})`, value: `${convs.ms.toFixed(0)} ms`, note: `MatMul beside it ${convs.matmulMs.toFixed(0)} ms; ${convsSpeedup.toFixed(2)}x float32's speed (not the option's default)` });
+  if (convs && convsSpeedup !== null) {
+    push({ what: `UNet int8, Convs too (${shape})`, value: `${convs.ms.toFixed(0)} ms`, note: `MatMul beside it ${convs.matmulMs.toFixed(0)} ms; ${convsSpeedup.toFixed(2)}x float32's speed (not the option's default)` });
+  }
   await rm(int8Dir, { recursive: true, force: true });
 
   // ---- numbers: the reference cases' UNet calls ----
@@ -116,12 +118,12 @@ export async function benchInt8(root: string, fixtures: string, options: Int8Ben
   figures["unet.fp32MaxAbsErrorVsReference"] = round(error.fp32VsReference);
   figures["unet.int8MaxAbsErrorVsReference"] = round(error.int8VsReference);
   figures["unet.int8.referenceCalls"] = error.calls;
-  const convsError = await referenceErrors(fixtures, path.join(cacheDir, "int8-reference"), { convs: true });
-  figures["unet.int8ConvsMaxAbsErrorVsFp32"] = round(convsError.int8VsFp32);
+  const convsError = quick ? null : await referenceErrors(fixtures, path.join(cacheDir, "int8-reference"), { convs: true });
+  figures["unet.int8ConvsMaxAbsErrorVsFp32"] = convsError ? round(convsError.int8VsFp32) : null;
   push({
     what: `int8 vs float32, ${error.calls} UNet calls of ${error.cases} tiny-sd reference cases`,
     value: error.int8VsFp32.toExponential(2),
-    note: `max abs error / max(1, max|out|), the reference tolerance's unit (2e-5); float32 vs diffusers ${error.fp32VsReference.toExponential(2)}, int8 vs diffusers ${error.int8VsReference.toExponential(2)}; raw max abs ${error.int8VsFp32Raw.toExponential(2)}; with Convs too ${convsError.int8VsFp32.toExponential(2)}`,
+    note: `max abs error / max(1, max|out|), the reference tolerance's unit (2e-5); float32 vs diffusers ${error.fp32VsReference.toExponential(2)}, int8 vs diffusers ${error.int8VsReference.toExponential(2)}; raw max abs ${error.int8VsFp32Raw.toExponential(2)}${convsError ? `; with Convs too ${convsError.int8VsFp32.toExponential(2)}` : ""}`,
   });
   printSection("int8 UNet (--unet-int8) against float32", rows);
   return figures;
