@@ -10,7 +10,7 @@ import { token } from "./commands/token";
 
 const USAGE = `Underpaint: local Stable Diffusion for Photoshop.
 
-  underpaint serve [--port N] [--host H] [--models DIR] [--no-optimized-cache]
+  underpaint serve [--port N] [--host H] [--models DIR] [--no-optimized-cache] [--unet-int8]
                                                           start the daemon the panel connects to
   underpaint token                                        print the pairing token for the panel
   ${GENERATE_USAGE}

@@ -10,6 +10,7 @@ import { discoverModels } from "../models/discover";
 import type { Device, ModelLog } from "../models/execution-provider";
 import { loadModelFolder, toModelInfo, type ModelFolder } from "../models/model-folder";
 import { SessionCache } from "../models/model-sessions";
+import type { Int8Unets } from "../models/int8-unets";
 import type { OptimizedModelCache } from "../models/optimized-models";
 import { findPreviewDecoders, PreviewDecoderSessions, type PreviewDecoderFolder } from "../models/taesd-folder";
 import { folderFingerprint, ModelsWatcher } from "../models/watcher";
@@ -32,6 +33,8 @@ export interface DiffusionEngineOptions {
   devices?: readonly Device[];
   /** Where CPU sessions keep onnxruntime-optimized model copies (default null: none). */
   optimizedModels?: OptimizedModelCache | null;
+  /** Runs the UNet on the CPU from int8 copies kept here (default null: float32). */
+  unetInt8?: Int8Unets | null;
 }
 
 export class DiffusionEngine implements Engine {
@@ -52,6 +55,7 @@ export class DiffusionEngine implements Engine {
     this.sessions = new SessionCache({
       log: this.log,
       optimizedModels: options.optimizedModels ?? null,
+      unetInt8: options.unetInt8 ?? null,
       ...(options.devices ? { devices: options.devices } : {}),
     });
   }

@@ -20,6 +20,7 @@ import {
 } from "./execution-provider";
 import type { ModelFolder } from "./model-folder";
 import { Float32Copies, withFloat32Copies } from "./float32-copies";
+import { int8RewriteName, withInt8Unet, type Int8Unets } from "./int8-unets";
 import { freeDimensionOverrides, sameShape, type JobShape } from "./free-dimensions";
 import { ATTENTION_FUSION_VERSION } from "./attention-fusion";
 import { withFusedAttention } from "./fused-attention-sessions";
@@ -79,6 +80,8 @@ export interface ModelSessionsOptions {
   float32Copies?: Float32Copies | null;
   /** Loads CPU sessions from onnxruntime-optimized copies, writing them on first use (default null: none, nothing written). */
   optimizedModels?: OptimizedModelCache | null;
+  /** Run the UNet on the CPU from an int8 copy kept here (default null: float32, as exported). */
+  unetInt8?: Int8Unets | null;
 }
 
 const DESCRIBE: { [P in ModelPart]: (session: InferenceSession, file: string) => PartIO[P] } = {
@@ -130,8 +133,12 @@ export class ModelSessions {
     const factoryOf = (part: ModelPart): SessionFactory => {
       const rewrite = options.factory ? "" : graphRewriteOf(part);
       let factory = options.factory ?? (rewrite ? fusing : defaultSessionFactory);
+      const int8 = part === "unet" ? (options.unetInt8 ?? null) : null;
+      // Quantized from the float32 file: a float16 UNet's float32 copy, made first.
+      if (int8) factory = withInt8Unet(factory, int8, this.log);
       if (copies && float16Part(model, part)) factory = withFloat32Copies(factory, copies, this.log);
-      return options.optimizedModels ? options.optimizedModels.wrap(factory, rewrite) : factory;
+      const named = int8 ? [rewrite, int8RewriteName(int8.options)].filter(Boolean).join("+") : rewrite;
+      return options.optimizedModels ? options.optimizedModels.wrap(factory, named) : factory;
     };
     this.factories = { textEncoder: factoryOf("textEncoder"), unet: factoryOf("unet"), vaeEncoder: factoryOf("vaeEncoder"), vaeDecoder: factoryOf("vaeDecoder") };
   }

@@ -12,6 +12,7 @@ import { benchCompositing } from "./compositing";
 import { benchDraft } from "./draft";
 import { benchEngine } from "./engine";
 import { benchImaging } from "./imaging";
+import { benchInt8 } from "./int8";
 import { benchProtocol } from "./protocol";
 import { benchTransfer } from "./transfer";
 import { machine, writeResults, type Figures } from "./report";
@@ -42,6 +43,7 @@ Object.assign(
   }),
 );
 Object.assign(figures, await benchDraft(root, fixtures, { quick }));
+Object.assign(figures, await benchInt8(root, fixtures, { quick }));
 // UNDERPAINT_BENCH_ROOT: write bench/results.json under another folder (the bench test uses a temporary one).
 const file = await writeResults(process.env.UNDERPAINT_BENCH_ROOT ?? root, figures);
 console.log(`\nwrote ${path.relative(process.cwd(), file)}`);

@@ -54,6 +54,18 @@ describe("underpaint generate", () => {
     expect((await readFile(a)).equals(await readFile(b))).toBe(true);
   });
 
+  it("--unet-int8 runs the UNet from an int8 copy kept in the cache folder", { timeout: 60_000 }, async () => {
+    const fp32 = path.join(work, "fp32.png");
+    const int8 = path.join(work, "int8.png");
+    await cli("generate", "--model", model, "--prompt", "a cat", "--steps", "3", "--seed", "5", "--width", "64", "--height", "64", "--out", fp32);
+    const { stdout } = await cli("generate", "--model", model, "--prompt", "a cat", "--steps", "3", "--seed", "5", "--width", "64", "--height", "64", "--unet-int8", "--out", int8);
+    expect(stdout).toMatch(/wrote .*int8\.png \(seed 5\)/);
+    const [entry] = await readdir(path.join(work, "cache", "int8"));
+    expect(await stat(path.join(work, "cache", "int8", entry!, "entry.json")).then(() => true)).toBe(true);
+    const pixels = async (f: string) => sharp(f).raw().toBuffer();
+    expect((await pixels(int8)).equals(await pixels(fp32))).toBe(false);
+  });
+
   it("writes one file per variation, each re-makeable alone from its seed", async () => {
     const out = path.join(work, "v.png");
     const { stdout } = await cli(

@@ -50,6 +50,9 @@ const REQUIRED = [
   "draft.secondsPerImage",
   "preview.taesdMs",
   "preview.taesdFractionOfStep",
+  "unet.int8SpeedupOverFp32",
+  "unet.int8MaxAbsErrorVsFp32",
+  "unet.fp32MaxAbsErrorVsReference",
 ];
 
 describe("npm run bench -- --quick", () => {
