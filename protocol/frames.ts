@@ -225,6 +225,8 @@ export interface FrameAssemblerLimits {
  */
 export class BufferPool {
   private readonly free: ArrayBuffer[] = [];
+  /** Views handed out and not yet given back: only these return, and each only once. */
+  private readonly lent = new WeakSet<Uint8Array>();
 
   constructor(private readonly maxBuffers = 2) {}
 
@@ -235,14 +237,17 @@ export class BufferPool {
       // Reuse only buffers that are not much larger than needed.
       if (size >= byteLength && size <= byteLength * 1.5 && (best < 0 || size < this.free[best]!.byteLength)) best = i;
     }
-    if (best < 0) return new Uint8Array(byteLength);
-    const [buffer] = this.free.splice(best, 1);
-    return new Uint8Array(buffer!, 0, byteLength);
+    const view = best < 0 ? new Uint8Array(byteLength) : new Uint8Array(this.free.splice(best, 1)[0]!, 0, byteLength);
+    this.lent.add(view);
+    return view;
   }
 
-  /** Gives a buffer back once nothing reads it any more. */
+  /**
+   * Gives a buffer back once nothing reads it any more. Only a view this pool handed out counts,
+   * once: a second give (its buffer may be someone else's frame by then) changes nothing.
+   */
   give(view: Uint8Array): void {
-    if (view.byteOffset !== 0 || this.free.includes(view.buffer as ArrayBuffer)) return;
+    if (!this.lent.delete(view)) return;
     if (!(view.buffer instanceof ArrayBuffer) || view.buffer.byteLength < 1 << 20) return;
     this.free.push(view.buffer);
     if (this.free.length > this.maxBuffers) this.free.shift();

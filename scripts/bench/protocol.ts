@@ -88,6 +88,8 @@ async function benchFrames(pixels: Uint8Array, size: number, runs: number): Prom
     const end = performance.now();
     if (outcome.status !== "completed") throw new Error(`the echo job ended ${outcome.status}: ${outcome.error?.message ?? ""}`);
     if (outcome.results[0]?.image.data.byteLength !== pixels.byteLength) throw new Error("the image did not come back whole");
+    // As the panel does once the layers are placed (operations/run.ts).
+    client.release(outcome.results);
     return { uploadMs: acceptedAt - start, downloadMs: end - acceptedAt, roundTripMs: end - start };
   };
   await oneJob(); // warm-up
