@@ -3,7 +3,9 @@ import {
   BufferPool,
   FRAME_HEADER_BYTES,
   FrameAssembler,
+  FrameChunkReader,
   FrameError,
+  frameChunks,
   encodeFrame,
   readFrameChunk,
   writeFrameHeader,
@@ -182,5 +184,38 @@ describe("buffer reuse", () => {
     const next = assemble(assembler, picture(2, 22));
     expect(next.data.buffer).toBe(taken[0]!.buffer);
     expect(next.data.every((v) => v === 22)).toBe(true);
+  });
+});
+
+describe("chunk reader", () => {
+  it("pairs a header sent alone with the payload after it, and reads one-message chunks too", () => {
+    const frame = image(10, 10, 4);
+    const reader = new FrameChunkReader();
+    const assembler = new FrameAssembler({ maxFrameBytes: 1 << 20, maxPendingFrames: 2 });
+    let whole: ImageFrame | undefined;
+    const parts = [...frameChunks(frame, 100)];
+    for (const [i, { header, payload }] of parts.entries()) {
+      if (i % 2 === 0) {
+        expect(reader.read(header)).toBeUndefined();
+        expect(reader.awaiting?.offset).toBe(i * 100);
+        const chunk = reader.read(payload)!;
+        whole = assembler.add(chunk.header, chunk.payload) ?? whole;
+      } else {
+        const message = new Uint8Array(header.byteLength + payload.byteLength);
+        message.set(header);
+        message.set(payload, header.byteLength);
+        const chunk = reader.read(message)!;
+        whole = assembler.add(chunk.header, chunk.payload) ?? whole;
+      }
+    }
+    expect(Buffer.from(whole!.data).equals(Buffer.from(frame.data))).toBe(true);
+  });
+
+  it("refuses a payload of another length than its header announced", () => {
+    const { header, payload } = [...frameChunks(image(10, 10, 4), 100)][0]!;
+    const reader = new FrameChunkReader();
+    reader.read(header);
+    expect(() => reader.read(payload.subarray(1))).toThrow(/announced 100 payload bytes/);
+    expect(reader.awaiting).toBeUndefined();
   });
 });

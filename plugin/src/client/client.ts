@@ -10,10 +10,10 @@ import {
   DEFAULT_CHUNK_BYTES,
   FRAME_HEADER_BYTES,
   FrameAssembler,
+  FrameChunkReader,
   PROTOCOL_VERSION,
   encodeFrame,
   parseDaemonMessage,
-  readFrameChunk,
   type Capabilities,
   type ClientMessageInput,
   type DaemonMessage,
@@ -158,6 +158,7 @@ export class ProtocolClient {
   /** Result buffers given back by release(), for the next results of the same size. */
   private readonly pool = new BufferPool();
   private assembler = newAssembler(this.pool);
+  private chunks = new FrameChunkReader();
   /** Every outgoing chunk is built here: fresh memory per chunk costs page faults. */
   private scratch: Uint8Array | undefined;
   private readonly listeners = {
@@ -392,6 +393,7 @@ export class ProtocolClient {
     }
     this.socket = socket;
     this.assembler = newAssembler(this.pool);
+    this.chunks = new FrameChunkReader();
     socket.binaryType = "arraybuffer";
     let opened = false;
     this.stepTimer = setTimeout(() => {
@@ -508,6 +510,11 @@ export class ProtocolClient {
   // ---- receiving ----
 
   private receiveText(text: string): void {
+    const announced = this.chunks.awaiting;
+    if (announced) {
+      this.chunks.reset();
+      this.jobs.get(announced.jobId)?.finish({ status: "failed", error: { code: "frame_invalid", message: "The daemon sent broken pixels: a message came between a chunk header and its pixels." }, results: [] });
+    }
     const parsed = parseDaemonMessage(text);
     if (!parsed.ok) {
       console.warn(`underpaint: ignored a message from the daemon: ${parsed.message}`);
@@ -616,9 +623,11 @@ export class ProtocolClient {
 
   private receiveBinary(bytes: Uint8Array): void {
     let frame: ImageFrame | undefined;
-    let jobId: number | undefined;
+    let jobId = this.chunks.awaiting?.jobId;
     try {
-      const { header, payload } = readFrameChunk(bytes);
+      const chunk = this.chunks.read(bytes);
+      if (!chunk) return;
+      const { header, payload } = chunk;
       jobId = header.jobId;
       if (!this.jobs.has(jobId)) return;
       frame = this.assembler.add(header, payload);
