@@ -91,8 +91,8 @@ export function writeFrameHeader(target: Uint8Array, h: FrameChunkHeader): void 
   view.setUint32(36, 0, true);
 }
 
-/** Parses and checks a chunk's header; the payload is a view into `message` (no copy). */
-export function readFrameChunk(message: Uint8Array): { header: FrameChunkHeader; payload: Uint8Array } {
+/** Parses and checks the 40-byte header at the start of `message`. */
+export function readFrameHeader(message: Uint8Array): FrameChunkHeader {
   if (message.byteLength < FRAME_HEADER_BYTES) {
     throw new FrameError("frame_invalid", `A binary message of ${message.byteLength} bytes is shorter than the ${FRAME_HEADER_BYTES}-byte frame header.`);
   }
@@ -135,15 +135,64 @@ export function readFrameChunk(message: Uint8Array): { header: FrameChunkHeader;
       `The frame says it holds ${header.totalLength} bytes, but ${header.width}x${header.height}x${channels} at ${bitsPerChannel} bits is ${frameByteLength(header)}.`,
     );
   }
-  // A plain Uint8Array view, whatever the message's class, so copies of it stay on V8's fast path.
-  const payload = new Uint8Array(message.buffer, message.byteOffset + FRAME_HEADER_BYTES, message.byteLength - FRAME_HEADER_BYTES);
-  if (payload.byteLength !== header.payloadLength) {
-    throw new FrameError("frame_invalid", `The frame chunk says ${header.payloadLength} payload bytes but carries ${payload.byteLength}.`);
-  }
   if (header.offset + header.payloadLength > header.totalLength) {
     throw new FrameError("frame_invalid", "The frame chunk reaches past the end of its image.");
   }
+  return header;
+}
+
+/** A plain Uint8Array view, whatever the message's class, so copies of it stay on V8's fast path. */
+function plainView(message: Uint8Array, from = 0): Uint8Array {
+  return new Uint8Array(message.buffer, message.byteOffset + from, message.byteLength - from);
+}
+
+/** Parses and checks a one-message chunk (header, then payload); the payload is a view into `message` (no copy). */
+export function readFrameChunk(message: Uint8Array): { header: FrameChunkHeader; payload: Uint8Array } {
+  const header = readFrameHeader(message);
+  const payload = plainView(message, FRAME_HEADER_BYTES);
+  if (payload.byteLength !== header.payloadLength) {
+    throw new FrameError("frame_invalid", `The frame chunk says ${header.payloadLength} payload bytes but carries ${payload.byteLength}.`);
+  }
   return { header, payload };
+}
+
+/**
+ * Reads one connection's binary messages as chunks. A chunk is one message (header, then
+ * payload: what the panel sends, as UXP's WebSocket cannot fragment) or two (the 40-byte header
+ * alone, then the payload alone: what the daemon sends, so neither end copies pixels behind a
+ * header). A header alone is exactly 40 bytes and announces a payload; the next message is it.
+ */
+export class FrameChunkReader {
+  private announced: FrameChunkHeader | undefined;
+
+  /** The chunk this message completes, or undefined when it is a header whose payload comes next. */
+  read(message: Uint8Array): { header: FrameChunkHeader; payload: Uint8Array } | undefined {
+    const header = this.announced;
+    if (header) {
+      this.announced = undefined;
+      if (message.byteLength !== header.payloadLength) {
+        throw new FrameError("frame_invalid", `A chunk header announced ${header.payloadLength} payload bytes but the next message carries ${message.byteLength}.`);
+      }
+      return { header, payload: plainView(message) };
+    }
+    if (message.byteLength === FRAME_HEADER_BYTES) {
+      const alone = readFrameHeader(message);
+      if (alone.payloadLength > 0) {
+        this.announced = alone;
+        return undefined;
+      }
+    }
+    return readFrameChunk(message);
+  }
+
+  /** The header whose payload has not come yet: a text message now breaks the pair. */
+  get awaiting(): FrameChunkHeader | undefined {
+    return this.announced;
+  }
+
+  reset(): void {
+    this.announced = undefined;
+  }
 }
 
 /** One chunk of a frame: its header and a view of its payload (no copy). */
@@ -153,8 +202,8 @@ export interface FrameChunkParts {
 }
 
 /**
- * Splits an image into chunks without copying pixels. Senders that can fragment a WebSocket
- * message (Node's ws) send header and payload as two fragments of one message.
+ * Splits an image into chunks without copying pixels. Senders that can (the daemon) send each
+ * header and payload as two messages, which FrameChunkReader pairs.
  */
 export function* frameChunks(frame: ImageFrame, chunkBytes = DEFAULT_CHUNK_BYTES): Generator<FrameChunkParts> {
   const totalLength = frameByteLength(frame);
@@ -225,6 +274,8 @@ export interface FrameAssemblerLimits {
  */
 export class BufferPool {
   private readonly free: ArrayBuffer[] = [];
+  /** Views handed out and not yet given back: only these return, and each only once. */
+  private readonly lent = new WeakSet<Uint8Array>();
 
   constructor(private readonly maxBuffers = 2) {}
 
@@ -235,14 +286,17 @@ export class BufferPool {
       // Reuse only buffers that are not much larger than needed.
       if (size >= byteLength && size <= byteLength * 1.5 && (best < 0 || size < this.free[best]!.byteLength)) best = i;
     }
-    if (best < 0) return new Uint8Array(byteLength);
-    const [buffer] = this.free.splice(best, 1);
-    return new Uint8Array(buffer!, 0, byteLength);
+    const view = best < 0 ? new Uint8Array(byteLength) : new Uint8Array(this.free.splice(best, 1)[0]!, 0, byteLength);
+    this.lent.add(view);
+    return view;
   }
 
-  /** Gives a buffer back once nothing reads it any more. */
+  /**
+   * Gives a buffer back once nothing reads it any more. Only a view this pool handed out counts,
+   * once: a second give (its buffer may be someone else's frame by then) changes nothing.
+   */
   give(view: Uint8Array): void {
-    if (view.byteOffset !== 0 || this.free.includes(view.buffer as ArrayBuffer)) return;
+    if (!this.lent.delete(view)) return;
     if (!(view.buffer instanceof ArrayBuffer) || view.buffer.byteLength < 1 << 20) return;
     this.free.push(view.buffer);
     if (this.free.length > this.maxBuffers) this.free.shift();

@@ -6,11 +6,11 @@ import type { WebSocket, RawData } from "ws";
 import {
   BufferPool,
   FrameAssembler,
+  FrameChunkReader,
   FrameError,
   PROTOCOL_VERSION,
   frameChunks,
   parseClientMessage,
-  readFrameChunk,
   type ClientMessage,
   type DaemonMessageInput,
   type ErrorCode,
@@ -73,6 +73,7 @@ export class Connection {
   private helloAccepted = false;
   private readonly jobs = new Map<number, ConnectionJob>();
   private readonly frames: FrameAssembler;
+  private readonly chunks = new FrameChunkReader();
   private readonly handshakeTimer: ReturnType<typeof setTimeout>;
   private nextFrameId = 1;
   private inbox: Promise<void> = Promise.resolve();
@@ -129,6 +130,11 @@ export class Connection {
       return this.handshake(bytes);
     }
     if (isBinary) return this.receiveFrameChunk(bytes);
+    const announced = this.chunks.awaiting;
+    if (announced) {
+      this.chunks.reset();
+      this.failJobFrames(announced.jobId, "frame_invalid", `A text message came between a chunk header of job ${announced.jobId} and its pixels.`);
+    }
     const parsed = parseClientMessage(new TextDecoder().decode(bytes));
     if (!parsed.ok) return this.sendError(parsed.code, parsed.message);
     await this.dispatch(parsed.message);
@@ -252,12 +258,15 @@ export class Connection {
 
   private receiveFrameChunk(bytes: Uint8Array): void {
     let chunk;
+    const announced = this.chunks.awaiting;
     try {
-      chunk = readFrameChunk(bytes);
+      chunk = this.chunks.read(bytes);
     } catch (error) {
-      if (error instanceof FrameError) return this.sendError(error.code, error.message);
-      throw error;
+      if (!(error instanceof FrameError)) throw error;
+      if (announced && this.jobs.has(announced.jobId)) return this.failJobFrames(announced.jobId, error.code, error.message);
+      return this.sendError(error.code, error.message);
     }
+    if (!chunk) return;
     const { header, payload } = chunk;
     const job = this.jobs.get(header.jobId);
     if (!job || job.phase !== "awaiting-frames") {
@@ -380,9 +389,10 @@ export class Connection {
   private sendFrame(kind: "result" | "preview", jobId: number, frameId: number, image: Pixels): void {
     if (this.state !== "ready") return;
     for (const { header, payload } of frameChunks({ kind, jobId, frameId, ...image, bitsPerChannel: 8 }, this.settings.limits.chunkBytes)) {
-      // Two fragments of one message: the pixels go out without being copied behind a header.
-      this.socket.send(header, { binary: true, fin: false });
-      this.socket.send(payload, { binary: true, fin: true });
+      // Two messages, the header alone then the pixels: no copy here, and none at the panel to
+      // join fragments (which one message of two fragments costs it).
+      this.socket.send(header, { binary: true });
+      this.socket.send(payload, { binary: true });
     }
   }
 

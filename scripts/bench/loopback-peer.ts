@@ -40,10 +40,19 @@ const echoEngine: Engine = {
 
 const [mode, arg] = process.argv.slice(2);
 
-async function tcpSink(expected: number): Promise<number> {
+/**
+ * Plain TCP both ways, the ceiling: counts a layer's bytes in and says "k"; on a one-byte "g"
+ * (sent alone, between layers) writes a layer of that size back.
+ */
+async function tcpPeer(expected: number): Promise<number> {
+  const layer = new Uint8Array(expected).fill(7);
   const server = net.createServer((socket) => {
     let received = 0;
     socket.on("data", (chunk) => {
+      if (received === 0 && chunk.byteLength === 1 && chunk[0] === 0x67) {
+        socket.write(layer);
+        return;
+      }
       received += chunk.byteLength;
       if (received >= expected) {
         received -= expected;
@@ -70,7 +79,7 @@ async function base64Endpoint(): Promise<number> {
 }
 
 let port: number;
-if (mode === "tcp") port = await tcpSink(Number(arg));
+if (mode === "tcp") port = await tcpPeer(Number(arg));
 else if (mode === "base64") port = await base64Endpoint();
 else port = (await startServer({ token: arg!, engine: echoEngine, port: 0 })).port;
 process.send!({ port });

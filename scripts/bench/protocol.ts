@@ -1,7 +1,8 @@
 /**
  * Moving a 4096x4096 RGBA layer to the daemon and back over loopback: our binary frames vs the
- * base64-PNG-in-JSON that existing Photoshop SD plugins use, and vs a plain TCP socket (the ceiling).
- * The far end runs in another process, as the daemon does.
+ * base64-PNG-in-JSON that existing Photoshop SD plugins use, and vs a plain TCP socket (the ceiling),
+ * each direction on its own. The frames go through the panel's own client (over ws, in the
+ * browser's shape) and the daemon's own server, which runs in another process as it does in use.
  */
 import { fork, type ChildProcess } from "node:child_process";
 import net from "node:net";
@@ -9,7 +10,8 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import sharp from "sharp";
 import WebSocket from "ws";
-import { BufferPool, DEFAULT_CHUNK_BYTES, FRAME_HEADER_BYTES, FrameAssembler, PROTOCOL_VERSION, encodeFrame, parseDaemonMessage, readFrameChunk, type DaemonMessage, type ImageFrame } from "../../protocol";
+import { ProtocolClient } from "../../plugin/src/client/client";
+import type { WebSocketLike } from "../../plugin/src/client/socket";
 import { bestOf, fmtMs, fmtRate, printSection, timeIt, type Figures } from "./report";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -28,101 +30,77 @@ async function loadLayer(fixtures: string, size: number): Promise<Uint8Array> {
   return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }
 
-async function benchTcp(pixels: Uint8Array, runs: number): Promise<number> {
+/** Plain TCP, the ceiling in each direction: a layer written whole, counted at the far end. */
+async function benchTcp(pixels: Uint8Array, runs: number): Promise<{ uploadMs: number; downloadMs: number }> {
   const { port, child } = await startPeer("tcp", String(pixels.byteLength));
   const socket = net.connect(port, "127.0.0.1");
   await new Promise<void>((resolve) => socket.once("connect", resolve));
-  const ms = await bestOf(runs, async () => {
+  const uploadMs = await bestOf(runs, async () => {
     const ack = new Promise<void>((resolve) => socket.once("data", () => resolve()));
     socket.write(pixels);
     await ack;
   });
+  const downloadMs = await bestOf(runs, async () => {
+    const whole = new Promise<void>((resolve) => {
+      let received = 0;
+      const count = (chunk: Buffer) => {
+        received += chunk.byteLength;
+        if (received < pixels.byteLength) return;
+        socket.off("data", count);
+        resolve();
+      };
+      socket.on("data", count);
+    });
+    socket.write("g");
+    await whole;
+  });
   socket.destroy();
   child.disconnect();
-  return ms;
+  return { uploadMs, downloadMs };
 }
 
-class PanelLikeClient {
-  private listener: ((m: DaemonMessage) => void) | undefined;
-  // The panel reuses its buffers as the daemon does: same-sized documents come back again and again.
-  readonly pool = new BufferPool();
-  private readonly frames = new FrameAssembler({ maxFrameBytes: 2 ** 31, maxPendingFrames: 4 }, this.pool);
-  lastFrame: ImageFrame | undefined;
-  private jobId = 0;
-  private readonly scratch = new Uint8Array(DEFAULT_CHUNK_BYTES + FRAME_HEADER_BYTES);
-
-  constructor(private readonly ws: WebSocket) {
-    ws.on("message", (data, isBinary) => {
-      const bytes = data as Buffer;
-      if (isBinary) {
-        const { header, payload } = readFrameChunk(bytes);
-        this.lastFrame = this.frames.add(header, payload) ?? this.lastFrame;
-        return;
-      }
-      const parsed = parseDaemonMessage(bytes.toString("utf8"));
-      if (parsed.ok) this.listener?.(parsed.message);
-    });
-  }
-
-  until(type: DaemonMessage["type"]): Promise<DaemonMessage> {
-    return new Promise((resolve, reject) => {
-      this.listener = (m) => {
-        if (m.type === type) resolve(m);
-        else if (m.type === "error" || (m.type === "done" && m.status !== "completed")) reject(new Error(JSON.stringify(m)));
-      };
-    });
-  }
-
-  /** Sends an img2img job and its layer: JSON first, then the pixels in chunks. */
-  submit(pixels: Uint8Array, size: number): void {
-    const jobId = ++this.jobId;
-    const image = { frameId: 1, width: size, height: size, channels: 4 as const };
-    this.ws.send(
-      JSON.stringify({
-        type: "submit",
-        job: { jobId, mode: "img2img", model: "echo", prompt: "", seed: 1, steps: 1, guidance: 1, scheduler: "euler", canvas: { width: size, height: size }, previews: false, image },
-      }),
-    );
-    // As the panel sends: one whole message per chunk, built in one reused buffer (the browser-style
-    // WebSocket, like ws when it masks, copies the bytes before send returns).
-    for (const message of encodeFrame({ kind: "image", jobId, ...image, bitsPerChannel: 8, data: pixels }, DEFAULT_CHUNK_BYTES, this.scratch)) {
-      this.ws.send(message);
-    }
-  }
+/** The panel's own client (plugin/src/client) over ws in the browser's shape, as the panel tests use it. */
+function panelSocket(url: string): WebSocketLike {
+  return new WebSocket(url, { perMessageDeflate: false }) as unknown as WebSocketLike;
 }
 
-async function benchFrames(pixels: Uint8Array, size: number, runs: number): Promise<{ oneWayMs: number; roundTripMs: number }> {
+interface FrameFigures {
+  /** Panel to daemon: submit until the daemon says accepted (sent once the layer's last byte is in). */
+  uploadMs: number;
+  /** Daemon to panel: accepted until the result is whole at the panel (the echo engine costs nothing). */
+  downloadMs: number;
+  roundTripMs: number;
+}
+
+async function benchFrames(pixels: Uint8Array, size: number, runs: number): Promise<FrameFigures> {
   const token = "b".repeat(40);
   const { port, child } = await startPeer("daemon", token);
-  const ws = new WebSocket(`ws://127.0.0.1:${port}`, { perMessageDeflate: false, maxPayload: 2 ** 30 });
-  await new Promise<void>((resolve) => ws.once("open", () => resolve()));
-  const client = new PanelLikeClient(ws);
-  const welcome = client.until("welcome");
-  ws.send(JSON.stringify({ type: "hello", protocol: PROTOCOL_VERSION, client: { name: "bench", version: "1" }, token }));
-  await welcome;
-  const roundTrip = async () => {
-    const done = client.until("done");
-    client.submit(pixels, size);
-    await done;
-    if (client.lastFrame?.data.byteLength !== pixels.byteLength) throw new Error("the image did not come back whole");
-    client.pool.give(client.lastFrame.data);
+  const client = new ProtocolClient({ url: `ws://127.0.0.1:${port}`, socketFactory: panelSocket, token, clientName: "bench" });
+  client.start();
+  await client.whenReady();
+  const image = { width: size, height: size, channels: 4 as const, data: pixels };
+  const settings = { mode: "img2img", model: "echo", prompt: "", seed: 1, steps: 1, guidance: 1, scheduler: "euler", canvas: { width: size, height: size }, previews: false } as const;
+  const oneJob = async () => {
+    const start = performance.now();
+    let acceptedAt = NaN;
+    const handle = client.submit(settings, { image }, { onAccepted: () => (acceptedAt = performance.now()) });
+    const outcome = await handle.done;
+    const end = performance.now();
+    if (outcome.status !== "completed") throw new Error(`the echo job ended ${outcome.status}: ${outcome.error?.message ?? ""}`);
+    if (outcome.results[0]?.image.data.byteLength !== pixels.byteLength) throw new Error("the image did not come back whole");
+    // As the panel does once the layers are placed (operations/run.ts).
+    client.release(outcome.results);
+    return { uploadMs: acceptedAt - start, downloadMs: end - acceptedAt, roundTripMs: end - start };
   };
-  await roundTrip(); // warm-up
-  // One way: the daemon answers "accepted" once the last byte of the layer is in.
-  let oneWayMs = Infinity;
+  await oneJob(); // warm-up
+  const best: FrameFigures = { uploadMs: Infinity, downloadMs: Infinity, roundTripMs: Infinity };
   for (let i = 0; i < runs; i++) {
-    const ms = await timeIt(async () => {
-      const accepted = client.until("accepted");
-      client.submit(pixels, size);
-      await accepted;
-    });
-    oneWayMs = Math.min(oneWayMs, ms);
-    await client.until("done");
+    const job = await oneJob();
+    for (const key of ["uploadMs", "downloadMs", "roundTripMs"] as const) best[key] = Math.min(best[key], job[key]);
   }
-  const roundTripMs = await bestOf(runs, roundTrip);
-  ws.close();
+  client.stop();
   child.disconnect();
-  return { oneWayMs, roundTripMs };
+  return best;
 }
 
 async function benchBase64Png(pixels: Uint8Array, size: number, runs: number): Promise<number> {
@@ -146,26 +124,33 @@ export async function benchProtocol(fixtures: string, options: { size: number; r
   const { size, runs } = options;
   const pixels = await loadLayer(fixtures, size);
   const bytes = pixels.byteLength;
-  const tcpMs = await benchTcp(pixels, runs);
+  const tcp = await benchTcp(pixels, runs);
   const frames = await benchFrames(pixels, size, runs);
   const pngMs = await benchBase64Png(pixels, size, Math.min(runs, 2));
   const speedup = pngMs / frames.roundTripMs;
-  const fractionOfTcp = tcpMs / frames.oneWayMs;
-  printSection(`Protocol: a ${size}x${size} RGBA 8-bit layer (${(bytes / 2 ** 20).toFixed(0)} MiB) over loopback, daemon in another process`, [
-    { what: "plain TCP, one way", value: `${fmtMs(tcpMs)}  ${fmtRate(bytes, tcpMs)}`, note: "the ceiling" },
-    { what: "binary frames, one way", value: `${fmtMs(frames.oneWayMs)}  ${fmtRate(bytes, frames.oneWayMs)}` },
+  const fractionOfTcp = tcp.uploadMs / frames.uploadMs;
+  const resultFractionOfTcp = tcp.downloadMs / frames.downloadMs;
+  printSection(`Protocol: a ${size}x${size} RGBA 8-bit layer (${(bytes / 2 ** 20).toFixed(0)} MiB) over loopback, the panel's client and the daemon's server in two processes`, [
+    { what: "plain TCP, panel to daemon", value: `${fmtMs(tcp.uploadMs)}  ${fmtRate(bytes, tcp.uploadMs)}`, note: "the ceiling" },
+    { what: "plain TCP, daemon to panel", value: `${fmtMs(tcp.downloadMs)}  ${fmtRate(bytes, tcp.downloadMs)}`, note: "the ceiling" },
+    { what: "binary frames, panel to daemon", value: `${fmtMs(frames.uploadMs)}  ${fmtRate(bytes, frames.uploadMs)}` },
+    { what: "binary frames, daemon to panel", value: `${fmtMs(frames.downloadMs)}  ${fmtRate(bytes, frames.downloadMs)}` },
     { what: "binary frames, round trip", value: fmtMs(frames.roundTripMs) },
     { what: "base64 PNG in JSON, round trip", value: fmtMs(pngMs) },
     { what: "speed-up vs base64 PNG", value: `${speedup.toFixed(1)}x`, note: "target >= 10x" },
-    { what: "one-way throughput vs TCP", value: `${(fractionOfTcp * 100).toFixed(0)}%`, note: "target >= 70%" },
+    { what: "panel to daemon vs TCP", value: `${(fractionOfTcp * 100).toFixed(0)}%`, note: "target >= 70%" },
+    { what: "daemon to panel vs TCP", value: `${(resultFractionOfTcp * 100).toFixed(0)}%`, note: "target >= 70%" },
   ]);
   return {
     "protocol.imageBytes": bytes,
-    "protocol.tcpOneWayMs": tcpMs,
-    "protocol.binaryOneWayMs": frames.oneWayMs,
+    "protocol.tcpOneWayMs": tcp.uploadMs,
+    "protocol.tcpResultMs": tcp.downloadMs,
+    "protocol.binaryOneWayMs": frames.uploadMs,
+    "protocol.binaryResultMs": frames.downloadMs,
     "protocol.binaryRoundTripMs": frames.roundTripMs,
     "protocol.base64PngRoundTripMs": pngMs,
     "protocol.speedupVsBase64Png": speedup,
     "protocol.fractionOfTcp": fractionOfTcp,
+    "protocol.resultFractionOfTcp": resultFractionOfTcp,
   };
 }

@@ -1,5 +1,5 @@
 /** Bench bookkeeping: timing helpers, a printed table, and bench/results.json. */
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 
@@ -42,12 +42,23 @@ export function machine(): Figures {
   };
 }
 
-export async function writeResults(root: string, figures: Figures): Promise<string> {
+/** With `merge`, figures of sections not run this time are kept from the file's last run. */
+export async function writeResults(root: string, figures: Figures, merge = false): Promise<string> {
   const file = path.join(root, "bench", "results.json");
   await mkdir(path.dirname(file), { recursive: true });
-  const sorted = Object.fromEntries(Object.entries(figures).sort(([a], [b]) => a.localeCompare(b)));
+  const earlier = merge ? await readEarlier(file) : {};
+  const sorted = Object.fromEntries(Object.entries({ ...earlier, ...figures }).sort(([a], [b]) => a.localeCompare(b)));
   await writeFile(file, JSON.stringify({ date: new Date().toISOString(), ...sorted }, null, 2) + "\n");
   return file;
+}
+
+async function readEarlier(file: string): Promise<Figures> {
+  try {
+    const { date: _date, ...figures } = JSON.parse(await readFile(file, "utf8")) as Figures;
+    return figures;
+  } catch {
+    return {}; // no earlier run, or a damaged file: nothing to keep
+  }
 }
 
 export const mib = (bytes: number) => bytes / 2 ** 20;

@@ -5,10 +5,10 @@
 import WebSocket from "ws";
 import {
   FrameAssembler,
+  FrameChunkReader,
   PROTOCOL_VERSION,
   encodeFrame,
   parseDaemonMessage,
-  readFrameChunk,
   type ClientMessageInput,
   type DaemonMessage,
   type ImageFrame,
@@ -20,14 +20,15 @@ export class RawClient {
   readonly frames = new Map<string, ImageFrame>();
   closeCode: number | undefined;
   private readonly assembler = new FrameAssembler({ maxFrameBytes: 2 ** 31, maxPendingFrames: 64 });
+  private readonly chunks = new FrameChunkReader();
   private waiters: Array<() => void> = [];
 
   private constructor(readonly socket: WebSocket) {
     socket.on("message", (data, isBinary) => {
       const bytes = data instanceof Buffer ? data : Buffer.concat(data as Buffer[]);
       if (isBinary) {
-        const { header, payload } = readFrameChunk(bytes);
-        const frame = this.assembler.add(header, payload);
+        const chunk = this.chunks.read(bytes);
+        const frame = chunk && this.assembler.add(chunk.header, chunk.payload);
         if (frame) this.frames.set(`${frame.jobId}:${frame.frameId}`, frame);
       } else {
         const parsed = parseDaemonMessage(bytes.toString("utf8"));

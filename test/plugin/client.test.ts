@@ -84,6 +84,35 @@ describe("the panel's protocol client", () => {
     expect(readFrameChunk(chunks[0]!).header).toMatchObject({ kind: "image", offset: 0, totalLength: image.data.byteLength });
   });
 
+  it("reuses a result's buffer for a later result only once it is released, each result holding its own pixels", async () => {
+    const server = await daemon(new TestEngine(), { limits: { chunkBytes: 64 * 1024 } });
+    const c = client({ url: server.url });
+    c.start();
+    await c.whenReady();
+    // 512x512 RGBA: 1 MiB, the smallest the pool keeps; sent and brought back in 16 chunks.
+    const run = async (value: number) => {
+      const image = { width: 512, height: 512, channels: 4 as const, data: new Uint8Array(512 * 512 * 4).fill(value) };
+      const outcome = await c.submit({ mode: "img2img", model: "test-model", prompt: "p", seed: 1, steps: 1, guidance: 7, scheduler: "euler", canvas: { width: 512, height: 512 } }, { image }).done;
+      expect(outcome.status).toBe("completed");
+      return outcome.results;
+    };
+    const first = await run(11);
+    const second = await run(22);
+    // The first is still held: the second came into memory of its own, and the first kept its pixels.
+    expect(second[0]!.image.data.buffer).not.toBe(first[0]!.image.data.buffer);
+    expect(first[0]!.image.data.every((v) => v === 11)).toBe(true);
+    c.release(first);
+    const third = await run(33);
+    expect(third[0]!.image.data.buffer).toBe(first[0]!.image.data.buffer);
+    expect(third[0]!.image.data.every((v) => v === 33)).toBe(true);
+    expect(second[0]!.image.data.every((v) => v === 22)).toBe(true);
+    // Released twice (a bug in the caller): the buffer, now the third's, is not lent again.
+    c.release(first);
+    const fourth = await run(44);
+    expect(fourth[0]!.image.data.buffer).not.toBe(third[0]!.image.data.buffer);
+    expect(third[0]!.image.data.every((v) => v === 33)).toBe(true);
+  });
+
   it("cancels a running job, and the outcome says so", async () => {
     const engine = new TestEngine({ stepMs: 20 });
     const server = await daemon(engine);

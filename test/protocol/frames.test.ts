@@ -1,8 +1,11 @@
 import { describe, expect, it } from "vitest";
 import {
+  BufferPool,
   FRAME_HEADER_BYTES,
   FrameAssembler,
+  FrameChunkReader,
   FrameError,
+  frameChunks,
   encodeFrame,
   readFrameChunk,
   writeFrameHeader,
@@ -103,5 +106,116 @@ describe("frame codec", () => {
         kind: "image", jobId: 2 ** 32, frameId: 1, width: 1, height: 1, channels: 1, bitsPerChannel: 8, offset: 0, payloadLength: 1, totalLength: 1,
       }),
     ).toThrow(/jobId/);
+  });
+});
+
+/** A 512x512 RGBA picture (1 MiB, the smallest size the pool keeps) filled with `value`, for job `jobId`. */
+function picture(jobId: number, value: number): ImageFrame {
+  return { kind: "result", jobId, frameId: jobId, width: 512, height: 512, channels: 4, bitsPerChannel: 8, data: new Uint8Array(512 * 512 * 4).fill(value) };
+}
+
+function assemble(assembler: FrameAssembler, frame: ImageFrame): ImageFrame {
+  let whole: ImageFrame | undefined;
+  for (const chunk of encodeFrame(frame, 64 * 1024)) {
+    const { header, payload } = readFrameChunk(chunk);
+    whole = assembler.add(header, payload) ?? whole;
+  }
+  return whole!;
+}
+
+describe("buffer reuse", () => {
+  it("reuses a frame's buffer only once it is given back, and never while its holder still reads it", () => {
+    const pool = new BufferPool();
+    const assembler = new FrameAssembler({ maxFrameBytes: 1 << 30, maxPendingFrames: 4 }, pool);
+    const first = assemble(assembler, picture(1, 11));
+    // Held, not given back: the next frame gets memory of its own and the first keeps its pixels.
+    const second = assemble(assembler, picture(2, 22));
+    expect(second.data.buffer).not.toBe(first.data.buffer);
+    expect(first.data.every((v) => v === 11)).toBe(true);
+    pool.give(first.data);
+    const third = assemble(assembler, picture(3, 33));
+    expect(third.data.buffer).toBe(first.data.buffer);
+    expect(third.data.every((v) => v === 33)).toBe(true);
+    expect(second.data.every((v) => v === 22)).toBe(true);
+  });
+
+  it("ignores a second give of the same frame: its buffer may be another frame's by then", () => {
+    const pool = new BufferPool();
+    const assembler = new FrameAssembler({ maxFrameBytes: 1 << 30, maxPendingFrames: 4 }, pool);
+    const first = assemble(assembler, picture(1, 11));
+    pool.give(first.data);
+    const second = assemble(assembler, picture(2, 22));
+    expect(second.data.buffer).toBe(first.data.buffer);
+    pool.give(first.data); // the first frame's holder gives back twice
+    const third = assemble(assembler, picture(3, 33));
+    expect(third.data.buffer).not.toBe(second.data.buffer);
+    expect(second.data.every((v) => v === 22)).toBe(true);
+  });
+
+  it("takes back only what it lent: a one-chunk frame (a view of its message) and foreign buffers stay out", () => {
+    const pool = new BufferPool();
+    const assembler = new FrameAssembler({ maxFrameBytes: 1 << 30, maxPendingFrames: 4 }, pool);
+    const [message] = [...encodeFrame(picture(1, 11), 1 << 22)];
+    const { header, payload } = readFrameChunk(message!);
+    const single = assembler.add(header, payload)!;
+    expect(single.data.buffer).toBe(message!.buffer);
+    pool.give(single.data);
+    const foreign = new Uint8Array(512 * 512 * 4);
+    pool.give(foreign);
+    const next = pool.take(512 * 512 * 4);
+    expect(next.buffer).not.toBe(message!.buffer);
+    expect(next.buffer).not.toBe(foreign.buffer);
+  });
+
+  it("gives a discarded partial frame's buffer back, and the next frame written into it is whole", () => {
+    const taken: Uint8Array[] = [];
+    const pool = new (class extends BufferPool {
+      override take(byteLength: number): Uint8Array {
+        const view = super.take(byteLength);
+        taken.push(view);
+        return view;
+      }
+    })();
+    const assembler = new FrameAssembler({ maxFrameBytes: 1 << 30, maxPendingFrames: 4 }, pool);
+    const [firstChunk] = [...encodeFrame(picture(1, 11), 64 * 1024)];
+    const { header, payload } = readFrameChunk(firstChunk!);
+    assembler.add(header, payload);
+    assembler.discard(1);
+    const next = assemble(assembler, picture(2, 22));
+    expect(next.data.buffer).toBe(taken[0]!.buffer);
+    expect(next.data.every((v) => v === 22)).toBe(true);
+  });
+});
+
+describe("chunk reader", () => {
+  it("pairs a header sent alone with the payload after it, and reads one-message chunks too", () => {
+    const frame = image(10, 10, 4);
+    const reader = new FrameChunkReader();
+    const assembler = new FrameAssembler({ maxFrameBytes: 1 << 20, maxPendingFrames: 2 });
+    let whole: ImageFrame | undefined;
+    const parts = [...frameChunks(frame, 100)];
+    for (const [i, { header, payload }] of parts.entries()) {
+      if (i % 2 === 0) {
+        expect(reader.read(header)).toBeUndefined();
+        expect(reader.awaiting?.offset).toBe(i * 100);
+        const chunk = reader.read(payload)!;
+        whole = assembler.add(chunk.header, chunk.payload) ?? whole;
+      } else {
+        const message = new Uint8Array(header.byteLength + payload.byteLength);
+        message.set(header);
+        message.set(payload, header.byteLength);
+        const chunk = reader.read(message)!;
+        whole = assembler.add(chunk.header, chunk.payload) ?? whole;
+      }
+    }
+    expect(Buffer.from(whole!.data).equals(Buffer.from(frame.data))).toBe(true);
+  });
+
+  it("refuses a payload of another length than its header announced", () => {
+    const { header, payload } = [...frameChunks(image(10, 10, 4), 100)][0]!;
+    const reader = new FrameChunkReader();
+    reader.read(header);
+    expect(() => reader.read(payload.subarray(1))).toThrow(/announced 100 payload bytes/);
+    expect(reader.awaiting).toBeUndefined();
   });
 });

@@ -6,13 +6,14 @@
  */
 import { LIMITS, type Pixels } from "../../../geometry";
 import {
+  BufferPool,
   DEFAULT_CHUNK_BYTES,
   FRAME_HEADER_BYTES,
   FrameAssembler,
+  FrameChunkReader,
   PROTOCOL_VERSION,
   encodeFrame,
   parseDaemonMessage,
-  readFrameChunk,
   type Capabilities,
   type ClientMessageInput,
   type DaemonMessage,
@@ -154,7 +155,10 @@ export class ProtocolClient {
   private nextFrameId = 1;
   private readonly jobs = new Map<number, ActiveJob>();
   private readonly modelWaiters: Array<(list: ModelList) => void> = [];
-  private assembler = newAssembler();
+  /** Result buffers given back by release(), for the next results of the same size. */
+  private readonly pool = new BufferPool();
+  private assembler = newAssembler(this.pool);
+  private chunks = new FrameChunkReader();
   /** Every outgoing chunk is built here: fresh memory per chunk costs page faults. */
   private scratch: Uint8Array | undefined;
   private readonly listeners = {
@@ -361,6 +365,15 @@ export class ProtocolClient {
     }
   }
 
+  /**
+   * Gives results' pixels back once nothing reads them any more (the layers are placed): later
+   * results of the same size arrive in memory already touched, not fresh pages. Results are
+   * never reused before this; giving the same result twice changes nothing.
+   */
+  release(results: readonly JobResult[]): void {
+    for (const result of results) this.pool.give(result.image.data);
+  }
+
   get activeJobs(): number {
     return this.jobs.size;
   }
@@ -379,7 +392,8 @@ export class ProtocolClient {
       return this.scheduleRetry(unreachable(this.options.url, error));
     }
     this.socket = socket;
-    this.assembler = newAssembler();
+    this.assembler = newAssembler(this.pool);
+    this.chunks = new FrameChunkReader();
     socket.binaryType = "arraybuffer";
     let opened = false;
     this.stepTimer = setTimeout(() => {
@@ -496,6 +510,11 @@ export class ProtocolClient {
   // ---- receiving ----
 
   private receiveText(text: string): void {
+    const announced = this.chunks.awaiting;
+    if (announced) {
+      this.chunks.reset();
+      this.jobs.get(announced.jobId)?.finish({ status: "failed", error: { code: "frame_invalid", message: "The daemon sent broken pixels: a message came between a chunk header and its pixels." }, results: [] });
+    }
     const parsed = parseDaemonMessage(text);
     if (!parsed.ok) {
       console.warn(`underpaint: ignored a message from the daemon: ${parsed.message}`);
@@ -604,9 +623,11 @@ export class ProtocolClient {
 
   private receiveBinary(bytes: Uint8Array): void {
     let frame: ImageFrame | undefined;
-    let jobId: number | undefined;
+    let jobId = this.chunks.awaiting?.jobId;
     try {
-      const { header, payload } = readFrameChunk(bytes);
+      const chunk = this.chunks.read(bytes);
+      if (!chunk) return;
+      const { header, payload } = chunk;
       jobId = header.jobId;
       if (!this.jobs.has(jobId)) return;
       frame = this.assembler.add(header, payload);
@@ -626,7 +647,7 @@ export class ProtocolClient {
       const meta = job.pendingResults.get(frame.frameId);
       if (!meta) return;
       job.pendingResults.delete(frame.frameId);
-      // Each socket message is a fresh ArrayBuffer, so the frame may keep a view of it.
+      // A frame is a view of its own socket message (one chunk) or a pooled buffer no one else holds until release().
       const result: JobResult = { ...meta, image: frame };
       job.results.push(result);
       job.callbacks.onResult?.(result);
@@ -674,7 +695,7 @@ function unreachable(url: string, error?: unknown): string {
   return `Cannot reach the Underpaint daemon at ${url}${detail}. Start it with \`npx underpaint serve\` (or \`npm start\`).`;
 }
 
-function newAssembler(): FrameAssembler {
+function newAssembler(pool: BufferPool): FrameAssembler {
   // Results are RGBA at the document's size; the daemon's own limits bound them.
-  return new FrameAssembler({ maxFrameBytes: LIMITS.maxImagePixels * 4, maxPendingFrames: 16 });
+  return new FrameAssembler({ maxFrameBytes: LIMITS.maxImagePixels * 4, maxPendingFrames: 16 }, pool);
 }

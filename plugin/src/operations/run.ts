@@ -133,33 +133,38 @@ export async function runOperation(
   if (outcome.status === "failed") throw new PanelError(outcome.error?.message ?? "The generation failed.", outcome.error?.code ?? "job_failed");
   if (outcome.results.length === 0) throw new PanelError("The daemon finished without sending any picture.", "job_failed");
 
-  report(0.96, "Placing the results…");
-  // The artist may have kept working meanwhile: results only go where they still line up.
-  const now = await host.documentInfo(doc.id);
-  if (!now) throw new PanelError("The document was closed during the generation; nothing was placed.", "document_closed");
-  if (now.width !== doc.width || now.height !== doc.height) {
-    throw new PanelError("The canvas changed size during the generation, so the results would not line up; nothing was placed.", "document_changed");
+  try {
+    report(0.96, "Placing the results…");
+    // The artist may have kept working meanwhile: results only go where they still line up.
+    const now = await host.documentInfo(doc.id);
+    if (!now) throw new PanelError("The document was closed during the generation; nothing was placed.", "document_closed");
+    if (now.width !== doc.width || now.height !== doc.height) {
+      throw new PanelError("The canvas changed size during the generation, so the results would not line up; nothing was placed.", "document_changed");
+    }
+    const layers = outcome.results.map((result) => placeResult(result, settings, prepared.canvas));
+    const written = await host.applyEdit(doc.id, {
+      historyName: historyName(settings.mode),
+      groupName: groupName(settings.mode, settings.prompt),
+      ...(settings.mode === "expand" ? { grow: settings.expand } : {}),
+      layers: layers.map((l, i) => ({ ...l, visible: i === 0 })),
+    });
+    report(1, `Added ${layers.length} layer${layers.length === 1 ? "" : "s"} to “${now.title}”.`);
+    return {
+      status: "completed",
+      documentId: doc.id,
+      groupId: written.groupId,
+      notices: outcome.notices ?? [],
+      variations: outcome.results.map((result, i) => ({
+        variation: result.variation,
+        seed: result.seed,
+        layerId: written.layerIds[i]!,
+        thumbnail: thumbnailOf(layers[i]!.pixels),
+      })),
+    };
+  } finally {
+    // The layers hold their own copies now (and the strip its thumbnails): the client may reuse these buffers.
+    client.release(outcome.results);
   }
-  const layers = outcome.results.map((result) => placeResult(result, settings, prepared.canvas));
-  const written = await host.applyEdit(doc.id, {
-    historyName: historyName(settings.mode),
-    groupName: groupName(settings.mode, settings.prompt),
-    ...(settings.mode === "expand" ? { grow: settings.expand } : {}),
-    layers: layers.map((l, i) => ({ ...l, visible: i === 0 })),
-  });
-  report(1, `Added ${layers.length} layer${layers.length === 1 ? "" : "s"} to “${now.title}”.`);
-  return {
-    status: "completed",
-    documentId: doc.id,
-    groupId: written.groupId,
-    notices: outcome.notices ?? [],
-    variations: outcome.results.map((result, i) => ({
-      variation: result.variation,
-      seed: result.seed,
-      layerId: written.layerIds[i]!,
-      thumbnail: thumbnailOf(layers[i]!.pixels),
-    })),
-  };
 }
 
 function pickModel(capabilities: Capabilities, settings: GenerationSettings): ModelInfo {
