@@ -50,6 +50,7 @@ const REQUIRED = [
   "draft.secondsPerImage",
   "preview.taesdMs",
   "preview.taesdFractionOfStep",
+  "preview.taesdFullDecodeMs",
 ];
 
 describe("npm run bench -- --quick", () => {
