@@ -39,7 +39,7 @@ export function planDraft(capabilities: Capabilities, current: GenerationSetting
     const pull = capabilities.registry.filter((e) => isFewStep(e) && e.kind === "txt2img").sort((a, b) => Number(b.turbo) - Number(a.turbo))[0];
     const anyFast = capabilities.models.some(isFewStep);
     const why = anyFast ? `No installed Turbo or LCM model can do ${MODE_LABELS[current.mode]}` : "Drafts need a Turbo or LCM model";
-    const what = pull ? `pull “${pull.name}” in Models (a picture in 1 to 4 steps).` : "add one to the daemon's models folder.";
+    const what = pull ? `pull “${pull.name}” in Models${pull.turbo ? " (a picture in 1 to 4 steps)" : ""}.` : "add one to the daemon's models folder.";
     return { kind: "refused", message: `${why}: ${what}`, ...(pull ? { pull } : {}) };
   }
   // The daemon's steps, guidance and scheduler for the drafting model, as the panel would set them.
