@@ -225,6 +225,32 @@ export const RegistryModel = z.object({
 });
 export type RegistryModel = z.infer<typeof RegistryModel>;
 
+/** The preview decoder (TAESD, a tiny autoencoder) the daemon decodes previews and drafts with. */
+export const PreviewDecoderInfo = z.object({
+  id: z.string(),
+  /** The registry entry it was installed as, when it was. */
+  registryId: z.string().optional(),
+});
+export type PreviewDecoderInfo = z.infer<typeof PreviewDecoderInfo>;
+
+/** A preview decoder the registry offers (pull-model with its id): not a model, never in the model menu. */
+export const RegistryPreviewDecoder = z.object({
+  id: z.string(),
+  name: z.string(),
+  repo: z.string(),
+  precision: z.enum(["fp32", "fp16"]),
+  approximateBytes: z.number().int().positive(),
+  license: z.string(),
+  description: z.string(),
+});
+export type RegistryPreviewDecoder = z.infer<typeof RegistryPreviewDecoder>;
+
+/**
+ * The installed preview decoder, null when there is none; absent from daemons that do not say
+ * (an additive field: older panels ignore it).
+ */
+const InstalledPreviewDecoder = PreviewDecoderInfo.nullable().optional();
+
 /**
  * A folder in the models folder that cannot run here (a part missing or damaged, or a graph only a
  * GPU provider can run), listed so it does not just vanish: the artist reads why.
@@ -241,6 +267,7 @@ export type UnavailableModel = z.infer<typeof UnavailableModel>;
 export const ModelList = z.object({
   models: z.array(ModelInfo),
   unavailable: z.array(UnavailableModel),
+  previewDecoder: InstalledPreviewDecoder,
 });
 export type ModelList = z.infer<typeof ModelList>;
 
@@ -281,6 +308,9 @@ export const Capabilities = z.object({
   unavailable: z.array(UnavailableModel),
   /** The models the daemon can pull (pull-model with their id). */
   registry: z.array(RegistryModel),
+  /** The preview decoders the daemon can pull (pull-model with their id); absent from daemons that do not say. */
+  registryPreviewDecoders: z.array(RegistryPreviewDecoder).optional(),
+  previewDecoder: InstalledPreviewDecoder,
   /**
    * The pulls the daemon knows of: running ones with their latest progress, and ones stopped part-way
    * (stage failed or cancelled) whose downloaded bytes are kept on disk; pull-model with their request resumes them.

@@ -5,7 +5,7 @@
  * (TAESD) found beside the models pictures every step and decodes drafts; without one, previews
  * are the cheap latent-to-RGB approximation and drafts are decoded by the VAE.
  */
-import { SCHEDULERS, type Mode, type ModelInfo, type ModelList, type UnavailableModel } from "../../protocol";
+import { SCHEDULERS, type Mode, type ModelInfo, type ModelList, type PreviewDecoderInfo, type UnavailableModel } from "../../protocol";
 import { discoverModels } from "../models/discover";
 import type { Device, ModelLog } from "../models/execution-provider";
 import { loadModelFolder, toModelInfo, type ModelFolder } from "../models/model-folder";
@@ -118,6 +118,7 @@ export class DiffusionEngine implements Engine {
     return {
       models: models.map(modelInfo).filter((m) => m.modes.length > 0),
       unavailable: this.discovered?.unavailable ?? [],
+      previewDecoder: previewDecoderInfo(this.discovered?.previewDecoder ?? null),
       schedulers: [...SCHEDULERS],
       modes: [...ENGINE_MODES],
       device: { name: preferred, description: describeDevice(preferred) },
@@ -216,12 +217,13 @@ export class DiffusionEngine implements Engine {
           : "This draft was decoded by the VAE: install the preview decoder for fast drafts (npx underpaint models pull taesd).",
       );
     }
-    /** A preview of one image's latents: TAESD's when it works, else the cheap approximation. */
-    const preview = async (latents: Float32Array) => {
+    /** A preview of one image's latents: TAESD's when it works, else the cheap approximation. `last`: the run's last step. */
+    const preview = async (latents: Float32Array, last: boolean) => {
       const item = latents.subarray(0, 4 * latentWidth * latentHeight);
       if (tiny?.suits(model.folder)) {
         try {
-          return await tiny.preview(item, latentWidth, latentHeight);
+          // A draft's last step decodes at full size: its final picture is that decode.
+          return await tiny.preview(item, latentWidth, latentHeight, job.draft && last);
         } catch (error) {
           tiny.fail(error);
         }
@@ -270,7 +272,7 @@ export class DiffusionEngine implements Engine {
             },
             step: async (index, total, latents) => {
               stepsInRun = total;
-              onProgress({ variation, stage: "denoising", step: index + 1, total, ...(job.previews ? { preview: await preview(latents) } : {}) });
+              onProgress({ variation, stage: "denoising", step: index + 1, total, ...(job.previews ? { preview: await preview(latents, index + 1 === total) } : {}) });
             },
           },
         },
@@ -285,8 +287,8 @@ export class DiffusionEngine implements Engine {
     this.watcher ??= new ModelsWatcher({
       dir: this.options.modelsDir,
       scan: async () => {
-        const { models, unavailable } = await this.capabilities();
-        return { models, unavailable };
+        const { models, unavailable, previewDecoder } = await this.capabilities();
+        return { models, unavailable, previewDecoder: previewDecoder ?? null };
       },
       log: (line) => this.log("warn", line),
     });
@@ -329,3 +331,7 @@ function describeDevice(device: string): string {
   }
 }
 
+/** The installed preview decoder as the panel hears of it. */
+function previewDecoderInfo(folder: PreviewDecoderFolder | null): PreviewDecoderInfo | null {
+  return folder ? { id: folder.id, ...(folder.registryId ? { registryId: folder.registryId } : {}) } : null;
+}

@@ -5,7 +5,7 @@
  * and returns one layer per variation, already in document pixels.
  */
 import type { ContextMode, Expansion, Pixels, Region, Size } from "../../geometry";
-import type { Mode, ModelInfo, ModelList, SchedulerName, Stage, UnavailableModel } from "../../protocol";
+import type { Mode, ModelInfo, ModelList, PreviewDecoderInfo, SchedulerName, Stage, UnavailableModel } from "../../protocol";
 
 /** What every generation is made with, whatever its mode. */
 export interface GenerationSettings {
@@ -99,6 +99,8 @@ export interface EngineCapabilities {
   models: ModelInfo[];
   /** Folders in the models folder that cannot run here, each with why. */
   unavailable: UnavailableModel[];
+  /** The preview decoder (TAESD) previews and drafts are decoded with; null when none is installed. */
+  previewDecoder?: PreviewDecoderInfo | null;
   schedulers: SchedulerName[];
   modes: Mode[];
   device: { name: string; description: string };

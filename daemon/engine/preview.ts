@@ -1,8 +1,8 @@
 /**
  * Pictures of latents while they are denoised. Without a preview decoder: the linear latent-to-RGB
  * approximation for SD 1.x latents that Automatic1111 and ComfyUI use, one pixel per latent (1/8
- * size). With one (TAESD, decoding to the full size): its picture, box-filtered down to the panel's
- * preview size.
+ * size). With one (TAESD, 8 pixels a latent): its picture, box-filtered down to the panel's preview
+ * size; when the full decode would be shrunk anyway, decoded from the latents' 2x2 means instead.
  */
 import type { Pixels } from "../../geometry";
 
@@ -55,6 +55,36 @@ export function decodedPreview(decoded: Float32Array, width: number, height: num
     }
   }
   return { width: outWidth, height: outHeight, channels: 3, data };
+}
+
+/** Whether a TAESD preview of w x h latents is decoded from their 2x2 means: its full decode (8w x 8h) would be shrunk to the preview anyway. */
+export function previewFromHalfLatents(latentWidth: number, latentHeight: number, maxSide = PREVIEW_MAX_SIDE): boolean {
+  return 8 * Math.max(latentWidth, latentHeight) > maxSide && Math.min(latentWidth, latentHeight) >= 2;
+}
+
+/**
+ * One image's latents [1, 4, h, w] -> the means of their 2x2 boxes [1, 4, ceil(h/2), ceil(w/2)] (an
+ * odd last row or column averages the latents it has). Means keep TAESD's latent scale (factor 1),
+ * and its decoder's tanh clamp acts on them as on any latents: a half-size picture of the same
+ * latents for a quarter of the decoder's work.
+ */
+export function halfLatents(latents: Float32Array, width: number, height: number): { latents: Float32Array; width: number; height: number } {
+  const outWidth = Math.ceil(width / 2);
+  const outHeight = Math.ceil(height / 2);
+  const out = new Float32Array(4 * outWidth * outHeight);
+  for (let c = 0; c < 4; c++) {
+    const channel = c * width * height;
+    for (let y = 0; y < outHeight; y++) {
+      const rows = Math.min(2, height - 2 * y);
+      for (let x = 0; x < outWidth; x++) {
+        const columns = Math.min(2, width - 2 * x);
+        let sum = 0;
+        for (let dy = 0; dy < rows; dy++) for (let dx = 0; dx < columns; dx++) sum += latents[channel + (2 * y + dy) * width + 2 * x + dx]!;
+        out[(c * outHeight + y) * outWidth + x] = sum / (rows * columns);
+      }
+    }
+  }
+  return { latents: out, width: outWidth, height: outHeight };
 }
 
 /** [-1, 1] -> 0..255 */

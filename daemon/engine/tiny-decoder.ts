@@ -1,15 +1,16 @@
 /**
- * The engine's use of an installed preview decoder (TAESD): a picture after every step and the
- * final decode of drafts, both at the latents' full size (8x), from the latents as the UNet makes
- * them. The last decode is remembered, so a draft's final picture costs nothing more when its last
- * step's preview already decoded the same latents.
+ * The engine's use of an installed preview decoder (TAESD): a picture after every step (from the
+ * latents' 2x2 means when the full decode would be shrunk to the preview anyway) and the final
+ * decode of drafts (always at the latents' full size, 8x), from the latents as the UNet makes them.
+ * The last full decode is remembered, so a draft's final picture costs nothing more when its last
+ * step's preview already decoded the same latents at full size.
  */
 import type { Pixels } from "../../geometry";
 import type { ModelLog } from "../models/execution-provider";
 import { DEFAULT_VAE_SCALING_FACTOR, type ModelFolder } from "../models/model-folder";
 import type { PreviewDecoderSessions } from "../models/taesd-folder";
 import { decodeTinyLatents } from "./pipeline/vae";
-import { decodedPreview } from "./preview";
+import { decodedPreview, halfLatents, previewFromHalfLatents } from "./preview";
 
 function sameValues(a: Float32Array, b: Float32Array): boolean {
   if (a.length !== b.length) return false;
@@ -46,9 +47,19 @@ export class TinyDecoder {
     return decoded;
   }
 
-  /** The preview of one image's latents, at most PREVIEW_MAX_SIDE on its longest side. */
-  async preview(latents: Float32Array, latentWidth: number, latentHeight: number): Promise<Pixels> {
-    return decodedPreview(await this.decode(latents, latentWidth, latentHeight), 8 * latentWidth, 8 * latentHeight);
+  /**
+   * The preview of one image's latents, at most PREVIEW_MAX_SIDE on its longest side: decoded from
+   * their 2x2 means when a full decode would be shrunk anyway (a quarter of the work), not remembered.
+   * `full`: decoded at full size and remembered (a draft's last step: its final picture reuses it).
+   */
+  async preview(latents: Float32Array, latentWidth: number, latentHeight: number, full = false): Promise<Pixels> {
+    if (full || !previewFromHalfLatents(latentWidth, latentHeight)) {
+      return decodedPreview(await this.decode(latents, latentWidth, latentHeight), 8 * latentWidth, 8 * latentHeight);
+    }
+    const half = halfLatents(latents, latentWidth, latentHeight);
+    const decoder = await this.sessions.decoder(half.height, half.width);
+    const decoded = await decodeTinyLatents(decoder, half.latents, half.width, half.height, this.folder.imageRange);
+    return decodedPreview(decoded, 8 * half.width, 8 * half.height);
   }
 
   /** After a failed decode: logged once, and not used again until the folder changes. */

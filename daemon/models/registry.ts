@@ -7,7 +7,7 @@
  * artist typed into one or the other.
  */
 import { z } from "zod";
-import { RecommendedSettings, type RegistryModel } from "../../protocol";
+import { RecommendedSettings, type RegistryModel, type RegistryPreviewDecoder } from "../../protocol";
 import registryJson from "./registry.json";
 import { ModelInstallError } from "./install-errors";
 import type { ModelManifest } from "./manifest";
@@ -136,6 +136,19 @@ export function registryModels(registry: Registry = loadRegistry()): RegistryMod
     license: m.license,
     description: m.description,
     recommended: { ...m.recommended },
+  }));
+}
+
+/** What the panel's model setup offers beside the models: the preview decoders (TAESD), without the pull's pinning details. */
+export function registryPreviewDecoders(registry: Registry = loadRegistry()): RegistryPreviewDecoder[] {
+  return registry.previewDecoders.map((m) => ({
+    id: m.id,
+    name: m.name,
+    repo: m.repo,
+    precision: m.precision,
+    approximateBytes: approximateBytes(m),
+    license: m.license,
+    description: m.description,
   }));
 }
 

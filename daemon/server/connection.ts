@@ -18,7 +18,9 @@ import {
   type ImageFrame,
   type JobRequest,
   type MessageOf,
+  type ModelList,
   type RegistryModel,
+  type RegistryPreviewDecoder,
 } from "../../protocol";
 import type { Pixels } from "../../geometry";
 import { CancelledError, EngineError, type Engine, type EngineProgress } from "../engine/engine";
@@ -44,6 +46,8 @@ export interface ConnectionSettings {
   installer?: ModelInstaller;
   /** The models the daemon can pull, told in the welcome. */
   registry: readonly RegistryModel[];
+  /** The preview decoders (TAESD) the daemon can pull, told in the welcome. */
+  registryPreviewDecoders: readonly RegistryPreviewDecoder[];
 }
 
 type Phase = "awaiting-frames" | "queued" | "running";
@@ -54,6 +58,11 @@ interface ConnectionJob {
   phase: Phase;
   received: { image?: ImageFrame; mask?: ImageFrame };
   frameTimer?: ReturnType<typeof setTimeout>;
+}
+
+/** A models message's lists (the preview decoder where the engine tells it). */
+export function modelsMessage(list: ModelList): ModelList {
+  return { models: list.models, unavailable: list.unavailable, ...(list.previewDecoder !== undefined ? { previewDecoder: list.previewDecoder } : {}) };
 }
 
 /** Close codes in the private range, so a client can tell why without parsing text. */
@@ -166,7 +175,7 @@ export class Connection {
       type: "welcome",
       protocol: PROTOCOL_VERSION,
       daemon: { name: "underpaint", version: this.settings.daemonVersion },
-      capabilities: { ...capabilities, registry: [...this.settings.registry], downloads, limits },
+      capabilities: { ...capabilities, registry: [...this.settings.registry], registryPreviewDecoders: [...this.settings.registryPreviewDecoders], downloads, limits },
     });
     this.settings.log(`connection ${this.settings.id}: ${hello.client.name} ${hello.client.version} paired`);
   }
@@ -188,8 +197,7 @@ export class Connection {
         }
         return;
       case "list-models": {
-        const { models, unavailable } = await this.settings.engine.capabilities();
-        return this.send({ type: "models", models, unavailable });
+        return this.send({ type: "models", ...modelsMessage(await this.settings.engine.capabilities()) });
       }
     }
   }

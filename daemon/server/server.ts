@@ -5,11 +5,11 @@
 import { createServer, type IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { WebSocketServer, type WebSocket } from "ws";
-import { BufferPool, DEFAULT_HOST, DEFAULT_PORT, type ModelList, type RegistryModel } from "../../protocol";
+import { BufferPool, DEFAULT_HOST, DEFAULT_PORT, type ModelList, type RegistryModel, type RegistryPreviewDecoder } from "../../protocol";
 import type { Engine } from "../engine/engine";
 import type { ModelInstaller } from "../models/downloads";
-import { registryModels } from "../models/registry";
-import { CloseCode, Connection } from "./connection";
+import { registryModels, registryPreviewDecoders } from "../models/registry";
+import { CloseCode, Connection, modelsMessage } from "./connection";
 import { DEFAULT_LIMITS, HARD_MESSAGE_FACTOR, type ServerLimits } from "./limits";
 import { isBrowserOrigin } from "./origin";
 import { JobQueue } from "./queue";
@@ -30,6 +30,8 @@ export interface ServerOptions {
   installer?: ModelInstaller;
   /** The models the daemon can pull; the shipped registry unless given. */
   registry?: readonly RegistryModel[];
+  /** The preview decoders the daemon can pull; the shipped registry's unless given. */
+  registryPreviewDecoders?: readonly RegistryPreviewDecoder[];
 }
 
 export interface DaemonServer {
@@ -53,6 +55,7 @@ export async function startServer(options: ServerOptions): Promise<DaemonServer>
   const alive = new WeakSet<WebSocket>();
   const pool = new BufferPool();
   const registry = options.registry ?? registryModels();
+  const previewDecoders = options.registryPreviewDecoders ?? registryPreviewDecoders();
   let nextConnection = 1;
 
   const http = createServer((_request, response) => {
@@ -93,6 +96,7 @@ export async function startServer(options: ServerOptions): Promise<DaemonServer>
       log,
       ...(options.installer ? { installer: options.installer } : {}),
       registry,
+      registryPreviewDecoders: previewDecoders,
     });
     connections.set(ws, connection);
     ws.on("close", () => connections.delete(ws));
@@ -128,7 +132,7 @@ export async function startServer(options: ServerOptions): Promise<DaemonServer>
   });
 
   function broadcastModels(list: ModelList): void {
-    for (const connection of connections.values()) connection.notify({ type: "models", models: list.models, unavailable: list.unavailable });
+    for (const connection of connections.values()) connection.notify({ type: "models", ...modelsMessage(list) });
   }
 
   await new Promise<void>((resolve, reject) => {

@@ -100,7 +100,7 @@ describe("the panel in headless Chromium against the real daemon", () => {
     // npm test's pretest step installs or asks for a Chromium; a missing browser is a failure, not a reason to skip.
     if (!browser.found) throw new Error(`the panel's browser test needs Chromium: ${browser.reason} (npm test's pretest step says how to install it)`);
     // The daemon pulls SD-Turbo's replica from the local hub imitation; tiny-sd and its inpainting sibling are installed.
-    daemon = await startPullingDaemon(["sd-turbo"]);
+    daemon = await startPullingDaemon(["sd-turbo", "taesd"]);
     relay = await startRelay(daemon.url);
     const harness = await build({
       entryPoints: [path.join(ROOT, "test", "e2e", "browser", "harness.ts")],
@@ -165,7 +165,7 @@ describe("the panel in headless Chromium against the real daemon", () => {
     await page.click("#toggle-models");
     expect(await shown("#model-setup")).toBe(true);
     // Every registry entry, with its size, license and what it is for.
-    expect(await page.$$eval("#registry-models .setup-model", (rows) => rows.map((r) => r.getAttribute("data-model-id")))).toEqual(["sd-1.5", "sd-1.5-inpainting", "sd-turbo", "lcm-dreamshaper-v7"]);
+    expect(await page.$$eval("#registry-models .setup-model", (rows) => rows.map((r) => r.getAttribute("data-model-id")))).toEqual(["sd-1.5", "sd-1.5-inpainting", "sd-turbo", "lcm-dreamshaper-v7", "taesd"]);
     expect(await text('#registry-models [data-model-id="sd-1.5"] .setup-facts')).toBe("about 4.3 GB · 512 px · CreativeML Open RAIL-M");
     expect(await text(`${turboRow} .setup-facts`)).toMatch(/^about 2\.\d GB · 1–4 steps · 512 px · Stability AI Non-Commercial/);
     expect(await text(`${turboRow} .setup-description`)).toMatch(/1 to 4 steps/);
@@ -412,6 +412,46 @@ describe("the panel in headless Chromium against the real daemon", () => {
     expect(await page.$$eval("#model sp-menu-item", (items) => items.map((i) => i.getAttribute("value")))).toEqual(["sd-turbo", "tiny-sd", "tiny-sd-inpaint"]);
     await rm(path.join(daemon.modelsDir, "half-copied"), { recursive: true, force: true });
     await expect.poll(() => shown("#unavailable-models"), { timeout: 20_000 }).toBe(false);
+    expect(errors).toEqual([]);
+  });
+
+  it("offers TAESD in the Models section and pulls it; Draft on a model that needs many steps drafts with the installed Turbo model, draft: true, decoded by TAESD", { timeout: 120_000 }, async () => {
+    const taesdRow = '#registry-models .setup-model[data-model-id="taesd"]';
+    await page.selectOption("#mode select", "generate");
+    await page.selectOption("#model select", "tiny-sd");
+    if (!(await shown("#model-setup"))) await page.click("#toggle-models");
+    // Not installed: offered in the Models section, and under the Draft button. (sd-turbo keeps the 3 steps set for it above.)
+    expect(await text(`${taesdRow} .setup-name`)).toBe("Fast previews and drafts");
+    expect(await text(`${taesdRow} .setup-facts`)).toBe("TAESD (tiny autoencoder) · about 9.8 MB · MIT");
+    expect(await shown(`${taesdRow} .setup-state`)).toBe(false);
+    expect(await text(`${taesdRow} .setup-action`)).toBe("Pull");
+    expect(await text("#draft-note")).toBe("Draft: “sd-turbo”, 3 steps, decoded by the full VAE (pull TAESD for faster drafts).");
+    expect(await text("#draft-pull")).toBe("Pull TAESD");
+    await page.click(`${taesdRow} .setup-action`);
+    await expect.poll(() => shown(`${taesdRow} .setup-state`), { timeout: 60_000 }).toBe(true);
+    expect(await shown(`${taesdRow} .setup-action`)).toBe(false);
+    // Installed beside the models, never among them.
+    expect(await page.$$eval("#model sp-menu-item", (items) => items.map((i) => i.getAttribute("value")))).toEqual(["sd-turbo", "tiny-sd", "tiny-sd-inpaint"]);
+    await expect.poll(() => text("#draft-note")).toBe("Draft: “sd-turbo”, 3 steps, decoded by TAESD.");
+    expect(await shown("#draft-pull")).toBe(false);
+
+    await page.fill("#prompt input", "a quick study of a harbour");
+    const groups = (await documents())[0]!.tree.filter((l) => l.kind === "group").length;
+    const submits = relay.sent.length;
+    await page.click("#draft");
+    await page.waitForFunction(() => document.querySelectorAll("#queue .queued").length === 0 && document.querySelector("#results .result"), undefined, { timeout: 100_000 });
+    expect(await text("#error")).toBe("");
+    // The job: the Turbo model with its settings as the panel keeps them for it, draft on; the model menu stays on tiny-sd.
+    const submit = relay.sent.slice(submits).find((m): m is { type: "submit"; job: Record<string, unknown> } => (m as { type?: string }).type === "submit");
+    expect(submit?.job).toMatchObject({ model: "sd-turbo", steps: 3, guidance: 0, scheduler: "euler_a", draft: true, prompt: "a quick study of a harbour" });
+    expect(await value("#model")).toBe("tiny-sd");
+    // TAESD decoded it: no notice that the VAE did, and previews at TAESD's size rather than one pixel a latent.
+    expect(await text("#notice")).not.toMatch(/decoded by the VAE/);
+    expect(await page.$eval("#preview", (img) => (img as HTMLImageElement).naturalWidth)).toBeGreaterThan(100);
+    const [doc] = await documents();
+    expect(doc!.tree.filter((l) => l.kind === "group")).toHaveLength(groups + 1);
+    expect(doc!.tree[0]!.children!.map((l) => l.name)).toEqual([expect.stringMatching(/^a quick study of a harbour · seed \d+$/)]);
+    await page.screenshot({ path: path.join(shots, "panel-draft.png"), fullPage: true });
     expect(errors).toEqual([]);
   });
 });

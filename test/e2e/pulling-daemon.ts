@@ -42,7 +42,7 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-/** `repos`: the registry ids whose repos the hub serves. */
+/** `repos`: the registry ids (models or preview decoders) whose repos the hub serves. */
 export async function startPullingDaemon(repos: readonly string[]): Promise<PullingDaemon> {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: build the daemon first (npm run build)`);
   const work = await mkdtemp(path.join(os.tmpdir(), "underpaint-pulls-"));
@@ -58,7 +58,7 @@ export async function startPullingDaemon(repos: readonly string[]): Promise<Pull
   const registry = loadRegistry();
   const all = await replicas();
   for (const id of repos) {
-    const entry = registry.models.find((e) => e.id === id);
+    const entry = [...registry.models, ...registry.previewDecoders].find((e) => e.id === id);
     const replica = all.find((r) => r.repo === entry?.repo);
     if (!entry || !replica) throw new Error(`no replica of the registry entry ${id}`);
     const dir = path.join(work, "hub", replica.repo.replace("/", "--"));
@@ -82,7 +82,8 @@ export async function startPullingDaemon(repos: readonly string[]): Promise<Pull
     modelsDir,
     log,
     async start() {
-      const started = spawn(process.execPath, [CLI, "serve", "--port", String(port), "--models", modelsDir, "--no-optimized-cache"], { env, stdio: ["ignore", "pipe", "pipe"] });
+      // The cache stays on (in the work folder): without it float16 parts get no float32 copy, and the CPU cannot run SD-Turbo's float16 UNet.
+      const started = spawn(process.execPath, [CLI, "serve", "--port", String(port), "--models", modelsDir], { env, stdio: ["ignore", "pipe", "pipe"] });
       child = started;
       started.stderr!.on("data", (chunk: Buffer) => log.push(chunk.toString()));
       await new Promise<void>((resolve, reject) => {

@@ -7,6 +7,8 @@ import { WebSocketServer, WebSocket, type RawData } from "ws";
 
 export interface Relay {
   url: string;
+  /** Every JSON message the page sent the daemon, parsed, oldest first. */
+  sent: unknown[];
   close(): Promise<void>;
 }
 
@@ -21,12 +23,14 @@ function sendable(code: number): number {
 }
 
 export async function startRelay(target: string): Promise<Relay> {
+  const sent: unknown[] = [];
   const wss = new WebSocketServer({ port: 0, host: "127.0.0.1", perMessageDeflate: false, maxPayload: 2 ** 30 });
   wss.on("connection", (browser) => {
     const upstream = new WebSocket(target, { perMessageDeflate: false, maxPayload: 2 ** 30 });
     const pending: Array<[Buffer, boolean]> = [];
     browser.on("message", (data, isBinary) => {
       const bytes = toBuffer(data);
+      if (!isBinary) sent.push(JSON.parse(bytes.toString("utf8")));
       if (upstream.readyState === WebSocket.OPEN) upstream.send(bytes, { binary: isBinary });
       else pending.push([bytes, isBinary]);
     });
@@ -44,6 +48,7 @@ export async function startRelay(target: string): Promise<Relay> {
   const port = typeof address === "object" && address ? address.port : 0;
   return {
     url: `ws://127.0.0.1:${port}`,
+    sent,
     close: () =>
       new Promise<void>((resolve) => {
         for (const client of wss.clients) client.terminate();

@@ -1,6 +1,8 @@
 /** Per-model settings (recommended, the artist's changes kept per model), the controls a model takes, and the model setup's rows. */
 import { describe, expect, it } from "vitest";
-import type { DownloadStatus, ModelInfo, RegistryModel } from "../../protocol";
+import type { Capabilities, DownloadStatus, ModelInfo, RegistryModel, RegistryPreviewDecoder } from "../../protocol";
+import { planDraft } from "../../plugin/src/operations/draft";
+import { DEFAULT_SETTINGS } from "../../plugin/src/operations/settings";
 import { controlsForModel, parseOverrides, rememberChange, settingsForModel, type ModelOverrides } from "../../plugin/src/operations/model-settings";
 import { abilities, downloadView, formatBytes, formatDuration, setupRows } from "../../plugin/src/panel/model-setup";
 
@@ -117,6 +119,19 @@ describe("the model setup", () => {
     expect(setupRows([entry("sd-turbo")], [turbo], [done])[0]!.action).toBeUndefined();
   });
 
+  it("offers TAESD as fast previews and drafts when it is not installed, follows its pull, and says nothing of it to a daemon that does not say", () => {
+    const taesd: RegistryPreviewDecoder = { id: "taesd", name: "TAESD (tiny autoencoder)", repo: "deinferno/taesd-onnx", precision: "fp32", approximateBytes: 9_780_252, license: "MIT", description: "Previews of every step and fast drafts." };
+    const registry = [entry("sd-turbo")];
+    const missing = setupRows(registry, [], [], new Set(), { registry: [taesd], installed: null });
+    expect(missing.map((r) => [r.id, r.name, r.installed, r.action ?? null])).toEqual([["sd-turbo", "The sd-turbo", false, "pull"], ["taesd", "Fast previews and drafts", false, "pull"]]);
+    expect(missing[1]!.facts).toBe("TAESD (tiny autoencoder) · about 9.8 MB · MIT");
+    const pulling: DownloadStatus = { model: "taesd", request: "taesd", stage: "downloading", bytes: 4_890_126, total: 9_780_252 };
+    // Its pull is its row's, not a row of its own.
+    expect(setupRows(registry, [], [pulling], new Set(), { registry: [taesd], installed: null }).map((r) => [r.id, r.action ?? null, r.download?.fraction ?? null])).toEqual([["sd-turbo", "pull", null], ["taesd", "cancel", 0.5]]);
+    expect(setupRows(registry, [], [{ ...pulling, stage: "done", bytes: 9_780_252 }], new Set(), { registry: [taesd], installed: { id: "taesd", registryId: "taesd" } })[1]).toMatchObject({ installed: true });
+    expect(setupRows(registry, [], [], new Set(), { registry: [taesd], installed: undefined }).map((r) => r.id)).toEqual(["sd-turbo"]);
+  });
+
   it("words the stages, sizes and times as an artist reads them", () => {
     expect(downloadView({ model: "m", stage: "listing", bytes: 0, total: 0 }).text).toBe("Listing the files…");
     expect(downloadView({ model: "m", stage: "verifying", bytes: 5, total: 10 })).toEqual({ fraction: 0.5, text: "Checking the downloaded files…" });
@@ -125,5 +140,42 @@ describe("the model setup", () => {
     expect([formatDuration(57), formatDuration(240), formatDuration(4800), formatDuration(7200)]).toEqual(["57 s", "4 min", "1 h 20 min", "2 h"]);
     expect(abilities(["txt2img", "img2img"])).toBe("Generate, Img2img");
     expect(abilities(["inpaint", "outpaint"])).toBe("Inpaint selection, Expand canvas");
+  });
+});
+
+describe("the Draft button's plan", () => {
+  const capabilities = (models: ModelInfo[], over: Partial<Capabilities> = {}): Capabilities => ({
+    models,
+    unavailable: [],
+    registry: [entry("sd-1.5"), { ...entry("sd-turbo", { turbo: true }), name: "SD-Turbo" }, entry("lcm", { recommended: { steps: 4, guidance: 8, scheduler: "lcm" } })],
+    previewDecoder: { id: "taesd", registryId: "taesd" },
+    downloads: [],
+    schedulers: ["euler_a", "lcm", "dpmpp_2m_karras"],
+    modes: ["txt2img", "img2img", "inpaint", "outpaint"],
+    limits: { maxMessageBytes: 1, maxImagePixels: 1, maxQueuedJobsPerClient: 1, maxVariations: 8, chunkBytes: 1 },
+    device: { name: "cpu", description: "CPU" },
+    ...over,
+  });
+  const current = { ...DEFAULT_SETTINGS, prompt: "a lighthouse", model: "sd-1.5", steps: 30, guidance: 6, scheduler: "dpmpp_2m_karras" as const };
+  const own = (m: ModelInfo) => settingsForModel(m, { "sd-turbo": { steps: 2 } });
+
+  it("drafts with the chosen model when it takes few steps, with the artist's settings and draft on", () => {
+    const plan = planDraft(capabilities([sd, turbo]), { ...current, model: "sd-turbo", steps: 3, guidance: 0, scheduler: "euler_a" }, own);
+    expect(plan).toMatchObject({ kind: "ready", taesd: true, settings: { model: "sd-turbo", steps: 3, guidance: 0, scheduler: "euler_a", draft: true, prompt: "a lighthouse" } });
+    if (plan.kind === "ready") expect(plan.summary).toBe("Draft: “sd-turbo”, 3 steps, decoded by TAESD.");
+  });
+
+  it("picks an installed Turbo model (before an LCM one) with its own settings when the chosen one needs many steps", () => {
+    expect(planDraft(capabilities([sd, lcm, turbo]), current, own)).toMatchObject({ kind: "ready", model: { id: "sd-turbo" }, settings: { model: "sd-turbo", steps: 2, guidance: 0, scheduler: "euler_a", draft: true } });
+    expect(planDraft(capabilities([sd, lcm]), current, own)).toMatchObject({ kind: "ready", model: { id: "lcm" }, settings: { steps: 4, guidance: 8, scheduler: "lcm" } });
+  });
+
+  it("says which model to pull when none installed takes few steps, and which decoder a draft gets", () => {
+    expect(planDraft(capabilities([sd]), current, own)).toEqual({ kind: "refused", message: "Drafts need a Turbo or LCM model: pull “SD-Turbo” in Models (a picture in 1 to 4 steps).", pull: expect.objectContaining({ id: "sd-turbo" }) });
+    // Turbo cannot inpaint here: the sentence says what is missing.
+    expect(planDraft(capabilities([sd, turbo]), { ...current, mode: "inpaint" }, own)).toMatchObject({ kind: "refused", message: expect.stringMatching(/^No installed Turbo or LCM model can do Inpaint selection: pull/) });
+    // The chosen turbo model's settings as its controls hold them (at most 4 steps).
+    const noTaesd = planDraft(capabilities([turbo], { previewDecoder: null }), { ...current, model: "sd-turbo" }, own);
+    expect(noTaesd).toMatchObject({ kind: "ready", taesd: false, summary: "Draft: “sd-turbo”, 4 steps, decoded by the full VAE (pull TAESD for faster drafts)." });
   });
 });

@@ -53,6 +53,7 @@ const REQUIRED = [
   "unet.int8SpeedupOverFp32",
   "unet.int8MaxAbsErrorVsFp32",
   "unet.fp32MaxAbsErrorVsReference",
+  "preview.taesdFullDecodeMs",
 ];
 
 describe("npm run bench -- --quick", () => {

@@ -547,7 +547,7 @@ export class ProtocolClient {
         return;
       }
       case "models": {
-        const list = { models: message.models, unavailable: message.unavailable };
+        const list = { models: message.models, unavailable: message.unavailable, ...(message.previewDecoder !== undefined ? { previewDecoder: message.previewDecoder } : {}) };
         if (this.capabilitiesValue) this.capabilitiesValue = { ...this.capabilitiesValue, ...list };
         for (const waiter of this.modelWaiters.splice(0)) waiter(list);
         this.emitModels(list);

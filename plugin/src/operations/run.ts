@@ -103,6 +103,7 @@ export async function runOperation(
     canvas: { width: doc.width, height: doc.height },
     variations: settings.variations,
     previews: true,
+    ...(settings.draft ? { draft: true } : {}),
     ...(prepared.region ? { region: prepared.region } : {}),
     ...(settings.mode === "inpaint" ? { context: settings.context } : {}),
     ...(settings.mode === "expand" ? { expand: settings.expand } : {}),

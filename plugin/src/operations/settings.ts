@@ -41,6 +41,8 @@ export interface GenerationSettings {
   /** Inpaint: what the model sees around the selection. */
   context: "automatic" | "selection" | "image";
   expand: Expansion;
+  /** A draft: the daemon decodes the picture with TAESD (fast, less detail) instead of the VAE. */
+  draft?: boolean;
 }
 
 export const DEFAULT_SETTINGS: GenerationSettings = {

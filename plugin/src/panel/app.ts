@@ -11,6 +11,7 @@ import { runOperation, type OperationOutcome } from "../operations/run";
 import { Library, type DataFolder } from "../operations/library";
 import { DEFAULT_SETTINGS, MODE_LABELS, PROTOCOL_MODE, type GenerationSettings } from "../operations/settings";
 import { shortenPrompt } from "../operations/naming";
+import { wireDraft } from "./draft-view";
 import { LibraryView } from "./library-view";
 import { wireModels } from "./models";
 import { describeState, formatStepTime, GenerationQueue } from "./queue";
@@ -172,8 +173,15 @@ export async function startPanel(env: PanelEnvironment): Promise<Panel> {
     void generate(current);
   });
 
+  wireDraft(view, client, models, (draft) => {
+    const current = view.read();
+    void settings.set("settings", JSON.stringify(current)).catch(() => {});
+    void libraryView.remember(current.prompt, current.negativePrompt);
+    void generate(draft);
+  });
+
   async function generate(current: GenerationSettings): Promise<void> {
-    const entry = queue.add(`“${shortenPrompt(current.prompt, 28) || MODE_LABELS[current.mode]}”${current.variations > 1 ? ` ×${current.variations}` : ""}`, current.variations);
+    const entry = queue.add(`${current.draft ? "Draft " : ""}“${shortenPrompt(current.prompt, 28) || MODE_LABELS[current.mode]}”${current.variations > 1 ? ` ×${current.variations}` : ""}`, current.variations);
     const control: { cancelled: boolean; handle?: JobHandle } = { cancelled: false };
     controls.set(entry.id, control);
     const isHead = () => queue.head === entry;

@@ -4,7 +4,7 @@
  * what the artist can do (Pull, Cancel, Resume); other pulls the daemon knows of; and the
  * installed models with what each can do. Pure: the view draws these rows.
  */
-import type { DownloadStatus, Mode, ModelInfo, RegistryModel } from "../../../protocol";
+import type { DownloadStatus, Mode, ModelInfo, PreviewDecoderInfo, RegistryModel, RegistryPreviewDecoder } from "../../../protocol";
 import { MODE_LABELS, PROTOCOL_MODE, OPERATION_MODES } from "../operations/settings";
 
 export type SetupAction = "pull" | "cancel" | "resume";
@@ -32,9 +32,26 @@ export interface SetupRow {
 
 const RUNNING = new Set(["listing", "downloading", "verifying", "installing"]);
 
+/** What the daemon says of preview decoders (TAESD): what it can pull, and the one installed (null: none; undefined: it does not say). */
+export interface PreviewDecoders {
+  registry: readonly RegistryPreviewDecoder[];
+  installed: PreviewDecoderInfo | null | undefined;
+}
+
+/** The panel's name for a preview decoder's row: what it does for the artist. */
+export const FAST_PREVIEWS = "Fast previews and drafts";
+
 /** `pending`: ids whose Pull or Cancel the artist pressed and the daemon has not answered yet. */
-export function setupRows(registry: readonly RegistryModel[], models: readonly ModelInfo[], downloads: readonly DownloadStatus[], pending: ReadonlySet<string> = new Set()): SetupRow[] {
+export function setupRows(
+  registry: readonly RegistryModel[],
+  models: readonly ModelInfo[],
+  downloads: readonly DownloadStatus[],
+  pending: ReadonlySet<string> = new Set(),
+  previews: PreviewDecoders = { registry: [], installed: undefined },
+): SetupRow[] {
   const downloadFor = (id: string) => downloads.find((d) => d.model === id || d.request === id);
+  // A daemon that does not say what is installed offers no preview decoder row.
+  const decoders = previews.installed === undefined ? [] : previews.registry;
   const rows: SetupRow[] = registry.map((entry) => {
     const installed = models.some((m) => m.registryId === entry.id || m.id === entry.id);
     return {
@@ -45,9 +62,19 @@ export function setupRows(registry: readonly RegistryModel[], models: readonly M
       ...rowState(installed, downloadFor(entry.id), pending.has(entry.id)),
     };
   });
+  for (const entry of decoders) {
+    const installed = previews.installed?.registryId === entry.id || previews.installed?.id === entry.id;
+    rows.push({
+      id: entry.id,
+      name: FAST_PREVIEWS,
+      facts: [entry.name, `about ${formatBytes(entry.approximateBytes)}`, entry.license].join(" · "),
+      description: entry.description,
+      ...rowState(installed, downloadFor(entry.id), pending.has(entry.id)),
+    });
+  }
   // Pulls of repos outside the registry (owner/name), from this panel or a terminal.
   for (const download of downloads) {
-    if (registry.some((e) => e.id === download.model || e.id === download.request)) continue;
+    if ([...registry, ...previews.registry].some((e) => e.id === download.model || e.id === download.request)) continue;
     const id = download.request ?? download.model;
     const installed = models.some((m) => m.id === download.model);
     if (installed && download.stage === "done") continue;

@@ -5,7 +5,8 @@
  */
 import type { ProtocolClient } from "../client/client";
 import type { SettingsStore } from "../photoshop/host";
-import { controlsForModel, parseOverrides, rememberChange, settingsForModel, type ModelOverrides } from "../operations/model-settings";
+import type { ModelInfo } from "../../../protocol";
+import { controlsForModel, parseOverrides, rememberChange, settingsForModel, type ModelOverrides, type ModelSettings } from "../operations/model-settings";
 import { setupRows, type SetupAction } from "./model-setup";
 import { ModelSetupView } from "./model-setup-view";
 import type { PanelView } from "./view";
@@ -15,6 +16,10 @@ export interface PanelModels {
   modelChanged(): void;
   /** The artist changed steps, guidance or the scheduler: kept for the chosen model. */
   settingsChanged(): void;
+  /** A model's settings as the panel keeps them: recommended, with the artist's changes for it. */
+  settingsFor(model: ModelInfo): ModelSettings;
+  /** Pulls a registry entry (a model or TAESD) and opens the Models section, where its progress shows. */
+  pull(id: string): void;
 }
 
 export async function wireModels(view: PanelView, client: ProtocolClient, settings: SettingsStore, onModel: () => void): Promise<PanelModels> {
@@ -43,7 +48,7 @@ export async function wireModels(view: PanelView, client: ProtocolClient, settin
     void settings.set("modelSettings", JSON.stringify(overrides)).catch(() => {});
   };
 
-  const setup = new ModelSetupView(view, (id: string, action: SetupAction) => {
+  const act = (id: string, action: SetupAction) => {
     try {
       if (action === "cancel") client.cancelPull(id);
       else client.pullModel(id);
@@ -52,12 +57,14 @@ export async function wireModels(view: PanelView, client: ProtocolClient, settin
       view.showError((error as Error).message);
     }
     render();
-  });
+  };
+  const setup = new ModelSetupView(view, act);
 
   const render = () => {
     const capabilities = client.capabilities;
     const models = capabilities?.models ?? [];
-    setup.showRows(setupRows(capabilities?.registry ?? [], models, client.downloads, pending), capabilities !== undefined);
+    const previews = { registry: capabilities?.registryPreviewDecoders ?? [], installed: capabilities?.previewDecoder };
+    setup.showRows(setupRows(capabilities?.registry ?? [], models, client.downloads, pending, previews), capabilities !== undefined);
     setup.showInstalled(models);
   };
 
@@ -89,5 +96,13 @@ export async function wireModels(view: PanelView, client: ProtocolClient, settin
   }
   view.on("scheduler", "change", settingsChanged);
   render();
-  return { modelChanged, settingsChanged };
+  return {
+    modelChanged,
+    settingsChanged,
+    settingsFor: (model) => settingsForModel(model, overrides),
+    pull: (id) => {
+      setup.open(true);
+      act(id, "pull");
+    },
+  };
 }

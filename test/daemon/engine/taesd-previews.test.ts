@@ -12,7 +12,7 @@ import { DiffusionEngine } from "../../../daemon/engine/diffusion-engine";
 import type { EngineProgress, GenerationJob } from "../../../daemon/engine/engine";
 import { generate, type LoadedModel } from "../../../daemon/engine/pipeline/generate";
 import { decodedToUnit, decodeTinyLatents, unitToRgb8 } from "../../../daemon/engine/pipeline/vae";
-import { decodedPreview, latentPreview } from "../../../daemon/engine/preview";
+import { decodedPreview, halfLatents, latentPreview } from "../../../daemon/engine/preview";
 import { TorchGenerator } from "../../../daemon/engine/rng";
 import { ClipTokenizer } from "../../../daemon/engine/tokenizer";
 import { loadModelFolder } from "../../../daemon/models/model-folder";
@@ -73,13 +73,13 @@ async function run(modelsDir: string, job: GenerationJob): Promise<{ image: Pixe
 }
 
 /** The job's latents after each step, from the same pipeline run here with a trace. */
-async function stepLatents(job: GenerationJob): Promise<Float32Array[]> {
+async function stepLatents(job: GenerationJob, size = SIZE): Promise<Float32Array[]> {
   const folder = await loadModelFolder(path.join(FIXTURES_DIR, "tiny-sd"), { devices: ["cpu"] });
   const sessions = new ModelSessions(folder, { devices: ["cpu"] });
   const model: LoadedModel = { folder, sessions, tokenizer: await ClipTokenizer.fromFolder(folder.paths.tokenizer.dir) };
   const steps: Float32Array[] = [];
   try {
-    await generate(model, { prompts: [job.prompt], negativePrompts: [job.negativePrompt], width: 64, height: 64, steps: job.steps, guidance: job.guidance, scheduler: job.scheduler, truncatePrompt: job.truncatePrompt }, new TorchGenerator(job.seed), {
+    await generate(model, { prompts: [job.prompt], negativePrompts: [job.negativePrompt], ...size, steps: job.steps, guidance: job.guidance, scheduler: job.scheduler, truncatePrompt: job.truncatePrompt }, new TorchGenerator(job.seed), {
       trace: { step: (_i, _n, latents) => void steps.push(Float32Array.from(latents)) },
     });
   } finally {
@@ -110,6 +110,54 @@ describe("previews and drafts with TAESD", () => {
     } finally {
       await taesd.release();
     }
+  });
+
+  it("decodes a preview larger than the panel shows from the latents' 2x2 means (same scale, a quarter of the work), and a draft's final picture at full size", { timeout: 90_000 }, async () => {
+    // 384x320: 48x40 latents. At full size TAESD gives 384x320, shrunk by 2 to 192x160; the means (24x20) give 192x160 directly.
+    const size = { width: 384, height: 320 };
+    const job = txt2img({ output: size, size, steps: 2 });
+    const { previews } = await run(withTaesd(), job);
+    const latents = await stepLatents(job, size);
+    const taesd = await taesdSessions();
+    try {
+      expect(previews.map((p) => [p.width, p.height, p.channels])).toEqual([[192, 160, 3], [192, 160, 3]]);
+      const half = await taesd.decoder(20, 24);
+      for (let i = 0; i < latents.length; i++) {
+        // The means, written out here: channel c, box (x, y) of the 48x40 latents.
+        const means = new Float32Array(4 * 24 * 20);
+        for (let c = 0; c < 4; c++) for (let y = 0; y < 20; y++) for (let x = 0; x < 24; x++) {
+          const at = (dx: number, dy: number) => latents[i]![c * 48 * 40 + (2 * y + dy) * 48 + 2 * x + dx]!;
+          means[c * 480 + y * 24 + x] = (at(0, 0) + at(1, 0) + at(0, 1) + at(1, 1)) / 4;
+        }
+        const expected = decodedPreview(await decodeTinyLatents(half, means, 24, 20, "minus-one-to-one"), 192, 160);
+        expect(previews[i]!.data, `step ${i + 1}`).toEqual(expected.data);
+        // A picture, not a flat field: the bytes spread over the range.
+        const values = Array.from(previews[i]!.data);
+        expect(Math.max(...values) - Math.min(...values)).toBeGreaterThan(32);
+      }
+      // A draft: the final picture is TAESD's full-size decode of the last latents, never the means'.
+      const draft = await run(withTaesd(), { ...job, draft: true });
+      const full = await taesd.decoder(40, 48);
+      const final = await decodeTinyLatents(full, latents.at(-1)!, 48, 40, "minus-one-to-one");
+      expect([draft.image.width, draft.image.height]).toEqual([384, 320]);
+      expect(draft.image.data).toEqual(unitToRgb8(decodedToUnit(final), 384, 320));
+      // Its last step's preview is that full decode shrunk (the final picture reuses it); the others the means'.
+      expect(draft.previews.map((p) => [p.width, p.height])).toEqual([[192, 160], [192, 160]]);
+      expect(draft.previews[0]!.data).toEqual(previews[0]!.data);
+      expect(draft.previews[1]!.data).toEqual(decodedPreview(final, 384, 320).data);
+    } finally {
+      await taesd.release();
+    }
+  });
+
+  it("averages odd latents' last row and column over the latents they have", () => {
+    // 3x3 latents, one channel's values 0..8 (the others 0): boxes {0,1,3,4}, {2,5}, {6,7}, {8}.
+    const latents = new Float32Array(4 * 9);
+    for (let i = 0; i < 9; i++) latents[i] = i;
+    const half = halfLatents(latents, 3, 3);
+    expect([half.width, half.height]).toEqual([2, 2]);
+    expect(Array.from(half.latents.subarray(0, 4))).toEqual([2, 3.5, 6.5, 8]);
+    expect(Array.from(half.latents.subarray(4))).toEqual(new Array(12).fill(0));
   });
 
   it("falls back to the cheap latent-to-RGB preview (one pixel a latent) when no TAESD is installed", { timeout: 60_000 }, async () => {
@@ -163,10 +211,16 @@ describe("previews and drafts with TAESD", () => {
     };
     try {
       expect(await previewSide()).toBe(8);
+      expect((await engine.capabilities()).previewDecoder).toBeNull();
       await pullModel("taesd", { modelsDir: dir, env: { HF_ENDPOINT: hub.url } });
       expect(await previewSide()).toBe(64);
+      // What the panel hears: installed as the registry's entry, and never in the model list.
+      const capabilities = await engine.capabilities();
+      expect(capabilities.previewDecoder).toEqual({ id: "taesd", registryId: "taesd" });
+      expect(capabilities.models.map((m) => m.id)).toEqual(["tiny-sd"]);
       await rm(path.join(dir, "taesd"), { recursive: true });
       expect(await previewSide()).toBe(8);
+      expect((await engine.capabilities()).previewDecoder).toBeNull();
     } finally {
       await engine.dispose();
     }

@@ -57,6 +57,11 @@ describe("handshake", () => {
     expect(gb["lcm-dreamshaper-v7"]).toEqual(gb["sd-1.5"]);
     expect(registry.find((m) => m.id === "sd-turbo")).toMatchObject({ turbo: true, precision: "fp16", recommended: { steps: 1, guidance: 0, scheduler: "euler_a" } });
     for (const m of registry) expect(m.description.length, m.id).toBeGreaterThan(20);
+    // Preview decoders are offered apart from the models: TAESD's two 1.2 M-weight parts at fp32.
+    expect(welcome.capabilities.registryPreviewDecoders).toEqual([expect.objectContaining({ id: "taesd", repo: "deinferno/taesd-onnx", precision: "fp32", license: "MIT" })]);
+    expect(welcome.capabilities.registryPreviewDecoders![0]!.approximateBytes / 1e6).toBeCloseTo(9.8, 1);
+    // An engine that does not say whether one is installed leaves the field out.
+    expect(welcome.capabilities).not.toHaveProperty("previewDecoder");
     // No installer, no pulls.
     expect(welcome.capabilities.downloads).toEqual([]);
   });
