@@ -13,6 +13,7 @@ import { cropImage, pasteImage } from "../imaging/image";
 import { DiffusionEngine } from "../engine/diffusion-engine";
 import type { EngineResult, GenerationJob, GenerationSettings } from "../engine/engine";
 import { Int8Unets } from "../models/int8-unets";
+import { Float32Copies } from "../models/float32-copies";
 import { OptimizedModelCache, optimizedCacheSwitchedOff } from "../models/optimized-models";
 import { cacheDir, defaultModelsDir } from "../paths";
 import { intFlag, numberFlag, parseWith, UsageError } from "./args";
@@ -67,7 +68,9 @@ export async function generateCommand(argv: string[]): Promise<void> {
         new OptimizedModelCache({ dir: cacheDir(), log: (level, message) => level === "warn" && bar.note(`warning: ${message}`) });
   const warn = (level: "info" | "warn", message: string) => level === "warn" && bar.note(`warning: ${message}`);
   const unetInt8 = values["unet-int8"] ? new Int8Unets(path.join(cacheDir(), "int8"), warn) : null;
-  const engine = new DiffusionEngine({ modelsDir: values.models ?? defaultModelsDir(), optimizedModels, unetInt8 });
+  // float16 parts cannot run on the CPU as they are: their float32 copies are kept even with the optimized cache off.
+  const float32Copies = new Float32Copies(path.join(cacheDir(), "float32"), warn);
+  const engine = new DiffusionEngine({ modelsDir: values.models ?? defaultModelsDir(), optimizedModels, unetInt8, float32Copies });
   const isFolder = await stat(values.model).then((s) => s.isDirectory(), () => false);
   const modelId = isFolder ? await engine.useFolder(values.model) : values.model;
   const { models, unavailable } = await engine.capabilities();

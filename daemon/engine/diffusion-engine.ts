@@ -11,6 +11,7 @@ import type { Device, ModelLog } from "../models/execution-provider";
 import { loadModelFolder, toModelInfo, type ModelFolder } from "../models/model-folder";
 import { SessionCache } from "../models/model-sessions";
 import type { Int8Unets } from "../models/int8-unets";
+import type { Float32Copies } from "../models/float32-copies";
 import type { OptimizedModelCache } from "../models/optimized-models";
 import { findPreviewDecoders, PreviewDecoderSessions, type PreviewDecoderFolder } from "../models/taesd-folder";
 import { folderFingerprint, ModelsWatcher } from "../models/watcher";
@@ -35,6 +36,8 @@ export interface DiffusionEngineOptions {
   optimizedModels?: OptimizedModelCache | null;
   /** Runs the UNet on the CPU from int8 copies kept here (default null: float32). */
   unetInt8?: Int8Unets | null;
+  /** Where float32 copies of float16 parts are kept for the CPU (default: beside optimizedModels' copies, none without them). */
+  float32Copies?: Float32Copies | null;
 }
 
 export class DiffusionEngine implements Engine {
@@ -56,6 +59,7 @@ export class DiffusionEngine implements Engine {
       log: this.log,
       optimizedModels: options.optimizedModels ?? null,
       unetInt8: options.unetInt8 ?? null,
+      ...(options.float32Copies !== undefined ? { float32Copies: options.float32Copies } : {}),
       ...(options.devices ? { devices: options.devices } : {}),
     });
   }

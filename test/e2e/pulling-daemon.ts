@@ -82,8 +82,8 @@ export async function startPullingDaemon(repos: readonly string[]): Promise<Pull
     modelsDir,
     log,
     async start() {
-      // The cache stays on (in the work folder): without it float16 parts get no float32 copy, and the CPU cannot run SD-Turbo's float16 UNet.
-      const started = spawn(process.execPath, [CLI, "serve", "--port", String(port), "--models", modelsDir], { env, stdio: ["ignore", "pipe", "pipe"] });
+      // Optimized cache off: SD-Turbo's float16 parts must still run on the CPU, from float32 copies in the work folder's cache.
+      const started = spawn(process.execPath, [CLI, "serve", "--port", String(port), "--models", modelsDir, "--no-optimized-cache"], { env, stdio: ["ignore", "pipe", "pipe"] });
       child = started;
       started.stderr!.on("data", (chunk: Buffer) => log.push(chunk.toString()));
       await new Promise<void>((resolve, reject) => {
