@@ -57,14 +57,14 @@ const REQUIRED = [
 ];
 
 describe("npm run bench -- --quick", () => {
-  it("runs every section on reduced-width models and writes the figures", { timeout: 180_000 }, async () => {
+  it("runs every section on reduced-width models and writes the figures", { timeout: 420_000 }, async () => {
     const out = await mkdtemp(path.join(os.tmpdir(), "underpaint-bench-"));
     temps.push(out);
     const { stdout } = await run(TSX, ["scripts/bench/index.ts", "--quick"], {
       cwd: ROOT,
       env: { ...process.env, UNDERPAINT_BENCH_ROOT: out },
       maxBuffer: 16 << 20,
-      timeout: 170_000,
+      timeout: 400_000,
     });
     expect(stdout).toContain("## Engine");
     const results = JSON.parse(await readFile(path.join(out, "bench", "results.json"), "utf8")) as Record<string, unknown>;
