@@ -22,6 +22,8 @@ import { fileURLToPath } from "node:url";
 import onnxProto from "onnx-proto";
 import { convertModelFloats, externalizeInitializers, FLOAT, FLOAT16, initializerReader } from "../daemon/models/float-precision";
 import { writeTaesdFolder, type TaesdImageRange } from "./onnx-builder/taesd";
+import { tinySdxlConfig } from "./onnx-builder/sdxl";
+import { SDXL_BASE_SCHEDULER, SDXL_TURBO_SCHEDULER, writeSdxlFolder } from "./onnx-builder/sdxl-folder";
 
 const { onnx } = onnxProto;
 type Model = onnxProto.onnx.ModelProto;
@@ -80,7 +82,30 @@ export interface TaesdReplica {
   gaps: string[];
 }
 
-export type Replica = PipelineReplica | TaesdReplica;
+/**
+ * A replica of an SDXL repo's ONNX files (Optimum's export, as the hub's SDXL repos ship it beside
+ * their PyTorch weights): the builder's tiny SDXL (scripts/onnx-builder/sdxl.ts, the shape of
+ * diffusers' SDXL tests) with random weights, written by sdxl-folder.ts.
+ */
+export interface SdxlReplica {
+  repo: string;
+  from: "tiny-sdxl";
+  /** 9: an inpainting UNet ([latents, mask, masked-image latents]). */
+  inChannels: 4 | 9;
+  scheduler: Record<string, unknown>;
+  /** unet/config.json sample_size, as the repo's (native resolution = 8 x it). */
+  sampleSize: number;
+  /** Files the repo ships that a pull leaves on the hub (PyTorch weights and the like): path -> text. */
+  extraFiles: Record<string, string>;
+  gaps: string[];
+}
+
+export type Replica = PipelineReplica | TaesdReplica | SdxlReplica;
+
+const SDXL_GAPS = [
+  "random weights in the shape of diffusers' tiny SDXL test model (UNet blocks 32/64, two 32-wide text encoders), not the repo's networks; part configs carry the builder's sizes with the repo's sample_size and VAE scaling_factor 0.13025",
+  "the file list, model_index.json and scheduler config are as the hub's pages and diffusers' SDXL docs give them (read here from memory and public mirrors, not from the hub API); the ONNX files' timestep type (int64 [steps], Optimum before Nov 2024) and VAE encoder output (latent_parameters) were not read from the published files",
+];
 
 async function fixtureScheduler(name: PipelineReplica["from"]): Promise<Record<string, unknown>> {
   return JSON.parse(await readFile(path.join(FIXTURES_DIR, name, "scheduler", "scheduler_config.json"), "utf8")) as Record<string, unknown>;
@@ -159,6 +184,34 @@ export async function replicas(): Promise<Replica[]> {
         "random weights (TAESD's trained weights cannot be fetched here)",
         "the graphs' opset (14), I/O names, axis names and image range are those of an Optimum export of diffusers' AutoencoderTiny, as the same author's taesd-openvino conversion script makes it, not read from the published ONNX files",
       ],
+    },
+    {
+      // Stability AI's SDXL-Turbo: ONNX files (Optimum) beside the PyTorch weights in the same repo.
+      repo: "stabilityai/sdxl-turbo",
+      from: "tiny-sdxl",
+      inChannels: 4,
+      scheduler: SDXL_TURBO_SCHEDULER,
+      sampleSize: 64,
+      extraFiles: {
+        "unet/diffusion_pytorch_model.fp16.safetensors": "stand-in for the PyTorch weights a pull leaves on the hub\n",
+        "vae/config.json": "{}\n",
+        "README.md": "Replica of stabilityai/sdxl-turbo's ONNX files (random weights).\n",
+      },
+      gaps: SDXL_GAPS,
+    },
+    {
+      // SDXL base 1.0: the Optimum ONNX export in the repo beside the PyTorch weights.
+      repo: "stabilityai/stable-diffusion-xl-base-1.0",
+      from: "tiny-sdxl",
+      inChannels: 4,
+      scheduler: SDXL_BASE_SCHEDULER,
+      sampleSize: 128,
+      extraFiles: {
+        "unet/diffusion_pytorch_model.safetensors": "stand-in for the PyTorch weights a pull leaves on the hub\n",
+        "sd_xl_base_1.0.safetensors": "stand-in\n",
+        "README.md": "Replica of stabilityai/stable-diffusion-xl-base-1.0's ONNX files (random weights).\n",
+      },
+      gaps: SDXL_GAPS,
     },
   ];
 }
@@ -329,6 +382,20 @@ export async function writeReplica(replica: Replica, dest: string): Promise<void
   if (replica.from === "taesd") {
     await writeTaesdFolder(dest, { imageRange: replica.imageRange });
     for (const [file, text] of Object.entries(replica.extraFiles)) await writeFile(path.join(dest, file), text);
+    return;
+  }
+  if (replica.from === "tiny-sdxl") {
+    await writeSdxlFolder(dest, {
+      config: tinySdxlConfig(replica.inChannels),
+      scheduler: replica.scheduler,
+      tokenizerDir: path.join(FIXTURES_DIR, "tiny-sd", "tokenizer"),
+      sampleSize: replica.sampleSize,
+      nameOrPath: replica.repo,
+    });
+    for (const [file, text] of Object.entries(replica.extraFiles)) {
+      await mkdir(path.dirname(path.join(dest, file)), { recursive: true });
+      await writeFile(path.join(dest, file), text);
+    }
     return;
   }
   await cp(path.join(FIXTURES_DIR, replica.from), dest, { recursive: true });

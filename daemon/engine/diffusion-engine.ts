@@ -199,7 +199,8 @@ export class DiffusionEngine implements Engine {
   private async load(folder: ModelFolder, job: GenerationJob, { onProgress }: RunContext): Promise<LoadedModel> {
     onProgress({ variation: 0, stage: "loading", step: 0, total: job.steps });
     const sessions = await this.sessions.get(folder);
-    return { folder, sessions, tokenizer: await this.tokenizer(folder) };
+    const tokenizer2 = folder.paths.tokenizer2 ? await this.tokenizer(folder.paths.tokenizer2.dir) : null;
+    return { folder, sessions, tokenizer: await this.tokenizer(folder.paths.tokenizer.dir), ...(tokenizer2 ? { tokenizer2 } : {}) };
   }
 
   /** One generation per variation, seed + i each, reporting steps and previews. */
@@ -306,12 +307,13 @@ export class DiffusionEngine implements Engine {
     this.tiny = null;
   }
 
-  private tokenizer(folder: ModelFolder): Promise<ClipTokenizer> {
-    let tokenizer = this.tokenizers.get(folder.dir);
+  /** A tokenizer folder's tokenizer, parsed once (SDXL has two: tokenizer/ and tokenizer_2/). */
+  private tokenizer(dir: string): Promise<ClipTokenizer> {
+    let tokenizer = this.tokenizers.get(dir);
     if (!tokenizer) {
-      tokenizer = ClipTokenizer.fromFolder(folder.paths.tokenizer.dir);
-      this.tokenizers.set(folder.dir, tokenizer);
-      tokenizer.catch(() => this.tokenizers.delete(folder.dir));
+      tokenizer = ClipTokenizer.fromFolder(dir);
+      this.tokenizers.set(dir, tokenizer);
+      tokenizer.catch(() => this.tokenizers.delete(dir));
     }
     return tokenizer;
   }

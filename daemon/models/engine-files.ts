@@ -1,6 +1,6 @@
 /**
  * Which files of a hub repo a pull fetches: the ONNX parts in the diffusers / Optimum layout,
- * the tokenizer, the scheduler config and model_index.json (optional: Amuse / OnnxStack exports
+ * the tokenizer(s: SDXL has tokenizer_2/ and text_encoder_2/), the scheduler config and model_index.json (optional: Amuse / OnnxStack exports
  * ship none, and the parts tell what they are). Everything else (safety checker,
  * PyTorch / safetensors weights, sample images, controlnets) stays on the hub. A preview decoder
  * (TAESD) is only its vae_decoder/ and vae_encoder/.
@@ -9,7 +9,10 @@ import { ModelInstallError } from "./install-errors";
 import type { HubFile } from "./hub";
 
 /** Folders holding an ONNX graph, its external weights and Optimum's config.json. */
-export const ONNX_PARTS = ["text_encoder", "unet", "vae_encoder", "vae_decoder"] as const;
+export const ONNX_PARTS = ["text_encoder", "text_encoder_2", "unet", "vae_encoder", "vae_decoder"] as const;
+
+/** Tokenizer folders: SDXL has a second (tokenizer_2/, padding with "!"). */
+const TOKENIZER_FOLDERS = new Set(["tokenizer", "tokenizer_2"]);
 
 const TOKENIZER_FILES = new Set(["vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"]);
 
@@ -31,7 +34,7 @@ export function isEngineFile(path: string): boolean {
   if (parts.length !== 2) return false;
   const [folder, name] = parts as [string, string];
   if ((ONNX_PARTS as readonly string[]).includes(folder)) return isOnnxPartFile(name);
-  if (folder === "tokenizer") return TOKENIZER_FILES.has(name);
+  if (TOKENIZER_FOLDERS.has(folder)) return TOKENIZER_FILES.has(name);
   if (folder === "scheduler") return name === "scheduler_config.json";
   return false;
 }
@@ -42,12 +45,15 @@ export function isEngineFile(path: string): boolean {
  */
 export function selectEngineFiles(repo: string, files: readonly HubFile[]): HubFile[] {
   const paths = new Set(files.map((f) => f.path));
-  if (paths.has("text_encoder_2/model.onnx") || [...paths].some((p) => p.startsWith("text_encoder_2/"))) {
+  if (paths.has("text_encoder_2/model.onnx") && !paths.has("text_encoder/model.onnx")) {
     throw new ModelInstallError(
       "unsupported",
-      `${repo} is an SDXL model (it has text_encoder_2/); Underpaint runs SD 1.x / 2.x architectures only.`,
+      `${repo} is an SDXL refiner (a second text encoder only, conditioned on an aesthetic score), which Underpaint does not run; pull an SDXL base or turbo model.`,
     );
   }
+  // SDXL (Optimum's layout): its second text encoder and tokenizer are needed as much as the first.
+  const sdxl = [...paths].some((p) => p.startsWith("text_encoder_2/") || p.startsWith("tokenizer_2/"));
+  const sdxlMissing = sdxl ? ["text_encoder_2/model.onnx", "tokenizer_2/vocab.json", "tokenizer_2/merges.txt"].filter((p) => !paths.has(p)) : [];
   // Exports without model_index.json (Amuse / OnnxStack's layout) load when the parts say what they are.
   const index = paths.has("model_index.json") ? ["model_index.json"] : [];
   const missing = [...index, "unet/model.onnx", "text_encoder/model.onnx", "vae_decoder/model.onnx"].filter((p) => !paths.has(p));
@@ -63,6 +69,9 @@ export function selectEngineFiles(repo: string, files: readonly HubFile[]): HubF
             : "; without model_index.json Underpaint needs the tokenizer's files and the scheduler's config to know what the model is."),
       );
     }
+  }
+  if (missing.length === 0 && sdxlMissing.length) {
+    throw new ModelInstallError("not_onnx", `${repo} is an SDXL model without all of its ONNX parts (it lacks ${sdxlMissing.join(", ")}).`);
   }
   if (missing.length) {
     const hasTorch = [...paths].some((p) => /\.(safetensors|bin|ckpt)$/.test(p));

@@ -24,6 +24,7 @@ const SEQUENCE = 77;
 export function freeDimensionOverrides(part: ModelPart, shape: JobShape): Record<string, number> {
   switch (part) {
     case "textEncoder":
+    case "textEncoder2":
       return { sequence: SEQUENCE, text_encoder_sequence: SEQUENCE };
     case "unet":
       return {

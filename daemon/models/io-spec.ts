@@ -28,8 +28,10 @@ export interface TextEncoderIO {
   /** last_hidden_state: the UNet's encoder_hidden_states. */
   hiddenState: string;
   hiddenStateType: FloatType;
-  /** pooler_output / text_embeds when present (unused by SD 1.x/2.x). */
+  /** pooler_output / text_embeds when present (unused by SD 1.x/2.x; SDXL's text_embeds from text_encoder_2). */
   pooled: string | null;
+  /** Optimum's hidden_states.0 .. hidden_states.N outputs in order (SDXL exports them all), [] when absent. */
+  hiddenStates: string[];
 }
 
 export interface UnetIO {
@@ -48,8 +50,21 @@ export interface UnetIO {
   timestepCondType: FloatType | null;
   /** Its width (the UNet's time_cond_proj_dim, 256 for LCM Dreamshaper v7). */
   timestepCondWidth: number | null;
+  /** SDXL's added conditions: the pooled text embeddings [B, width] and time_ids [B, 6 (5 for the refiner)]; null otherwise. */
+  added: AddedConditionIO | null;
   output: string;
   outputType: FloatType;
+}
+
+export interface AddedConditionIO {
+  textEmbeds: string;
+  textEmbedsType: FloatType;
+  /** text_embeds' width when the export fixes it (1280 for SDXL). */
+  textEmbedsWidth: number | null;
+  timeIds: string;
+  timeIdsType: FloatType;
+  /** time_ids per row: 6 (original size, crop, target size) unless the export says otherwise. */
+  timeIdsWidth: number;
 }
 
 export interface VaeEncoderIO {
@@ -73,6 +88,8 @@ export interface VaeDecoderIO {
 
 export interface ModelIO {
   textEncoder: TextEncoderIO;
+  /** SDXL's text_encoder_2 (CLIPTextModelWithProjection); null for SD 1.x / 2.x. */
+  textEncoder2: TextEncoderIO | null;
   unet: UnetIO;
   vaeEncoder: VaeEncoderIO | null;
   vaeDecoder: VaeDecoderIO;
@@ -110,13 +127,21 @@ export function describeTextEncoder(file: string, inputs: readonly IoValue[], ou
   if (extra.length > 0) throw unsupported(file, `unexpected text encoder inputs ${list(extra)}`);
   const hidden = pick(outputs, ["last_hidden_state", "text_embeddings"], false) ?? outputs[0];
   if (!hidden) throw unsupported(file, "the text encoder has no outputs");
-  const pooled = pick(outputs, ["pooler_output", "text_embeds"], false);
+  const pooled = pick(outputs, ["text_embeds", "pooler_output"], false);
+  const hiddenStates = outputs
+    .map((v) => ({ v, index: /^hidden_states\.(\d+)$/.exec(v.name)?.[1] }))
+    .filter((x): x is { v: IoValue; index: string } => x.index !== undefined)
+    .sort((a, b) => Number(a.index) - Number(b.index));
+  hiddenStates.forEach((x, i) => {
+    if (Number(x.index) !== i) throw unsupported(file, `the text encoder's hidden states skip hidden_states.${i}`);
+  });
   return {
     inputIds: ids.name,
     inputIdsType: ids.type,
     hiddenState: hidden.name,
     hiddenStateType: floatType(file, hidden, "output"),
     pooled: pooled?.name ?? null,
+    hiddenStates: hiddenStates.map((x) => x.v.name),
   };
 }
 
@@ -128,11 +153,17 @@ export function describeUnet(file: string, inputs: readonly IoValue[], outputs: 
     throw unsupported(file, `expected UNet inputs sample, timestep, encoder_hidden_states (found: ${list(inputs)})`);
   }
   const cond = pick(inputs, ["timestep_cond"], false);
-  const extra = inputs.filter((v) => v !== sample && v !== timestep && v !== ehs && v !== cond);
-  if (extra.length > 0) {
-    // text_embeds/time_ids (SDXL) and the like: inputs the engine cannot feed.
-    throw unsupported(file, `unsupported UNet inputs ${list(extra)} (SDXL-style models are not supported)`);
+  const textEmbeds = pick(inputs, ["text_embeds"], false);
+  const timeIds = pick(inputs, ["time_ids"], false);
+  if ((textEmbeds === undefined) !== (timeIds === undefined)) {
+    throw unsupported(file, `the UNet takes ${textEmbeds ? "text_embeds without time_ids" : "time_ids without text_embeds"}; SDXL's UNet takes both`);
   }
+  const extra = inputs.filter((v) => v !== sample && v !== timestep && v !== ehs && v !== cond && v !== textEmbeds && v !== timeIds);
+  if (extra.length > 0) {
+    // Olive's unnamed SDXL inputs (onnx::Concat_4) and the like: inputs the engine cannot feed.
+    throw unsupported(file, `unsupported UNet inputs ${list(extra)}`);
+  }
+  const fixed = (v: IoValue | undefined, axis: number) => (typeof v?.shape?.[axis] === "number" ? (v.shape[axis] as number) : null);
   if (timestep.type !== "float32" && timestep.type !== "float16" && timestep.type !== "int64") {
     throw unsupported(file, `the UNet's timestep is ${timestep.type}; only float32, float16 and int64 are supported`);
   }
@@ -160,6 +191,17 @@ export function describeUnet(file: string, inputs: readonly IoValue[], outputs: 
     timestepCond: cond?.name ?? null,
     timestepCondType: cond ? floatType(file, cond, "input") : null,
     timestepCondWidth: typeof condWidth === "number" ? condWidth : null,
+    added:
+      textEmbeds && timeIds
+        ? {
+            textEmbeds: textEmbeds.name,
+            textEmbedsType: floatType(file, textEmbeds, "input"),
+            textEmbedsWidth: fixed(textEmbeds, 1),
+            timeIds: timeIds.name,
+            timeIdsType: floatType(file, timeIds, "input"),
+            timeIdsWidth: fixed(timeIds, 1) ?? 6,
+          }
+        : null,
     output: out.name,
     outputType: floatType(file, out, "output"),
   };

@@ -1,7 +1,7 @@
 /**
  * A model folder in the diffusers / Optimum ONNX layout, checked file by file:
  *
- *   model_index.json
+ *   model_index.json                   (SDXL adds text_encoder_2/ and tokenizer_2/: sdxl-parts.ts)
  *   text_encoder/model.onnx            unet/model.onnx (+ weights.pb | model.onnx_data)
  *   vae_encoder/model.onnx (optional)  vae_decoder/model.onnx
  *   tokenizer/{vocab.json, merges.txt, tokenizer_config.json}
@@ -29,6 +29,7 @@ import {
 import { readManifest } from "./manifest";
 import { findInputConvWeightDims, inspectOnnx, OnnxParseError, type OnnxInfo } from "./onnx-inspect";
 import { findRegistryEntry, registryEntryForSource } from "./registry";
+import { checkNoAddedConditions, checkNotRefiner, isSdxlFolder, loadSdxlParts, SDXL_VAE_SCALING_FACTOR } from "./sdxl-parts";
 
 export { ModelFolderError, isModelFolderError, type ModelFolderErrorCode } from "./errors";
 
@@ -49,7 +50,12 @@ export const ModelIndexSchema = z.looseObject({
   vae_encoder: ComponentRef.optional(),
   vae_decoder: ComponentRef.optional(),
   tokenizer: ComponentRef.optional(),
+  tokenizer_2: ComponentRef.optional(),
   scheduler: ComponentRef.optional(),
+  /** SDXL: no negative prompt means zero uncond embeddings (diffusers' default true). */
+  force_zeros_for_empty_prompt: z.boolean().optional(),
+  /** SDXL's refiner conditions on an aesthetic score. */
+  requires_aesthetics_score: z.boolean().optional(),
 });
 export type ModelIndex = z.infer<typeof ModelIndexSchema>;
 
@@ -110,6 +116,10 @@ const PREDICTION_TYPES: readonly PredictionType[] = ["epsilon", "v_prediction", 
 export interface ModelFolderPaths {
   modelIndex: string;
   textEncoder: string;
+  /** SDXL's second text encoder (text_encoder_2/model.onnx); null for SD 1.x / 2.x. */
+  textEncoder2: string | null;
+  /** SDXL's tokenizer_2/; null for SD 1.x / 2.x. */
+  tokenizer2: { dir: string; vocab: string; merges: string; config: string } | null;
   unet: string;
   /** null: no vae_encoder/, the model can only do txt2img. */
   vaeEncoder: string | null;
@@ -134,7 +144,9 @@ export interface ModelFolder {
   /** scheduler_config.json as parsed, unknown keys kept; the schedulers module validates it. */
   schedulerConfig: Record<string, unknown>;
   tokenizerConfig: TokenizerConfig;
-  /** Latents = scaling_factor · VAE posterior. vae_decoder/config.json, else 0.18215. */
+  /** SDXL (two text encoders, text_embeds and time_ids): what its conditioning needs to know; null for SD 1.x / 2.x. */
+  sdxl: { forceZerosForEmptyPrompt: boolean } | null;
+  /** Latents = scaling_factor · VAE posterior. vae_decoder/config.json, else 0.18215 (SDXL: 0.13025). */
   vaeScalingFactor: number;
   /** Pixels per latent: 2^(len(block_out_channels) − 1) from the VAE config, else 8. */
   vaeScaleFactor: number;
@@ -158,7 +170,7 @@ export interface ModelFolder {
    * The float type most of each part's weights are stored in. float16 weights behind float32
    * inputs and outputs (onnxconverter's keep_io_types) are float16 models too, on the CPU.
    */
-  weightTypes: { textEncoder: WeightType; unet: WeightType; vaeEncoder: WeightType | null; vaeDecoder: WeightType };
+  weightTypes: { textEncoder: WeightType; textEncoder2: WeightType | null; unet: WeightType; vaeEncoder: WeightType | null; vaeDecoder: WeightType };
   /** Input/output names and dtypes of each ONNX file, read from the files. */
   io: ModelIO;
   /** Bytes of all ONNX files and their external weights. */
@@ -216,7 +228,7 @@ function zodSummary(error: z.ZodError): string {
     .join("; ");
 }
 
-async function readJson<S extends z.ZodType>(dir: string, file: string, schema: S): Promise<z.infer<S>> {
+export async function readJson<S extends z.ZodType>(dir: string, file: string, schema: S): Promise<z.infer<S>> {
   const text = await readText(dir, file);
   let raw: unknown;
   try {
@@ -302,11 +314,14 @@ export function nativeResolutionOf(input: {
   vaeScaleFactor: number;
   predictionType: PredictionType;
   turbo: boolean;
+  /** SDXL is trained at 1024 px (SDXL-Turbo at 512). */
+  sdxl?: boolean;
 }): { resolution: number; source: ModelFolder["nativeResolutionSource"] } {
   if (input.unetSampleSize !== null) {
     return { resolution: input.unetSampleSize * input.vaeScaleFactor, source: "unet_config" };
   }
   if (input.vaeSampleSize !== null) return { resolution: input.vaeSampleSize, source: "vae_config" };
+  if (input.sdxl) return { resolution: input.turbo ? 512 : 1024, source: "heuristic" };
   return { resolution: input.predictionType === "v_prediction" && !input.turbo ? 768 : 512, source: "heuristic" };
 }
 
@@ -366,7 +381,7 @@ async function indexFromParts(dir: string, modelIndexPath: string): Promise<Mode
 /**
  * Reads and checks a model folder. Throws ModelFolderError: model_file_missing,
  * model_file_invalid (corrupt JSON, truncated ONNX or weights) or model_unsupported
- * (SDXL, an unknown prediction type, a UNet that is neither 4- nor 9-channel, I/O the
+ * (SDXL's refiner, an unknown prediction type, a UNet that is neither 4- nor 9-channel, I/O the
  * engine cannot feed, operators that none of the devices' providers has).
  */
 export async function loadModelFolder(folder: string, options: LoadModelFolderOptions = {}): Promise<ModelFolder> {
@@ -376,17 +391,14 @@ export async function loadModelFolder(folder: string, options: LoadModelFolderOp
 
   const modelIndexPath = p("model_index.json");
   const modelIndex = (await fileSize(modelIndexPath)) === null ? await indexFromParts(dir, modelIndexPath) : await readJson(dir, modelIndexPath, ModelIndexSchema);
-  if (listed(modelIndex.text_encoder_2) || /XL/.test(modelIndex._class_name) || (await fileSize(p("text_encoder_2", "model.onnx"))) !== null) {
-    throw new ModelFolderError(
-      "model_unsupported",
-      modelIndexPath,
-      `Model unsupported: ${modelIndexPath} describes an SDXL pipeline (${modelIndex._class_name}); only SD 1.x / 2.x architectures are supported.`,
-    );
-  }
+  const sdxl = await isSdxlFolder(dir, modelIndex);
+  if (sdxl) checkNotRefiner(modelIndexPath, modelIndex, listed(modelIndex.text_encoder) || (await fileSize(p("text_encoder", "model.onnx"))) !== null);
 
   const paths: ModelFolderPaths = {
     modelIndex: modelIndexPath,
     textEncoder: p("text_encoder", "model.onnx"),
+    textEncoder2: null,
+    tokenizer2: null,
     unet: p("unet", "model.onnx"),
     vaeEncoder: p("vae_encoder", "model.onnx"),
     vaeDecoder: p("vae_decoder", "model.onnx"),
@@ -459,10 +471,18 @@ export async function loadModelFolder(folder: string, options: LoadModelFolderOp
   }
   const io: ModelIO = {
     textEncoder: describe(describeTextEncoder, textInfo),
+    textEncoder2: null,
     unet: describe(describeUnet, unetInfo),
     vaeEncoder: encoderInfo ? describe(describeVaeEncoder, encoderInfo) : null,
     vaeDecoder: describe(describeVaeDecoder, decoderInfo),
   };
+  const sdxlParts = sdxl ? await loadSdxlParts(dir, modelIndex, { textEncoder: io.textEncoder, unet: io.unet, unetFile: paths.unet, textEncoderFile: paths.textEncoder }, devices) : null;
+  if (sdxlParts) {
+    paths.textEncoder2 = sdxlParts.textEncoder2;
+    paths.tokenizer2 = sdxlParts.tokenizer2;
+    paths.externalData.push(...sdxlParts.externalData);
+    io.textEncoder2 = sdxlParts.textEncoder2Io;
+  } else checkNoAddedConditions(paths.unet, io.unet);
 
   // UNet input channels: conv_in's weight [out, in, kh, kw] is the ground truth.
   const convIn = findInputConvWeightDims(unetInfo);
@@ -498,7 +518,7 @@ export async function loadModelFolder(folder: string, options: LoadModelFolderOp
   }
 
   const vaeConfig = vaeDecoderConfig ?? vaeEncoderConfig;
-  const vaeScalingFactor = vaeDecoderConfig?.scaling_factor ?? vaeEncoderConfig?.scaling_factor ?? DEFAULT_VAE_SCALING_FACTOR;
+  const vaeScalingFactor = vaeDecoderConfig?.scaling_factor ?? vaeEncoderConfig?.scaling_factor ?? (sdxl ? SDXL_VAE_SCALING_FACTOR : DEFAULT_VAE_SCALING_FACTOR);
   const blocks = vaeConfig?.block_out_channels?.length;
   const vaeScaleFactor = blocks ? 2 ** (blocks - 1) : 8;
   const turbo = isTurbo(id, modelIndex);
@@ -508,6 +528,7 @@ export async function loadModelFolder(folder: string, options: LoadModelFolderOp
     vaeScaleFactor,
     predictionType: predictionType as PredictionType,
     turbo,
+    sdxl,
   });
 
   return {
@@ -518,6 +539,7 @@ export async function loadModelFolder(folder: string, options: LoadModelFolderOp
     modelIndex,
     schedulerConfig: schedulerConfig as Record<string, unknown>,
     tokenizerConfig,
+    sdxl: sdxlParts ? { forceZerosForEmptyPrompt: sdxlParts.forceZerosForEmptyPrompt } : null,
     vaeScalingFactor,
     vaeScaleFactor,
     unetInChannels,
@@ -532,12 +554,13 @@ export async function loadModelFolder(folder: string, options: LoadModelFolderOp
     float16: io.unet.sampleType === "float16",
     weightTypes: {
       textEncoder: weightTypeOf(textInfo),
+      textEncoder2: sdxlParts ? weightTypeOf(sdxlParts.textEncoder2Info) : null,
       unet: weightTypeOf(unetInfo),
       vaeEncoder: encoderInfo ? weightTypeOf(encoderInfo) : null,
       vaeDecoder: weightTypeOf(decoderInfo),
     },
     io,
-    weightsBytes: onnxBytes + externalBytes,
+    weightsBytes: onnxBytes + externalBytes + (sdxlParts?.bytes ?? 0),
     registryId: registryEntryForSource((await readManifest(dir))?.source)?.id ?? null,
   };
 }

@@ -36,17 +36,18 @@ import {
   type VaeEncoderIO,
 } from "./session-io";
 
-export const MODEL_PARTS = ["textEncoder", "unet", "vaeEncoder", "vaeDecoder"] as const;
+export const MODEL_PARTS = ["textEncoder", "textEncoder2", "unet", "vaeEncoder", "vaeDecoder"] as const;
 export type ModelPart = (typeof MODEL_PARTS)[number];
 
 /** What the default loading does to a part's graph, as named in the optimized-model cache's key. */
 export function graphRewriteOf(part: ModelPart): string {
   // CLIP's attention is causal and short (77 tokens): only the UNet's and the VAE's are fused.
-  return part === "textEncoder" ? "" : `attention-fusion-${ATTENTION_FUSION_VERSION}`;
+  return part === "textEncoder" || part === "textEncoder2" ? "" : `attention-fusion-${ATTENTION_FUSION_VERSION}`;
 }
 
 interface PartIO {
   textEncoder: TextEncoderIO;
+  textEncoder2: TextEncoderIO;
   unet: UnetIO;
   vaeEncoder: VaeEncoderIO;
   vaeDecoder: VaeDecoderIO;
@@ -86,6 +87,7 @@ export interface ModelSessionsOptions {
 
 const DESCRIBE: { [P in ModelPart]: (session: InferenceSession, file: string) => PartIO[P] } = {
   textEncoder: describeTextEncoderSession,
+  textEncoder2: describeTextEncoderSession,
   unet: describeUnetSession,
   vaeEncoder: describeVaeEncoderSession,
   vaeDecoder: describeVaeDecoderSession,
@@ -98,6 +100,8 @@ function float16Part(model: ModelFolder, part: ModelPart): boolean {
   switch (part) {
     case "textEncoder":
       return io.textEncoder.hiddenStateType === "float16";
+    case "textEncoder2":
+      return io.textEncoder2?.hiddenStateType === "float16";
     case "unet":
       return io.unet.sampleType === "float16" || io.unet.outputType === "float16";
     case "vaeEncoder":
@@ -140,11 +144,16 @@ export class ModelSessions {
       const named = int8 ? [rewrite, int8RewriteName(int8.options)].filter(Boolean).join("+") : rewrite;
       return options.optimizedModels ? options.optimizedModels.wrap(factory, named) : factory;
     };
-    this.factories = { textEncoder: factoryOf("textEncoder"), unet: factoryOf("unet"), vaeEncoder: factoryOf("vaeEncoder"), vaeDecoder: factoryOf("vaeDecoder") };
+    this.factories = { textEncoder: factoryOf("textEncoder"), textEncoder2: factoryOf("textEncoder2"), unet: factoryOf("unet"), vaeEncoder: factoryOf("vaeEncoder"), vaeDecoder: factoryOf("vaeDecoder") };
   }
 
   textEncoder(): Promise<PartSession<TextEncoderIO>> {
     return this.part("textEncoder");
+  }
+
+  /** SDXL's second text encoder; rejects with model_file_missing for SD 1.x / 2.x models. */
+  textEncoder2(): Promise<PartSession<TextEncoderIO>> {
+    return this.part("textEncoder2");
   }
 
   unet(): Promise<PartSession<UnetIO>> {
@@ -177,7 +186,7 @@ export class ModelSessions {
   /** Creates every session the model has, one after the other. */
   async loadAll(): Promise<void> {
     for (const part of MODEL_PARTS) {
-      if (part === "vaeEncoder" && !this.model.paths.vaeEncoder) continue;
+      if ((part === "vaeEncoder" || part === "textEncoder2") && !this.model.paths[part]) continue;
       await this.part(part);
     }
   }
@@ -243,6 +252,10 @@ export class ModelSessions {
 
   private async create<P extends ModelPart>(part: P): Promise<PartSession<PartIO[P]>> {
     const path = this.model.paths[part];
+    if (!path && part === "textEncoder2") {
+      const expected = join(this.model.dir, "text_encoder_2", "model.onnx");
+      throw new ModelFolderError("model_file_missing", expected, `Model file missing: ${expected}; model "${this.model.id}" is not an SDXL model.`);
+    }
     if (!path) {
       const expected = join(this.model.dir, "vae_encoder", "model.onnx");
       throw new ModelFolderError(

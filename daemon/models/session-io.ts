@@ -22,6 +22,7 @@ import {
 } from "./io-spec";
 
 export type {
+  AddedConditionIO,
   FloatType,
   IoValue,
   ModelIO,

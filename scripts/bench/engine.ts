@@ -126,9 +126,9 @@ export async function benchEngine(root: string, fixtures: string, options: Engin
     const times: Partial<Record<ModelPart, number>> = {};
     const start = now();
     for (const part of MODEL_PARTS) {
-      if (part === "vaeEncoder" && !folder.paths.vaeEncoder) continue;
+      if ((part === "vaeEncoder" || part === "textEncoder2") && !folder.paths[part]) continue;
       const partStart = now();
-      await { textEncoder: () => sessions.textEncoder(), unet: () => sessions.unet(), vaeEncoder: () => sessions.vaeEncoder(), vaeDecoder: () => sessions.vaeDecoder() }[part]();
+      await { textEncoder: () => sessions.textEncoder(), textEncoder2: () => sessions.textEncoder2(), unet: () => sessions.unet(), vaeEncoder: () => sessions.vaeEncoder(), vaeDecoder: () => sessions.vaeDecoder() }[part]();
       times[part] = now() - partStart;
     }
     const total = now() - start;

@@ -45,3 +45,24 @@ export function formatCounts(rows: CountRow[]): string[] {
       `  GFLOP ${(r.flop / 1e9).toFixed(1).padStart(7)} (SD 1.5 ${r.refFlop === null ? "-" : (r.refFlop / 1e9).toFixed(1)}, ${pct(r.flopError)})`,
   );
 }
+
+/**
+ * SDXL base 1.0's published weight counts: UNet 2,567,463,684 (2.6 B, the SDXL report's figure),
+ * CLIP ViT-L text encoder 123.06 M (as SD 1.5's), OpenCLIP ViT-bigG with projection 694.66 M, SD's VAE.
+ */
+export const SDXL_PUBLISHED_PARAMS = {
+  text_encoder: 123_060_480,
+  text_encoder_2: 694_659_840,
+  unet: 2_567_463_684,
+  vae_decoder: 49_490_199,
+  vae_encoder: 34_163_664,
+} as const;
+
+/** The builder's SDXL counts beside the published ones, one line a part. */
+export function formatSdxlCounts(counts: Record<keyof typeof SDXL_PUBLISHED_PARAMS, GraphCounts>): string[] {
+  return (Object.keys(SDXL_PUBLISHED_PARAMS) as (keyof typeof SDXL_PUBLISHED_PARAMS)[]).map((part) => {
+    const ref = SDXL_PUBLISHED_PARAMS[part];
+    const c = counts[part];
+    return `${part.padEnd(15)} params ${(c.params / 1e6).toFixed(2).padStart(8)}M (SDXL ${(ref / 1e6).toFixed(2)}M, ${((c.params / ref - 1) * 100).toFixed(2)}%)  GFLOP ${(c.flop / 1e9).toFixed(1).padStart(8)}`;
+  });
+}

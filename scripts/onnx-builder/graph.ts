@@ -126,6 +126,31 @@ export class Graph {
     return { name, shape: value.shape };
   }
 
+  /**
+   * Replaces the graph output `output` by another value, chosen from the nodes, renamed, and drops
+   * what only the old output read (e.g. a VAE encoder made to end before its in-graph sampling).
+   */
+  retarget(output: string, choose: (nodes: readonly { opType: string; input: string[]; output: string[] }[]) => { value: string; name: string; dims: (number | string)[] }): void {
+    const at = this.outputs.findIndex((o) => o.name === output);
+    if (at < 0) throw new Error(`${this.name}: no output ${output}`);
+    const nodes = this.nodes.map((n) => ({ opType: n.opType ?? "", input: n.input ?? [], output: n.output ?? [] }));
+    const target = choose(nodes);
+    for (const n of this.nodes) {
+      n.input = n.input.map((i) => (i === target.value ? target.name : i));
+      n.output = n.output.map((o) => (o === target.value ? target.name : o));
+    }
+    this.outputs[at] = valueInfo(target.name, FLOAT, target.dims);
+    const read = new Set(this.outputs.map((o) => o.name));
+    const kept = [...this.nodes].reverse().filter((n) => {
+      if (!n.output.some((o) => read.has(o))) return false;
+      for (const i of n.input) read.add(i);
+      return true;
+    });
+    this.nodes.splice(0, this.nodes.length, ...kept.reverse());
+    const inits = this.inits.filter((i) => read.has(i.name));
+    this.inits.splice(0, this.inits.length, ...inits);
+  }
+
   /** A trainable weight, uniform random with std (fan-in scaled by the caller). */
   weight(name: string, dims: number[], std: number, mean = 0): Value {
     const full = this.unique(this.prefix() ? `${this.prefix()}.${name}` : name);

@@ -6,14 +6,39 @@
 import { FLOAT, Graph, INT32, INT64, type Value } from "./graph";
 import { add, chunk2, clipAttention, conv, diffusersAttention, dimOp, dims, gemm, groupNorm, layerNorm, linear, resnet, shapeOf, silu, upsample } from "./layers";
 
+export interface TextConfig {
+  hidden: number;
+  intermediate: number;
+  layers: number;
+  heads: number;
+  vocab: number;
+  positions: number;
+  /** transformers' hidden_act: CLIP ViT-L's quick_gelu (the default) or OpenCLIP bigG's exact gelu. */
+  act?: "quick_gelu" | "gelu";
+  /** CLIPTextModelWithProjection: pooled output through text_projection (no bias), output as text_embeds. */
+  projection?: number;
+  /** Optimum's output_hidden_states: hidden_states.0 (embeddings) .. hidden_states.<layers> as outputs. */
+  hiddenStates?: boolean;
+  /** input_ids' dtype: int32 (diffusers' script, the default) or int64 (Optimum). */
+  idsType?: typeof INT32 | typeof INT64;
+}
+
 export interface Sd15Config {
-  text: { hidden: number; intermediate: number; layers: number; heads: number; vocab: number; positions: number };
+  text: TextConfig;
   unet: {
     blocks: number[];
     /** Per level of the down path (the up path mirrors it): CrossAttnDownBlock2D (true) or DownBlock2D (false). */
     crossAttention: boolean[];
     layersPerBlock: number;
     heads: number;
+    /** Heads per level (SDXL's attention_head_dim list, which diffusers reads as head counts); `heads` everywhere when absent. */
+    headsPerLevel?: number[];
+    /** BasicTransformerBlocks per level (transformer_layers_per_block; the mid block takes the last); 1 when absent. */
+    transformerDepth?: number[];
+    /** use_linear_projection: proj_in / proj_out as Linear on the tokens (SD 2.x, SDXL) instead of 1x1 convs. */
+    linearProjection?: boolean;
+    /** addition_embed_type "text_time" (SDXL): text_embeds [B, textEmbedsDim] and time_ids [B, 6] inputs. */
+    addition?: { timeEmbedDim: number; textEmbedsDim: number; timeIds: number };
     groups: number;
     crossAttentionDim: number;
     inChannels: 4 | 9;
@@ -61,7 +86,9 @@ export function textEncoder(config: Sd15Config, ref: ReferenceShapes = REFERENCE
   const { hidden: d, intermediate, layers, heads, vocab, positions } = config.text;
   const g = new Graph("text_encoder");
   const [B, S] = [ref.textBatch, ref.sequence];
-  const input = g.input("input_ids", INT32, ["batch", "sequence"], [B, S]);
+  const idsType = config.text.idsType ?? INT32;
+  const optimum = idsType === INT64;
+  const input = g.input("input_ids", idsType, optimum ? ["batch_size", "sequence_length"] : ["batch", "sequence"], [B, S]);
   const [batch, seq] = dims(g, input, [0, 1]) as [Value, Value];
   const ids = g.scope("text_model", () => g.node("Reshape", [input, shapeOf(g, [-1, seq])], {}, [B, S]));
   let h = g.scope("text_model.embeddings", () => {
@@ -80,18 +107,25 @@ export function textEncoder(config: Sd15Config, ref: ReferenceShapes = REFERENCE
     const four = g.node("Unsqueeze", [g.node("Unsqueeze", [square, g.constInt64([0])], {}, [1, S, S]), g.constInt64([0])], {}, [1, 1, S, S]);
     return g.node("Expand", [four, shapeOf(g, [batch, 1, seq, seq])], {}, [B, 1, S, S]);
   });
+  const hiddenStates: Value[] = [h];
+  const act = config.text.act ?? "quick_gelu";
   for (let i = 0; i < layers; i++) {
     h = g.scope(`text_model.encoder.layers.${i}`, () => {
       const a = clipAttention(g, layerNorm(g, h, "layer_norm1", d, 1e-5), "self_attn", { dim: d, heads, dimHead: d / heads, qkvBias: true, mask });
       let x = add(g, h, a);
       const n = layerNorm(g, x, "layer_norm2", d, 1e-5);
       const m = linear(g, n, "mlp.fc1", d, intermediate);
-      const gelu = g.node("Mul", [m, g.node("Sigmoid", [g.node("Mul", [m, g.constFloat([1.702], [])], {}, m.shape)], {}, m.shape)], {}, m.shape);
+      const gelu = act === "gelu" ? exactGelu(g, m) : g.node("Mul", [m, g.node("Sigmoid", [g.node("Mul", [m, g.constFloat([1.702], [])], {}, m.shape)], {}, m.shape)], {}, m.shape);
       x = add(g, x, linear(g, gelu, "mlp.fc2", intermediate, d, { std: 1 / Math.sqrt(intermediate * layers) }));
       return x;
     });
+    hiddenStates.push(h);
   }
-  const last = g.output(layerNorm(g, h, "text_model.final_layer_norm", d, 1e-5), "last_hidden_state", ["batch", "sequence", d]);
+  const axes = optimum ? ["batch_size", "sequence_length"] : ["batch", "sequence"];
+  const finalNorm = layerNorm(g, h, "text_model.final_layer_norm", d, 1e-5);
+  // CLIPTextModelWithProjection's export lists text_embeds first (Optimum's CLIPTextWithProjectionOnnxConfig).
+  const projectedName = config.text.projection ? "text_embeds" : null;
+  const last = { name: finalNorm.name, shape: finalNorm.shape };
   // pooler_output: each row's hidden state at its first end-of-text token (transformers 4.37 with eos_token_id 49407).
   const pooled = g.scope("text_model", () => {
     const isEos = g.node("Cast", [g.node("Equal", [g.node("Cast", [ids], { to: INT64 }, [B, S]), g.constInt64([49407], [])], {}, [B, S])], { to: INT32 }, [B, S]);
@@ -103,74 +137,142 @@ export function textEncoder(config: Sd15Config, ref: ReferenceShapes = REFERENCE
     const picked = g.node("Reshape", [g.node("Gather", [flat, at], { axis: 0 }, [B, d]), shapeOf(g, [-1, width])], {}, [B, d]);
     return g.node("Reshape", [picked, g.node("Concat", [g.node("Shape", [at], {}, [1]), width], { axis: 0 }, [2])], {}, [B, d]);
   });
-  g.output(pooled, "pooler_output", ["batch", d]);
+  if (projectedName && config.text.projection) {
+    const projected = linear(g, pooled, "text_projection", d, config.text.projection, { bias: false });
+    g.output(projected, projectedName, [axes[0]!, config.text.projection]);
+    g.output(last, "last_hidden_state", [...axes, d]);
+  } else {
+    g.output(last, "last_hidden_state", [...axes, d]);
+    g.output(pooled, "pooler_output", [axes[0]!, d]);
+  }
+  if (config.text.hiddenStates) hiddenStates.forEach((value, i) => g.output(value, `hidden_states.${i}`, [...axes, d]));
   return g;
+}
+
+/** GELU(x) = x · (1 + erf(x / √2)) / 2, as torch exports nn.GELU(). */
+function exactGelu(g: Graph, x: Value): Value {
+  const erf = g.node("Erf", [g.node("Div", [x, g.constFloat([Math.SQRT2], [])], {}, x.shape)], {}, x.shape);
+  return g.node("Mul", [g.node("Mul", [x, g.node("Add", [erf, g.constFloat([1], [])], {}, x.shape)], {}, x.shape), g.constFloat([0.5], [])], {}, x.shape);
 }
 
 // ---- UNet ----
 
-/**
- * Transformer2DModel (use_linear_projection false, as in SD 1.x) with one BasicTransformerBlock:
- * tokens leave the feature map by Transpose(0,2,3,1) straight after proj_in and return by
- * Transpose(0,3,1,2) straight before proj_out, the sizes read from the shapes as the export does.
- */
-function transformer(g: Graph, x: Value, context: Value, name: string, channels: number, config: Sd15Config["unet"]): Value {
+/** One BasicTransformerBlock on [B, N, C] tokens: self-attention, cross-attention, GEGLU feed-forward. */
+function transformerBlock(g: Graph, t: Value, context: Value, name: string, channels: number, heads: number, config: Sd15Config["unet"]): Value {
+  const dimHead = channels / heads;
   return g.scope(name, () => {
-    const dimHead = channels / config.heads;
-    const [b, , hh, ww] = x.shape as [number, number, number, number];
-    const [batch, height, width] = dims(g, x, [0, 2, 3]) as [Value, Value, Value];
-    const p = conv(g, groupNorm(g, x, "norm", channels, config.groups, 1e-6), "proj_in", channels, channels, 1);
-    const [inner] = dims(g, p, [1]) as [Value];
-    const nhwc = g.node("Transpose", [p], { perm: [0, 2, 3, 1] }, [b, hh, ww, channels]);
-    const t = g.node("Reshape", [nhwc, shapeOf(g, [batch, dimOp(g, "Mul", height, width), inner])], {}, [b, hh * ww, channels]);
-    const out = g.scope("transformer_blocks.0", () => {
-      let y = add(g, diffusersAttention(g, layerNorm(g, t, "norm1", channels, 1e-5), null, "attn1", { dim: channels, heads: config.heads, dimHead, qkvBias: false }), t);
-      y = add(g, diffusersAttention(g, layerNorm(g, y, "norm2", channels, 1e-5), context, "attn2", { dim: channels, heads: config.heads, dimHead, contextDim: config.crossAttentionDim, qkvBias: false }), y);
-      const n = layerNorm(g, y, "norm3", channels, 1e-5);
-      const ff = g.scope("ff", () => {
-        // GEGLU: the projection chunked in two, value * GELU(gate).
-        const [value, gate] = chunk2(g, linear(g, n, "net.0.proj", channels, 8 * channels), -1);
-        const halfShape = value.shape;
-        // GELU(gate) = gate * (1 + erf(gate / sqrt 2)) * 0.5
-        const erf = g.node("Erf", [g.node("Div", [gate, g.constFloat([Math.SQRT2], [])], {}, halfShape)], {}, halfShape);
-        const gelu = g.node("Mul", [g.node("Mul", [gate, g.node("Add", [erf, g.constFloat([1], [])], {}, halfShape)], {}, halfShape), g.constFloat([0.5], [])], {}, halfShape);
-        return linear(g, g.node("Mul", [value, gelu], {}, halfShape), "net.2", 4 * channels, channels);
-      });
-      return add(g, ff, y);
+    let y = add(g, diffusersAttention(g, layerNorm(g, t, "norm1", channels, 1e-5), null, "attn1", { dim: channels, heads, dimHead, qkvBias: false }), t);
+    y = add(g, diffusersAttention(g, layerNorm(g, y, "norm2", channels, 1e-5), context, "attn2", { dim: channels, heads, dimHead, contextDim: config.crossAttentionDim, qkvBias: false }), y);
+    const n = layerNorm(g, y, "norm3", channels, 1e-5);
+    const ff = g.scope("ff", () => {
+      // GEGLU: the projection chunked in two, value * GELU(gate).
+      const [value, gate] = chunk2(g, linear(g, n, "net.0.proj", channels, 8 * channels), -1);
+      const halfShape = value.shape;
+      // GELU(gate) = gate * (1 + erf(gate / sqrt 2)) * 0.5
+      const erf = g.node("Erf", [g.node("Div", [gate, g.constFloat([Math.SQRT2], [])], {}, halfShape)], {}, halfShape);
+      const gelu = g.node("Mul", [g.node("Mul", [gate, g.node("Add", [erf, g.constFloat([1], [])], {}, halfShape)], {}, halfShape), g.constFloat([0.5], [])], {}, halfShape);
+      return linear(g, g.node("Mul", [value, gelu], {}, halfShape), "net.2", 4 * channels, channels);
     });
-    const map = g.node("Reshape", [out, shapeOf(g, [batch, height, width, inner])], {}, [b, hh, ww, channels]);
-    const nchw = g.node("Transpose", [map], { perm: [0, 3, 1, 2] }, [b, channels, hh, ww]);
-    return add(g, conv(g, nchw, "proj_out", channels, channels, 1), x);
+    return add(g, ff, y);
   });
 }
 
-export function unet(config: Sd15Config, ref: ReferenceShapes = REFERENCE): Graph {
+/**
+ * Transformer2DModel with `depth` BasicTransformerBlocks. With 1x1-conv projections (SD 1.x) the
+ * tokens leave the feature map by Transpose(0,2,3,1) straight after proj_in and return by
+ * Transpose(0,3,1,2) straight before proj_out; with linear projections (SDXL) the map is
+ * transposed to tokens first and proj_in / proj_out are Linear layers on them. Sizes are read
+ * from the shapes as the export does.
+ */
+function transformer(g: Graph, x: Value, context: Value, name: string, channels: number, level: number, config: Sd15Config["unet"]): Value {
+  return g.scope(name, () => {
+    const heads = config.headsPerLevel?.[level] ?? config.heads;
+    const depth = config.transformerDepth?.[level] ?? 1;
+    const [b, , hh, ww] = x.shape as [number, number, number, number];
+    const [batch, height, width] = dims(g, x, [0, 2, 3]) as [Value, Value, Value];
+    const normed = groupNorm(g, x, "norm", channels, config.groups, 1e-6);
+    let t: Value;
+    let inner: Value;
+    if (config.linearProjection) {
+      [inner] = dims(g, normed, [1]) as [Value];
+      const nhwc = g.node("Transpose", [normed], { perm: [0, 2, 3, 1] }, [b, hh, ww, channels]);
+      t = linear(g, g.node("Reshape", [nhwc, shapeOf(g, [batch, dimOp(g, "Mul", height, width), inner])], {}, [b, hh * ww, channels]), "proj_in", channels, channels);
+    } else {
+      const p = conv(g, normed, "proj_in", channels, channels, 1);
+      [inner] = dims(g, p, [1]) as [Value];
+      const nhwc = g.node("Transpose", [p], { perm: [0, 2, 3, 1] }, [b, hh, ww, channels]);
+      t = g.node("Reshape", [nhwc, shapeOf(g, [batch, dimOp(g, "Mul", height, width), inner])], {}, [b, hh * ww, channels]);
+    }
+    for (let i = 0; i < depth; i++) t = transformerBlock(g, t, context, `transformer_blocks.${i}`, channels, heads, config);
+    if (config.linearProjection) t = linear(g, t, "proj_out", channels, channels);
+    const map = g.node("Reshape", [t, shapeOf(g, [batch, height, width, inner])], {}, [b, hh, ww, channels]);
+    const nchw = g.node("Transpose", [map], { perm: [0, 3, 1, 2] }, [b, channels, hh, ww]);
+    return add(g, config.linearProjection ? nchw : conv(g, nchw, "proj_out", channels, channels, 1), x);
+  });
+}
+
+/** diffusers' Timesteps (flip_sin_to_cos, freq_shift 0) on [N, 1] values: [N, dim] = [cos, sin] of value · exp(−ln(10000)·k / (dim/2)). */
+function sinusoidal(g: Graph, t: Value, dim: number): Value {
+  const n = t.shape[0]!;
+  const half = dim / 2;
+  const freqs = Float32Array.from({ length: half }, (_, i) => Math.exp((-Math.log(10000) * i) / half));
+  const args = g.node("Mul", [t, g.constFloat(freqs, [1, half])], {}, [n, half]);
+  const sinCos = g.node("Concat", [g.node("Sin", [args], {}, [n, half]), g.node("Cos", [args], {}, [n, half])], { axis: -1 }, [n, dim]);
+  // flip_sin_to_cos: the halves swapped, by two Slices as the export has them.
+  const cos = g.node("Slice", [sinCos, g.constInt64([half]), g.constInt64([dim]), g.constInt64([1])], {}, [n, half]);
+  const sin = g.node("Slice", [sinCos, g.constInt64([0]), g.constInt64([half]), g.constInt64([1])], {}, [n, half]);
+  return g.node("Concat", [cos, sin], { axis: -1 }, [n, dim]);
+}
+
+/** Options of the UNet's graph I/O that differ between exporters. */
+export interface UnetIoOptions {
+  /** The timestep input: float32 [batch] (diffusers' script) or int64 [steps] (Optimum before Nov 2024). */
+  timestep?: "float32" | "int64";
+  /** Optimum's axis names (batch_size, height, width; channels fixed). */
+  optimumAxes?: boolean;
+}
+
+export function unet(config: Sd15Config, ref: ReferenceShapes = REFERENCE, ioOptions: UnetIoOptions = {}): Graph {
   const u = config.unet;
   const g = new Graph("unet");
   const [B, L] = [ref.unetBatch, ref.latent];
-  const sample = g.input("sample", FLOAT, ["batch", "channels", "height", "width"], [B, u.inChannels, L, L]);
-  const timestep = g.input("timestep", FLOAT, ["batch"], [B]);
-  const context = g.input("encoder_hidden_states", FLOAT, ["batch", "sequence", u.crossAttentionDim], [B, ref.sequence, u.crossAttentionDim]);
+  const optimum = ioOptions.optimumAxes === true;
+  const batchAxis = optimum ? "batch_size" : "batch";
+  const sample = g.input("sample", FLOAT, optimum ? [batchAxis, u.inChannels, "height", "width"] : ["batch", "channels", "height", "width"], [B, u.inChannels, L, L]);
+  const int64Timestep = ioOptions.timestep === "int64";
+  const timestep = g.input("timestep", int64Timestep ? INT64 : FLOAT, [int64Timestep ? "steps" : "batch"], [B]);
+  const context = g.input("encoder_hidden_states", FLOAT, optimum ? [batchAxis, "sequence_length", u.crossAttentionDim] : ["batch", "sequence", u.crossAttentionDim], [B, ref.sequence, u.crossAttentionDim]);
+  const addition = u.addition
+    ? {
+        textEmbeds: g.input("text_embeds", FLOAT, [batchAxis, u.addition.textEmbedsDim], [B, u.addition.textEmbedsDim]),
+        timeIds: g.input("time_ids", FLOAT, [batchAxis, u.addition.timeIds], [B, u.addition.timeIds]),
+      }
+    : null;
   const c0 = u.blocks[0]!;
   const tembDim = 4 * c0;
 
   // Sinusoidal timestep embedding (flip_sin_to_cos, freq_shift 0), broadcast to the sample's batch.
-  const half = c0 / 2;
-  const freqs = Float32Array.from({ length: half }, (_, i) => Math.exp((-Math.log(10000) * i) / half));
   // timesteps.expand(sample.shape[0]) as torch traces it: the size, with -1 entries replaced by 1.
   const size = g.node("Reshape", [shapeOf(g, [dims(g, sample, [0])[0]!]), g.constInt64([-1])], {}, [1]);
   const ones = g.node("ConstantOfShape", [g.node("Shape", [size], {}, [1])], { value: { tensor: { dataType: INT64, values: [1] } } }, [1]);
   const wanted = g.node("Where", [g.node("Equal", [size, g.node("Mul", [ones, g.constInt64([-1])], {}, [1])], {}, [1]), ones, size], {}, [1]);
-  const t = g.node("Unsqueeze", [g.node("Expand", [timestep, wanted], {}, [B]), g.constInt64([1])], {}, [B, 1]);
-  const tproj = g.scope("time_proj", () => {
-    const args = g.node("Mul", [t, g.constFloat(freqs, [1, half])], {}, [B, half]);
-    const sinCos = g.node("Concat", [g.node("Sin", [args], {}, [B, half]), g.node("Cos", [args], {}, [B, half])], { axis: -1 }, [B, c0]);
-    // flip_sin_to_cos: the halves swapped, by two Slices as the export has them.
-    const cos = g.node("Slice", [sinCos, g.constInt64([half]), g.constInt64([c0]), g.constInt64([1])], {}, [B, half]);
-    const sin = g.node("Slice", [sinCos, g.constInt64([0]), g.constInt64([half]), g.constInt64([1])], {}, [B, half]);
-    return g.node("Concat", [cos, sin], { axis: -1 }, [B, c0]);
-  });
-  const temb = g.scope("time_embedding", () => gemm(g, silu(g, gemm(g, tproj, "linear_1", c0, tembDim)), "linear_2", tembDim, tembDim));
+  const expanded = g.node("Unsqueeze", [g.node("Expand", [timestep, wanted], {}, [B]), g.constInt64([1])], {}, [B, 1]);
+  // Integer timesteps become floats inside time_proj (timesteps[:, None].float()).
+  const t = int64Timestep ? g.node("Cast", [expanded], { to: FLOAT }, [B, 1]) : expanded;
+  const tproj = g.scope("time_proj", () => sinusoidal(g, t, c0));
+  let temb = g.scope("time_embedding", () => gemm(g, silu(g, gemm(g, tproj, "linear_1", c0, tembDim)), "linear_2", tembDim, tembDim));
+  if (addition && u.addition) {
+    // SDXL's add_embedding: Timesteps(addition_time_embed_dim) of each time id, flattened per row,
+    // beside text_embeds, through a TimestepEmbedding, added to the time embedding.
+    const { timeEmbedDim, textEmbedsDim, timeIds } = u.addition;
+    const ids = g.node("Reshape", [addition.timeIds, g.constInt64([-1, 1])], {}, [B * timeIds, 1]);
+    const idEmb = g.scope("add_time_proj", () => sinusoidal(g, ids, timeEmbedDim));
+    const perRow = g.node("Reshape", [idEmb, shapeOf(g, [dims(g, addition.textEmbeds, [0])[0]!, -1])], {}, [B, timeIds * timeEmbedDim]);
+    const addInput = g.node("Concat", [addition.textEmbeds, perRow], { axis: -1 }, [B, textEmbedsDim + timeIds * timeEmbedDim]);
+    const inDim = textEmbedsDim + timeIds * timeEmbedDim;
+    const aug = g.scope("add_embedding", () => gemm(g, silu(g, gemm(g, addInput, "linear_1", inDim, tembDim)), "linear_2", tembDim, tembDim));
+    temb = add(g, temb, aug);
+  }
   const tembAct = silu(g, temb);
 
   let h = conv(g, sample, "conv_in", u.inChannels, c0, 3);
@@ -182,7 +284,7 @@ export function unet(config: Sd15Config, ref: ReferenceShapes = REFERENCE): Grap
       for (let j = 0; j < u.layersPerBlock; j++) {
         h = resnet(g, h, tembAct, `resnets.${j}`, channels, out, u.groups, 1e-5);
         channels = out;
-        if (u.crossAttention[i]) h = transformer(g, h, context, `attentions.${j}`, out, u);
+        if (u.crossAttention[i]) h = transformer(g, h, context, `attentions.${j}`, out, i, u);
         skips.push({ value: h, channels });
       }
       if (i < last) {
@@ -193,7 +295,7 @@ export function unet(config: Sd15Config, ref: ReferenceShapes = REFERENCE): Grap
   });
   g.scope("mid_block", () => {
     h = resnet(g, h, tembAct, "resnets.0", channels, channels, u.groups, 1e-5);
-    h = transformer(g, h, context, "attentions.0", channels, u);
+    h = transformer(g, h, context, "attentions.0", channels, last, u);
     h = resnet(g, h, tembAct, "resnets.1", channels, channels, u.groups, 1e-5);
   });
   const reversed = [...u.blocks].reverse();
@@ -205,14 +307,14 @@ export function unet(config: Sd15Config, ref: ReferenceShapes = REFERENCE): Grap
         h = g.node("Concat", [h, skip.value], { axis: 1 }, [b, channels + skip.channels, hh, ww]);
         h = resnet(g, h, tembAct, `resnets.${j}`, channels + skip.channels, out, u.groups, 1e-5);
         channels = out;
-        if (u.crossAttention[last - i]) h = transformer(g, h, context, `attentions.${j}`, out, u);
+        if (u.crossAttention[last - i]) h = transformer(g, h, context, `attentions.${j}`, out, last - i, u);
       }
       if (i < last) h = upsample(g, h, "upsamplers.0", out);
     });
   });
   h = silu(g, groupNorm(g, h, "conv_norm_out", channels, u.groups, 1e-5));
   h = conv(g, h, "conv_out", channels, 4, 3, { std: 0.3 / Math.sqrt(channels * 9) });
-  g.output(h, "out_sample", ["batch", 4, "height", "width"]);
+  g.output(h, "out_sample", [batchAxis, 4, "height", "width"]);
   return g;
 }
 

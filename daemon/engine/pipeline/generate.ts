@@ -15,12 +15,15 @@ import { binaryLatentMask, binaryPixelMask, legacyKeepMask, maskedImage } from "
 import { guidanceEmbeddingBatch } from "./guidance-embedding";
 import { concatBatch, guide, scale } from "./tensor";
 import { encodePrompts, type PromptEncoding } from "./text";
+import { addedConditionFeeds, defaultSizeConditions, encodeSdxlPrompts } from "./sdxl-conditioning";
 import { decodedToUnit, decodeLatents, encodeImage, imageToTensor, unitToRgb8 } from "./vae";
 
 export interface LoadedModel {
   folder: ModelFolder;
   sessions: ModelSessions;
   tokenizer: ClipTokenizer;
+  /** SDXL's tokenizer_2 (pads with "!"). */
+  tokenizer2?: ClipTokenizer;
 }
 
 export interface GenerateParams {
@@ -145,10 +148,14 @@ export async function generate(model: LoadedModel, params: GenerateParams, noise
   const unetBatch = cfg ? 2 * batch : batch;
   await sessions.useShape({ unetBatch, latentHeight, latentWidth, unetChannels: folder.unetInChannels, vaeScaleFactor: 8 });
   options.onStage?.("encoding");
-  const text = await encodePrompts(tokenizer, sessions, params.prompts, cfg ? params.negativePrompts : null, params.truncatePrompt);
+  const sdxlText = folder.sdxl ? await encodeSdxl(model, params, cfg) : null;
+  const text = sdxlText ?? (await encodePrompts(tokenizer, sessions, params.prompts, cfg ? params.negativePrompts : null, params.truncatePrompt));
   // On the CPU the models share the machine's memory: the text encoder is not needed again
   // until a new prompt comes (it then loads in a fraction of a second from its optimized copy).
-  if (sessions.device === "cpu") await sessions.releasePart("textEncoder");
+  if (sessions.device === "cpu") {
+    await sessions.releasePart("textEncoder");
+    await sessions.releasePart("textEncoder2");
+  }
   trace?.prompt?.(text.positive, text.negative);
   check(signal);
 
@@ -177,6 +184,8 @@ export async function generate(model: LoadedModel, params: GenerateParams, noise
     io.timestepCond && io.timestepCondType && io.timestepCondWidth
       ? { [io.timestepCond]: makeTensor(io.timestepCondType, guidanceEmbeddingBatch(params.guidance, io.timestepCondWidth, unetBatch), [unetBatch, io.timestepCondWidth]) }
       : {};
+  // SDXL: the pooled text embeddings and the size conditions, the same every step.
+  const addedFeeds = io.added && sdxlText ? addedConditionFeeds(io.added, sdxlText, defaultSizeConditions(params.width, params.height), unetBatch) : {};
   let current = latents.start;
   for (let i = 0; i < timesteps.length; i++) {
     await checkAfterPendingMessages(signal);
@@ -192,6 +201,7 @@ export async function generate(model: LoadedModel, params: GenerateParams, noise
           [io.timestep]: makeTimestep(io, t, unetBatch),
           [io.encoderHiddenStates]: hidden,
           ...guidanceFeed,
+          ...addedFeeds,
         },
         [io.output],
       )
@@ -222,6 +232,15 @@ export async function generate(model: LoadedModel, params: GenerateParams, noise
     images.push({ rgb: unitToRgb8(unit, params.width, params.height) });
   }
   return images;
+}
+
+/** SDXL's prompt encoding: both tokenizers and text encoders (sdxl-conditioning.ts). */
+function encodeSdxl(model: LoadedModel, params: GenerateParams, cfg: boolean) {
+  if (!model.tokenizer2 || !model.folder.sdxl) throw new EngineError("model_unavailable", `"${model.folder.name}" is an SDXL model and its second tokenizer was not loaded.`);
+  return encodeSdxlPrompts({ first: model.tokenizer, second: model.tokenizer2 }, model.sessions, params.prompts, cfg ? params.negativePrompts : null, {
+    truncate: params.truncatePrompt,
+    forceZerosForEmptyPrompt: model.folder.sdxl.forceZerosForEmptyPrompt,
+  });
 }
 
 interface StartingLatents {

@@ -97,6 +97,7 @@ describe("loadModelFolder on the fixtures", () => {
       hiddenState: "last_hidden_state",
       hiddenStateType: "float32",
       pooled: "pooler_output",
+      hiddenStates: [],
     });
     expect(io.unet).toMatchObject({ timestep: "timestep", timestepType: "float32", timestepRank: 1, timestepLength: null, output: "out_sample" });
     expect(io.vaeEncoder).toMatchObject({ output: "latent_sample", outputKind: "latent_sample" });
@@ -240,7 +241,7 @@ describe("loadModelFolder on broken copies", () => {
     expect(error.message).toMatch(/input_ids is float32/);
   });
 
-  it("an SDXL model_index.json -> model_unsupported", async () => {
+  it("an SDXL model_index.json without text_encoder_2/ -> model_file_missing naming it; SDXL's refiner -> model_unsupported", async () => {
     const file = path.join(dir, "model_index.json");
     const index = JSON.parse(await readFile(file, "utf8"));
     await writeFile(
@@ -248,8 +249,13 @@ describe("loadModelFolder on broken copies", () => {
       JSON.stringify({ ...index, _class_name: "ORTStableDiffusionXLPipeline", text_encoder_2: ["optimum", "ORTModelTextEncoder"] }),
     );
     const error = await loadError(dir);
-    expect(error.code).toBe("model_unsupported");
-    expectNames(error, file);
+    expect(error.code).toBe("model_file_missing");
+    expectNames(error, path.join(dir, "text_encoder_2", "model.onnx"));
+    await writeFile(file, JSON.stringify({ ...index, _class_name: "StableDiffusionXLImg2ImgPipeline", text_encoder_2: ["transformers", "CLIPTextModelWithProjection"], requires_aesthetics_score: true }));
+    const refiner = await loadError(dir);
+    expect(refiner.code).toBe("model_unsupported");
+    expect(refiner.message).toMatch(/SDXL refiner/);
+    expectNames(refiner, file);
   });
 
   it("an unknown prediction_type -> model_unsupported naming the scheduler config", async () => {

@@ -5,7 +5,7 @@
  * the model is an inpainting one) through the daemon's engine. Replicas of repos outside the registry
  * (an Optimum export) are pulled by owner/name and run txt2img and img2img.
  */
-import { cp } from "node:fs/promises";
+import { cp, stat } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DiffusionEngine } from "../../../daemon/engine/diffusion-engine";
@@ -18,7 +18,7 @@ import { derivedSettings, loadModelFolder, toModelInfo, type ModelFolder } from 
 import { OptimizedModelCache } from "../../../daemon/models/optimized-models";
 import { pullModel } from "../../../daemon/models/pull";
 import { loadRegistry } from "../../../daemon/models/registry";
-import { replicas, writeReplica, type PipelineReplica, type Replica } from "../../../scripts/replicas";
+import { replicas, writeReplica, type PipelineReplica, type Replica, type SdxlReplica } from "../../../scripts/replicas";
 import { useContribOp } from "../../helpers/contrib-op";
 import { makeTempDir, type TempDir } from "../../helpers/model-fixtures";
 import { contains, regionOf, type Pixels, type Size } from "../../../geometry";
@@ -31,7 +31,9 @@ let tmp: TempDir;
 let all: Replica[];
 const modelsDir = () => path.join(tmp.dir, "models");
 /** The replicas of pipeline repos (the TAESD one is a preview decoder: test/daemon/models/taesd.test.ts). */
-const pipelines = () => all.filter((r): r is PipelineReplica => r.from !== "taesd");
+const pipelines = () => all.filter((r): r is PipelineReplica => r.from !== "taesd" && r.from !== "tiny-sdxl");
+/** The SDXL replicas (Optimum's layout, two text encoders). */
+const sdxlReplicas = () => all.filter((r): r is SdxlReplica => r.from === "tiny-sdxl");
 
 beforeAll(async () => {
   hub = await FakeHub.start();
@@ -103,6 +105,32 @@ function expectExportIo(folder: ModelFolder, replica: PipelineReplica): void {
   const io = [folder.io.textEncoder.inputIdsType, folder.io.vaeEncoder?.outputKind];
   expect(io, "token ids, VAE encoder output").toEqual(replica.io === "optimum" ? ["int64", "latent_parameters"] : ["int32", "latent_sample"]);
 }
+
+describe("SDXL repos on their replicas", () => {
+  it("pulls stabilityai/sdxl-turbo's and SDXL base 1.0's ONNX files from the hub imitation (leaving their PyTorch weights there) and runs txt2img (turbo settings) and img2img through the daemon's engine", { timeout: 120_000 }, async () => {
+    const repos = sdxlReplicas().map((r) => r.repo);
+    expect(repos).toEqual(["stabilityai/sdxl-turbo", "stabilityai/stable-diffusion-xl-base-1.0"]);
+    for (const replica of sdxlReplicas()) {
+      const pulled = await pullModel(replica.repo, { modelsDir: modelsDir(), env: env() });
+      const folder = await loadModelFolder(path.join(modelsDir(), pulled.id));
+      expect(folder.sdxl).toEqual({ forceZerosForEmptyPrompt: true });
+      expect(folder.io.textEncoder2?.pooled).toBe("text_embeds");
+      expect(folder.io.unet.added).toMatchObject({ textEmbeds: "text_embeds", timeIds: "time_ids" });
+      expect(folder.paths.externalData.map((f) => path.relative(folder.dir, f)).sort()).toEqual(["text_encoder_2/model.onnx_data", "unet/model.onnx_data"]);
+      expect(folder.vaeScalingFactor).toBe(0.13025);
+      expect(folder.nativeResolution).toBe(replica.sampleSize * 8);
+      expect(folder.schedulerConfig._class_name).toBe(replica.scheduler._class_name);
+      for (const left of Object.keys(replica.extraFiles)) await expect(stat(path.join(folder.dir, left))).rejects.toThrow();
+      await withEngine(undefined, async (run) => {
+        const { image } = await run(txt2img(pulled.id, { prompt: "a red cube", seed: 1, steps: 1, guidance: 0, scheduler: "euler_a" }));
+        expect([image.width, image.height]).toEqual([64, 64]);
+        const edited = await run(img2img(pulled.id, photo(), 0.75, { width: 96, height: 64 }, { guidance: 5 }));
+        expect([edited.image.width, edited.image.height]).toEqual([96, 64]);
+        expect(edited.steps.at(-1), "strength 0.75 of 4 steps").toBe(3);
+      });
+    }
+  });
+});
 
 describe("registry entries on replicas of their repos", () => {
   it("pulls the replicas of repos outside the registry by owner/name, with their layout and their exporter's inputs and outputs, and runs txt2img and img2img", { timeout: 60_000 }, async () => {

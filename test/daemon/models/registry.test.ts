@@ -128,9 +128,14 @@ describe("the files a pull fetches", () => {
     expect(selectEngineFiles("a/b", [...take, ...leave].map(file)).map((f) => f.path)).toEqual([...take].sort());
   });
 
-  it("are refused early for SDXL and for repos without an ONNX export", () => {
+  it("are refused early for an SDXL export missing its second tokenizer, SDXL's refiner and repos without an ONNX export", () => {
     const sdxl = ["model_index.json", "unet/model.onnx", "text_encoder/model.onnx", "text_encoder_2/model.onnx", "vae_decoder/model.onnx"].map(file);
-    expect(() => selectEngineFiles("x/sdxl", sdxl)).toThrow(/SDXL/);
+    expect(() => selectEngineFiles("x/sdxl", sdxl)).toThrow(/SDXL model without all of its ONNX parts \(it lacks tokenizer_2\/vocab.json, tokenizer_2\/merges.txt\)/);
+    const refiner = ["model_index.json", "unet/model.onnx", "text_encoder_2/model.onnx", "vae_decoder/model.onnx"].map(file);
+    expect(() => selectEngineFiles("x/refiner", refiner)).toThrow(/SDXL refiner/);
+    const complete = [...sdxl, ...["tokenizer/vocab.json", "tokenizer/merges.txt", "tokenizer_2/vocab.json", "tokenizer_2/merges.txt", "text_encoder_2/model.onnx_data", "text_encoder_2/model.fp16.safetensors"].map(file)];
+    expect(selectEngineFiles("x/sdxl", complete).map((f) => f.path)).toContain("text_encoder_2/model.onnx_data");
+    expect(selectEngineFiles("x/sdxl", complete).map((f) => f.path)).not.toContain("text_encoder_2/model.fp16.safetensors");
     expect(() => selectEngineFiles("x/torch", ["model_index.json", "unet/diffusion_pytorch_model.safetensors"].map(file))).toThrow(
       /not an ONNX model in the diffusers layout \(it lacks unet\/model.onnx, text_encoder\/model.onnx, vae_decoder\/model.onnx\); it holds PyTorch weights/,
     );

@@ -43,6 +43,7 @@ describe("describing real sessions of tiny-sd", () => {
       hiddenState: "last_hidden_state",
       hiddenStateType: "float32",
       pooled: "pooler_output",
+      hiddenStates: [],
     });
   });
 
@@ -59,6 +60,7 @@ describe("describing real sessions of tiny-sd", () => {
       timestepCond: null,
       timestepCondType: null,
       timestepCondWidth: null,
+      added: null,
       output: "out_sample",
       outputType: "float32",
     });
@@ -135,7 +137,7 @@ describe("io rules", () => {
     expect(describeUnet(f, inputs({ type: "int64", shape: [1] }), outputs)).toMatchObject({ timestepLength: 1 });
   });
 
-  it("refuses what it cannot feed: SDXL's extra inputs, an int32 timestep", () => {
+  it("refuses what it cannot feed: text_embeds without time_ids, an int32 timestep", () => {
     const sdxl = [...inputs({ type: "float32", shape: [1] }), { name: "text_embeds", type: "float16", shape: ["b", 1280] }];
     expect(() => describeUnet(f, sdxl, outputs)).toThrow(ModelFolderError);
     expect(() => describeUnet(f, inputs({ type: "int32", shape: [1] }), outputs)).toThrow(/timestep is int32/);
