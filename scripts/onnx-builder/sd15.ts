@@ -144,16 +144,10 @@ function transformer(g: Graph, x: Value, context: Value, name: string, channels:
   });
 }
 
-export function unet(config: Sd15Config, ref: ReferenceShapes = REFERENCE): Graph {
-  const u = config.unet;
-  const g = new Graph("unet");
-  const [B, L] = [ref.unetBatch, ref.latent];
-  const sample = g.input("sample", FLOAT, ["batch", "channels", "height", "width"], [B, u.inChannels, L, L]);
-  const timestep = g.input("timestep", FLOAT, ["batch"], [B]);
-  const context = g.input("encoder_hidden_states", FLOAT, ["batch", "sequence", u.crossAttentionDim], [B, ref.sequence, u.crossAttentionDim]);
-  const c0 = u.blocks[0]!;
+/** The UNet's time embedding (sinusoidal, flip_sin_to_cos, two Gemms), activated: what every resnet's time projection reads. */
+export function timeEmbedding(g: Graph, sample: Value, timestep: Value, c0: number, batch: number): Value {
+  const B = batch;
   const tembDim = 4 * c0;
-
   // Sinusoidal timestep embedding (flip_sin_to_cos, freq_shift 0), broadcast to the sample's batch.
   const half = c0 / 2;
   const freqs = Float32Array.from({ length: half }, (_, i) => Math.exp((-Math.log(10000) * i) / half));
@@ -171,10 +165,23 @@ export function unet(config: Sd15Config, ref: ReferenceShapes = REFERENCE): Grap
     return g.node("Concat", [cos, sin], { axis: -1 }, [B, c0]);
   });
   const temb = g.scope("time_embedding", () => gemm(g, silu(g, gemm(g, tproj, "linear_1", c0, tembDim)), "linear_2", tembDim, tembDim));
-  const tembAct = silu(g, temb);
+  return silu(g, temb);
+}
 
-  let h = conv(g, sample, "conv_in", u.inChannels, c0, 3);
-  const skips: { value: Value; channels: number }[] = [{ value: h, channels: c0 }];
+export interface Skip {
+  value: Value;
+  channels: number;
+}
+
+/**
+ * The UNet's encoder half after conv_in: the down blocks (each resnet's and attention's output and
+ * each downsampler's kept as a skip) and the mid block. A ControlNet is this same half; its skips
+ * and mid-block output are what it gives the UNet (down_block_res_samples, mid_block_res_sample).
+ */
+export function downAndMid(g: Graph, convIn: Value, tembAct: Value, context: Value, u: Sd15Config["unet"]): { skips: Skip[]; mid: Value; channels: number } {
+  let h = convIn;
+  const c0 = u.blocks[0]!;
+  const skips: Skip[] = [{ value: h, channels: c0 }];
   let channels = c0;
   const last = u.blocks.length - 1;
   u.blocks.forEach((out, i) => {
@@ -196,6 +203,63 @@ export function unet(config: Sd15Config, ref: ReferenceShapes = REFERENCE): Grap
     h = transformer(g, h, context, "attentions.0", channels, u);
     h = resnet(g, h, tembAct, "resnets.1", channels, channels, u.groups, 1e-5);
   });
+  return { skips, mid: h, channels };
+}
+
+/** How many residuals a ControlNet gives this UNet's down path (12 for SD 1.5: conv_in, 2 per level, a downsampler per level but the last). */
+export function downResidualCount(u: Sd15Config["unet"]): number {
+  return 1 + u.blocks.length * u.layersPerBlock + (u.blocks.length - 1);
+}
+
+/** Channels and downsampling of each down residual, in order: [channels, latent side / factor]. */
+export function downResidualShapes(u: Sd15Config["unet"]): { channels: number; factor: number }[] {
+  const shapes = [{ channels: u.blocks[0]!, factor: 1 }];
+  u.blocks.forEach((out, i) => {
+    for (let j = 0; j < u.layersPerBlock; j++) shapes.push({ channels: out, factor: 2 ** i });
+    if (i < u.blocks.length - 1) shapes.push({ channels: out, factor: 2 ** (i + 1) });
+  });
+  return shapes;
+}
+
+/** The residual input/output names of OnnxStack's ControlNet exports (its ControlNet's outputs, its ControlNet UNet's inputs). */
+export const downResidualName = (i: number) => `down_block_${i}_additional_residual`;
+export const MID_RESIDUAL = "mid_block_additional_residual";
+
+export interface UnetOptions {
+  /**
+   * OnnxStack's ControlNet UNet (the base repo's controlnet/model.onnx): the ControlNet's residuals
+   * come in as inputs, each added to its skip (down_block_additional_residuals) and to the mid
+   * block's output (mid_block_additional_residual), as diffusers' UNet2DConditionModel adds them.
+   */
+  residualInputs?: boolean;
+}
+
+export function unet(config: Sd15Config, ref: ReferenceShapes = REFERENCE, options: UnetOptions = {}): Graph {
+  const u = config.unet;
+  const g = new Graph("unet");
+  const [B, L] = [ref.unetBatch, ref.latent];
+  const sample = g.input("sample", FLOAT, ["batch", "channels", "height", "width"], [B, u.inChannels, L, L]);
+  const timestep = g.input("timestep", FLOAT, ["batch"], [B]);
+  const context = g.input("encoder_hidden_states", FLOAT, ["batch", "sequence", u.crossAttentionDim], [B, ref.sequence, u.crossAttentionDim]);
+  const residuals = options.residualInputs
+    ? {
+        down: downResidualShapes(u).map((s, i) => g.input(downResidualName(i), FLOAT, ["batch", s.channels, `height_${s.factor}`, `width_${s.factor}`], [B, s.channels, L / s.factor, L / s.factor])),
+        mid: (() => {
+          const f = 2 ** (u.blocks.length - 1);
+          const c = u.blocks[u.blocks.length - 1]!;
+          return g.input(MID_RESIDUAL, FLOAT, ["batch", c, `height_${f}`, `width_${f}`], [B, c, L / f, L / f]);
+        })(),
+      }
+    : null;
+  const c0 = u.blocks[0]!;
+  const tembAct = timeEmbedding(g, sample, timestep, c0, B);
+
+  const encoded = downAndMid(g, conv(g, sample, "conv_in", u.inChannels, c0, 3), tembAct, context, u);
+  // diffusers adds each residual to its skip after the whole down path, and the mid residual after the mid block.
+  const skips = residuals ? encoded.skips.map((s, i) => ({ value: add(g, s.value, residuals.down[i]!), channels: s.channels })) : encoded.skips;
+  let h = residuals ? add(g, encoded.mid, residuals.mid) : encoded.mid;
+  let channels = encoded.channels;
+  const last = u.blocks.length - 1;
   const reversed = [...u.blocks].reverse();
   reversed.forEach((out, i) => {
     g.scope(`up_blocks.${i}`, () => {
