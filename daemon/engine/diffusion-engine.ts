@@ -12,6 +12,7 @@ import { loadModelFolder, toModelInfo, type ModelFolder } from "../models/model-
 import { SessionCache } from "../models/model-sessions";
 import type { OptimizedModelCache } from "../models/optimized-models";
 import { findPreviewDecoders, PreviewDecoderSessions, type PreviewDecoderFolder } from "../models/taesd-folder";
+import { findControlNets, type ControlNetFolder } from "../models/controlnet-folder";
 import { folderFingerprint, ModelsWatcher } from "../models/watcher";
 import { regionOf, sameSize, wholePictureSize, type Pixels } from "../../geometry";
 import { resizeTo, rgbAt } from "../imaging/resample";
@@ -38,7 +39,9 @@ export class DiffusionEngine implements Engine {
   private readonly sessions: SessionCache;
   private readonly tokenizers = new Map<string, Promise<ClipTokenizer>>();
   private models: ModelFolder[] = [];
-  private discovered: { fingerprint: string; models: ModelFolder[]; unavailable: UnavailableModel[]; previewDecoder: PreviewDecoderFolder | null } | undefined;
+  private discovered:
+    | { fingerprint: string; models: ModelFolder[]; unavailable: UnavailableModel[]; previewDecoder: PreviewDecoderFolder | null; controlNets: ControlNetFolder[] }
+    | undefined;
   /** The installed preview decoder's sessions (created when first used), or null. */
   private tiny: TinyDecoder | null = null;
   /** Folders used by path (the CLI's --model DIR), listed beside the models folder's. */
@@ -70,7 +73,10 @@ export class DiffusionEngine implements Engine {
       // Preview decoders are no models: never in the list, a broken one only logged.
       const previews = await findPreviewDecoders(this.options.modelsDir, this.folderOptions());
       for (const broken of previews.broken) this.log("warn", `skipping preview decoder "${broken.id}": ${broken.error.message}`);
-      this.discovered = { fingerprint, models: found.models, unavailable, previewDecoder: previews.found };
+      // ControlNets are no models either: listed apart, a broken one only logged.
+      const controlNets = await findControlNets(this.options.modelsDir, this.folderOptions());
+      for (const broken of controlNets.broken) this.log("warn", `skipping ControlNet "${broken.id}": ${broken.error.message}`);
+      this.discovered = { fingerprint, models: found.models, unavailable, previewDecoder: previews.found, controlNets: controlNets.found };
       await this.usePreviewDecoder(previews.found);
     }
     const ids = new Set(this.discovered.models.map((m) => m.id));
@@ -117,6 +123,7 @@ export class DiffusionEngine implements Engine {
       schedulers: [...SCHEDULERS],
       modes: [...ENGINE_MODES],
       device: { name: preferred, description: describeDevice(preferred) },
+      controlNets: (this.discovered?.controlNets ?? []).map((c) => ({ id: c.id, name: c.name, kind: c.kind })),
     };
   }
 

@@ -27,6 +27,7 @@ import {
   type ModelIO,
 } from "./io-spec";
 import { readManifest } from "./manifest";
+import { readControlUnet, type ControlUnet } from "./control-unet";
 import { findInputConvWeightDims, inspectOnnx, OnnxParseError, type OnnxInfo } from "./onnx-inspect";
 import { findRegistryEntry, registryEntryForSource } from "./registry";
 
@@ -165,6 +166,10 @@ export interface ModelFolder {
   weightsBytes: number;
   /** The registry entry it was installed as (its manifest says so, or names the entry's repo); null for folders added by hand. */
   registryId: string | null;
+  /** The UNet that takes a ControlNet's residuals (controlnet/model.onnx, OnnxStack's layout): the model is control-capable. */
+  controlUnet?: ControlUnet | null;
+  /** Why a controlnet/ the folder has cannot be used, when it cannot. */
+  controlUnetProblem?: string | null;
 }
 
 // ---- helpers ----
@@ -510,6 +515,7 @@ export async function loadModelFolder(folder: string, options: LoadModelFolderOp
     turbo,
   });
 
+  const control = await readControlUnet(dir, devices);
   return {
     id,
     name: id,
@@ -539,6 +545,8 @@ export async function loadModelFolder(folder: string, options: LoadModelFolderOp
     io,
     weightsBytes: onnxBytes + externalBytes,
     registryId: registryEntryForSource((await readManifest(dir))?.source)?.id ?? null,
+    controlUnet: control.unet,
+    controlUnetProblem: control.problem,
   };
 }
 
@@ -591,5 +599,6 @@ export function toModelInfo(model: ModelFolder): ModelInfo {
     recommended: recommendedSettings(model),
     guidance: guidanceKindOf(model),
     ...(model.registryId ? { registryId: model.registryId } : {}),
+    ...(model.controlUnet ? { control: true } : {}),
   };
 }

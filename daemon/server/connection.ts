@@ -236,6 +236,10 @@ export class Connection {
         message: `The mask (${request.mask.width}x${request.mask.height}) must be the size of the image (${request.image.width}x${request.image.height}).`,
       };
     }
+    // The protocol describes control; the engine's residual path is not wired in yet: refuse rather than ignore it.
+    if (request.control) {
+      return { code: "unsupported_mode", message: "This daemon cannot steer a picture by a control image yet: send the job without control." };
+    }
     const { models, unavailable } = await engine.capabilities();
     const model = models.find((m) => m.id === request.model);
     const refused = unavailable.find((m) => m.id === request.model);
