@@ -20,6 +20,11 @@ import { CancelledError, EngineError, type Engine, type EngineCapabilities, type
 import { asEngineError, finishMaskedEdit, planInpaint, planOutpaint } from "./masked-edit";
 import { checkSize, generate, type GenerateParams, type LoadedModel } from "./pipeline/generate";
 import { latentPreview } from "./preview";
+import type { ControlRun } from "./pipeline/control";
+import { controlImage } from "../imaging/control-image";
+import { residualMismatch } from "../models/control-io";
+import type { ModelSessions } from "../models/model-sessions";
+import type { Size } from "../../geometry";
 import { TorchGenerator } from "./rng";
 import { TinyDecoder } from "./tiny-decoder";
 import { ClipTokenizer } from "./tokenizer";
@@ -165,9 +170,11 @@ export class DiffusionEngine implements Engine {
     const size = job.size ?? wholePictureSize(job.output, folder.nativeResolution);
     checkSize(size.width, size.height);
     const init = job.mode === "img2img" ? { rgb: await rgbAt(job.image, size), strength: job.strength } : undefined;
+    const controlNet = job.control ? await this.controlNetFor(folder, job.control) : null;
     const model = await this.load(folder, job, context);
+    const control = controlNet && job.control ? await this.controlRun(model.sessions, controlNet, job.control, size) : null;
     const output = job.output;
-    return this.variations(job, model, context, { ...size, ...(init ? { init } : {}) }, async (rgb, seed, variation) => {
+    return this.variations(job, model, context, { ...size, ...(init ? { init } : {}), ...(control ? { control } : {}) }, async (rgb, seed, variation) => {
       const made: Pixels = { ...size, channels: 3, data: rgb };
       return { variation, seed, region: regionOf(output), image: sameSize(size, output) ? made : await resizeTo(made, output) };
     });
@@ -179,6 +186,7 @@ export class DiffusionEngine implements Engine {
    * shows, with its place in the document after any growth.
    */
   private async runMasked(job: Extract<GenerationJob, { mode: "inpaint" | "outpaint" }>, folder: ModelFolder, context: RunContext): Promise<EngineResult[]> {
+    if (job.control) throw new EngineError("unsupported_mode", `A control image steers txt2img and img2img; ${job.mode} does not follow one yet.`);
     const options = { nativeResolution: folder.nativeResolution, strength: job.mode === "inpaint" ? job.strength : 1, ...(job.budget !== undefined ? { budget: job.budget } : {}) };
     const placement = { canvas: job.canvas, region: job.region };
     const plan =
@@ -194,6 +202,39 @@ export class DiffusionEngine implements Engine {
     });
   }
 
+  /** The ControlNet a job names (else the installed one of its kind), checked against the model's control UNet. */
+  async controlNetFor(folder: ModelFolder, control: NonNullable<GenerationJob["control"]>): Promise<ControlNetFolder> {
+    if (!folder.controlUnet) {
+      throw new EngineError("unsupported_mode", `The model "${folder.name}" cannot follow a control image${folder.controlUnetProblem ? `: ${folder.controlUnetProblem}` : ": it has no control UNet (controlnet/model.onnx)"}.`);
+    }
+    if (!this.discovered) await this.refresh();
+    const installed = this.discovered?.controlNets ?? [];
+    const found = control.controlNet !== undefined ? installed.find((c) => c.id === control.controlNet) : installed.find((c) => c.kind === control.kind);
+    if (!found) {
+      throw new EngineError(
+        "model_not_found",
+        control.controlNet !== undefined
+          ? `There is no ControlNet "${control.controlNet}" in ${this.options.modelsDir}.`
+          : `No ${control.kind} ControlNet is installed: pull one (npx underpaint models pull controlnet-${control.kind}).`,
+      );
+    }
+    if (found.kind !== control.kind) throw new EngineError("invalid_job", `The ControlNet "${found.id}" follows ${found.kind}, not ${control.kind}.`);
+    const mismatch = residualMismatch(found.io.residuals, folder.controlUnet.io.residuals);
+    if (mismatch) throw new EngineError("invalid_job", `The ControlNet "${found.id}" does not fit the model "${folder.name}": ${mismatch}.`);
+    return found;
+  }
+
+  private async controlRun(sessions: ModelSessions, net: ControlNetFolder, control: NonNullable<GenerationJob["control"]>, size: Size): Promise<ControlRun> {
+    return {
+      unet: await sessions.controlUnet(),
+      net: await sessions.controlNet(net),
+      image: await controlImage(control.kind, control.image, size),
+      strength: control.strength,
+      start: control.start,
+      end: control.end,
+    };
+  }
+
   private async load(folder: ModelFolder, job: GenerationJob, { onProgress }: RunContext): Promise<LoadedModel> {
     onProgress({ variation: 0, stage: "loading", step: 0, total: job.steps });
     const sessions = await this.sessions.get(folder);
@@ -205,7 +246,7 @@ export class DiffusionEngine implements Engine {
     job: GenerationJob,
     model: LoadedModel,
     { signal, onProgress, onNotice }: RunContext,
-    settings: Pick<GenerateParams, "width" | "height" | "init" | "inpaint">,
+    settings: Pick<GenerateParams, "width" | "height" | "init" | "inpaint" | "control">,
     finish: (rgb: Uint8Array, seed: number, variation: number) => Promise<EngineResult>,
   ): Promise<EngineResult[]> {
     const results: EngineResult[] = [];

@@ -11,6 +11,7 @@ import { makeTensor, makeTimestep, tensorToFloat32 } from "../../models/session-
 import { CancelledError, EngineError } from "../engine";
 import { createScheduler, SchedulerConfigSchema, type NoiseSource, type Scheduler, type SchedulerName } from "../schedulers";
 import type { ClipTokenizer } from "../tokenizer";
+import { ControlResiduals, type ControlRun } from "./control";
 import { binaryLatentMask, binaryPixelMask, legacyKeepMask, maskedImage } from "./inpaint-masks";
 import { guidanceEmbeddingBatch } from "./guidance-embedding";
 import { concatBatch, guide, scale } from "./tensor";
@@ -40,6 +41,8 @@ export interface GenerateParams {
   init?: { rgb: Uint8Array; strength: number };
   /** Inpainting: the image, its mask (one 8-bit channel, 255 = repaint), the strength. */
   inpaint?: InpaintInput;
+  /** A ControlNet steering the picture: the control UNet runs instead of the UNet. */
+  control?: ControlRun;
 }
 
 export interface InpaintInput {
@@ -169,7 +172,8 @@ export async function generate(model: LoadedModel, params: GenerateParams, noise
   check(signal);
 
   options.onStage?.("denoising");
-  const unet = await sessions.unet();
+  const unet = params.control ? params.control.unet : await sessions.unet();
+  const control = params.control ? new ControlResiduals(params.control) : null;
   const { io } = unet;
   const channels = folder.unetInChannels;
   const hidden = makeTensor(io.encoderHiddenStatesType, text.hidden, [unetBatch, text.sequence, text.dim]);
@@ -185,6 +189,9 @@ export async function generate(model: LoadedModel, params: GenerateParams, noise
     const doubled = cfg ? concatBatch([scaled, scaled]) : scaled;
     // 9-channel UNets get [latents, mask, masked-image latents] on the channel axis, after scaling.
     const sample = latents.conditioning ? withConditioning(doubled, latents.conditioning, unetBatch, latentWidth * latentHeight) : doubled;
+    const residuals = control
+      ? await control.feeds({ index: i, steps: timesteps.length, sample: doubled, timestep: t, hidden: text.hidden, rows: unetBatch, sequence: text.sequence, width: text.dim, latentHeight, latentWidth })
+      : {};
     const outputs = await unet.session
       .run(
         {
@@ -192,6 +199,7 @@ export async function generate(model: LoadedModel, params: GenerateParams, noise
           [io.timestep]: makeTimestep(io, t, unetBatch),
           [io.encoderHiddenStates]: hidden,
           ...guidanceFeed,
+          ...residuals,
         },
         [io.output],
       )
