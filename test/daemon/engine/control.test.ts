@@ -144,6 +144,12 @@ describe("a txt2img job with a control image", { timeout: 120_000 }, () => {
     expect(meanDifference(scribble, full)).toBeGreaterThan(0);
   });
 
+  it("steers img2img too: the same init image and seed give another picture with control than at strength 0", async () => {
+    const job = (strength: number): GenerationJob => ({ ...base, mode: "img2img", image: square, strength: 0.8, control: { kind: "canny", image: square, strength, start: 0, end: 1 } });
+    const [steered, plain] = await Promise.all([1, 0].map(async (s) => (await engine.run(job(s), { signal: new AbortController().signal, onProgress: () => {} }))[0]!.image.data));
+    expect(meanDifference(steered!, plain!)).toBeGreaterThan(0);
+  });
+
   it("is refused in one sentence with a ControlNet of another kind, or one not installed", async () => {
     await expect(picture({ kind: "depth" })).rejects.toMatchObject({ code: "model_not_found", message: "No depth ControlNet is installed: pull one (npx underpaint models pull controlnet-depth)." });
     await expect(picture({ kind: "canny", controlNet: "controlnet-scribble" })).rejects.toMatchObject({ code: "invalid_job", message: 'The ControlNet "controlnet-scribble" follows scribble, not canny.' });
