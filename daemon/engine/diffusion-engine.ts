@@ -173,6 +173,8 @@ export class DiffusionEngine implements Engine {
     const controlNet = job.control ? await this.controlNetFor(folder, job.control) : null;
     const model = await this.load(folder, job, context);
     const control = controlNet && job.control ? await this.controlRun(model.sessions, controlNet, job.control, size) : null;
+    // On the CPU the UNets share the machine's memory: keep only the one this job runs.
+    if (model.sessions.device === "cpu") await (control ? model.sessions.releasePart("unet") : model.sessions.releaseControl());
     const output = job.output;
     return this.variations(job, model, context, { ...size, ...(init ? { init } : {}), ...(control ? { control } : {}) }, async (rgb, seed, variation) => {
       const made: Pixels = { ...size, channels: 3, data: rgb };

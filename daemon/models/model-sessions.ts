@@ -167,6 +167,13 @@ export class ModelSessions {
     return this.controlSession(folder.path, (session, file) => describeControlNet(file, sessionValues(session).inputs, sessionValues(session).outputs));
   }
 
+  /** Releases the control UNet's and the ControlNet's sessions (made again when next asked for). */
+  async releaseControl(): Promise<void> {
+    const all = [...this.control.values()];
+    this.control.clear();
+    for (const created of await Promise.allSettled(all)) if (created.status === "fulfilled") await created.value.session.release().catch(() => {});
+  }
+
   private controlSession<IO>(file: string, describe: (session: InferenceSession, file: string) => IO): Promise<PartSession<IO>> {
     if (this.isReleased) return Promise.reject(new Error(`the sessions of model "${this.model.id}" were released`));
     let p = this.control.get(file);
