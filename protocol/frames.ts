@@ -14,6 +14,8 @@ export const FrameKind = {
   mask: 2,
   result: 3,
   preview: 4,
+  /** A job's control image (the layer a ControlNet follows). */
+  control: 5,
 } as const;
 export type FrameKindName = keyof typeof FrameKind;
 export type FrameKindCode = (typeof FrameKind)[FrameKindName];

@@ -53,6 +53,33 @@ export type FrameRef = z.infer<typeof FrameRef>;
 
 const side = z.number().int().positive();
 
+/**
+ * What a ControlNet follows: edges found in the picture (canny, computed by the daemon), the
+ * layer's own lines (scribble, lineart: dark lines on light, or light on dark), or a depth or pose
+ * map the layer already holds (depth, pose).
+ */
+export const CONTROL_KINDS = ["canny", "scribble", "lineart", "depth", "pose"] as const;
+export const ControlKind = z.enum(CONTROL_KINDS);
+export type ControlKind = z.infer<typeof ControlKind>;
+
+/** A job's structural control: the control image (a binary frame of kind "control") and how strongly and when it steers. */
+export const ControlRequest = z
+  .object({
+    kind: ControlKind,
+    image: FrameRef,
+    /** The ControlNet's conditioning scale: 0 ignores the control image, 1 follows it as trained. */
+    strength: z.number().min(0).max(2).default(1),
+    /** The fraction of the steps where control begins and ends (diffusers' control_guidance_start / end). */
+    start: z.number().min(0).max(1).default(0),
+    end: z.number().min(0).max(1).default(1),
+    /** Which installed ControlNet (its id); default: the installed one of this kind. */
+    controlNet: z.string().min(1).max(256).optional(),
+  })
+  .superRefine((control, ctx) => {
+    if (control.start >= control.end) ctx.addIssue({ code: "custom", path: ["end"], message: "control must end after it starts" });
+  });
+export type ControlRequest = z.infer<typeof ControlRequest>;
+
 /** A width and height in pixels. */
 export const Size = z.object({ width: side, height: side }) satisfies z.ZodType<geometry.Size>;
 export type Size = geometry.Size;
@@ -123,6 +150,8 @@ export const JobRequest = z
     region: Region.optional(),
     /** Outpaint: how far to extend the canvas on each side. */
     expand: Expansion.optional(),
+    /** Steer the picture by a control image through a ControlNet (models whose info says `control`). */
+    control: ControlRequest.optional(),
   })
   .superRefine((job, ctx) => {
     if (job.mode !== "txt2img" && !job.image) {
@@ -139,6 +168,10 @@ export const JobRequest = z
     }
     if (job.image && job.mask && job.image.frameId === job.mask.frameId) {
       ctx.addIssue({ code: "custom", path: ["mask", "frameId"], message: "image and mask need different frame ids" });
+    }
+    const control = job.control?.image.frameId;
+    if (control !== undefined && (control === job.image?.frameId || control === job.mask?.frameId)) {
+      ctx.addIssue({ code: "custom", path: ["control", "image", "frameId"], message: "the control image needs its own frame id" });
     }
     const r = job.region;
     if (r && (r.x < 0 || r.y < 0 || r.x + r.width > job.canvas.width || r.y + r.height > job.canvas.height)) {
@@ -204,8 +237,19 @@ export const ModelInfo = z.object({
   guidance: GuidanceKind,
   /** The registry entry it was installed as, when it was. */
   registryId: z.string().optional(),
+  /** It can be steered by a ControlNet (its folder has a UNet that takes a ControlNet's residuals). */
+  control: z.boolean().optional(),
 });
 export type ModelInfo = z.infer<typeof ModelInfo>;
+
+/** An installed ControlNet: what jobs name in control.controlNet, and what it follows. */
+export const ControlNetInfo = z.object({
+  id: z.string(),
+  name: z.string(),
+  kind: ControlKind,
+});
+export type ControlNetInfo = z.infer<typeof ControlNetInfo>;
+
 
 /** A model the registry offers (installed or not): what the panel's model setup lists. */
 export const RegistryModel = z.object({
@@ -268,6 +312,8 @@ export const ModelList = z.object({
   models: z.array(ModelInfo),
   unavailable: z.array(UnavailableModel),
   previewDecoder: InstalledPreviewDecoder,
+  /** The installed ControlNets (absent from daemons without control). */
+  controlNets: z.array(ControlNetInfo).optional(),
 });
 export type ModelList = z.infer<typeof ModelList>;
 
@@ -320,6 +366,8 @@ export const Capabilities = z.object({
   modes: z.array(Mode),
   limits: Limits,
   device: z.object({ name: z.string(), description: z.string() }),
+  /** The installed ControlNets (absent from daemons without control). */
+  controlNets: z.array(ControlNetInfo).optional(),
 });
 export type Capabilities = z.infer<typeof Capabilities>;
 

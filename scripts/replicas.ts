@@ -24,6 +24,7 @@ import { convertModelFloats, externalizeInitializers, FLOAT, FLOAT16, initialize
 import { writeTaesdFolder, type TaesdImageRange } from "./onnx-builder/taesd";
 import { tinySdxlConfig } from "./onnx-builder/sdxl";
 import { SDXL_BASE_SCHEDULER, SDXL_TURBO_SCHEDULER, writeSdxlFolder } from "./onnx-builder/sdxl-folder";
+import { writeControlNetFolder, writeControlUnet } from "./onnx-builder/control-folder";
 
 const { onnx } = onnxProto;
 type Model = onnxProto.onnx.ModelProto;
@@ -53,6 +54,23 @@ export interface PipelineReplica {
   scheduler: Record<string, unknown>;
   /** The repo's model_index.json pipeline class. */
   pipeline: string;
+  /**
+   * OnnxStack's layout for a ControlNet-capable base (TensorStack's repos): controlnet/model.onnx, a
+   * copy of the UNet that takes the ControlNet's residuals as inputs, beside unet/. Both are the
+   * builder's tiny-sd-configuration UNet (same weight names, so the same weights).
+   */
+  controlUnet?: boolean;
+  gaps: string[];
+}
+
+/** A replica of a repo of ONNX ControlNets, one per subfolder (TensorStack/ControlNet-onnx's SD/Canny/, ...). */
+export interface ControlNetReplica {
+  repo: string;
+  from: "controlnet";
+  /** Subfolders holding a model.onnx each, as the repo names them. */
+  subfolders: string[];
+  /** Files the repo ships beside each model.onnx (a pull leaves them on the hub): name -> text. */
+  extraFiles: Record<string, string>;
   gaps: string[];
 }
 
@@ -100,7 +118,7 @@ export interface SdxlReplica {
   gaps: string[];
 }
 
-export type Replica = PipelineReplica | TaesdReplica | SdxlReplica;
+export type Replica = PipelineReplica | TaesdReplica | SdxlReplica | ControlNetReplica;
 
 const SDXL_GAPS = [
   "random weights in the shape of diffusers' tiny SDXL test model (UNet blocks 32/64, two 32-wide text encoders), not the repo's networks; part configs carry the builder's sizes with the repo's sample_size and VAE scaling_factor 0.13025",
@@ -170,6 +188,48 @@ export async function replicas(): Promise<Replica[]> {
       gaps: [],
     },
     {
+      // The hub lists controlnet/ (config.json, model.onnx 1.72 GB: the control UNet, float16, weights inside), safety_checker/,
+      // scheduler/, text_encoder/, tokenizer/, unet/, vae_decoder/, vae_encoder/, model_index.json (4.46 GB in all: float16).
+      repo: "TensorStack/stable-diffusion-v1-5-onnx",
+      from: "tiny-sd",
+      weights: "embedded",
+      partConfigs: false,
+      io: "diffusers-script",
+      float16: true,
+      controlUnet: true,
+      scheduler: SD15_SCHEDULER,
+      pipeline: "OnnxStableDiffusionPipeline",
+      gaps: [
+        "unet/ and controlnet/ are the builder's tiny-sd-configuration UNets, not the fixture's torch export (the control UNet needs the residual inputs, and both must share weights)",
+        "the ONNX files' I/O types were not read: float16 inputs and outputs are assumed, as for TensorStack/SD-Turbo-onnx's replica; controlnet/config.json's text was not read (the UNet's diffusers config is written)",
+        "safety_checker/ is not replicated (a pull does not fetch it)",
+      ],
+    },
+    {
+      // The hub lists SD/{Canny, Depth, HED, MLSD, Normal, OpenPose, Scribble, Seg}/ with model.onnx (736 MB: ControlNet's 361 M weights in float16, inside the file), Icon.png and Sample*.png, and a README.md of 36 bytes.
+      repo: "TensorStack/ControlNet-onnx",
+      from: "controlnet",
+      subfolders: ["SD/Canny", "SD/Depth", "SD/OpenPose", "SD/Scribble"],
+      extraFiles: { "Icon.png": "not a picture: stands in for the repo's icon\n", "Sample.png": "not a picture: stands in for the repo's sample\n" },
+      gaps: [
+        "random weights in tiny-sd's configuration (ControlNet's 361 M cannot be fetched here; scripts/onnx-builder/controlnet.ts builds the full size)",
+        "the I/O names are those of OnnxStack's converter (OnnxStack.Converter/ControlNet: sample, timestep, encoder_hidden_states, controlnet_cond, conditioning_scale -> down_block_N_additional_residual, mid_block_additional_residual); float32 inputs and outputs around float16 weights (its convertIO.py) and a float64 [1] conditioning_scale (what OnnxStack's ControlNetDiffuser feeds) are assumed, not read from the published files",
+        "SD/HED, SD/MLSD, SD/Normal and SD/Seg are not replicated (no control kind of ours uses them)",
+      ],
+    },
+    {
+      // The hub lists StableDiffusion/{Canny, Depth, Inpaint, Instruct, LineArt, LineArtAnime, MLSD, Normal, OpenPose, Scribble, Segmentation, Shuffle, SoftEdge, Tile}/ (model.onnx 723 MB, amuse_template.json, Icon.png, Sample*.png) and StableDiffusionXL/.
+      repo: "TensorStack/ControlNet-amuse",
+      from: "controlnet",
+      subfolders: ["StableDiffusion/LineArt", "StableDiffusion/Scribble"],
+      extraFiles: { "amuse_template.json": "{}\n", "Icon.png": "not a picture: stands in for the repo's icon\n" },
+      gaps: [
+        "random weights in tiny-sd's configuration",
+        "the same I/O assumptions as TensorStack/ControlNet-onnx's replica (the files were not read); amuse_template.json's text was not read",
+        "only the subfolders the registry names are replicated; StableDiffusionXL/ is not",
+      ],
+    },
+    {
       // The hub lists vae_decoder/model.onnx and vae_encoder/model.onnx (4.91 MB each), README.md and
       // convert_to_onnx.py; its README plugs the two folders into optimum's ORTStableDiffusionPipeline
       // as vae_decoder_session / vae_encoder_session, i.e. diffusers' AutoencoderTiny I/O.
@@ -217,6 +277,7 @@ export async function replicas(): Promise<Replica[]> {
 }
 
 const PARTS = ["text_encoder", "unet", "vae_encoder", "vae_decoder"] as const;
+type PartFolder = (typeof PARTS)[number] | "controlnet";
 
 async function makeWritable(p: string): Promise<void> {
   const s = await stat(p);
@@ -328,7 +389,7 @@ function keepWhatOutputsRead(graph: Graph): void {
  * input_ids int64, and a VAE encoder that ends at quant_conv's output, the posterior's mean ‖ logvar
  * [B, 8, h, w], named latent_parameters (Optimum since d3c56cd5), leaving the sampling to the pipeline.
  */
-async function toOptimumIo(partDir: string, part: (typeof PARTS)[number]): Promise<void> {
+async function toOptimumIo(partDir: string, part: PartFolder): Promise<void> {
   if (part !== "text_encoder" && part !== "vae_encoder") return;
   const file = path.join(partDir, "model.onnx");
   const model = onnx.ModelProto.decode(await readFile(file));
@@ -356,9 +417,10 @@ async function toOptimumIo(partDir: string, part: (typeof PARTS)[number]): Promi
 }
 
 /** The diffusers configs Optimum writes per part (what the loader reads of them). */
-function partConfig(part: (typeof PARTS)[number], replica: PipelineReplica): Record<string, unknown> | null {
+function partConfig(part: PartFolder, replica: PipelineReplica): Record<string, unknown> | null {
   switch (part) {
     case "unet":
+    case "controlnet":
       return {
         _class_name: "UNet2DConditionModel",
         in_channels: replica.from === "tiny-sd-inpaint" ? 9 : 4,
@@ -379,6 +441,15 @@ function partConfig(part: (typeof PARTS)[number], replica: PipelineReplica): Rec
 /** Writes one replica folder at `dest` (replacing what is there). */
 export async function writeReplica(replica: Replica, dest: string): Promise<void> {
   await rm(dest, { recursive: true, force: true });
+  if (replica.from === "controlnet") {
+    for (const sub of replica.subfolders) {
+      await writeControlNetFolder(path.join(dest, sub));
+      await toFloat16(path.join(dest, sub), { keepIoTypes: true });
+      for (const [file, text] of Object.entries(replica.extraFiles)) await writeFile(path.join(dest, sub, file), text);
+    }
+    await writeFile(path.join(dest, "README.md"), `Replica of ${replica.repo} (random weights).\n`);
+    return;
+  }
   if (replica.from === "taesd") {
     await writeTaesdFolder(dest, { imageRange: replica.imageRange });
     for (const [file, text] of Object.entries(replica.extraFiles)) await writeFile(path.join(dest, file), text);
@@ -400,11 +471,12 @@ export async function writeReplica(replica: Replica, dest: string): Promise<void
   }
   await cp(path.join(FIXTURES_DIR, replica.from), dest, { recursive: true });
   await makeWritable(dest);
-  for (const part of PARTS) {
+  if (replica.controlUnet) await writeControlUnet(dest);
+  for (const part of [...PARTS, ...(replica.controlUnet ? (["controlnet"] as const) : [])]) {
     await placeWeights(path.join(dest, part), replica.weights);
     if (replica.io === "optimum") await toOptimumIo(path.join(dest, part), part);
     if (replica.float16) await toFloat16(path.join(dest, part));
-    const config = replica.partConfigs ? partConfig(part, replica) : null;
+    const config = replica.partConfigs || part === "controlnet" ? partConfig(part, replica) : null;
     if (config) await writeFile(path.join(dest, part, "config.json"), JSON.stringify(config, null, 2));
   }
   await writeFile(path.join(dest, "scheduler", "scheduler_config.json"), JSON.stringify(replica.scheduler, null, 2));

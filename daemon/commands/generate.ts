@@ -5,7 +5,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import sharp from "sharp";
 import { z } from "zod";
-import { SchedulerName, type Expansion } from "../../protocol";
+import { ControlKind, SchedulerName, type Expansion } from "../../protocol";
 import { composite } from "../imaging/composite";
 import { expandCanvas } from "../imaging/outpaint";
 import { regionOf, type Pixels } from "../../geometry";
@@ -22,11 +22,14 @@ import { ProgressBar } from "./progress-bar";
 export const GENERATE_USAGE = `underpaint generate --model DIR|ID --prompt TEXT [--negative TEXT] [--steps N] [--guidance G]
     [--scheduler ${SchedulerName.options.join("|")}] [--seed S] [--width W --height H]
     [--init IMAGE [--strength F] [--mask MASK.png | --expand LEFT,TOP,RIGHT,BOTTOM]]
+    [--control-image FILE --control-kind ${ControlKind.options.join("|")} [--control-net ID]
+     [--control-strength S] [--control-start A --control-end B]]
     [--variations N] [--truncate] [--models DIR] [--no-optimized-cache] [--unet-int8] --out FILE.png
+      --control-image: a ControlNet follows this picture (txt2img, img2img; a control-capable model)
       --mask: inpaint where the mask is white (black = keep); writes the picture at the input's size
       --context automatic|selection|image: what the model sees around the mask (default automatic)
       --expand: extend the canvas by that many pixels per side; writes the enlarged picture
-      --unet-int8: run the UNet on the CPU in int8 (quantized copy cached; faster, slightly different pictures)
+      --unet-int8: run the UNet on the CPU in int8 (quantized copy cached; pictures differ slightly from float32)
       (with --mask or --expand, W x H caps the pixels the model works on; default 1.5 x its native area)`;
 
 export async function generateCommand(argv: string[]): Promise<void> {
@@ -53,6 +56,12 @@ export async function generateCommand(argv: string[]): Promise<void> {
       "no-optimized-cache": { type: "boolean", default: false },
       "unet-int8": { type: "boolean", default: false },
       out: { type: "string" },
+      "control-image": { type: "string" },
+      "control-kind": { type: "string" },
+      "control-net": { type: "string" },
+      "control-strength": { type: "string", default: "1" },
+      "control-start": { type: "string", default: "0" },
+      "control-end": { type: "string", default: "1" },
     },
     strict: true,
   });
@@ -89,6 +98,8 @@ export async function generateCommand(argv: string[]): Promise<void> {
   const mask = values.mask ? await readPixels(values.mask, 1) : undefined;
   const expand = values.expand ? parseExpansion(values.expand) : undefined;
   const strength = parseWith(numberFlag(0, 1), values.strength ?? (image && !mask && !expand ? 0.75 : 1), "strength");
+  const control = await controlOf(values);
+  if (control && (mask || expand)) throw new UsageError("--control-image steers txt2img and img2img, not --mask or --expand.");
   const settings: GenerationSettings = {
     model: modelId,
     prompt: values.prompt,
@@ -100,6 +111,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
     variations: parseWith(intFlag(1, 8), values.variations, "variations"),
     truncatePrompt: values.truncate,
     previews: false,
+    ...(control ? { control } : {}),
   };
   // --width/--height: the picture's size and the model's working size for whole pictures; the budget for edits.
   const wanted = { width, height };
@@ -134,6 +146,29 @@ export async function generateCommand(argv: string[]): Promise<void> {
   } finally {
     await engine.dispose();
   }
+}
+
+/** The --control-* flags as the job's control, or undefined without --control-image. */
+async function controlOf(values: Record<string, string | boolean | undefined>): Promise<GenerationSettings["control"]> {
+  const file = values["control-image"];
+  if (typeof file !== "string") {
+    if (values["control-kind"] !== undefined || values["control-net"] !== undefined) throw new UsageError("--control-kind and --control-net need --control-image FILE.");
+    return undefined;
+  }
+  if (values["control-kind"] === undefined) throw new UsageError(`--control-image needs --control-kind ${ControlKind.options.join("|")}.`);
+  const kind = parseWith(ControlKind, values["control-kind"], "control-kind");
+  const start = parseWith(numberFlag(0, 1), values["control-start"], "control-start");
+  const end = parseWith(numberFlag(0, 1), values["control-end"], "control-end");
+  if (start >= end) throw new UsageError(`--control-end (${end}) must be after --control-start (${start}).`);
+  const net = values["control-net"];
+  return {
+    kind,
+    image: await readPixels(file, 3),
+    strength: parseWith(numberFlag(0, 2), values["control-strength"], "control-strength"),
+    start,
+    end,
+    ...(typeof net === "string" ? { controlNet: net } : {}),
+  };
 }
 
 /** FILE.png -> FILE-i.png */

@@ -13,6 +13,7 @@ import { readManifest } from "../models/manifest";
 import { PARTIAL_PREFIX, PROGRESS_FILE, STATE_FILE, formatBytes, lockOwner, pidAlive } from "../models/model-store";
 import { pullModel } from "../models/pull";
 import { loadRegistry } from "../models/registry";
+import { findControlNets } from "../models/controlnet-folder";
 import { findPreviewDecoders } from "../models/taesd-folder";
 import { verifyModel } from "../models/verify";
 import { defaultModelsDir } from "../paths";
@@ -127,9 +128,11 @@ async function list(argv: string[]): Promise<void> {
   );
   const previews = await findPreviewDecoders(modelsDir);
   const previewFolders = [...(previews.found ? [previews.found] : []), ...previews.broken];
-  const ids = new Set([...models.map((m) => m.id), ...broken.map((b) => b.id), ...previewFolders.map((p) => p.id)]);
+  const controlNets = await findControlNets(modelsDir, {});
+  const ids = new Set([...models.map((m) => m.id), ...broken.map((b) => b.id), ...previewFolders.map((p) => p.id), ...controlNets.found.map((c) => c.id), ...controlNets.broken.map((c) => c.id)]);
   const available = registry.models.filter((e) => !ids.has(e.id));
   const availablePreviewDecoders = registry.previewDecoders.filter((e) => !ids.has(e.id));
+  const availableControlNets = registry.controlNets.filter((e) => !ids.has(e.id));
   const unfinished = await unfinishedDownloads(modelsDir);
 
   if (values.json) {
@@ -146,6 +149,9 @@ async function list(argv: string[]): Promise<void> {
           previewDecoder: previews.found ? { id: previews.found.id, dir: previews.found.dir, bytes: previews.found.weightsBytes, registryId: previews.found.registryId } : null,
           brokenPreviewDecoders: previews.broken.map((b) => ({ id: b.id, code: b.error.code, message: b.error.message })),
           availablePreviewDecoders: availablePreviewDecoders.map(({ id, name, repo, revision, pinned, kind, license }) => ({ id, name, repo, revision, pinned, kind, license })),
+          controlNets: controlNets.found.map((c) => ({ id: c.id, name: c.name, kind: c.kind, dir: c.dir, bytes: c.weightsBytes, registryId: c.registryId })),
+          brokenControlNets: controlNets.broken.map((b) => ({ id: b.id, code: b.error.code, message: b.error.message })),
+          availableControlNets: availableControlNets.map(({ id, name, repo, revision, pinned, control, license }) => ({ id, name, repo, revision, pinned, control, license })),
         },
         null,
         2,
@@ -163,6 +169,8 @@ async function list(argv: string[]): Promise<void> {
   for (const b of broken) out(`  ${b.id.padEnd(width)}  BROKEN: ${b.error.message}`);
   if (previews.found) out(`  ${previews.found.id.padEnd(width)}  ${"preview decoder (in use)".padEnd(26)}  ${formatBytes(previews.found.weightsBytes).padStart(8)}  previews every step, decodes drafts`);
   for (const b of previews.broken) out(`  ${b.id.padEnd(width)}  BROKEN preview decoder: ${b.error.message}`);
+  for (const c of controlNets.found) out(`  ${c.id.padEnd(width)}  ${`ControlNet: ${c.kind}`.padEnd(26)}  ${formatBytes(c.weightsBytes).padStart(8)}  --control-kind ${c.kind} on control-capable models`);
+  for (const b of controlNets.broken) out(`  ${b.id.padEnd(width)}  BROKEN ControlNet: ${b.error.message}`);
   for (const u of unfinished) {
     const amount = u.bytes !== null && u.total ? ` (${formatBytes(u.bytes)} of ${formatBytes(u.total)})` : "";
     out(
@@ -171,15 +179,16 @@ async function list(argv: string[]): Promise<void> {
         : `  ${u.id.padEnd(width)}  unfinished download${amount}: \`npx underpaint models pull ${u.request ?? u.id}\` resumes it`,
     );
   }
-  if (available.length || availablePreviewDecoders.length) {
+  if (available.length || availablePreviewDecoders.length || availableControlNets.length) {
     out("");
     out("Available to pull (npx underpaint models pull ID):");
-    const w = Math.max(...[...available, ...availablePreviewDecoders].map((e) => e.id.length));
+    const w = Math.max(...[...available, ...availablePreviewDecoders, ...availableControlNets].map((e) => e.id.length));
     for (const e of available) {
       const r = e.recommended;
       out(`  ${e.id.padEnd(w)}  ${e.name}: ${e.kind}, ${e.nativeResolution}px, ${r.steps} steps, guidance ${r.guidance}, ${r.scheduler}; ${e.license}`);
     }
     for (const e of availablePreviewDecoders) out(`  ${e.id.padEnd(w)}  ${e.name}: preview decoder (a picture of every step, fast drafts); ${e.license}`);
+    for (const e of availableControlNets) out(`  ${e.id.padEnd(w)}  ${e.name}: ControlNet (${e.control}) for control-capable ${e.architecture} models; ${e.license}`);
   }
 }
 

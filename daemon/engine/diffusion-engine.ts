@@ -14,6 +14,7 @@ import type { Int8Unets } from "../models/int8-unets";
 import type { Float32Copies } from "../models/float32-copies";
 import type { OptimizedModelCache } from "../models/optimized-models";
 import { findPreviewDecoders, PreviewDecoderSessions, type PreviewDecoderFolder } from "../models/taesd-folder";
+import { findControlNets, type ControlNetFolder } from "../models/controlnet-folder";
 import { folderFingerprint, ModelsWatcher } from "../models/watcher";
 import { regionOf, sameSize, wholePictureSize, type Pixels } from "../../geometry";
 import { resizeTo, rgbAt } from "../imaging/resample";
@@ -21,6 +22,11 @@ import { CancelledError, EngineError, type Engine, type EngineCapabilities, type
 import { asEngineError, finishMaskedEdit, planInpaint, planOutpaint } from "./masked-edit";
 import { checkSize, generate, type GenerateParams, type LoadedModel } from "./pipeline/generate";
 import { latentPreview } from "./preview";
+import type { ControlRun } from "./pipeline/control";
+import { controlImage } from "../imaging/control-image";
+import { residualMismatch } from "../models/control-io";
+import type { ModelSessions } from "../models/model-sessions";
+import type { Size } from "../../geometry";
 import { TorchGenerator } from "./rng";
 import { TinyDecoder } from "./tiny-decoder";
 import { ClipTokenizer } from "./tokenizer";
@@ -44,7 +50,9 @@ export class DiffusionEngine implements Engine {
   private readonly sessions: SessionCache;
   private readonly tokenizers = new Map<string, Promise<ClipTokenizer>>();
   private models: ModelFolder[] = [];
-  private discovered: { fingerprint: string; models: ModelFolder[]; unavailable: UnavailableModel[]; previewDecoder: PreviewDecoderFolder | null } | undefined;
+  private discovered:
+    | { fingerprint: string; models: ModelFolder[]; unavailable: UnavailableModel[]; previewDecoder: PreviewDecoderFolder | null; controlNets: ControlNetFolder[] }
+    | undefined;
   /** The installed preview decoder's sessions (created when first used), or null. */
   private tiny: TinyDecoder | null = null;
   /** Folders used by path (the CLI's --model DIR), listed beside the models folder's. */
@@ -78,7 +86,10 @@ export class DiffusionEngine implements Engine {
       // Preview decoders are no models: never in the list, a broken one only logged.
       const previews = await findPreviewDecoders(this.options.modelsDir, this.folderOptions());
       for (const broken of previews.broken) this.log("warn", `skipping preview decoder "${broken.id}": ${broken.error.message}`);
-      this.discovered = { fingerprint, models: found.models, unavailable, previewDecoder: previews.found };
+      // ControlNets are no models either: listed apart, a broken one only logged.
+      const controlNets = await findControlNets(this.options.modelsDir, this.folderOptions());
+      for (const broken of controlNets.broken) this.log("warn", `skipping ControlNet "${broken.id}": ${broken.error.message}`);
+      this.discovered = { fingerprint, models: found.models, unavailable, previewDecoder: previews.found, controlNets: controlNets.found };
       await this.usePreviewDecoder(previews.found);
     }
     const ids = new Set(this.discovered.models.map((m) => m.id));
@@ -126,6 +137,7 @@ export class DiffusionEngine implements Engine {
       schedulers: [...SCHEDULERS],
       modes: [...ENGINE_MODES],
       device: { name: preferred, description: describeDevice(preferred) },
+      controlNets: (this.discovered?.controlNets ?? []).map((c) => ({ id: c.id, name: c.name, kind: c.kind })),
     };
   }
 
@@ -167,9 +179,13 @@ export class DiffusionEngine implements Engine {
     const size = job.size ?? wholePictureSize(job.output, folder.nativeResolution);
     checkSize(size.width, size.height);
     const init = job.mode === "img2img" ? { rgb: await rgbAt(job.image, size), strength: job.strength } : undefined;
+    const controlNet = job.control ? await this.controlNetFor(folder, job.control) : null;
     const model = await this.load(folder, job, context);
+    const control = controlNet && job.control ? await this.controlRun(model.sessions, controlNet, job.control, size) : null;
+    // On the CPU the UNets share the machine's memory: keep only the one this job runs.
+    if (model.sessions.device === "cpu") await (control ? model.sessions.releasePart("unet") : model.sessions.releaseControl());
     const output = job.output;
-    return this.variations(job, model, context, { ...size, ...(init ? { init } : {}) }, async (rgb, seed, variation) => {
+    return this.variations(job, model, context, { ...size, ...(init ? { init } : {}), ...(control ? { control } : {}) }, async (rgb, seed, variation) => {
       const made: Pixels = { ...size, channels: 3, data: rgb };
       return { variation, seed, region: regionOf(output), image: sameSize(size, output) ? made : await resizeTo(made, output) };
     });
@@ -181,6 +197,7 @@ export class DiffusionEngine implements Engine {
    * shows, with its place in the document after any growth.
    */
   private async runMasked(job: Extract<GenerationJob, { mode: "inpaint" | "outpaint" }>, folder: ModelFolder, context: RunContext): Promise<EngineResult[]> {
+    if (job.control) throw new EngineError("unsupported_mode", `A control image steers txt2img and img2img; ${job.mode} does not follow one yet.`);
     const options = { nativeResolution: folder.nativeResolution, strength: job.mode === "inpaint" ? job.strength : 1, ...(job.budget !== undefined ? { budget: job.budget } : {}) };
     const placement = { canvas: job.canvas, region: job.region };
     const plan =
@@ -196,6 +213,39 @@ export class DiffusionEngine implements Engine {
     });
   }
 
+  /** The ControlNet a job names (else the installed one of its kind), checked against the model's control UNet. */
+  async controlNetFor(folder: ModelFolder, control: NonNullable<GenerationJob["control"]>): Promise<ControlNetFolder> {
+    if (!folder.controlUnet) {
+      throw new EngineError("unsupported_mode", `The model "${folder.name}" cannot follow a control image${folder.controlUnetProblem ? `: ${folder.controlUnetProblem}` : ": it has no control UNet (controlnet/model.onnx)"}.`);
+    }
+    if (!this.discovered) await this.refresh();
+    const installed = this.discovered?.controlNets ?? [];
+    const found = control.controlNet !== undefined ? installed.find((c) => c.id === control.controlNet) : installed.find((c) => c.kind === control.kind);
+    if (!found) {
+      throw new EngineError(
+        "model_not_found",
+        control.controlNet !== undefined
+          ? `There is no ControlNet "${control.controlNet}" in ${this.options.modelsDir}.`
+          : `No ${control.kind} ControlNet is installed: pull one (npx underpaint models pull controlnet-${control.kind}).`,
+      );
+    }
+    if (found.kind !== control.kind) throw new EngineError("invalid_job", `The ControlNet "${found.id}" follows ${found.kind}, not ${control.kind}.`);
+    const mismatch = residualMismatch(found.io.residuals, folder.controlUnet.io.residuals);
+    if (mismatch) throw new EngineError("invalid_job", `The ControlNet "${found.id}" does not fit the model "${folder.name}": ${mismatch}.`);
+    return found;
+  }
+
+  private async controlRun(sessions: ModelSessions, net: ControlNetFolder, control: NonNullable<GenerationJob["control"]>, size: Size): Promise<ControlRun> {
+    return {
+      unet: await sessions.controlUnet(),
+      net: await sessions.controlNet(net),
+      image: await controlImage(control.kind, control.image, size),
+      strength: control.strength,
+      start: control.start,
+      end: control.end,
+    };
+  }
+
   private async load(folder: ModelFolder, job: GenerationJob, { onProgress }: RunContext): Promise<LoadedModel> {
     onProgress({ variation: 0, stage: "loading", step: 0, total: job.steps });
     const sessions = await this.sessions.get(folder);
@@ -208,7 +258,7 @@ export class DiffusionEngine implements Engine {
     job: GenerationJob,
     model: LoadedModel,
     { signal, onProgress, onNotice }: RunContext,
-    settings: Pick<GenerateParams, "width" | "height" | "init" | "inpaint">,
+    settings: Pick<GenerateParams, "width" | "height" | "init" | "inpaint" | "control">,
     finish: (rgb: Uint8Array, seed: number, variation: number) => Promise<EngineResult>,
   ): Promise<EngineResult[]> {
     const results: EngineResult[] = [];

@@ -5,7 +5,7 @@
  * and returns one layer per variation, already in document pixels.
  */
 import type { ContextMode, Expansion, Pixels, Region, Size } from "../../geometry";
-import type { Mode, ModelInfo, ModelList, PreviewDecoderInfo, SchedulerName, Stage, UnavailableModel } from "../../protocol";
+import type { ControlKind, ControlNetInfo, Mode, ModelInfo, ModelList, PreviewDecoderInfo, SchedulerName, Stage, UnavailableModel } from "../../protocol";
 
 /** What every generation is made with, whatever its mode. */
 export interface GenerationSettings {
@@ -27,6 +27,22 @@ export interface GenerationSettings {
    * a fraction of the VAE's time and with less detail; else by the VAE. Default false: the VAE.
    */
   draft?: boolean;
+  /** Steer the picture by a control image through a ControlNet. */
+  control?: ControlSettings;
+}
+
+/** A job's structural control (txt2img and img2img). */
+export interface ControlSettings {
+  kind: ControlKind;
+  /** The layer it follows, as sent (any size: it is fitted to the picture's working size). */
+  image: Pixels;
+  /** The ControlNet's conditioning scale. */
+  strength: number;
+  /** Fractions of the steps where control begins and ends. */
+  start: number;
+  end: number;
+  /** The ControlNet's id; default: the installed one of this kind. */
+  controlNet?: string;
 }
 
 /** Text-to-image and img2img: a whole picture of `output` pixels. */
@@ -104,6 +120,8 @@ export interface EngineCapabilities {
   schedulers: SchedulerName[];
   modes: Mode[];
   device: { name: string; description: string };
+  /** The installed ControlNets. */
+  controlNets?: ControlNetInfo[];
 }
 
 export interface Engine {

@@ -3,7 +3,8 @@
  * the tokenizer(s: SDXL has tokenizer_2/ and text_encoder_2/), the scheduler config and model_index.json (optional: Amuse / OnnxStack exports
  * ship none, and the parts tell what they are). Everything else (safety checker,
  * PyTorch / safetensors weights, sample images, controlnets) stays on the hub. A preview decoder
- * (TAESD) is only its vae_decoder/ and vae_encoder/.
+ * (TAESD) is only its vae_decoder/ and vae_encoder/. A control-capable model's pull also fetches its
+ * control UNet (controlnet/, OnnxStack's layout); a ControlNet's is its one subfolder's graph.
  */
 import { ModelInstallError } from "./install-errors";
 import type { HubFile } from "./hub";
@@ -27,13 +28,18 @@ function isOnnxPartFile(name: string): boolean {
 /** What a folder without model_index.json must hold besides the ONNX parts for its model to be known. */
 const WITHOUT_INDEX = ["tokenizer/vocab.json", "tokenizer/merges.txt", "scheduler/scheduler_config.json"];
 
+export interface EngineFileOptions {
+  /** Also the control UNet (controlnet/model.onnx beside unet/, OnnxStack's layout). */
+  controlUnet?: boolean;
+}
+
 /** Whether the engine needs this repo file. */
-export function isEngineFile(path: string): boolean {
+export function isEngineFile(path: string, options: EngineFileOptions = {}): boolean {
   const parts = path.split("/");
   if (parts.length === 1) return path === "model_index.json";
   if (parts.length !== 2) return false;
   const [folder, name] = parts as [string, string];
-  if ((ONNX_PARTS as readonly string[]).includes(folder)) return isOnnxPartFile(name);
+  if ((ONNX_PARTS as readonly string[]).includes(folder) || (options.controlUnet && folder === "controlnet")) return isOnnxPartFile(name);
   if (TOKENIZER_FOLDERS.has(folder)) return TOKENIZER_FILES.has(name);
   if (folder === "scheduler") return name === "scheduler_config.json";
   return false;
@@ -43,7 +49,7 @@ export function isEngineFile(path: string): boolean {
  * The files to fetch, or an error that says why this repo is not a model Underpaint can run,
  * before a byte of weights is downloaded.
  */
-export function selectEngineFiles(repo: string, files: readonly HubFile[]): HubFile[] {
+export function selectEngineFiles(repo: string, files: readonly HubFile[], options: EngineFileOptions = {}): HubFile[] {
   const paths = new Set(files.map((f) => f.path));
   if (paths.has("text_encoder_2/model.onnx") && !paths.has("text_encoder/model.onnx")) {
     throw new ModelInstallError(
@@ -81,7 +87,7 @@ export function selectEngineFiles(repo: string, files: readonly HubFile[]): HubF
         (hasTorch ? "; it holds PyTorch weights, which Underpaint cannot run: look for an ONNX export of it." : "."),
     );
   }
-  return files.filter((f) => isEngineFile(f.path)).sort((a, b) => a.path.localeCompare(b.path));
+  return files.filter((f) => isEngineFile(f.path, options)).sort((a, b) => a.path.localeCompare(b.path));
 }
 
 /** The parts of a preview decoder (a tiny autoencoder), in the same layout. */
@@ -104,5 +110,15 @@ export function selectPreviewDecoderFiles(repo: string, files: readonly HubFile[
     const [folder, name, ...rest] = path.split("/");
     return rest.length === 0 && name !== undefined && (PREVIEW_DECODER_PARTS as readonly string[]).includes(folder!) && isOnnxPartFile(name);
   };
+  return files.filter((f) => wanted(f.path)).sort((a, b) => a.path.localeCompare(b.path));
+}
+
+/** The files a ControlNet's pull fetches: its subfolder's graph and external weights (icons, samples and templates stay on the hub). */
+export function selectControlNetFiles(repo: string, files: readonly HubFile[], subfolder: string): HubFile[] {
+  const prefix = `${subfolder}/`;
+  if (!files.some((f) => f.path === `${prefix}model.onnx`)) {
+    throw new ModelInstallError("not_onnx", `${repo} has no ONNX ControlNet at ${prefix}model.onnx.`);
+  }
+  const wanted = (path: string) => path.startsWith(prefix) && !path.slice(prefix.length).includes("/") && /\.(onnx|pb|onnx_data|data)$/.test(path);
   return files.filter((f) => wanted(f.path)).sort((a, b) => a.path.localeCompare(b.path));
 }

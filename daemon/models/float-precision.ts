@@ -76,17 +76,30 @@ function convertTensor(tensor: TensorProto, from: FloatDataType, to: FloatDataTy
 
 const TYPED_ATTRIBUTES: Record<string, string> = { Cast: "to", RandomNormalLike: "dtype", RandomUniformLike: "dtype", RandomNormal: "dtype", RandomUniform: "dtype", EyeLike: "dtype" };
 
+/** Inputs whose type the operator fixes to float32 whatever the data's: Resize's roi and scales. */
+function float32Inputs(graph: Graph): Set<string> {
+  const names = new Set<string>();
+  for (const node of graph.node ?? []) if (node.opType === "Resize" || node.opType === "Upsample") for (const name of (node.input ?? []).slice(1, 3)) if (name) names.add(name);
+  return names;
+}
+
 function convertGraph(graph: Graph, from: FloatDataType, to: FloatDataType, read: TensorBytes): void {
-  for (const tensor of graph.initializer ?? []) convertTensor(tensor, from, to, read);
+  const keep = from === FLOAT ? float32Inputs(graph) : new Set<string>();
+  for (const tensor of graph.initializer ?? []) if (!keep.has(tensor.name ?? "")) convertTensor(tensor, from, to, read);
   for (const value of [...(graph.input ?? []), ...(graph.output ?? []), ...(graph.valueInfo ?? [])]) {
     const tensorType = value.type?.tensorType;
     if (tensorType && tensorType.elemType === from) tensorType.elemType = to;
   }
   for (const node of graph.node ?? []) {
+    // ConstantOfShape without a value makes float32 zeros: give it zeros of the new type.
+    if (node.opType === "ConstantOfShape" && from === FLOAT && !(node.attribute ?? []).some((a) => a.name === "value")) {
+      const zero = onnx.TensorProto.create({ dataType: to, dims: [1], rawData: new Uint8Array(to === FLOAT16 ? 2 : 4) });
+      node.attribute = [...(node.attribute ?? []), onnx.AttributeProto.create({ name: "value", type: onnx.AttributeProto.AttributeType.TENSOR, t: zero })];
+    }
     const typed = TYPED_ATTRIBUTES[node.opType ?? ""];
     for (const attribute of node.attribute ?? []) {
       if (attribute.name === typed && Number(attribute.i) === from) attribute.i = to;
-      if (attribute.t) convertTensor(attribute.t, from, to, inlineBytes);
+      if (attribute.t && !(node.opType === "Constant" && (node.output ?? []).some((o) => keep.has(o)))) convertTensor(attribute.t, from, to, inlineBytes);
       if (attribute.g) convertGraph(attribute.g, from, to, read);
       for (const sub of attribute.graphs ?? []) convertGraph(sub, from, to, read);
     }

@@ -27,6 +27,7 @@ import {
   type ModelIO,
 } from "./io-spec";
 import { readManifest } from "./manifest";
+import { readControlUnet, type ControlUnet } from "./control-unet";
 import { findInputConvWeightDims, inspectOnnx, OnnxParseError, type OnnxInfo } from "./onnx-inspect";
 import { findRegistryEntry, registryEntryForSource } from "./registry";
 import { checkNoAddedConditions, checkNotRefiner, isSdxlFolder, loadSdxlParts, SDXL_VAE_SCALING_FACTOR } from "./sdxl-parts";
@@ -177,6 +178,10 @@ export interface ModelFolder {
   weightsBytes: number;
   /** The registry entry it was installed as (its manifest says so, or names the entry's repo); null for folders added by hand. */
   registryId: string | null;
+  /** The UNet that takes a ControlNet's residuals (controlnet/model.onnx, OnnxStack's layout): the model is control-capable. */
+  controlUnet?: ControlUnet | null;
+  /** Why a controlnet/ the folder has cannot be used, when it cannot. */
+  controlUnetProblem?: string | null;
 }
 
 // ---- helpers ----
@@ -531,6 +536,7 @@ export async function loadModelFolder(folder: string, options: LoadModelFolderOp
     sdxl,
   });
 
+  const control = await readControlUnet(dir, devices);
   return {
     id,
     name: id,
@@ -562,6 +568,8 @@ export async function loadModelFolder(folder: string, options: LoadModelFolderOp
     io,
     weightsBytes: onnxBytes + externalBytes + (sdxlParts?.bytes ?? 0),
     registryId: registryEntryForSource((await readManifest(dir))?.source)?.id ?? null,
+    controlUnet: control.unet,
+    controlUnetProblem: control.problem,
   };
 }
 
@@ -614,5 +622,6 @@ export function toModelInfo(model: ModelFolder): ModelInfo {
     recommended: recommendedSettings(model),
     guidance: guidanceKindOf(model),
     ...(model.registryId ? { registryId: model.registryId } : {}),
+    ...(model.controlUnet ? { control: true } : {}),
   };
 }

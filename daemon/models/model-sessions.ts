@@ -19,6 +19,8 @@ import {
   type SessionFactory,
 } from "./execution-provider";
 import type { ModelFolder } from "./model-folder";
+import { describeControlNet, describeControlUnet, type ControlNetIO, type ControlUnetIO } from "./control-io";
+import type { ControlNetFolder } from "./controlnet-folder";
 import { Float32Copies, withFloat32Copies } from "./float32-copies";
 import { int8RewriteName, withInt8Unet, type Int8Unets } from "./int8-unets";
 import { freeDimensionOverrides, sameShape, type JobShape } from "./free-dimensions";
@@ -34,6 +36,7 @@ import {
   type UnetIO,
   type VaeDecoderIO,
   type VaeEncoderIO,
+  sessionValues,
 } from "./session-io";
 
 export const MODEL_PARTS = ["textEncoder", "textEncoder2", "unet", "vaeEncoder", "vaeDecoder"] as const;
@@ -118,6 +121,9 @@ export class ModelSessions {
   private shape: JobShape | null = null;
   private readonly log: ModelLog;
   private readonly factories: Record<ModelPart, SessionFactory>;
+  /** The control UNet's and the ControlNet's sessions (one ControlNet at a time), by file. */
+  private readonly control = new Map<string, Promise<PartSession<unknown>>>();
+  private readonly controlFactory: SessionFactory;
   private isReleased = false;
 
   constructor(
@@ -145,6 +151,64 @@ export class ModelSessions {
       return options.optimizedModels ? options.optimizedModels.wrap(factory, named) : factory;
     };
     this.factories = { textEncoder: factoryOf("textEncoder"), textEncoder2: factoryOf("textEncoder2"), unet: factoryOf("unet"), vaeEncoder: factoryOf("vaeEncoder"), vaeDecoder: factoryOf("vaeDecoder") };
+    // Control graphs are UNet-like: float16 weights get a float32 copy (copyOf skips float32 graphs), then
+    // attention is fused; without copies they load as they are (the fusion does not type-check float16 graphs).
+    let control = options.factory ?? (copies ? fusing : defaultSessionFactory);
+    if (copies) control = withFloat32Copies(control, copies, this.log);
+    this.controlFactory = options.optimizedModels ? options.optimizedModels.wrap(control, options.factory ? "" : graphRewriteOf("unet")) : control;
+  }
+
+  /** The UNet that takes a ControlNet's residuals (controlnet/model.onnx); rejects for a model without one. */
+  controlUnet(): Promise<PartSession<ControlUnetIO>> {
+    const unet = this.model.controlUnet;
+    if (!unet) {
+      return Promise.reject(new ModelFolderError("model_file_missing", join(this.model.dir, "controlnet", "model.onnx"), `Model "${this.model.id}" has no control UNet (controlnet/model.onnx) and cannot follow a control image.`));
+    }
+    return this.controlSession(unet.path, (session, file) => describeControlUnet(file, sessionValues(session).inputs, sessionValues(session).outputs));
+  }
+
+  /** A ControlNet's session; asking for another ControlNet releases the previous one. */
+  async controlNet(folder: ControlNetFolder): Promise<PartSession<ControlNetIO>> {
+    const unetPath = this.model.controlUnet?.path;
+    for (const [file, pending] of [...this.control]) {
+      if (file === unetPath || file === folder.path) continue;
+      this.control.delete(file);
+      await (await pending.catch(() => null))?.session.release().catch(() => {});
+    }
+    return this.controlSession(folder.path, (session, file) => describeControlNet(file, sessionValues(session).inputs, sessionValues(session).outputs));
+  }
+
+  /** Releases the control UNet's and the ControlNet's sessions (made again when next asked for). */
+  async releaseControl(): Promise<void> {
+    const all = [...this.control.values()];
+    this.control.clear();
+    for (const created of await Promise.allSettled(all)) if (created.status === "fulfilled") await created.value.session.release().catch(() => {});
+  }
+
+  private controlSession<IO>(file: string, describe: (session: InferenceSession, file: string) => IO): Promise<PartSession<IO>> {
+    if (this.isReleased) return Promise.reject(new Error(`the sessions of model "${this.model.id}" were released`));
+    let p = this.control.get(file);
+    if (!p) {
+      const made = (async (): Promise<PartSession<IO>> => {
+        const created = await createSession(file, this.devicesWanted, this.log, {
+          threads: this.options.threads,
+          factory: this.controlFactory,
+          ...(this.options.compiled ? { compiled: this.options.compiled } : {}),
+        });
+        try {
+          return { ...created, io: describe(created.session, file), path: file };
+        } catch (error) {
+          await created.session.release().catch(() => {});
+          throw error;
+        }
+      })();
+      p = made;
+      this.control.set(file, made);
+      made.catch(() => {
+        if (this.control.get(file) === made) this.control.delete(file);
+      });
+    }
+    return p as Promise<PartSession<IO>>;
   }
 
   textEncoder(): Promise<PartSession<TextEncoderIO>> {
@@ -225,8 +289,9 @@ export class ModelSessions {
   /** Releases every session, waiting for any still being created. Idempotent. */
   async release(): Promise<void> {
     this.isReleased = true;
-    const all = [...this.pending.values()];
+    const all = [...this.pending.values(), ...this.control.values()];
     this.pending.clear();
+    this.control.clear();
     this.ready.clear();
     const results = await Promise.allSettled(all);
     for (const r of results) {

@@ -17,7 +17,8 @@ import { mkdir, readFile, readdir, rm, stat, writeFile } from "node:fs/promises"
 import { dirname, join, relative, resolve, sep } from "node:path";
 import type { DownloadStage } from "../../protocol";
 import { downloadFile, hashFile, retryPolicyFromEnv, backoffDelay, sleep, type RetryPolicy } from "./download";
-import { isAutoencoderOnly, selectEngineFiles, selectPreviewDecoderFiles } from "./engine-files";
+import { isAutoencoderOnly, selectControlNetFiles, selectEngineFiles, selectPreviewDecoderFiles } from "./engine-files";
+import { loadControlNetFolder } from "./controlnet-folder";
 import { ModelFolderError } from "./errors";
 import { hubConfigFromEnv, isRetryable, listRepoFiles, resolveUrl, type HubFile, type HubListing } from "./hub";
 import { ModelInstallError } from "./install-errors";
@@ -287,8 +288,14 @@ export async function pullModel(request: string, options: PullOptions): Promise<
   try {
     reporter.update({ stage: "listing" }, true);
     const listing: HubListing = await withRetries(() => listRepoFiles(hub, target.repo, target.revision, signal), policy, signal, log);
-    const previewDecoder = target.entry ? target.entry.kind === "preview-decoder" : isAutoencoderOnly(new Set(listing.files.map((f) => f.path)));
-    const files = previewDecoder ? selectPreviewDecoderFiles(target.repo, listing.files) : selectEngineFiles(target.repo, listing.files);
+    const entry = target.entry;
+    const controlNet = entry?.kind === "controlnet" ? entry : null;
+    const previewDecoder = entry ? entry.kind === "preview-decoder" : isAutoencoderOnly(new Set(listing.files.map((f) => f.path)));
+    const files = controlNet
+      ? selectControlNetFiles(target.repo, listing.files, controlNet.subfolder)
+      : previewDecoder
+        ? selectPreviewDecoderFiles(target.repo, listing.files)
+        : selectEngineFiles(target.repo, listing.files, { controlUnet: entry?.kind !== "preview-decoder" && entry?.control === true });
     const total = files.reduce((sum, f) => sum + (f.size ?? 0), 0);
     const source = `${target.repo}@${listing.commit}`;
     reporter.update({ source, total });
@@ -354,7 +361,7 @@ export async function pullModel(request: string, options: PullOptions): Promise<
       files: manifestFiles,
     });
     try {
-      await (previewDecoder ? loadPreviewDecoderFolder(partial) : loadModelFolder(partial));
+      await (controlNet ? loadControlNetFolder(partial) : previewDecoder ? loadPreviewDecoderFolder(partial) : loadModelFolder(partial));
     } catch (error) {
       if (error instanceof ModelFolderError) {
         // Complete and checksummed but unusable: nothing to resume, so nothing is kept.

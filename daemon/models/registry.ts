@@ -7,7 +7,7 @@
  * artist typed into one or the other.
  */
 import { z } from "zod";
-import { RecommendedSettings, type RegistryModel, type RegistryPreviewDecoder } from "../../protocol";
+import { ControlKind, RecommendedSettings, type RegistryModel, type RegistryPreviewDecoder } from "../../protocol";
 import registryJson from "./registry.json";
 import { ModelInstallError } from "./install-errors";
 import type { ModelManifest } from "./manifest";
@@ -55,9 +55,33 @@ export const RegistryEntry = z
     recommended: RecommendedSettings,
     license: z.string().min(1),
     description: z.string().min(1),
+    /** The repo has a control UNet (controlnet/model.onnx, OnnxStack's layout): a pull fetches it, and ControlNets can steer the model. */
+    control: z.boolean().default(false),
   })
   .superRefine(checkPinning);
 export type RegistryEntry = z.infer<typeof RegistryEntry>;
+
+/**
+ * A ControlNet: one model.onnx in a subfolder of a repo that holds several (TensorStack/ControlNet-onnx's
+ * SD/Canny/, ...), with OnnxStack's inputs and outputs; it steers models of its architecture whose
+ * entries (or folders) have a control UNet.
+ */
+export const ControlNetEntry = z
+  .object({
+    ...HubSource,
+    kind: z.literal("controlnet"),
+    /** What it follows. */
+    control: ControlKind,
+    /** The base models it was trained for. */
+    architecture: z.enum(["sd15", "sd21"]),
+    /** The repo folder holding its model.onnx; a pull fetches only that folder's ONNX files. */
+    subfolder: z.string().regex(/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/, "a relative folder path"),
+    precision: z.enum(["fp32", "fp16"]),
+    license: z.string().min(1),
+    description: z.string().min(1),
+  })
+  .superRefine(checkPinning);
+export type ControlNetEntry = z.infer<typeof ControlNetEntry>;
 
 /**
  * A preview decoder: a tiny autoencoder for SD 1.x / 2.x latents (TAESD) in the diffusers ONNX layout
@@ -79,16 +103,22 @@ export const PreviewDecoderEntry = z
 export type PreviewDecoderEntry = z.infer<typeof PreviewDecoderEntry>;
 
 export const Registry = z
-  .object({ version: z.literal(1), models: z.array(RegistryEntry).min(1), previewDecoders: z.array(PreviewDecoderEntry).default([]) })
+  .object({
+    version: z.literal(1),
+    models: z.array(RegistryEntry).min(1),
+    previewDecoders: z.array(PreviewDecoderEntry).default([]),
+    controlNets: z.array(ControlNetEntry).default([]),
+  })
   .superRefine((registry, ctx) => {
     const seen = new Set<string>();
-    const check = (list: "models" | "previewDecoders") =>
+    const check = (list: "models" | "previewDecoders" | "controlNets") =>
       registry[list].forEach((m, i) => {
         if (seen.has(m.id)) ctx.addIssue({ code: "custom", path: [list, i, "id"], message: `duplicate id ${m.id}` });
         seen.add(m.id);
       });
     check("models");
     check("previewDecoders");
+    check("controlNets");
   });
 export type Registry = z.infer<typeof Registry>;
 
@@ -108,6 +138,14 @@ export const ARCHITECTURE_PARAMETERS: Record<Architecture, Record<"text_encoder"
   sd21: { text_encoder: 340_387_840, unet: 865_910_724, vae_decoder: 49_490_199, vae_encoder: 34_163_664 },
 };
 
+/**
+ * ControlNet's weights: SD 1.5's (diffusers ControlNetModel, ControlNet 1.0 and 1.1 alike;
+ * scripts/onnx-builder/controlnet.ts builds exactly this many); SD 2.1's adds, as its UNet does,
+ * 2 x 256 to_k / to_v weights per transformer channel (1024-wide context instead of 768) in its 7
+ * transformers (320, 320, 640, 640, 1280, 1280 and the mid block's 1280 channels).
+ */
+export const CONTROLNET_PARAMETERS: Record<ControlNetEntry["architecture"], number> = { sd15: 361_279_120, sd21: 361_279_120 + 2 * 256 * 5760 };
+
 const BYTES_PER_PARAMETER: Record<RegistryEntry["precision"], number> = { fp32: 4, fp16: 2 };
 
 /**
@@ -117,8 +155,13 @@ const BYTES_PER_PARAMETER: Record<RegistryEntry["precision"], number> = { fp32: 
  * and configs are left out, and a repo may ship a part more or less (a VAE encoder); the hub's
  * listing gives the exact total when the pull starts.
  */
-export function approximateBytes(entry: RegistryEntry | PreviewDecoderEntry): number {
-  const parameters = entry.kind === "preview-decoder" ? entry.parameters : Object.values(ARCHITECTURE_PARAMETERS[entry.architecture]).reduce((a, b) => a + b, 0);
+export function approximateBytes(entry: RegistryEntry | PreviewDecoderEntry | ControlNetEntry): number {
+  const parameters =
+    entry.kind === "preview-decoder"
+      ? entry.parameters
+      : entry.kind === "controlnet"
+        ? CONTROLNET_PARAMETERS[entry.architecture]
+        : Object.values(ARCHITECTURE_PARAMETERS[entry.architecture]).reduce((a, b) => a + b, 0) + (entry.control ? ARCHITECTURE_PARAMETERS[entry.architecture].unet : 0);
   return parameters * BYTES_PER_PARAMETER[entry.precision];
 }
 
@@ -177,6 +220,16 @@ export function previewDecoderEntryForSource(source: ModelManifest["source"] | u
   return registry.previewDecoders.find((m) => m.repo.toLowerCase() === repo);
 }
 
+export function findControlNetEntry(id: string, registry: Registry = loadRegistry()): ControlNetEntry | undefined {
+  return registry.controlNets.find((m) => m.id === id);
+}
+
+/** The ControlNet entry a folder was installed as: its manifest's registryId (a repo holds several, so the repo alone does not say). */
+export function controlNetEntryForSource(source: ModelManifest["source"] | undefined, registry: Registry = loadRegistry()): ControlNetEntry | undefined {
+  if (source?.kind !== "hub" || !source.registryId) return undefined;
+  return findControlNetEntry(source.registryId, registry);
+}
+
 /** The entry a model folder was installed as: its manifest's registryId, or the entry whose repo it came from. */
 export function registryEntryForSource(source: ModelManifest["source"] | undefined, registry: Registry = loadRegistry()): RegistryEntry | undefined {
   if (source?.kind !== "hub") return undefined;
@@ -191,7 +244,7 @@ export interface PullTarget {
   repo: string;
   revision: string;
   /** The registry entry, when the request named one. */
-  entry?: RegistryEntry | PreviewDecoderEntry;
+  entry?: RegistryEntry | PreviewDecoderEntry | ControlNetEntry;
 }
 
 /**
@@ -199,7 +252,7 @@ export interface PullTarget {
  * unless `as` says otherwise; `revision` overrides the registry's pin or the default "main".
  */
 export function pullTarget(request: string, options: { revision?: string; as?: string } = {}, registry = loadRegistry()): PullTarget {
-  const entries = [...registry.models, ...registry.previewDecoders];
+  const entries = [...registry.models, ...registry.previewDecoders, ...registry.controlNets];
   const entry = entries.find((m) => m.id === request);
   let target: PullTarget;
   if (entry) {

@@ -12,6 +12,8 @@ import {
   frameChunks,
   parseClientMessage,
   type ClientMessage,
+  type ControlNetInfo,
+  type ModelInfo,
   type DaemonMessageInput,
   type ErrorCode,
   type FrameRef,
@@ -56,7 +58,7 @@ interface ConnectionJob {
   request: JobRequest;
   key: string;
   phase: Phase;
-  received: { image?: ImageFrame; mask?: ImageFrame };
+  received: { image?: ImageFrame; mask?: ImageFrame; control?: ImageFrame };
   frameTimer?: ReturnType<typeof setTimeout>;
 }
 
@@ -213,7 +215,7 @@ export class Connection {
     }
     const job: ConnectionJob = { request, key: `${this.settings.id}/${jobId}`, phase: "awaiting-frames", received: {} };
     this.jobs.set(jobId, job);
-    if (request.image || request.mask) {
+    if (request.image || request.mask || request.control) {
       job.frameTimer = setTimeout(
         afterPendingMessages(() => {
           if (job.phase !== "awaiting-frames" || this.jobs.get(jobId) !== job) return;
@@ -232,7 +234,7 @@ export class Connection {
     if (request.variations > limits.maxVariations) {
       return { code: "invalid_job", message: `At most ${limits.maxVariations} variations per job.` };
     }
-    for (const [name, ref] of [["image", request.image], ["mask", request.mask]] as const) {
+    for (const [name, ref] of [["image", request.image], ["mask", request.mask], ["control image", request.control?.image]] as const) {
       if (ref && ref.width * ref.height > limits.maxImagePixels) {
         return { code: "frame_too_large", message: `The ${name} (${ref.width}x${ref.height}) is over the ${limits.maxImagePixels}-pixel limit.` };
       }
@@ -250,7 +252,7 @@ export class Connection {
         message: `The mask (${request.mask.width}x${request.mask.height}) must be the size of the image (${request.image.width}x${request.image.height}).`,
       };
     }
-    const { models, unavailable } = await engine.capabilities();
+    const { models, unavailable, controlNets } = await engine.capabilities();
     const model = models.find((m) => m.id === request.model);
     const refused = unavailable.find((m) => m.id === request.model);
     if (!model && refused) return { code: "model_unavailable", message: `The model "${request.model}" cannot run here: ${refused.message}` };
@@ -261,7 +263,7 @@ export class Connection {
     if (!model.modes.includes(request.mode)) {
       return { code: "unsupported_mode", message: `The model "${model.name}" cannot do ${request.mode}.` };
     }
-    return undefined;
+    return request.control ? checkControl(request.control, request.mode, model, controlNets ?? []) : undefined;
   }
 
   private receiveFrameChunk(bytes: Uint8Array): void {
@@ -291,7 +293,7 @@ export class Connection {
     }
     if (!frame) return;
     job.received[slot.name] = frame;
-    const complete = (!job.request.image || job.received.image) && (!job.request.mask || job.received.mask);
+    const complete = (!job.request.image || job.received.image) && (!job.request.mask || job.received.mask) && (!job.request.control || job.received.control);
     if (complete) {
       clearTimeout(job.frameTimer);
       this.enqueue(job);
@@ -379,6 +381,7 @@ export class Connection {
   private recycle(job: ConnectionJob): void {
     if (job.received.image) this.settings.pool.give(job.received.image.data);
     if (job.received.mask) this.settings.pool.give(job.received.mask.data);
+    if (job.received.control) this.settings.pool.give(job.received.control.data);
     job.received = {};
   }
 
@@ -448,10 +451,25 @@ function toBytes(data: RawData): Uint8Array {
   return data;
 }
 
-type Slot = { ok: true; name: "image" | "mask" } | { ok: false; message: string };
+type Slot = { ok: true; name: "image" | "mask" | "control" } | { ok: false; message: string };
+
+/** Why a job's control cannot run on this model with the installed ControlNets, in one sentence. */
+function checkControl(control: NonNullable<JobRequest["control"]>, mode: JobRequest["mode"], model: ModelInfo, controlNets: readonly ControlNetInfo[]): { code: ErrorCode; message: string } | undefined {
+  if (mode !== "txt2img" && mode !== "img2img") return { code: "unsupported_mode", message: `A control image steers txt2img and img2img; ${mode} does not follow one yet.` };
+  if (!model.control) return { code: "unsupported_mode", message: `The model "${model.name}" cannot follow a control image: use a control-capable model (npx underpaint models pull sd-1.5-control).` };
+  const named = control.controlNet;
+  const net = named !== undefined ? controlNets.find((c) => c.id === named) : controlNets.find((c) => c.kind === control.kind);
+  if (!net) {
+    return named !== undefined
+      ? { code: "model_not_found", message: `There is no ControlNet "${named}" (installed: ${controlNets.map((c) => c.id).join(", ") || "none"}).` }
+      : { code: "model_not_found", message: `No ${control.kind} ControlNet is installed: pull one (npx underpaint models pull controlnet-${control.kind}).` };
+  }
+  if (net.kind !== control.kind) return { code: "invalid_job", message: `The ControlNet "${net.id}" follows ${net.kind}, not ${control.kind}.` };
+  return undefined;
+}
 
 function expectedSlot(request: JobRequest, header: { frameId: number; kind: string; width: number; height: number; channels: number; bitsPerChannel: number }): Slot {
-  const candidates: Array<["image" | "mask", FrameRef | undefined]> = [["image", request.image], ["mask", request.mask]];
+  const candidates: Array<["image" | "mask" | "control", FrameRef | undefined]> = [["image", request.image], ["mask", request.mask], ["control", request.control?.image]];
   for (const [name, ref] of candidates) {
     if (!ref || ref.frameId !== header.frameId) continue;
     if (header.kind !== name) return { ok: false, message: `Frame ${header.frameId} was declared as the ${name} but arrived as a ${header.kind} frame.` };

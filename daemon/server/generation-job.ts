@@ -20,6 +20,7 @@ export function pixelsOf(frame: ImageFrame): Pixels {
 export interface ReceivedPixels {
   image?: ImageFrame;
   mask?: ImageFrame;
+  control?: ImageFrame;
 }
 
 function need(frame: ImageFrame | undefined, what: string, mode: string): Pixels {
@@ -41,6 +42,10 @@ export function toGenerationJob(request: JobRequest, received: ReceivedPixels): 
     previews: request.previews,
     draft: request.draft,
   };
+  if (request.control) {
+    const { kind, strength, start, end, controlNet } = request.control;
+    settings.control = { kind, image: need(received.control, "its control image", "A controlled job"), strength, start, end, ...(controlNet !== undefined ? { controlNet } : {}) };
+  }
   const whole = { output: request.output ?? request.canvas, ...(request.size ? { size: request.size } : {}) };
   const placement = { canvas: request.canvas, region: request.region ?? regionOf(request.canvas) };
   const budget = request.budget !== undefined ? { budget: request.budget } : {};

@@ -232,25 +232,28 @@ export interface UnetIoOptions {
   optimumAxes?: boolean;
 }
 
-export function unet(config: Sd15Config, ref: ReferenceShapes = REFERENCE, ioOptions: UnetIoOptions = {}): Graph {
-  const u = config.unet;
-  const g = new Graph("unet");
-  const [B, L] = [ref.unetBatch, ref.latent];
-  const optimum = ioOptions.optimumAxes === true;
-  const batchAxis = optimum ? "batch_size" : "batch";
-  const sample = g.input("sample", FLOAT, optimum ? [batchAxis, u.inChannels, "height", "width"] : ["batch", "channels", "height", "width"], [B, u.inChannels, L, L]);
-  const int64Timestep = ioOptions.timestep === "int64";
-  const timestep = g.input("timestep", int64Timestep ? INT64 : FLOAT, [int64Timestep ? "steps" : "batch"], [B]);
-  const context = g.input("encoder_hidden_states", FLOAT, optimum ? [batchAxis, "sequence_length", u.crossAttentionDim] : ["batch", "sequence", u.crossAttentionDim], [B, ref.sequence, u.crossAttentionDim]);
-  const addition = u.addition
-    ? {
-        textEmbeds: g.input("text_embeds", FLOAT, [batchAxis, u.addition.textEmbedsDim], [B, u.addition.textEmbedsDim]),
-        timeIds: g.input("time_ids", FLOAT, [batchAxis, u.addition.timeIds], [B, u.addition.timeIds]),
-      }
-    : null;
+/** SDXL's time_ids and text_embeds inputs, for the time embedding's add_embedding. */
+export interface AdditionInputs {
+  textEmbeds: Value;
+  timeIds: Value;
+}
+
+/**
+ * The UNet's time embedding (sinusoidal, flip_sin_to_cos, two Gemms; with SDXL's add_embedding of
+ * time_ids and text_embeds added), activated: what every resnet's time projection reads.
+ */
+export function timeEmbedding(
+  g: Graph,
+  sample: Value,
+  timestep: Value,
+  u: Sd15Config["unet"],
+  batch: number,
+  options: { int64Timestep?: boolean; addition?: AdditionInputs | null } = {},
+): Value {
+  const addition = options.addition ?? null;
+  const B = batch;
   const c0 = u.blocks[0]!;
   const tembDim = 4 * c0;
-
   // Sinusoidal timestep embedding (flip_sin_to_cos, freq_shift 0), broadcast to the sample's batch.
   // timesteps.expand(sample.shape[0]) as torch traces it: the size, with -1 entries replaced by 1.
   const size = g.node("Reshape", [shapeOf(g, [dims(g, sample, [0])[0]!]), g.constInt64([-1])], {}, [1]);
@@ -258,7 +261,7 @@ export function unet(config: Sd15Config, ref: ReferenceShapes = REFERENCE, ioOpt
   const wanted = g.node("Where", [g.node("Equal", [size, g.node("Mul", [ones, g.constInt64([-1])], {}, [1])], {}, [1]), ones, size], {}, [1]);
   const expanded = g.node("Unsqueeze", [g.node("Expand", [timestep, wanted], {}, [B]), g.constInt64([1])], {}, [B, 1]);
   // Integer timesteps become floats inside time_proj (timesteps[:, None].float()).
-  const t = int64Timestep ? g.node("Cast", [expanded], { to: FLOAT }, [B, 1]) : expanded;
+  const t = options.int64Timestep ? g.node("Cast", [expanded], { to: FLOAT }, [B, 1]) : expanded;
   const tproj = g.scope("time_proj", () => sinusoidal(g, t, c0));
   let temb = g.scope("time_embedding", () => gemm(g, silu(g, gemm(g, tproj, "linear_1", c0, tembDim)), "linear_2", tembDim, tembDim));
   if (addition && u.addition) {
@@ -273,10 +276,23 @@ export function unet(config: Sd15Config, ref: ReferenceShapes = REFERENCE, ioOpt
     const aug = g.scope("add_embedding", () => gemm(g, silu(g, gemm(g, addInput, "linear_1", inDim, tembDim)), "linear_2", tembDim, tembDim));
     temb = add(g, temb, aug);
   }
-  const tembAct = silu(g, temb);
+  return silu(g, temb);
+}
 
-  let h = conv(g, sample, "conv_in", u.inChannels, c0, 3);
-  const skips: { value: Value; channels: number }[] = [{ value: h, channels: c0 }];
+export interface Skip {
+  value: Value;
+  channels: number;
+}
+
+/**
+ * The UNet's encoder half after conv_in: the down blocks (each resnet's and attention's output and
+ * each downsampler's kept as a skip) and the mid block. A ControlNet is this same half; its skips
+ * and mid-block output are what it gives the UNet (down_block_res_samples, mid_block_res_sample).
+ */
+export function downAndMid(g: Graph, convIn: Value, tembAct: Value, context: Value, u: Sd15Config["unet"]): { skips: Skip[]; mid: Value; channels: number } {
+  let h = convIn;
+  const c0 = u.blocks[0]!;
+  const skips: Skip[] = [{ value: h, channels: c0 }];
   let channels = c0;
   const last = u.blocks.length - 1;
   u.blocks.forEach((out, i) => {
@@ -298,6 +314,77 @@ export function unet(config: Sd15Config, ref: ReferenceShapes = REFERENCE, ioOpt
     h = transformer(g, h, context, "attentions.0", channels, last, u);
     h = resnet(g, h, tembAct, "resnets.1", channels, channels, u.groups, 1e-5);
   });
+  return { skips, mid: h, channels };
+}
+
+/** How many residuals a ControlNet gives this UNet's down path (12 for SD 1.5: conv_in, 2 per level, a downsampler per level but the last). */
+export function downResidualCount(u: Sd15Config["unet"]): number {
+  return 1 + u.blocks.length * u.layersPerBlock + (u.blocks.length - 1);
+}
+
+/** Channels and downsampling of each down residual, in order: [channels, latent side / factor]. */
+export function downResidualShapes(u: Sd15Config["unet"]): { channels: number; factor: number }[] {
+  const shapes = [{ channels: u.blocks[0]!, factor: 1 }];
+  u.blocks.forEach((out, i) => {
+    for (let j = 0; j < u.layersPerBlock; j++) shapes.push({ channels: out, factor: 2 ** i });
+    if (i < u.blocks.length - 1) shapes.push({ channels: out, factor: 2 ** (i + 1) });
+  });
+  return shapes;
+}
+
+/** The residual input/output names of OnnxStack's ControlNet exports (its ControlNet's outputs, its ControlNet UNet's inputs). */
+export const downResidualName = (i: number) => `down_block_${i}_additional_residual`;
+export const MID_RESIDUAL = "mid_block_additional_residual";
+
+/** Options of the UNet's graph I/O that differ between exporters. */
+export interface UnetOptions {
+  /** The timestep input: float32 [batch] (diffusers' script) or int64 [steps] (Optimum before Nov 2024). */
+  timestep?: "float32" | "int64";
+  /** Optimum's axis names (batch_size, height, width; channels fixed). */
+  optimumAxes?: boolean;
+  /**
+   * OnnxStack's ControlNet UNet (the base repo's controlnet/model.onnx): the ControlNet's residuals
+   * come in as inputs, each added to its skip (down_block_additional_residuals) and to the mid
+   * block's output (mid_block_additional_residual), as diffusers' UNet2DConditionModel adds them.
+   */
+  residualInputs?: boolean;
+}
+
+export function unet(config: Sd15Config, ref: ReferenceShapes = REFERENCE, options: UnetOptions = {}): Graph {
+  const u = config.unet;
+  const g = new Graph("unet");
+  const [B, L] = [ref.unetBatch, ref.latent];
+  const optimum = options.optimumAxes === true;
+  const batchAxis = optimum ? "batch_size" : "batch";
+  const sample = g.input("sample", FLOAT, optimum ? [batchAxis, u.inChannels, "height", "width"] : ["batch", "channels", "height", "width"], [B, u.inChannels, L, L]);
+  const int64Timestep = options.timestep === "int64";
+  const timestep = g.input("timestep", int64Timestep ? INT64 : FLOAT, [int64Timestep ? "steps" : "batch"], [B]);
+  const context = g.input("encoder_hidden_states", FLOAT, optimum ? [batchAxis, "sequence_length", u.crossAttentionDim] : ["batch", "sequence", u.crossAttentionDim], [B, ref.sequence, u.crossAttentionDim]);
+  const addition = u.addition
+    ? {
+        textEmbeds: g.input("text_embeds", FLOAT, [batchAxis, u.addition.textEmbedsDim], [B, u.addition.textEmbedsDim]),
+        timeIds: g.input("time_ids", FLOAT, [batchAxis, u.addition.timeIds], [B, u.addition.timeIds]),
+      }
+    : null;
+  const residuals = options.residualInputs
+    ? {
+        down: downResidualShapes(u).map((s, i) => g.input(downResidualName(i), FLOAT, [batchAxis, s.channels, `height_${s.factor}`, `width_${s.factor}`], [B, s.channels, L / s.factor, L / s.factor])),
+        mid: (() => {
+          const f = 2 ** (u.blocks.length - 1);
+          const c = u.blocks[u.blocks.length - 1]!;
+          return g.input(MID_RESIDUAL, FLOAT, [batchAxis, c, `height_${f}`, `width_${f}`], [B, c, L / f, L / f]);
+        })(),
+      }
+    : null;
+  const c0 = u.blocks[0]!;
+  const tembAct = timeEmbedding(g, sample, timestep, u, B, { int64Timestep, addition });
+
+  const encoded = downAndMid(g, conv(g, sample, "conv_in", u.inChannels, c0, 3), tembAct, context, u);
+  // diffusers adds each residual to its skip after the whole down path, and the mid residual after the mid block.
+  const skips = residuals ? encoded.skips.map((s, i) => ({ value: add(g, s.value, residuals.down[i]!), channels: s.channels })) : encoded.skips;
+  let h = residuals ? add(g, encoded.mid, residuals.mid) : encoded.mid;
+  let channels = encoded.channels;
+  const last = u.blocks.length - 1;
   const reversed = [...u.blocks].reverse();
   reversed.forEach((out, i) => {
     g.scope(`up_blocks.${i}`, () => {

@@ -11,6 +11,7 @@ import { makeTensor, makeTimestep, tensorToFloat32 } from "../../models/session-
 import { CancelledError, EngineError } from "../engine";
 import { createScheduler, SchedulerConfigSchema, type NoiseSource, type Scheduler, type SchedulerName } from "../schedulers";
 import type { ClipTokenizer } from "../tokenizer";
+import { ControlResiduals, type ControlRun } from "./control";
 import { binaryLatentMask, binaryPixelMask, legacyKeepMask, maskedImage } from "./inpaint-masks";
 import { guidanceEmbeddingBatch } from "./guidance-embedding";
 import { concatBatch, guide, scale } from "./tensor";
@@ -43,6 +44,8 @@ export interface GenerateParams {
   init?: { rgb: Uint8Array; strength: number };
   /** Inpainting: the image, its mask (one 8-bit channel, 255 = repaint), the strength. */
   inpaint?: InpaintInput;
+  /** A ControlNet steering the picture: the control UNet runs instead of the UNet. */
+  control?: ControlRun;
 }
 
 export interface InpaintInput {
@@ -176,7 +179,8 @@ export async function generate(model: LoadedModel, params: GenerateParams, noise
   check(signal);
 
   options.onStage?.("denoising");
-  const unet = await sessions.unet();
+  const unet = params.control ? params.control.unet : await sessions.unet();
+  const control = params.control ? new ControlResiduals(params.control) : null;
   const { io } = unet;
   const channels = folder.unetInChannels;
   const hidden = makeTensor(io.encoderHiddenStatesType, text.hidden, [unetBatch, text.sequence, text.dim]);
@@ -194,6 +198,9 @@ export async function generate(model: LoadedModel, params: GenerateParams, noise
     const doubled = cfg ? concatBatch([scaled, scaled]) : scaled;
     // 9-channel UNets get [latents, mask, masked-image latents] on the channel axis, after scaling.
     const sample = latents.conditioning ? withConditioning(doubled, latents.conditioning, unetBatch, latentWidth * latentHeight) : doubled;
+    const residuals = control
+      ? await control.feeds({ index: i, steps: timesteps.length, sample: doubled, timestep: t, hidden: text.hidden, rows: unetBatch, sequence: text.sequence, width: text.dim, latentHeight, latentWidth })
+      : {};
     const outputs = await unet.session
       .run(
         {
@@ -202,6 +209,7 @@ export async function generate(model: LoadedModel, params: GenerateParams, noise
           [io.encoderHiddenStates]: hidden,
           ...guidanceFeed,
           ...addedFeeds,
+          ...residuals,
         },
         [io.output],
       )

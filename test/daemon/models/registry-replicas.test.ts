@@ -30,8 +30,8 @@ let hub: FakeHub;
 let tmp: TempDir;
 let all: Replica[];
 const modelsDir = () => path.join(tmp.dir, "models");
-/** The replicas of pipeline repos (the TAESD one is a preview decoder: test/daemon/models/taesd.test.ts). */
-const pipelines = () => all.filter((r): r is PipelineReplica => r.from !== "taesd" && r.from !== "tiny-sdxl");
+/** The replicas of pipeline repos (the TAESD one is a preview decoder: test/daemon/models/taesd.test.ts; the ControlNet repos: test/daemon/models/controlnet.test.ts). */
+const pipelines = () => all.filter((r): r is PipelineReplica => r.from !== "taesd" && r.from !== "tiny-sdxl" && r.from !== "controlnet");
 /** The SDXL replicas (Optimum's layout, two text encoders). */
 const sdxlReplicas = () => all.filter((r): r is SdxlReplica => r.from === "tiny-sdxl");
 
@@ -55,6 +55,7 @@ afterAll(async () => {
 const GUIDANCE: Record<string, GuidanceKind> = {
   "sd-1.5": "classifier-free",
   "sd-1.5-inpainting": "classifier-free",
+  "sd-1.5-control": "classifier-free",
   "sd-turbo": "none",
   "lcm-dreamshaper-v7": "embedded",
 };

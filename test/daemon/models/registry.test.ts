@@ -21,7 +21,7 @@ import registryJson from "../../../daemon/models/registry.json";
 describe("the registry", () => {
   it("is valid and covers SD 1.5, an inpainting model, SD-Turbo and an LCM", () => {
     const registry = loadRegistry();
-    expect(registry.models.map((m) => m.id)).toEqual(["sd-1.5", "sd-1.5-inpainting", "sd-turbo", "lcm-dreamshaper-v7"]);
+    expect(registry.models.map((m) => m.id)).toEqual(["sd-1.5", "sd-1.5-inpainting", "sd-turbo", "lcm-dreamshaper-v7", "sd-1.5-control"]);
     expect(registry.models.some((m) => m.kind === "inpainting")).toBe(true);
     expect(findRegistryEntry("sd-turbo")).toMatchObject({ turbo: true, recommended: { steps: 1, guidance: 0 } });
     expect(findRegistryEntry("lcm-dreamshaper-v7")?.recommended.scheduler).toBe("lcm");

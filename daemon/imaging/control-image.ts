@@ -1,0 +1,43 @@
+/**
+ * The control image a ControlNet reads, made from the layer the artist chose: canny edges found in
+ * it, scribbles and line art as white lines on black, depth and pose maps as they are; at the
+ * generation size, RGB in [0, 1], channels first ([3, height, width]), as diffusers'
+ * prepare_image gives it (before the batch is repeated).
+ */
+import type { Pixels, Size } from "../../geometry";
+import type { ControlKind } from "../../protocol";
+import { cannyEdges } from "./canny";
+import { rgbAt } from "./resample";
+
+/** The layer's grey values, lines made white on black: dark strokes on a light ground are inverted. */
+function whiteLines(rgb: Uint8Array, plane: number, binary: boolean): Uint8Array {
+  const grey = new Uint8Array(plane);
+  let sum = 0;
+  for (let i = 0; i < plane; i++) {
+    const g = Math.round(0.299 * rgb[3 * i]! + 0.587 * rgb[3 * i + 1]! + 0.114 * rgb[3 * i + 2]!);
+    grey[i] = g;
+    sum += g;
+  }
+  // The ground is most of a drawing: a light mean means dark strokes, which ControlNets read inverted.
+  const invert = sum / plane > 127.5;
+  for (let i = 0; i < plane; i++) {
+    const g = invert ? 255 - grey[i]! : grey[i]!;
+    // Scribble ControlNets were trained on thresholded (binary) strokes; line art keeps its soft edges.
+    grey[i] = binary ? (g > 127 ? 255 : 0) : g;
+  }
+  return grey;
+}
+
+/** `kind`'s control image of `layer` at `size`: [3, height, width] in [0, 1]. */
+export async function controlImage(kind: ControlKind, layer: Pixels, size: Size): Promise<Float32Array> {
+  const rgb = await rgbAt(layer, size);
+  const plane = size.width * size.height;
+  let grey: Uint8Array | null = null;
+  if (kind === "canny") grey = cannyEdges({ ...size, channels: 3, data: rgb }).data;
+  else if (kind === "scribble" || kind === "lineart") grey = whiteLines(rgb, plane, kind === "scribble");
+  const out = new Float32Array(3 * plane);
+  for (let c = 0; c < 3; c++) {
+    for (let i = 0; i < plane; i++) out[c * plane + i] = (grey ? grey[i]! : rgb[3 * i + c]!) / 255;
+  }
+  return out;
+}

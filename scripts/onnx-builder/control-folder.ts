@@ -1,0 +1,25 @@
+/**
+ * Writes the builder's ControlNet graphs as OnnxStack lays them out: a ControlNet's model.onnx (its
+ * weights inside the file) in a folder of its own, and a base model's controlnet/model.onnx (the
+ * UNet with the residual inputs) beside its unet/, which this replaces with the builder's UNet of
+ * the same configuration so that the two share their weights (the builder seeds weights by name).
+ */
+import { rm } from "node:fs/promises";
+import path from "node:path";
+import { controlNet } from "./controlnet";
+import { REFERENCE, tinySdConfig, unet, type Sd15Config } from "./sd15";
+
+/** A ControlNet folder: `dir`/model.onnx. tiny-sd's configuration unless told otherwise. */
+export async function writeControlNetFolder(dir: string, config: Sd15Config = tinySdConfig()): Promise<void> {
+  await rm(dir, { recursive: true, force: true });
+  await controlNet(config, { ...REFERENCE, latent: 8 }).write(path.join(dir, "model.onnx"));
+}
+
+/** unet/ (weights in unet/weights.pb, as the diffusers export) and controlnet/ (weights inside) of a model folder at `dir`. */
+export async function writeControlUnet(dir: string, config: Sd15Config = tinySdConfig()): Promise<void> {
+  const ref = { ...REFERENCE, latent: 8 };
+  await rm(path.join(dir, "unet"), { recursive: true, force: true });
+  await unet(config, ref).write(path.join(dir, "unet", "model.onnx"), { externalData: "weights.pb" });
+  await rm(path.join(dir, "controlnet"), { recursive: true, force: true });
+  await unet(config, ref, { residualInputs: true }).write(path.join(dir, "controlnet", "model.onnx"));
+}

@@ -1,0 +1,97 @@
+/**
+ * A control job over a real WebSocket, on the daemon's own engine with the replicas of
+ * TensorStack/stable-diffusion-v1-5-onnx (control UNet) and TensorStack/ControlNet-onnx pulled
+ * through the hub imitation: the control frame is accepted and steers the result; a job the
+ * model or the installed ControlNets cannot do is refused in one sentence.
+ */
+import { cp } from "node:fs/promises";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DiffusionEngine } from "../../../daemon/engine/diffusion-engine";
+import { pullModel } from "../../../daemon/models/pull";
+import { loadRegistry } from "../../../daemon/models/registry";
+import { startServer, type DaemonServer } from "../../../daemon/server/server";
+import type { ImageFrame } from "../../../protocol";
+import { replicas, writeReplica } from "../../../scripts/replicas";
+import { FIXTURES_DIR } from "../../helpers/paths";
+import { makeTempDir, type TempDir } from "../../helpers/model-fixtures";
+import { RawClient, txt2imgJob } from "../../helpers/raw-client";
+import { FakeHub } from "../models/fake-hub";
+
+const TOKEN = "control-token";
+let hub: FakeHub;
+let tmp: TempDir;
+let engine: DiffusionEngine;
+let server: DaemonServer;
+
+beforeAll(async () => {
+  hub = await FakeHub.start();
+  tmp = await makeTempDir("underpaint-control-server-");
+  const registry = loadRegistry();
+  for (const replica of await replicas()) {
+    if (replica.repo !== "TensorStack/stable-diffusion-v1-5-onnx" && replica.repo !== "TensorStack/ControlNet-onnx") continue;
+    const dir = path.join(tmp.dir, "hub", replica.repo.replace("/", "--"));
+    await writeReplica(replica, dir);
+    const pin = [...registry.models, ...registry.controlNets].find((e) => e.repo === replica.repo)?.revision;
+    await hub.addRepo(replica.repo, { dir, ...(pin ? { commit: pin } : {}) });
+  }
+  const modelsDir = path.join(tmp.dir, "models");
+  for (const id of ["sd-1.5-control", "controlnet-canny"]) await pullModel(id, { modelsDir, env: { HF_ENDPOINT: hub.url, UNDERPAINT_PULL_BACKOFF_MS: "5" } });
+  await cp(path.join(FIXTURES_DIR, "tiny-sd"), path.join(modelsDir, "tiny-sd"), { recursive: true });
+  engine = new DiffusionEngine({ modelsDir, devices: ["cpu"] });
+  server = await startServer({ token: TOKEN, engine, port: 0 });
+}, 180_000);
+afterAll(async () => {
+  await server?.close();
+  await engine?.dispose();
+  await hub?.close();
+  await tmp?.cleanup();
+});
+
+/** A layer with a dark square on white, as a control frame. */
+function squareFrame(jobId: number, frameId: number): ImageFrame {
+  const data = new Uint8Array(64 * 64 * 4).fill(255);
+  for (let y = 16; y < 48; y++) for (let x = 16; x < 48; x++) data.fill(0, (y * 64 + x) * 4, (y * 64 + x) * 4 + 3);
+  return { kind: "control", jobId, frameId, width: 64, height: 64, channels: 4, bitsPerChannel: 8, data };
+}
+
+const control = (frameId: number, overrides: Record<string, unknown> = {}) => ({ kind: "canny" as const, image: { frameId, width: 64, height: 64, channels: 4 as const, bitsPerChannel: 8 as const }, ...overrides });
+
+describe("a control job over the WebSocket", { timeout: 120_000 }, () => {
+  it("sends its control frame, is accepted, and gets a picture that the control image changed", async () => {
+    const client = await RawClient.paired(server.url, TOKEN);
+    try {
+      const job = { model: "sd-1.5-control", size: { width: 64, height: 64 }, steps: 3 };
+      client.submit(txt2imgJob(1, { ...job, control: control(7) }));
+      client.sendImage(squareFrame(1, 7));
+      expect((await client.next("done", (d) => d.jobId === 1)).status).toBe("completed");
+      client.submit(txt2imgJob(2, { ...job, control: control(8, { strength: 0 }) }));
+      client.sendImage(squareFrame(2, 8));
+      expect((await client.next("done", (d) => d.jobId === 2)).status).toBe("completed");
+      const results = client.ofType("result");
+      expect(results.map((r) => r.jobId)).toEqual([1, 2]);
+      expect(client.ofType("error")).toEqual([]);
+      const [steered, plain] = results.map((r) => client.frames.get(`${r.jobId}:${r.frame.frameId}`)!.data);
+      expect(steered!.length).toBe(64 * 64 * 3);
+      expect(Buffer.from(steered!).equals(Buffer.from(plain!))).toBe(false);
+    } finally {
+      client.socket.terminate();
+    }
+  });
+
+  it("is refused in one sentence when the model is not control-capable, or the ControlNet is missing or of another kind", async () => {
+    const client = await RawClient.paired(server.url, TOKEN);
+    try {
+      client.submit(txt2imgJob(6, { model: "tiny-sd", control: control(12) }));
+      expect(await client.next("error", (e) => e.jobId === 6)).toMatchObject({ code: "unsupported_mode", message: 'The model "tiny-sd" cannot follow a control image: use a control-capable model (npx underpaint models pull sd-1.5-control).' });
+      client.submit(txt2imgJob(3, { model: "sd-1.5-control", control: control(9, { kind: "depth" }) }));
+      expect(await client.next("error", (e) => e.jobId === 3)).toMatchObject({ code: "model_not_found", message: "No depth ControlNet is installed: pull one (npx underpaint models pull controlnet-depth)." });
+      client.submit(txt2imgJob(4, { model: "sd-1.5-control", control: control(10, { controlNet: "controlnet-canny", kind: "pose" }) }));
+      expect(await client.next("error", (e) => e.jobId === 4)).toMatchObject({ code: "invalid_job", message: 'The ControlNet "controlnet-canny" follows canny, not pose.' });
+      client.submit(txt2imgJob(5, { model: "sd-1.5-control", control: control(11, { controlNet: "nope" }) }));
+      expect(await client.next("error", (e) => e.jobId === 5)).toMatchObject({ code: "model_not_found", message: 'There is no ControlNet "nope" (installed: controlnet-canny).' });
+    } finally {
+      client.socket.terminate();
+    }
+  });
+});
