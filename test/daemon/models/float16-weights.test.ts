@@ -45,7 +45,7 @@ describe("float16 weights behind float32 inputs and outputs", () => {
     expect(folder.io.unet.sampleType).toBe("float32");
     expect(folder.io.textEncoder.hiddenStateType).toBe("float32");
     expect(folder.float16).toBe(false);
-    expect(folder.weightTypes).toEqual({ textEncoder: "float16", unet: "float16", vaeEncoder: "float16", vaeDecoder: "float16" });
+    expect(folder.weightTypes).toEqual({ textEncoder: "float16", textEncoder2: null, unet: "float16", vaeEncoder: "float16", vaeDecoder: "float16" });
     const original = await loadModelFolder(fixtureModelDir("tiny-sd"), { devices: ["cpu"] });
     expect(original.weightTypes.unet).toBe("float32");
   });
