@@ -17,9 +17,10 @@ const MODEL_FILE = "model.onnx";
 const WEIGHTS_FILE = "weights.bin";
 const DONE_FILE = "entry.json";
 
-async function sourceKey(file: string): Promise<string> {
+/** A cache key for a model file: its path, and each file of its folder by name, size and time (`salt` names what was derived). */
+export async function sourceKey(file: string, salt?: string): Promise<string> {
   const dir = path.dirname(file);
-  const hash = createHash("sha256").update(path.resolve(file));
+  const hash = createHash("sha256").update(salt ? `${salt}\n${path.resolve(file)}` : path.resolve(file));
   for (const name of (await readdir(dir)).sort()) {
     const s = await stat(path.join(dir, name));
     if (s.isFile()) hash.update(`\n${name}:${s.size}:${s.mtimeMs}`);

@@ -6,13 +6,13 @@
  * size and time and those of its folder's other files (its external weights): a changed model gets
  * a new copy and the old one goes. A float16 UNet is quantized from its float32 copy.
  */
-import { createHash } from "node:crypto";
 import { mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import onnxProto from "onnx-proto";
 import { z } from "zod";
 import { firstLine, silentLog, type ModelLog, type SessionFactory } from "./execution-provider";
 import { initializerReader } from "./float-precision";
+import { sourceKey } from "./float32-copies";
 import { INT8_QUANTIZE_VERSION, quantizeDynamic, type QuantizeOptions, type QuantizeReport } from "./int8-quantize";
 
 const { onnx } = onnxProto;
@@ -34,16 +34,6 @@ export function int8RewriteName(options: QuantizeOptions = {}): string {
   return `int8-${INT8_QUANTIZE_VERSION}${options.convs ? "-convs" : ""}`;
 }
 
-async function sourceKey(file: string, options: QuantizeOptions): Promise<string> {
-  const dir = path.dirname(file);
-  const hash = createHash("sha256").update(`${int8RewriteName(options)}\n${path.resolve(file)}`);
-  for (const name of (await readdir(dir)).sort()) {
-    const s = await stat(path.join(dir, name));
-    if (s.isFile()) hash.update(`\n${name}:${s.size}:${s.mtimeMs}`);
-  }
-  return hash.digest("hex").slice(0, 24);
-}
-
 export class Int8Unets {
   constructor(
     readonly root: string,
@@ -53,7 +43,7 @@ export class Int8Unets {
 
   /** The int8 copy of `file`, made now if it is missing or stale. */
   async copyOf(file: string): Promise<string> {
-    const key = await sourceKey(file, this.options);
+    const key = await sourceKey(file, int8RewriteName(this.options));
     const entryDir = path.join(this.root, key);
     const copy = path.join(entryDir, MODEL_FILE);
     if (await readEntry(entryDir)) return copy;
