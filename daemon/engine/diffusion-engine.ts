@@ -28,10 +28,14 @@ import { residualMismatch } from "../models/control-io";
 import type { ModelSessions } from "../models/model-sessions";
 import type { Size } from "../../geometry";
 import { TorchGenerator } from "./rng";
+import { IdleTask } from "./idle-task";
 import { TinyDecoder } from "./tiny-decoder";
 import { ClipTokenizer } from "./tokenizer";
 
 const ENGINE_MODES: readonly Mode[] = ["txt2img", "img2img", "inpaint", "outpaint"];
+
+/** After a job on the CPU, how long before its model's text encoders are loaded again (its results leave first). */
+export const TEXT_ENCODER_RELOAD_DELAY_MS = 250;
 
 export interface DiffusionEngineOptions {
   modelsDir: string;
@@ -142,14 +146,41 @@ export class DiffusionEngine implements Engine {
   }
 
   private running = 0;
+  /** Loads the text encoders again once a CPU job is over (see reloadTextEncoders). */
+  private readonly afterJob = new IdleTask(TEXT_ENCODER_RELOAD_DELAY_MS);
 
   async run(job: GenerationJob, context: RunContext): Promise<EngineResult[]> {
     this.running++;
+    this.afterJob.cancel();
     try {
       return await this.runJob(job, context);
     } finally {
       this.running--;
+      if (this.running === 0) this.afterJob.schedule(() => this.reloadTextEncoders());
     }
+  }
+
+  /**
+   * On the CPU a job releases its text encoders once the prompt is read, so that they never share
+   * the machine's memory with the UNet's and the VAE's work; between jobs they are loaded again,
+   * so that the next prompt is read at once (SD-Turbo's encoder takes about a second to load).
+   * The memory at its highest is the same: a job holds them while it reads its prompt.
+   */
+  private async reloadTextEncoders(): Promise<void> {
+    const sessions = this.sessions.current();
+    if (!sessions || sessions.released || sessions.device !== "cpu" || this.running > 0) return;
+    await sessions.textEncoder();
+    if (sessions.model.paths.textEncoder2 && this.running === 0) await sessions.textEncoder2();
+  }
+
+  /** The parts of the model in use whose sessions are made (for the log and tests). */
+  loadedParts(): readonly string[] {
+    return this.sessions.current()?.loaded() ?? [];
+  }
+
+  /** Resolves when the work the engine does between jobs (loading the text encoders again) is over. */
+  idle(): Promise<void> {
+    return this.afterJob.idle();
   }
 
   private async runJob(job: GenerationJob, context: RunContext): Promise<EngineResult[]> {
@@ -352,6 +383,8 @@ export class DiffusionEngine implements Engine {
 
   async dispose(): Promise<void> {
     this.watcher?.close();
+    this.afterJob.cancel();
+    await this.afterJob.idle();
     await this.sessions.release();
     await this.tiny?.release();
     this.tiny = null;
