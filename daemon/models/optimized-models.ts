@@ -10,7 +10,7 @@
  */
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { mkdir, mkdtemp, readdir, readFile, realpath, rename, rm, stat, statfs, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, realpath, rename, rm, stat, statfs, utimes, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import os from "node:os";
 import path from "node:path";
@@ -27,6 +27,11 @@ const ENTRY_FILE = "entry.json";
 const TMP_PREFIX = ".tmp-";
 /** A temp folder this old is a write that died (a write takes minutes at most). */
 const STALE_TMP_MS = 60 * 60 * 1000;
+/**
+ * Copies kept of one unchanged source file, made with other rewrites or options (the UNet in
+ * float32 and as int8, say): switching between two never optimizes again.
+ */
+export const COPIES_PER_SOURCE = 2;
 /** Room for the copy: about the source's bytes, plus a margin. */
 const SPACE_MARGIN = 1.1;
 
@@ -38,6 +43,8 @@ const OptimizedEntry = z.object({
   createdAt: z.string().min(1),
   /** model.onnx + model.onnx.data. */
   bytes: z.number().int().nonnegative(),
+  /** The source's files by name, size and time when the copy was made (absent from entries of older daemons). */
+  sourceStamp: z.string().min(1).optional(),
 });
 export type OptimizedEntry = z.infer<typeof OptimizedEntry>;
 
@@ -118,6 +125,9 @@ export class OptimizedModelCache {
       // The graph is optimised already: optimising it again would only cost the time saved.
       const session = await factory(model, { ...options, graphOptimizationLevel: "disabled" });
       this.log("info", `loaded ${file} from its optimized copy in ${ms(start)}.`);
+      // When it was last used: pruning keeps the copies of a file used last.
+      const now = new Date();
+      await utimes(path.join(entryDir, ENTRY_FILE), now, now).catch(() => {});
       return session;
     } catch (error) {
       this.log("warn", `The optimized copy of ${file} in ${entryDir} is unusable (${firstLine(error)}); deleting it and optimizing the model again.`);
@@ -167,7 +177,7 @@ export class OptimizedModelCache {
     const took = ms(start);
     try {
       const bytes = await entryBytes(tmp);
-      const entry: OptimizedEntry = { format: OPTIMIZED_CACHE_FORMAT, source: source.file, ortVersion: ortVersion(), createdAt: new Date().toISOString(), bytes };
+      const entry: OptimizedEntry = { format: OPTIMIZED_CACHE_FORMAT, source: source.file, ortVersion: ortVersion(), createdAt: new Date().toISOString(), bytes, sourceStamp: stampOf(source) };
       await writeFile(path.join(tmp, ENTRY_FILE), `${JSON.stringify(entry, null, 2)}\n`);
       if (await publish(tmp, entryDir)) {
         this.log("info", `optimized ${file} in ${took} and kept the optimized copy (${mib(bytes)}) for later loads.`);
@@ -177,29 +187,41 @@ export class OptimizedModelCache {
       this.log("warn", `Could not keep the optimized copy of ${file} in ${this.root} (${firstLine(error)}); its next load optimizes it again.`);
       return session;
     }
-    await this.prune(entryDir, source.file).catch((error: unknown) => {
+    await this.prune(entryDir, source).catch((error: unknown) => {
       this.log("warn", `Could not tidy the optimized model copies in ${this.root} (${firstLine(error)}).`);
     });
     return session;
   }
 
   /**
-   * Removes entries of the same source file (the model changed), entries whose source is gone,
-   * and temp folders (or folders without a valid entry.json) of writes that died an hour ago or more.
+   * Removes entries of the same source file made before it changed (and those of older daemons,
+   * which do not say), beyond COPIES_PER_SOURCE of the unchanged file (those used longest ago go), entries
+   * whose source is gone, and temp folders (or folders without a valid entry.json) of writes that
+   * died an hour ago or more.
    */
-  private async prune(keep: string, source: string): Promise<void> {
-    let removed = 0;
+  private async prune(keep: string, source: SourceFiles): Promise<void> {
+    const stamp = stampOf(source);
+    const siblings: Array<{ dir: string; usedMs: number }> = [];
+    const stale: string[] = [];
     for (const item of await readdir(this.root, { withFileTypes: true })) {
       if (!item.isDirectory()) continue;
       const dir = path.join(this.root, item.name);
       if (dir === keep) continue;
       const entry = item.name.startsWith(TMP_PREFIX) ? null : await readEntry(dir);
-      const stale = entry
-        ? entry.source === source || !(await exists(entry.source))
-        : Date.now() - ((await stat(dir).catch(() => null))?.mtimeMs ?? Date.now()) >= STALE_TMP_MS;
-      // One folder in use elsewhere (Windows keeps open files) must not stop the others going.
-      if (stale && (await rm(dir, { recursive: true, force: true }).then(() => true, () => false))) removed++;
+      if (!entry) {
+        if (Date.now() - ((await stat(dir).catch(() => null))?.mtimeMs ?? Date.now()) >= STALE_TMP_MS) stale.push(dir);
+      } else if (entry.source === source.file) {
+        if (entry.sourceStamp === stamp) siblings.push({ dir, usedMs: (await stat(path.join(dir, ENTRY_FILE)).catch(() => null))?.mtimeMs ?? 0 });
+        else stale.push(dir);
+      } else if (!(await exists(entry.source))) {
+        stale.push(dir);
+      }
     }
+    siblings.sort((a, b) => b.usedMs - a.usedMs);
+    stale.push(...siblings.slice(COPIES_PER_SOURCE - 1).map((s) => s.dir));
+    let removed = 0;
+    // One folder in use elsewhere (Windows keeps open files) must not stop the others going.
+    for (const dir of stale) if (await rm(dir, { recursive: true, force: true }).then(() => true, () => false)) removed++;
     if (removed > 0) this.log("info", `removed ${removed} outdated optimized model ${removed === 1 ? "copy" : "copies"} from ${this.root}.`);
   }
 
@@ -225,6 +247,11 @@ export class OptimizedModelCache {
     });
     return createHash("sha256").update(json).digest("hex");
   }
+}
+
+/** The source's files by name, size and time, as one short string. */
+function stampOf(source: SourceFiles): string {
+  return createHash("sha256").update(JSON.stringify(source.files)).digest("hex").slice(0, 24);
 }
 
 /**

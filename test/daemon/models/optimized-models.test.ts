@@ -176,6 +176,25 @@ describe("OptimizedModelCache", () => {
     expect(await entries(cache)).toEqual([path.basename(thirdEntry)]);
   });
 
+  it("keeps two copies of an unchanged file made by other rewrites (float32 and int8 UNets), so switching never optimizes again; a third pushes out the one used longest ago", async () => {
+    const source = await copyFixtureModel("tiny-sd", temp.dir, "tiny-sd-rewrites");
+    const file = path.join(source, "unet", "model.onnx");
+    const cache = new OptimizedModelCache({ dir: freshCacheDir() });
+    await (await cache.wrap(plainFactory, "rewrite-a")(file, CPU)).release();
+    await (await cache.wrap(plainFactory, "rewrite-b")(file, CPU)).release();
+    const a = path.basename(await cache.entryDir(file, CPU, "rewrite-a"));
+    const b = path.basename(await cache.entryDir(file, CPU, "rewrite-b"));
+    expect(await entries(cache)).toEqual([a, b].sort());
+    // Back to the first: served from its copy (which then counts as used last).
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const reader = recording();
+    await (await cache.wrap(reader.factory, "rewrite-a")(file, CPU)).release();
+    expect(reader.calls[0]!.file).toBe(path.join(cache.root, a, "model.onnx"));
+    await (await cache.wrap(plainFactory, "rewrite-c")(file, CPU)).release();
+    const c = path.basename(await cache.entryDir(file, CPU, "rewrite-c"));
+    expect(await entries(cache)).toEqual([a, c].sort());
+  });
+
   it("after a write, prunes entries whose source is gone and temp folders an hour old, and keeps the rest", async () => {
     const gone = await copyFixtureModel("tiny-sd", temp.dir, "tiny-sd-gone");
     const goneFile = path.join(gone, "vae_decoder", "model.onnx");
