@@ -33,9 +33,10 @@ export class IdleTask {
     if (!this.running) this.settle();
   }
 
-  /** Resolves once nothing is scheduled or running. */
+  /** Resolves once nothing is scheduled or running (a scheduled task then keeps the process alive). */
   idle(): Promise<void> {
     if (!this.timer && !this.running) return Promise.resolve();
+    this.timer?.ref();
     return new Promise((resolve) => this.waiting.push(resolve));
   }
 

@@ -1,7 +1,7 @@
 /**
  * Drafts and TAESD previews, as the daemon runs them: an SD-Turbo-shaped model (the builder's
- * SD-1.5-architecture graphs, full size or at the quick width, with SD-Turbo's scheduler config and
- * a name that says turbo) beside the TAESD replica (scripts/onnx-builder/taesd.ts) in a models
+ * graphs of SD 2.1's architecture, which SD-Turbo is distilled in, full size or at the quick width,
+ * with SD-Turbo's scheduler config and a name that says turbo) beside the TAESD replica (scripts/onnx-builder/taesd.ts) in a models
  * folder, run through DiffusionEngine with the optimized-model cache. A draft is Turbo's one step,
  * guidance 0, euler_a, 512x512, decoded by TAESD; beside it the same picture decoded by the VAE,
  * one TAESD preview as the engine makes it after each step (from the latents' 2x2 means) and its
@@ -36,7 +36,7 @@ const randn = (n: number, name: string) => {
 async function draftModels(cacheDir: string, builtDir: string, fixtures: string): Promise<{ modelsDir: string; model: string }> {
   const modelsDir = path.join(cacheDir, "draft-models");
   await rm(modelsDir, { recursive: true, force: true });
-  const model = "sd15-turbo-shaped";
+  const model = "sd-turbo-shaped";
   const dir = path.join(modelsDir, model);
   await mkdir(path.join(dir, "scheduler"), { recursive: true });
   for (const part of ["text_encoder", "unet", "vae_decoder", "vae_encoder", "tokenizer"]) await symlink(path.join(builtDir, part), path.join(dir, part), "dir");
@@ -51,12 +51,12 @@ export async function benchDraft(root: string, fixtures: string, options: { quic
   const { quick } = options;
   const width = quick ? 0.125 : 1;
   const cacheDir = path.join(root, ".cache", "bench-models");
-  const built = await ensureModelFolder(cacheDir, { width, tokenizerDir: path.join(fixtures, "tiny-sd", "tokenizer"), log: (line) => console.log(line) });
+  const built = await ensureModelFolder(cacheDir, { width, architecture: "sd21", tokenizerDir: path.join(fixtures, "tiny-sd", "tokenizer"), log: (line) => console.log(line) });
   const { modelsDir, model } = await draftModels(cacheDir, built.dir, fixtures);
   const optimizedModels = new OptimizedModelCache({ dir: path.join(cacheDir, "draft-optimized-cache") });
-  const figures: Figures = { "draft.modelWidth": width, "draft.imageSize": SIZE };
+  const figures: Figures = { "draft.modelWidth": width, "draft.architecture": "sd21", "draft.imageSize": SIZE };
   const rows: Row[] = [];
-  const shape = width === 1 ? "full-size SD 1.5 architecture" : `SD 1.5 architecture at the quick width ${width}`;
+  const shape = width === 1 ? "full-size SD 2.1 (SD-Turbo) architecture" : `SD 2.1 (SD-Turbo) architecture at the quick width ${width}`;
 
   // ---- drafts through the engine: the first job loads every session (and writes the optimized copies) ----
   const engine = new DiffusionEngine({ modelsDir, devices: ["cpu"], optimizedModels });
@@ -101,7 +101,7 @@ export async function benchDraft(root: string, fixtures: string, options: { quic
   figures["draft.secondsPerImage"] = round(draftMs / 1000);
   figures["draft.vaeSecondsPerImage"] = round(vaeMs / 1000);
   figures["draft.speedupOverVae"] = round(vaeMs / draftMs);
-  const turboNote = `SD-Turbo-shaped (${shape}, SD-Turbo's scheduler config; SD-Turbo itself is SD 2.1's, whose text encoder is 2.8x this one): ${turbo.steps} step, guidance ${turbo.guidance}, ${turbo.scheduler}, ${SIZE}x${SIZE}, previews on, a new prompt each time (the text encoder loaded again between jobs, as the daemon does while the artist looks), sessions loaded`;
+  const turboNote = `SD-Turbo-shaped (${shape}, SD-Turbo's scheduler config): ${turbo.steps} step, guidance ${turbo.guidance}, ${turbo.scheduler}, ${SIZE}x${SIZE}, previews on, a new prompt each time (the text encoder loaded again between jobs, as the daemon does while the artist looks), sessions loaded`;
   rows.push({ what: "draft: 1 step + TAESD decode", value: `${(draftMs / 1000).toFixed(2)} s`, note: `${turboNote} (goal <= 5 s)` });
   rows.push({ what: "the same, decoded by the VAE", value: `${(vaeMs / 1000).toFixed(2)} s`, note: `the draft is ${(vaeMs / draftMs).toFixed(2)}x faster` });
 

@@ -1,12 +1,12 @@
 /**
- * Writes SD-1.5-architecture model folders in the diffusers ONNX layout (model_index.json,
+ * Writes SD-1.5-architecture (or SD 2.1's) model folders in the diffusers ONNX layout (model_index.json,
  * scheduler/, tokenizer/, text_encoder/, unet/ + weights.pb, vae_encoder/, vae_decoder/), built
  * once into a cache folder outside git and reused while the build stamp matches.
  */
 import { copyFile, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { Graph, GraphCounts } from "./graph";
-import { REFERENCE, sd15Config, textEncoder, unet, vaeDecoder, vaeEncoder, type ReferenceShapes, type Sd15Config } from "./sd15";
+import { REFERENCE, sd15Config, sd21Config, textEncoder, unet, vaeDecoder, vaeEncoder, type ReferenceShapes, type Sd15Config } from "./sd15";
 
 /** Bumped whenever the graphs change, so stale cached folders are rebuilt. */
 export const BUILDER_VERSION = 2;
@@ -58,9 +58,14 @@ function modelIndex(inpainting: boolean) {
 
 const TOKENIZER_FILES = ["vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"];
 
+/** The published network layouts the builder writes: SD 1.5's, or SD 2.1's (SD-Turbo's). */
+export type BuiltArchitecture = "sd15" | "sd21";
+
 export interface BuildOptions {
   /** Channel width multiplier (1 = SD 1.5). */
   width: number;
+  /** Default sd15. */
+  architecture?: BuiltArchitecture;
   inChannels?: 4 | 9;
   /** Where tokenizer/ is copied from (a diffusers folder's tokenizer/). */
   tokenizerDir: string;
@@ -68,8 +73,8 @@ export interface BuildOptions {
 }
 
 /** Builds the graphs (cheap: no weights are drawn) and counts them without writing anything. */
-export function buildGraphs(width: number, inChannels: 4 | 9 = 4, ref: ReferenceShapes = REFERENCE): { config: Sd15Config; graphs: Record<PartName, Graph> } {
-  const config = sd15Config(width, inChannels);
+export function buildGraphs(width: number, inChannels: 4 | 9 = 4, ref: ReferenceShapes = REFERENCE, architecture: BuiltArchitecture = "sd15"): { config: Sd15Config; graphs: Record<PartName, Graph> } {
+  const config = architecture === "sd21" ? sd21Config(width, inChannels) : sd15Config(width, inChannels);
   return { config, graphs: graphsFor(config, ref) };
 }
 
@@ -84,17 +89,17 @@ export function countGraphs(width: number, ref: ReferenceShapes, inChannels: 4 |
   return Object.fromEntries(Object.entries(graphs).map(([k, g]) => [k, g.counts()])) as Record<PartName, GraphCounts>;
 }
 
-/** The folder name for a width: sd15-w1 (full size), sd15-w0.125, sd15-inpaint-w1, ... */
-export function folderName(width: number, inChannels: 4 | 9 = 4): string {
-  return `sd15${inChannels === 9 ? "-inpaint" : ""}-w${width}`;
+/** The folder name for a width: sd15-w1 (full size), sd15-w0.125, sd15-inpaint-w1, sd21-w1, ... */
+export function folderName(width: number, inChannels: 4 | 9 = 4, architecture: BuiltArchitecture = "sd15"): string {
+  return `${architecture}${inChannels === 9 ? "-inpaint" : ""}-w${width}`;
 }
 
 /** Returns the model folder under `cacheDir`, writing it first when missing or stale. */
 export async function ensureModelFolder(cacheDir: string, options: BuildOptions): Promise<BuiltModel> {
   const inChannels = options.inChannels ?? 4;
-  const dir = path.join(cacheDir, folderName(options.width, inChannels));
+  const dir = path.join(cacheDir, folderName(options.width, inChannels, options.architecture));
   const stampFile = path.join(dir, "underpaint-build.json");
-  const { config, graphs } = buildGraphs(options.width, inChannels);
+  const { config, graphs } = buildGraphs(options.width, inChannels, REFERENCE, options.architecture);
   const counts = Object.fromEntries(Object.entries(graphs).map(([k, g]) => [k, g.counts()])) as Record<PartName, GraphCounts>;
   const stamp = JSON.stringify({ version: BUILDER_VERSION, config });
   const existing = await readFile(stampFile, "utf8").catch(() => null);

@@ -59,6 +59,27 @@ export function sd15Config(width = 1, inChannels: 4 | 9 = 4): Sd15Config {
 }
 
 /**
+ * SD 2.1's configuration (SD-Turbo's too), every width times `width`: OpenCLIP ViT-H/14's text
+ * tower as diffusers ships it (1024 wide, 23 layers), 1024-wide cross-attention, 64-wide attention
+ * heads (its attention_head_dim [5, 10, 20, 20], which diffusers reads as head counts) and linear
+ * proj_in / proj_out; the rest is SD 1.5's.
+ */
+export function sd21Config(width = 1, inChannels: 4 | 9 = 4): Sd15Config {
+  const base = sd15Config(width, inChannels);
+  const hidden = round(1024 * width, 64);
+  return {
+    ...base,
+    text: { ...base.text, hidden, intermediate: 4 * hidden, layers: 23, heads: hidden / 64, act: "gelu" },
+    unet: {
+      ...base.unet,
+      crossAttentionDim: hidden,
+      headsPerLevel: base.unet.blocks.map((c) => (c % 64 === 0 ? c / 64 : c / 32)),
+      linearProjection: true,
+    },
+  };
+}
+
+/**
  * The configuration of the tiny diffusers export in the fixtures (tiny-sd, see its README and
  * reference/models.json): the builder's graphs at this configuration have the export's nodes.
  */

@@ -14,7 +14,7 @@ import {
   registryEntryForSource,
   registryModels,
 } from "../../../daemon/models/registry";
-import { sd15Config, textEncoder, unet, vaeDecoder, vaeEncoder, type Sd15Config } from "../../../scripts/onnx-builder/sd15";
+import { sd15Config, sd21Config, textEncoder, unet, vaeDecoder, vaeEncoder } from "../../../scripts/onnx-builder/sd15";
 import { formatDuration, progressLine } from "../../../daemon/commands/download-progress";
 import registryJson from "../../../daemon/models/registry.json";
 
@@ -37,11 +37,7 @@ describe("the registry", () => {
     // The counts are those of the networks built from each architecture's published config.
     const sd15 = sd15Config(1);
     // SD 2.1: OpenCLIP ViT-H/14's text tower as diffusers ships it (1024 wide, 23 layers), 1024-wide cross-attention.
-    const sd21: Sd15Config = {
-      ...sd15,
-      text: { ...sd15.text, hidden: 1024, intermediate: 4096, layers: 23, heads: 16 },
-      unet: { ...sd15.unet, crossAttentionDim: 1024 },
-    };
+    const sd21 = sd21Config(1);
     for (const [architecture, config] of [["sd15", sd15], ["sd21", sd21]] as const) {
       const built = {
         text_encoder: textEncoder(config).counts().params,
