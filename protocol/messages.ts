@@ -262,6 +262,8 @@ export const ControlNetInfo = z.object({
   id: z.string(),
   name: z.string(),
   kind: ControlKind,
+  /** The registry entry it was installed as, when it was. */
+  registryId: z.string().optional(),
 });
 export type ControlNetInfo = z.infer<typeof ControlNetInfo>;
 
