@@ -336,7 +336,7 @@ export class Connection {
       this.sendError("frame_invalid", message, header.jobId);
     };
     if (header.kind !== "control" || header.frameId !== ref.frameId) {
-      drop(`Control preview ${header.jobId} expects control frame ${ref.frameId}, not a ${header.kind} frame ${header.frameId}.`);
+      drop(`Control preview ${header.jobId} expects its control frame ${ref.frameId}, not frame ${header.frameId} of kind ${header.kind}.`);
       return Promise.resolve();
     }
     if (ref.width !== header.width || ref.height !== header.height || ref.channels !== header.channels || ref.bitsPerChannel !== header.bitsPerChannel) {
