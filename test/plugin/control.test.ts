@@ -71,6 +71,17 @@ function setup() {
 }
 
 describe("a control job from the panel", () => {
+  it("lists the document's layers as the Layers panel does: shown or hidden, empty or not; the control layers are its pixel layers", async () => {
+    const { doc, host } = setup();
+    const layers = await host.listLayers(doc.id);
+    expect(layers.map((l) => [l.name, l.kind, l.visible, l.empty, l.depth])).toEqual([
+      ["Sketch", "pixel", true, false, 0],
+      ["Hidden sketch", "pixel", false, false, 0],
+      ["Empty", "pixel", true, true, 0],
+      ["Background", "pixel", true, false, 0],
+    ]);
+  });
+
   it("sends the chosen layer's own pixels over the canvas as the control image, with its kind, strength and range, and leaves the user's layers as they were", async () => {
     const { doc, host, control, settings, deps } = setup();
     const before = doc.snapshot();
