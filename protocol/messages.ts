@@ -203,7 +203,22 @@ export const PullModel = z.object({
 /** Stops a pull (by what was asked for, or the model id); what is on disk is kept for resuming. */
 export const CancelPull = z.object({ type: z.literal("cancel-pull"), model: z.string().min(1).max(200) });
 
-export const ClientMessage = z.discriminatedUnion("type", [Hello, Submit, Cancel, ListModels, PullModel, CancelPull]);
+/**
+ * Asks for the control image a ControlNet of `kind` would follow, made from the image (a frame of
+ * kind "control" sent right after, carrying `requestId` as its job id): canny edges found in it,
+ * lines made white on black, depth and pose maps as they are. The answer is a control-preview
+ * message and a "control" frame of the same size (or an error with this id). The id shares the
+ * connection's job ids: it must not be the id of an active job.
+ */
+export const ControlPreviewRequest = z.object({
+  type: z.literal("control-preview"),
+  requestId: u32,
+  kind: ControlKind,
+  image: FrameRef,
+});
+export type ControlPreviewRequest = z.infer<typeof ControlPreviewRequest>;
+
+export const ClientMessage = z.discriminatedUnion("type", [Hello, Submit, Cancel, ListModels, PullModel, CancelPull, ControlPreviewRequest]);
 export type ClientMessage = z.infer<typeof ClientMessage>;
 export type ClientMessageInput = z.input<typeof ClientMessage>;
 export const CLIENT_MESSAGE_TYPES = ClientMessage.options.map((o) => o.shape.type.value);
@@ -247,6 +262,8 @@ export const ControlNetInfo = z.object({
   id: z.string(),
   name: z.string(),
   kind: ControlKind,
+  /** The registry entry it was installed as, when it was. */
+  registryId: z.string().optional(),
 });
 export type ControlNetInfo = z.infer<typeof ControlNetInfo>;
 
@@ -288,6 +305,19 @@ export const RegistryPreviewDecoder = z.object({
   description: z.string(),
 });
 export type RegistryPreviewDecoder = z.infer<typeof RegistryPreviewDecoder>;
+
+/** A ControlNet the registry offers (pull-model with its id): what it follows, not a model of the model menu. */
+export const RegistryControlNet = z.object({
+  id: z.string(),
+  name: z.string(),
+  repo: z.string(),
+  kind: ControlKind,
+  precision: z.enum(["fp32", "fp16"]),
+  approximateBytes: z.number().int().positive(),
+  license: z.string(),
+  description: z.string(),
+});
+export type RegistryControlNet = z.infer<typeof RegistryControlNet>;
 
 /**
  * The installed preview decoder, null when there is none; absent from daemons that do not say
@@ -356,6 +386,10 @@ export const Capabilities = z.object({
   registry: z.array(RegistryModel),
   /** The preview decoders the daemon can pull (pull-model with their id); absent from daemons that do not say. */
   registryPreviewDecoders: z.array(RegistryPreviewDecoder).optional(),
+  /** The ControlNets the daemon can pull (pull-model with their id); absent from daemons that do not say. */
+  registryControlNets: z.array(RegistryControlNet).optional(),
+  /** The daemon answers control-preview (absent: it does not). */
+  controlPreview: z.boolean().optional(),
   previewDecoder: InstalledPreviewDecoder,
   /**
    * The pulls the daemon knows of: running ones with their latest progress, and ones stopped part-way
@@ -440,6 +474,15 @@ export const ModelsList = ModelList.extend({ type: z.literal("models") });
 export const ModelDownload = DownloadStatus.extend({ type: z.literal("model-download") });
 export type ModelDownload = z.infer<typeof ModelDownload>;
 
+/** The processed control image of a control-preview request: an 8-bit RGB "control" frame with this id follows. */
+export const ControlPreview = z.object({
+  type: z.literal("control-preview"),
+  requestId: u32,
+  kind: ControlKind,
+  frame: FrameRef,
+});
+export type ControlPreview = z.infer<typeof ControlPreview>;
+
 export const DaemonMessage = z.discriminatedUnion("type", [
   Welcome,
   ErrorMessage,
@@ -450,6 +493,7 @@ export const DaemonMessage = z.discriminatedUnion("type", [
   Done,
   ModelsList,
   ModelDownload,
+  ControlPreview,
 ]);
 export type DaemonMessage = z.infer<typeof DaemonMessage>;
 export type DaemonMessageInput = z.input<typeof DaemonMessage>;

@@ -141,7 +141,7 @@ export class DiffusionEngine implements Engine {
       schedulers: [...SCHEDULERS],
       modes: [...ENGINE_MODES],
       device: { name: preferred, description: describeDevice(preferred) },
-      controlNets: (this.discovered?.controlNets ?? []).map((c) => ({ id: c.id, name: c.name, kind: c.kind })),
+      controlNets: (this.discovered?.controlNets ?? []).map((c) => ({ id: c.id, name: c.name, kind: c.kind, ...(c.registryId ? { registryId: c.registryId } : {}) })),
     };
   }
 
@@ -373,8 +373,8 @@ export class DiffusionEngine implements Engine {
     this.watcher ??= new ModelsWatcher({
       dir: this.options.modelsDir,
       scan: async () => {
-        const { models, unavailable, previewDecoder } = await this.capabilities();
-        return { models, unavailable, previewDecoder: previewDecoder ?? null };
+        const { models, unavailable, previewDecoder, controlNets } = await this.capabilities();
+        return { models, unavailable, previewDecoder: previewDecoder ?? null, controlNets: controlNets ?? [] };
       },
       log: (line) => this.log("warn", line),
     });

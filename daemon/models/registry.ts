@@ -7,7 +7,7 @@
  * artist typed into one or the other.
  */
 import { z } from "zod";
-import { ControlKind, RecommendedSettings, type RegistryModel, type RegistryPreviewDecoder } from "../../protocol";
+import { ControlKind, RecommendedSettings, type RegistryControlNet, type RegistryModel, type RegistryPreviewDecoder } from "../../protocol";
 import registryJson from "./registry.json";
 import { ModelInstallError } from "./install-errors";
 import type { ModelManifest } from "./manifest";
@@ -188,6 +188,20 @@ export function registryPreviewDecoders(registry: Registry = loadRegistry()): Re
     id: m.id,
     name: m.name,
     repo: m.repo,
+    precision: m.precision,
+    approximateBytes: approximateBytes(m),
+    license: m.license,
+    description: m.description,
+  }));
+}
+
+/** The ControlNets the panel's model setup offers, without the pull's pinning details. */
+export function registryControlNets(registry: Registry = loadRegistry()): RegistryControlNet[] {
+  return registry.controlNets.map((m) => ({
+    id: m.id,
+    name: m.name,
+    repo: m.repo,
+    kind: m.control,
     precision: m.precision,
     approximateBytes: approximateBytes(m),
     license: m.license,

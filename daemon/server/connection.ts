@@ -16,17 +16,20 @@ import {
   type ModelInfo,
   type DaemonMessageInput,
   type ErrorCode,
+  type FrameChunkHeader,
   type FrameRef,
   type ImageFrame,
   type JobRequest,
   type MessageOf,
   type ModelList,
   type RegistryModel,
+  type RegistryControlNet,
   type RegistryPreviewDecoder,
 } from "../../protocol";
 import type { Pixels } from "../../geometry";
 import { CancelledError, EngineError, type Engine, type EngineProgress } from "../engine/engine";
 import { toGenerationJob } from "./generation-job";
+import { controlPreview } from "./control-preview";
 import type { ModelInstaller } from "../models/downloads";
 import type { JobQueue } from "./queue";
 import type { ServerLimits } from "./limits";
@@ -50,6 +53,14 @@ export interface ConnectionSettings {
   registry: readonly RegistryModel[];
   /** The preview decoders (TAESD) the daemon can pull, told in the welcome. */
   registryPreviewDecoders: readonly RegistryPreviewDecoder[];
+  /** The ControlNets the daemon can pull, told in the welcome. */
+  registryControlNets: readonly RegistryControlNet[];
+}
+
+/** A control-preview request waiting for its frame. */
+interface PreviewRequest {
+  request: MessageOf<ClientMessage, "control-preview">;
+  frameTimer: ReturnType<typeof setTimeout>;
 }
 
 type Phase = "awaiting-frames" | "queued" | "running";
@@ -64,7 +75,12 @@ interface ConnectionJob {
 
 /** A models message's lists (the preview decoder where the engine tells it). */
 export function modelsMessage(list: ModelList): ModelList {
-  return { models: list.models, unavailable: list.unavailable, ...(list.previewDecoder !== undefined ? { previewDecoder: list.previewDecoder } : {}) };
+  return {
+    models: list.models,
+    unavailable: list.unavailable,
+    ...(list.previewDecoder !== undefined ? { previewDecoder: list.previewDecoder } : {}),
+    ...(list.controlNets !== undefined ? { controlNets: list.controlNets } : {}),
+  };
 }
 
 /** Close codes in the private range, so a client can tell why without parsing text. */
@@ -83,6 +99,7 @@ export class Connection {
   /** A valid hello arrived; the welcome may still be on its way. */
   private helloAccepted = false;
   private readonly jobs = new Map<number, ConnectionJob>();
+  private readonly previewRequests = new Map<number, PreviewRequest>();
   private readonly frames: FrameAssembler;
   private readonly chunks = new FrameChunkReader();
   private readonly handshakeTimer: ReturnType<typeof setTimeout>;
@@ -177,7 +194,7 @@ export class Connection {
       type: "welcome",
       protocol: PROTOCOL_VERSION,
       daemon: { name: "underpaint", version: this.settings.daemonVersion },
-      capabilities: { ...capabilities, registry: [...this.settings.registry], registryPreviewDecoders: [...this.settings.registryPreviewDecoders], downloads, limits },
+      capabilities: { ...capabilities, registry: [...this.settings.registry], registryPreviewDecoders: [...this.settings.registryPreviewDecoders], registryControlNets: [...this.settings.registryControlNets], controlPreview: true, downloads, limits },
     });
     this.settings.log(`connection ${this.settings.id}: ${hello.client.name} ${hello.client.version} paired`);
   }
@@ -198,6 +215,8 @@ export class Connection {
           this.sendError("invalid_message", `No download of "${message.model}" runs in this daemon.`);
         }
         return;
+      case "control-preview":
+        return this.requestPreview(message);
       case "list-models": {
         return this.send({ type: "models", ...modelsMessage(await this.settings.engine.capabilities()) });
       }
@@ -266,7 +285,79 @@ export class Connection {
     return request.control ? checkControl(request.control, request.mode, model, controlNets ?? []) : undefined;
   }
 
-  private receiveFrameChunk(bytes: Uint8Array): void {
+  private requestPreview(request: MessageOf<ClientMessage, "control-preview">): void {
+    const id = request.requestId;
+    const { image } = request;
+    if (this.jobs.has(id) || this.previewRequests.has(id)) return this.sendError("duplicate_job", `Id ${id} is already in use on this connection.`, id);
+    if (image.width * image.height > this.settings.limits.maxImagePixels) {
+      return this.sendError("frame_too_large", `The control image (${image.width}x${image.height}) is over the ${this.settings.limits.maxImagePixels}-pixel limit.`, id);
+    }
+    if (image.bitsPerChannel !== 8) return this.sendError("invalid_message", "A control preview is made from 8-bit pixels.", id);
+    if (this.previewRequests.size >= this.settings.limits.maxQueuedJobsPerClient) {
+      return this.sendError("queue_full", `You already have ${this.settings.limits.maxQueuedJobsPerClient} control previews waiting.`, id);
+    }
+    const frameTimer = setTimeout(
+      afterPendingMessages(() => {
+        if (!this.previewRequests.delete(id)) return;
+        this.frames.discard(id);
+        this.sendError("frame_invalid", `The pixels of control preview ${id} did not arrive within ${this.settings.frameTimeoutMs / 1000} s.`, id);
+      }),
+      this.settings.frameTimeoutMs,
+    );
+    this.previewRequests.set(id, { request, frameTimer });
+  }
+
+  /** A control-preview's frame arrived whole: its control image goes back at once (it is cheap pixel math, not a model call). */
+  private async answerPreview(pending: PreviewRequest, frame: ImageFrame): Promise<void> {
+    const { request } = pending;
+    const id = request.requestId;
+    try {
+      const image = await controlPreview(request.kind, { width: frame.width, height: frame.height, channels: frame.channels, data: frame.data });
+      const frameId = this.nextFrameId++;
+      this.notify({ type: "control-preview", requestId: id, kind: request.kind, frame: { frameId, width: image.width, height: image.height, channels: 3, bitsPerChannel: 8 } });
+      this.sendFrame("control", id, frameId, image);
+    } catch (error) {
+      this.settings.log(`control preview ${id} failed: ${error instanceof Error ? error.message : String(error)}`);
+      this.sendError("internal", `The control image could not be made: ${error instanceof Error ? error.message : String(error)}`, id);
+    } finally {
+      this.settings.pool.give(frame.data);
+    }
+  }
+
+  /** A chunk of a control-preview's frame; true when the chunk was one. */
+  private receivePreviewChunk(header: FrameChunkHeader, payload: Uint8Array): Promise<void> | undefined {
+    const pending = this.previewRequests.get(header.jobId);
+    if (!pending) return undefined;
+    const ref = pending.request.image;
+    const drop = (message: string) => {
+      clearTimeout(pending.frameTimer);
+      this.previewRequests.delete(header.jobId);
+      this.frames.discard(header.jobId);
+      this.sendError("frame_invalid", message, header.jobId);
+    };
+    if (header.kind !== "control" || header.frameId !== ref.frameId) {
+      drop(`Control preview ${header.jobId} expects its control frame ${ref.frameId}, not frame ${header.frameId} of kind ${header.kind}.`);
+      return Promise.resolve();
+    }
+    if (ref.width !== header.width || ref.height !== header.height || ref.channels !== header.channels || ref.bitsPerChannel !== header.bitsPerChannel) {
+      drop(`The control image arrived as ${header.width}x${header.height}x${header.channels} at ${header.bitsPerChannel} bits, not as declared (${ref.width}x${ref.height}x${ref.channels} at ${ref.bitsPerChannel} bits).`);
+      return Promise.resolve();
+    }
+    let frame;
+    try {
+      frame = this.frames.add(header, payload);
+    } catch (error) {
+      if (!(error instanceof FrameError)) throw error;
+      drop(error.message);
+      return Promise.resolve();
+    }
+    if (!frame) return Promise.resolve();
+    clearTimeout(pending.frameTimer);
+    this.previewRequests.delete(header.jobId);
+    return this.answerPreview(pending, frame);
+  }
+
+  private async receiveFrameChunk(bytes: Uint8Array): Promise<void> {
     let chunk;
     const announced = this.chunks.awaiting;
     try {
@@ -278,6 +369,8 @@ export class Connection {
     }
     if (!chunk) return;
     const { header, payload } = chunk;
+    const preview = this.receivePreviewChunk(header, payload);
+    if (preview) return preview;
     const job = this.jobs.get(header.jobId);
     if (!job || job.phase !== "awaiting-frames") {
       return this.sendError("unknown_job", `A frame arrived for job ${header.jobId}, which is not waiting for pixels.`, header.jobId);
@@ -397,7 +490,7 @@ export class Connection {
     }
   }
 
-  private sendFrame(kind: "result" | "preview", jobId: number, frameId: number, image: Pixels): void {
+  private sendFrame(kind: "result" | "preview" | "control", jobId: number, frameId: number, image: Pixels): void {
     if (this.state !== "ready") return;
     for (const { header, payload } of frameChunks({ kind, jobId, frameId, ...image, bitsPerChannel: 8 }, this.settings.limits.chunkBytes)) {
       // Two messages, the header alone then the pixels: no copy here, and none at the panel to
@@ -427,6 +520,8 @@ export class Connection {
   private closed(): void {
     clearTimeout(this.handshakeTimer);
     this.state = "closed";
+    for (const pending of this.previewRequests.values()) clearTimeout(pending.frameTimer);
+    this.previewRequests.clear();
     for (const jobId of [...this.jobs.keys()]) {
       const job = this.jobs.get(jobId)!;
       if (job.phase === "awaiting-frames") this.dropJob(jobId);

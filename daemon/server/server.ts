@@ -5,10 +5,10 @@
 import { createServer, type IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { WebSocketServer, type WebSocket } from "ws";
-import { BufferPool, DEFAULT_HOST, DEFAULT_PORT, type ModelList, type RegistryModel, type RegistryPreviewDecoder } from "../../protocol";
+import { BufferPool, DEFAULT_HOST, DEFAULT_PORT, type ModelList, type RegistryControlNet, type RegistryModel, type RegistryPreviewDecoder } from "../../protocol";
 import type { Engine } from "../engine/engine";
 import type { ModelInstaller } from "../models/downloads";
-import { registryModels, registryPreviewDecoders } from "../models/registry";
+import { registryControlNets, registryModels, registryPreviewDecoders } from "../models/registry";
 import { CloseCode, Connection, modelsMessage } from "./connection";
 import { DEFAULT_LIMITS, HARD_MESSAGE_FACTOR, type ServerLimits } from "./limits";
 import { isBrowserOrigin } from "./origin";
@@ -32,6 +32,8 @@ export interface ServerOptions {
   registry?: readonly RegistryModel[];
   /** The preview decoders the daemon can pull; the shipped registry's unless given. */
   registryPreviewDecoders?: readonly RegistryPreviewDecoder[];
+  /** The ControlNets the daemon can pull; the shipped registry's unless given. */
+  registryControlNets?: readonly RegistryControlNet[];
 }
 
 export interface DaemonServer {
@@ -56,6 +58,7 @@ export async function startServer(options: ServerOptions): Promise<DaemonServer>
   const pool = new BufferPool();
   const registry = options.registry ?? registryModels();
   const previewDecoders = options.registryPreviewDecoders ?? registryPreviewDecoders();
+  const controlNets = options.registryControlNets ?? registryControlNets();
   let nextConnection = 1;
 
   const http = createServer((_request, response) => {
@@ -97,6 +100,7 @@ export async function startServer(options: ServerOptions): Promise<DaemonServer>
       ...(options.installer ? { installer: options.installer } : {}),
       registry,
       registryPreviewDecoders: previewDecoders,
+      registryControlNets: controlNets,
     });
     connections.set(ws, connection);
     ws.on("close", () => connections.delete(ws));

@@ -25,6 +25,8 @@ import { startPullingDaemon, type PullingDaemon } from "./pulling-daemon";
 import { startRelay, type Relay } from "./relay";
 
 const browser = findChromium();
+/** The registry's ControlNets, listed in the Models section after the models and TAESD. */
+const CONTROLNET_ROWS = ["controlnet-canny", "controlnet-depth", "controlnet-pose", "controlnet-scribble", "controlnet-lineart"];
 const DIST = path.join(ROOT, "plugin", "dist");
 let work: string;
 let ccx: string;
@@ -100,7 +102,7 @@ describe("the panel in headless Chromium against the real daemon", () => {
     // npm test's pretest step installs or asks for a Chromium; a missing browser is a failure, not a reason to skip.
     if (!browser.found) throw new Error(`the panel's browser test needs Chromium: ${browser.reason} (npm test's pretest step says how to install it)`);
     // The daemon pulls SD-Turbo's replica from the local hub imitation; tiny-sd and its inpainting sibling are installed.
-    daemon = await startPullingDaemon(["sd-turbo", "taesd"]);
+    daemon = await startPullingDaemon(["sd-turbo", "taesd", "sd-1.5-control", "controlnet-scribble"]);
     relay = await startRelay(daemon.url);
     const harness = await build({
       entryPoints: [path.join(ROOT, "test", "e2e", "browser", "harness.ts")],
@@ -165,7 +167,7 @@ describe("the panel in headless Chromium against the real daemon", () => {
     await page.click("#toggle-models");
     expect(await shown("#model-setup")).toBe(true);
     // Every registry entry, with its size, license and what it is for.
-    expect(await page.$$eval("#registry-models .setup-model", (rows) => rows.map((r) => r.getAttribute("data-model-id")))).toEqual(["sd-1.5", "sd-1.5-inpainting", "sd-turbo", "lcm-dreamshaper-v7", "sd-1.5-control", "taesd"]);
+    expect(await page.$$eval("#registry-models .setup-model", (rows) => rows.map((r) => r.getAttribute("data-model-id")))).toEqual(["sd-1.5", "sd-1.5-inpainting", "sd-turbo", "lcm-dreamshaper-v7", "sd-1.5-control", "taesd", ...CONTROLNET_ROWS]);
     expect(await text('#registry-models [data-model-id="sd-1.5"] .setup-facts')).toBe("about 4.3 GB · 512 px · CreativeML Open RAIL-M");
     expect(await text(`${turboRow} .setup-facts`)).toMatch(/^about 2\.\d GB · 1–4 steps · 512 px · Stability AI Non-Commercial/);
     expect(await text(`${turboRow} .setup-description`)).toMatch(/1 to 4 steps/);
@@ -452,6 +454,105 @@ describe("the panel in headless Chromium against the real daemon", () => {
     expect(doc!.tree.filter((l) => l.kind === "group")).toHaveLength(groups + 1);
     expect(doc!.tree[0]!.children!.map((l) => l.name)).toEqual([expect.stringMatching(/^a quick study of a harbour · seed \d+$/)]);
     await page.screenshot({ path: path.join(shots, "panel-draft.png"), fullPage: true });
+    expect(errors).toEqual([]);
+  });
+
+  it("pulls sd-1.5-control and the scribble ControlNet from the Control section, previews the scribble as the ControlNet reads it, and runs a control job whose picture differs from the same job without control", { timeout: 300_000 }, async () => {
+    await page.selectOption("#mode select", "generate");
+    await page.selectOption("#model select", "tiny-sd");
+    // Off by default; on, with a model that cannot follow control, one sentence says which to pull.
+    expect(await page.$eval("#control-on", (box) => (box as unknown as { checked: boolean }).checked)).toBe(false);
+    expect(await shown("#control-fields")).toBe(false);
+    await page.click("#control-on");
+    expect(await text("#control-note")).toMatch(/^“tiny-sd” cannot follow a control image: pull “Stable Diffusion 1\.5 \(ControlNet\)” \(sd-1\.5-control\), a model that can, and choose it\.$/);
+    expect(await shown("#control-fields")).toBe(false);
+    expect(await text("#control-pull")).toBe("Pull Stable Diffusion 1.5 (ControlNet)");
+    await page.click("#control-pull");
+    await expect.poll(() => page.$$eval("#model sp-menu-item", (items) => items.map((i) => i.getAttribute("value"))), { timeout: 120_000 }).toContain("sd-1.5-control");
+    await page.selectOption("#model select", "sd-1.5-control");
+
+    // The model can follow control; the scribble ControlNet is not installed yet: offered here and in the Models section.
+    const scribbleRow = '#registry-models .setup-model[data-model-id="controlnet-scribble"]';
+    expect(await text(`${scribbleRow} .setup-name`)).toBe("ControlNet Scribble (SD 1.5)");
+    expect(await text(`${scribbleRow} .setup-action`)).toBe("Pull");
+    await expect.poll(() => text("#control-note")).toBe("The scribble ControlNet is not installed: pull it to use it.");
+    expect(await text("#control-pull")).toBe("Pull ControlNet Scribble (SD 1.5)");
+    await page.click("#control-pull");
+    await expect.poll(() => shown(`${scribbleRow} .setup-state`), { timeout: 120_000 }).toBe(true);
+    await expect.poll(() => page.$$eval("#control-kind sp-menu-item", (items) => items.map((i) => i.textContent))).toContain("Scribble");
+    expect(await shown("#control-fields")).toBe(true);
+    expect(await shown("#control-note")).toBe(false);
+
+    // The artist draws a scribble: black strokes (a cross and a box) on a transparent layer above a white background.
+    await page.evaluate(() => {
+      const ps = (window as unknown as PageWindow).__fakePhotoshop;
+      const [w, h] = [160, 120];
+      const strokes = new Uint8Array(w * h * 4);
+      for (let y = 0; y < h; y++) {
+        for (let x = 0; x < w; x++) {
+          const line = Math.abs(x - 80) < 3 || Math.abs(y - 60) < 3 || ((x === 20 || x === 140) && y >= 20 && y <= 100) || ((y === 20 || y === 100) && x >= 20 && x <= 140);
+          if (line) strokes[(y * w + x) * 4 + 3] = 255;
+        }
+      }
+      ps.openDocument({ title: "sketch.psd", width: w, height: h, layers: [{ name: "Scribble", pixels: { width: w, height: h, data: strokes } }, { name: "Background", background: true, fill: [255, 255, 255, 255] }] });
+    });
+    await page.evaluate(() => window.dispatchEvent(new Event("focus")));
+    await expect.poll(() => page.$$eval("#control-layer sp-menu-item", (items) => items.map((i) => i.textContent))).toEqual(["Scribble", "Background"]);
+    expect(await page.$eval("#control-layer", (d) => (d as unknown as { selectedIndex: number }).selectedIndex)).toBe(0);
+    // The preview is the control image as the daemon makes it: the strokes white on black.
+    await expect.poll(() => page.$eval("#control-preview", (img) => (img as HTMLImageElement).naturalWidth), { timeout: 20_000 }).toBeGreaterThan(0);
+    expect(await text("#control-preview-note")).toBe("What the ControlNet follows: scribble from “sketch.psd” › “Scribble”.");
+    const samples = await page.$eval("#control-preview", (img) => {
+      const image = img as HTMLImageElement;
+      const canvas = document.createElement("canvas");
+      [canvas.width, canvas.height] = [image.naturalWidth, image.naturalHeight];
+      const context = canvas.getContext("2d")!;
+      context.drawImage(image, 0, 0);
+      const at = (fx: number, fy: number) => context.getImageData(Math.floor(fx * canvas.width), Math.floor(fy * canvas.height), 1, 1).data[0];
+      return { centre: at(0.5, 0.5), corner: at(0.05, 0.05), inside: at(0.3, 0.3) };
+    });
+    expect(samples).toEqual({ centre: 255, corner: 0, inside: 0 });
+
+    // A control job: two steps, a fixed seed; the result layer arrives in the sketch.
+    await page.fill("#prompt input", "a castle on a hill");
+    await slide("#steps", 2);
+    if (await page.$eval("#random-seed", (box) => (box as unknown as { checked: boolean }).checked)) await page.click("#random-seed");
+    await page.fill("#seed input", "42");
+    const layerPixels = () =>
+      page.evaluate(() => {
+        const doc = (window as unknown as PageWindow).__fakePhotoshop.documents.find((d) => d.title === "sketch.psd")!;
+        const group = doc.tree()[0]!;
+        const layer = doc.findState(group.children![0]!.id)!;
+        let hash = 0x811c9dc5;
+        for (const v of layer.content!.data) hash = Math.imul(hash ^ Math.round(v * 255), 0x01000193);
+        return { group: group.name, layer: group.children![0]!.name, hash: hash >>> 0 };
+      });
+    const generate = async () => {
+      const groups = (await documents()).find((d) => d.title === "sketch.psd")!.tree.filter((l) => l.kind === "group").length;
+      await page.click("#generate");
+      await page.waitForFunction(() => document.querySelectorAll("#queue .queued").length === 0, undefined, { timeout: 240_000 });
+      expect(await text("#error")).toBe("");
+      const doc = (await documents()).find((d) => d.title === "sketch.psd")!;
+      expect(doc.tree.filter((l) => l.kind === "group")).toHaveLength(groups + 1);
+      return layerPixels();
+    };
+    const submits = relay.sent.length;
+    const steered = await generate();
+    expect(steered.layer).toBe("a castle on a hill · seed 42");
+    const submit = relay.sent.slice(submits).find((m): m is { type: "submit"; job: Record<string, unknown> } => (m as { type?: string }).type === "submit");
+    expect(submit?.job).toMatchObject({ model: "sd-1.5-control", seed: 42, steps: 2, control: { kind: "scribble", strength: 1, start: 0, end: 1, controlNet: "controlnet-scribble", image: { width: 160, height: 120, channels: 4 } } });
+    await page.screenshot({ path: path.join(shots, "panel-control.png"), fullPage: true });
+    // The same job without control: another picture.
+    await page.click("#control-on");
+    expect(await shown("#control-fields")).toBe(false);
+    const plain = await generate();
+    const plainSubmit = relay.sent.slice(submits).filter((m) => (m as { type?: string }).type === "submit").at(-1) as { job: Record<string, unknown> };
+    expect(plainSubmit.job.control).toBeUndefined();
+    expect(plain.layer).toBe(steered.layer);
+    expect(plain.hash).not.toBe(steered.hash);
+    // The artist's scribble is as it was drawn.
+    const sketch = (await documents()).find((d) => d.title === "sketch.psd")!;
+    expect(sketch.tree.slice(-2).map((l) => [l.name, (l as unknown as { visible: boolean }).visible])).toEqual([["Scribble", true], ["Background", true]]);
     expect(errors).toEqual([]);
   });
 });

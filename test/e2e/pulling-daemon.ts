@@ -42,7 +42,7 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-/** `repos`: the registry ids (models or preview decoders) whose repos the hub serves. */
+/** `repos`: the registry ids (models, preview decoders or ControlNets) whose repos the hub serves. */
 export async function startPullingDaemon(repos: readonly string[]): Promise<PullingDaemon> {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: build the daemon first (npm run build)`);
   const work = await mkdtemp(path.join(os.tmpdir(), "underpaint-pulls-"));
@@ -58,7 +58,7 @@ export async function startPullingDaemon(repos: readonly string[]): Promise<Pull
   const registry = loadRegistry();
   const all = await replicas();
   for (const id of repos) {
-    const entry = [...registry.models, ...registry.previewDecoders].find((e) => e.id === id);
+    const entry = [...registry.models, ...registry.previewDecoders, ...registry.controlNets].find((e) => e.id === id);
     const replica = all.find((r) => r.repo === entry?.repo);
     if (!entry || !replica) throw new Error(`no replica of the registry entry ${id}`);
     const dir = path.join(work, "hub", replica.repo.replace("/", "--"));

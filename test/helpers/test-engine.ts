@@ -13,7 +13,7 @@
 import { grownSize, oldCanvasIn, regionOf, sameSize, translate, type Pixels, type Region, type Size } from "../../geometry";
 import type { Engine, EngineCapabilities, EngineResult, GenerationJob, RunContext } from "../../daemon/engine/engine";
 import { CancelledError } from "../../daemon/engine/engine";
-import type { ModelInfo, ModelList, UnavailableModel } from "../../protocol";
+import type { ControlNetInfo, ModelInfo, ModelList, UnavailableModel } from "../../protocol";
 
 export interface TestEngineOptions {
   stepMs?: number;
@@ -22,6 +22,8 @@ export interface TestEngineOptions {
   failWith?: Error;
   /** Holds the main thread this long in every step, as onnxruntime-node's session.run does. */
   blockMs?: number;
+  /** The installed ControlNets it says it has (it follows none: control jobs run as plain ones). */
+  controlNets?: ControlNetInfo[];
 }
 
 export const TEST_MODEL: ModelInfo = {
@@ -57,6 +59,7 @@ export class TestEngine implements Engine {
       schedulers: ["euler", "ddim"],
       modes: ["txt2img", "img2img", "inpaint", "outpaint"],
       device: { name: "cpu", description: "test engine" },
+      ...(this.options.controlNets ? { controlNets: this.options.controlNets } : {}),
     };
   }
 

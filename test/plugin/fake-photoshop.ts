@@ -130,6 +130,8 @@ export interface FakeLayerSpec {
   left?: number;
   top?: number;
   kind?: "pixel" | "text";
+  /** Hidden (its eye off) when false. */
+  visible?: boolean;
 }
 
 export interface FakeDocumentSpec {
@@ -1262,7 +1264,7 @@ export class FakePhotoshop implements PhotoshopApi<FakeLayer> {
     const depth = spec.depth ?? 8;
     let nextLayerId = 1;
     const layers: LayerState[] = spec.layers.map((l) => {
-      const state: LayerState = { id: nextLayerId++, name: l.name, visible: true, kind: l.kind ?? "pixel", background: l.background ?? false, content: null, mask: null, children: [] };
+      const state: LayerState = { id: nextLayerId++, name: l.name, visible: l.visible ?? true, kind: l.kind ?? "pixel", background: l.background ?? false, content: null, mask: null, children: [] };
       if (l.pixels) {
         const data = new Float32Array(l.pixels.width * l.pixels.height * 4);
         for (let i = 0; i < data.length; i++) {

@@ -1,6 +1,6 @@
 /** Per-model settings (recommended, the artist's changes kept per model), the controls a model takes, and the model setup's rows. */
 import { describe, expect, it } from "vitest";
-import type { Capabilities, DownloadStatus, ModelInfo, RegistryModel, RegistryPreviewDecoder } from "../../protocol";
+import type { Capabilities, DownloadStatus, ModelInfo, RegistryControlNet, RegistryModel, RegistryPreviewDecoder } from "../../protocol";
 import { planDraft } from "../../plugin/src/operations/draft";
 import { DEFAULT_SETTINGS } from "../../plugin/src/operations/settings";
 import { controlsForModel, parseOverrides, rememberChange, settingsForModel, type ModelOverrides } from "../../plugin/src/operations/model-settings";
@@ -132,6 +132,20 @@ describe("the model setup", () => {
     expect(setupRows(registry, [], [], new Set(), { registry: [taesd], installed: undefined }).map((r) => r.id)).toEqual(["sd-turbo"]);
   });
 
+  it("offers the registry's ControlNets, follows their pulls, marks the installed ones, and says nothing of them to a daemon that does not say", () => {
+    const registry = [entry("sd-turbo")];
+    const scribble: RegistryControlNet = { id: "controlnet-scribble", name: "ControlNet Scribble (SD 1.5)", repo: "TensorStack/ControlNet-onnx", kind: "scribble", precision: "fp16", approximateBytes: 722_558_240, license: "OpenRAIL", description: "Follows rough strokes on a layer." };
+    const canny: RegistryControlNet = { ...scribble, id: "controlnet-canny", name: "ControlNet Canny edges (SD 1.5)", kind: "canny" };
+    const none = { registry: [], installed: undefined };
+    const rows = setupRows(registry, [], [{ model: "controlnet-canny", request: "controlnet-canny", stage: "downloading", bytes: 1, total: 4 }], new Set(), none, { registry: [scribble, canny], installed: [{ id: "controlnet-scribble", name: "n", kind: "scribble", registryId: "controlnet-scribble" }] });
+    expect(rows.map((r) => [r.id, r.name, r.facts, r.installed, r.action ?? null, r.download?.fraction ?? null])).toEqual([
+      ["sd-turbo", "The sd-turbo", expect.any(String), false, "pull", null],
+      ["controlnet-scribble", "ControlNet Scribble (SD 1.5)", "about 723 MB · OpenRAIL", true, null, null],
+      ["controlnet-canny", "ControlNet Canny edges (SD 1.5)", "about 723 MB · OpenRAIL", false, "cancel", 0.25],
+    ]);
+    expect(setupRows(registry, [], [], new Set(), none, { registry: [scribble], installed: undefined }).map((r) => r.id)).toEqual(["sd-turbo"]);
+  });
+
   it("words the stages, sizes and times as an artist reads them", () => {
     expect(downloadView({ model: "m", stage: "listing", bytes: 0, total: 0 }).text).toBe("Listing the files…");
     expect(downloadView({ model: "m", stage: "verifying", bytes: 5, total: 10 })).toEqual({ fraction: 0.5, text: "Checking the downloaded files…" });
@@ -163,6 +177,9 @@ describe("the Draft button's plan", () => {
     const plan = planDraft(capabilities([sd, turbo]), { ...current, model: "sd-turbo", steps: 3, guidance: 0, scheduler: "euler_a" }, own);
     expect(plan).toMatchObject({ kind: "ready", taesd: true, settings: { model: "sd-turbo", steps: 3, guidance: 0, scheduler: "euler_a", draft: true, prompt: "a lighthouse" } });
     if (plan.kind === "ready") expect(plan.summary).toBe("Draft: “sd-turbo”, 3 steps, decoded by TAESD.");
+    // Drafting models follow no control image: a draft leaves Control out.
+    const controlled = planDraft(capabilities([sd, turbo]), { ...current, control: { enabled: true, kind: "scribble", strength: 1, start: 0, end: 1, layerId: 3 } }, own);
+    expect(controlled.kind === "ready" && "control" in controlled.settings).toBe(false);
   });
 
   it("picks an installed Turbo model (before an LCM one) with its own settings when the chosen one needs many steps", () => {

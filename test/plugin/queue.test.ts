@@ -90,6 +90,7 @@ describe("the host that queued generations share", () => {
     const host = {
       activeDocument: slow("active"),
       documentInfo: slow("info", true),
+      listLayers: slow("layers"),
       readPixels: slow("read"),
       readSelection: slow("selection"),
       applyEdit: slow("apply"),

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { DEFAULT_PORT, JobRequest, parseClientMessage, parseDaemonMessage } from "../../protocol";
+import { Capabilities, DEFAULT_PORT, JobRequest, parseClientMessage, parseDaemonMessage } from "../../protocol";
 
 const job = {
   jobId: 1, mode: "txt2img", model: "sd15", prompt: "a cat", seed: 1, steps: 20, guidance: 7.5, scheduler: "euler", canvas: { width: 512, height: 512 },
@@ -75,5 +75,31 @@ describe("messages", () => {
     expect(parseDaemonMessage(JSON.stringify(result)).ok).toBe(false);
     const placed = parseDaemonMessage(JSON.stringify({ ...result, region: { x: -3, y: 2, width: 16, height: 8 } }));
     expect(placed).toMatchObject({ ok: true, message: { region: { x: -3, y: 2, width: 16, height: 8 } } });
+  });
+
+  it("asks for a control image preview with its frame, and answers with a control frame", () => {
+    const image = { frameId: 3, width: 64, height: 48, channels: 4 };
+    const request = parseClientMessage(JSON.stringify({ type: "control-preview", requestId: 7, kind: "canny", image }));
+    expect(request).toMatchObject({ ok: true, message: { type: "control-preview", requestId: 7, kind: "canny", image: { ...image, bitsPerChannel: 8 } } });
+    for (const bad of [{ kind: "hed" }, { requestId: -1 }, { image: { ...image, channels: 2 } }, { image: undefined }]) {
+      expect(parseClientMessage(JSON.stringify({ type: "control-preview", requestId: 7, kind: "canny", image, ...bad }))).toMatchObject({ ok: false, code: "invalid_message" });
+    }
+    const answer = { type: "control-preview", requestId: 7, kind: "canny", frame: { frameId: 9, width: 64, height: 48, channels: 3, bitsPerChannel: 8 } };
+    expect(parseDaemonMessage(JSON.stringify(answer))).toMatchObject({ ok: true, message: answer });
+    expect(parseDaemonMessage(JSON.stringify({ ...answer, frame: undefined })).ok).toBe(false);
+  });
+
+  it("takes capabilities with and without the pullable ControlNets and control-preview (additive fields)", () => {
+    const base = {
+      models: [], unavailable: [], registry: [], downloads: [], schedulers: ["euler"], modes: ["txt2img"],
+      limits: { maxMessageBytes: 1, maxImagePixels: 1, maxQueuedJobsPerClient: 1, maxVariations: 1, chunkBytes: 1 },
+      device: { name: "cpu", description: "CPU" },
+    };
+    expect(Capabilities.safeParse(base).success).toBe(true);
+    const scribble = { id: "controlnet-scribble", name: "ControlNet Scribble (SD 1.5)", repo: "o/n", kind: "scribble", precision: "fp16", approximateBytes: 722558240, license: "OpenRAIL", description: "Follows strokes." };
+    const parsed = Capabilities.parse({ ...base, registryControlNets: [scribble], controlPreview: true, controlNets: [{ id: "controlnet-scribble", name: "n", kind: "scribble", registryId: "controlnet-scribble" }] });
+    expect(parsed.registryControlNets).toEqual([scribble]);
+    expect(parsed.controlPreview).toBe(true);
+    expect(Capabilities.safeParse({ ...base, registryControlNets: [{ ...scribble, kind: "hed" }] }).success).toBe(false);
   });
 });

@@ -16,6 +16,7 @@ import {
   parseDaemonMessage,
   type Capabilities,
   type ClientMessageInput,
+  type ControlKind,
   type DaemonMessage,
   type DownloadStatus,
   type ErrorCode,
@@ -125,7 +126,25 @@ export interface JobHandle {
   cancel(): void;
 }
 
-export type JobSettings = Omit<JobRequestInput, "jobId" | "image" | "mask">;
+/** A job as the panel describes it; its control (when any) without the frame, which submit declares. */
+export type JobSettings = Omit<JobRequestInput, "jobId" | "image" | "mask" | "control"> & {
+  control?: Omit<NonNullable<JobRequestInput["control"]>, "image">;
+};
+
+/** The pixels a job sends: its image, mask and control image, as it needs. */
+export interface JobPixels {
+  image?: Pixels;
+  mask?: Pixels;
+  /** The control image (control jobs only). */
+  control?: Pixels;
+}
+
+interface PendingPreview {
+  resolve(image: ImageFrame): void;
+  reject(error: PanelError): void;
+  frameId?: number;
+  timer: ReturnType<typeof setTimeout>;
+}
 
 interface ActiveJob {
   jobId: number;
@@ -154,6 +173,8 @@ export class ProtocolClient {
   private nextJobId = 1;
   private nextFrameId = 1;
   private readonly jobs = new Map<number, ActiveJob>();
+  /** control-preview requests waiting for their answer, by request id (from the job ids). */
+  private readonly previews = new Map<number, PendingPreview>();
   private readonly modelWaiters: Array<(list: ModelList) => void> = [];
   /** Result buffers given back by release(), for the next results of the same size. */
   private readonly pool = new BufferPool();
@@ -308,14 +329,48 @@ export class ProtocolClient {
     });
   }
 
-  /** Sends a job and its pixels; the handle's promise settles with exactly one outcome. */
-  submit(settings: JobSettings, pixels: { image?: Pixels; mask?: Pixels }, callbacks: JobCallbacks = {}): JobHandle {
+  /**
+   * The control image a ControlNet of `kind` would follow, made by the daemon from `image` (the
+   * layer's pixels) exactly as a job's is: RGB at the image's size. Rejects when the daemon cannot
+   * make one (an older daemon: code "unsupported").
+   */
+  controlPreview(kind: ControlKind, image: Pixels): Promise<ImageFrame> {
     const capabilities = this.requireReady();
+    if (!capabilities.controlPreview) {
+      return Promise.reject(new PanelError("This daemon cannot show control images; update it.", "unsupported"));
+    }
+    const requestId = this.takeJobId();
+    const ref = this.refOf(image);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.previews.delete(requestId);
+        this.assembler.discard(requestId);
+        reject(new PanelError("The daemon did not send the control image in time.", "timeout"));
+      }, this.timeouts.requestMs);
+      this.previews.set(requestId, { resolve, reject, timer });
+      this.send({ type: "control-preview", requestId, kind, image: ref });
+      this.sendFrame({ kind: "control", jobId: requestId, ...ref, data: image.data }, capabilities.limits.chunkBytes || DEFAULT_CHUNK_BYTES);
+    });
+  }
+
+  private takeJobId(): number {
     const jobId = this.nextJobId;
     this.nextJobId = this.nextJobId >= 0xffffffff ? 1 : this.nextJobId + 1;
-    const refOf = (p: Pixels) => ({ frameId: this.nextFrameId++, width: p.width, height: p.height, channels: p.channels, bitsPerChannel: 8 as const });
-    const imageRef = pixels.image ? refOf(pixels.image) : undefined;
-    const maskRef = pixels.mask ? refOf(pixels.mask) : undefined;
+    return jobId;
+  }
+
+  private refOf(p: Pixels): { frameId: number; width: number; height: number; channels: 1 | 3 | 4; bitsPerChannel: 8 } {
+    return { frameId: this.nextFrameId++, width: p.width, height: p.height, channels: p.channels, bitsPerChannel: 8 };
+  }
+
+  /** Sends a job and its pixels; the handle's promise settles with exactly one outcome. */
+  submit(settings: JobSettings, pixels: JobPixels, callbacks: JobCallbacks = {}): JobHandle {
+    const capabilities = this.requireReady();
+    const jobId = this.takeJobId();
+    const imageRef = pixels.image ? this.refOf(pixels.image) : undefined;
+    const maskRef = pixels.mask ? this.refOf(pixels.mask) : undefined;
+    if (settings.control && !pixels.control) throw new PanelError("A control job needs its control image.", "invalid_job");
+    const controlRef = settings.control && pixels.control ? this.refOf(pixels.control) : undefined;
 
     let finish!: (outcome: JobOutcome) => void;
     const done = new Promise<JobOutcome>((resolve) => {
@@ -338,10 +393,21 @@ export class ProtocolClient {
     };
     this.jobs.set(jobId, job);
 
-    this.send({ type: "submit", job: { ...settings, jobId, ...(imageRef ? { image: imageRef } : {}), ...(maskRef ? { mask: maskRef } : {}) } });
+    const { control, ...plain } = settings;
+    this.send({
+      type: "submit",
+      job: {
+        ...plain,
+        jobId,
+        ...(imageRef ? { image: imageRef } : {}),
+        ...(maskRef ? { mask: maskRef } : {}),
+        ...(control && controlRef ? { control: { ...control, image: controlRef } } : {}),
+      },
+    });
     const chunkBytes = capabilities.limits.chunkBytes || DEFAULT_CHUNK_BYTES;
     if (pixels.image && imageRef) this.sendFrame({ kind: "image", jobId, ...imageRef, data: pixels.image.data }, chunkBytes);
     if (pixels.mask && maskRef) this.sendFrame({ kind: "mask", jobId, ...maskRef, data: pixels.mask.data }, chunkBytes);
+    if (pixels.control && controlRef) this.sendFrame({ kind: "control", jobId, ...controlRef, data: pixels.control.data }, chunkBytes);
     this.watch(job, this.timeouts.acceptMs, "The daemon did not take the job in time; it may be overloaded. Try again.");
 
     return {
@@ -547,13 +613,30 @@ export class ProtocolClient {
         return;
       }
       case "models": {
-        const list = { models: message.models, unavailable: message.unavailable, ...(message.previewDecoder !== undefined ? { previewDecoder: message.previewDecoder } : {}) };
+        const list = {
+          models: message.models,
+          unavailable: message.unavailable,
+          ...(message.previewDecoder !== undefined ? { previewDecoder: message.previewDecoder } : {}),
+          ...(message.controlNets !== undefined ? { controlNets: message.controlNets } : {}),
+        };
         if (this.capabilitiesValue) this.capabilitiesValue = { ...this.capabilitiesValue, ...list };
         for (const waiter of this.modelWaiters.splice(0)) waiter(list);
         this.emitModels(list);
         return;
       }
+      case "control-preview": {
+        const pending = this.previews.get(message.requestId);
+        if (pending) pending.frameId = message.frame.frameId;
+        return;
+      }
       case "error": {
+        const preview = message.jobId !== undefined ? this.previews.get(message.jobId) : undefined;
+        if (preview) {
+          this.previews.delete(message.jobId!);
+          clearTimeout(preview.timer);
+          preview.reject(new PanelError(message.message, message.code));
+          return;
+        }
         if (message.jobId !== undefined && this.jobs.has(message.jobId)) {
           const job = this.jobs.get(message.jobId)!;
           if (job.cancelRequested) job.finish({ status: "cancelled", results: [] });
@@ -629,12 +712,22 @@ export class ProtocolClient {
       if (!chunk) return;
       const { header, payload } = chunk;
       jobId = header.jobId;
-      if (!this.jobs.has(jobId)) return;
+      if (!this.jobs.has(jobId) && !this.previews.has(jobId)) return;
       frame = this.assembler.add(header, payload);
     } catch (error) {
       const job = jobId !== undefined ? this.jobs.get(jobId) : undefined;
       const message = error instanceof Error ? error.message : String(error);
       if (job) job.finish({ status: "failed", error: { code: "frame_invalid", message: `The daemon sent broken pixels: ${message}` }, results: [] });
+      return;
+    }
+    const preview = this.previews.get(jobId);
+    if (preview) {
+      if (!frame) return;
+      if (frame.kind !== "control" || frame.frameId !== preview.frameId) return;
+      this.previews.delete(jobId);
+      clearTimeout(preview.timer);
+      // Its own copy: the assembler's buffers are pooled for results.
+      preview.resolve({ ...frame, data: frame.data.slice() });
       return;
     }
     const job = this.jobs.get(jobId);
@@ -681,6 +774,11 @@ export class ProtocolClient {
   }
 
   private failAll(code: "connection_lost", message: string): void {
+    for (const [id, preview] of [...this.previews]) {
+      this.previews.delete(id);
+      clearTimeout(preview.timer);
+      preview.reject(new PanelError(message.replace(" during the generation; nothing was changed in your document", ""), code));
+    }
     for (const job of [...this.jobs.values()]) {
       job.finish(job.cancelRequested ? { status: "cancelled", results: [] } : { status: "failed", error: { code, message }, results: [] });
     }

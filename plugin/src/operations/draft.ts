@@ -50,7 +50,13 @@ export function planDraft(capabilities: Capabilities, current: GenerationSetting
     kind: "ready",
     model,
     taesd,
-    settings: { ...current, ...own, model: model.id, draft: true },
+    // Drafting models follow no control image: a draft runs without Control.
+    settings: { ...withoutControl(current), ...own, model: model.id, draft: true },
     summary: `Draft: “${model.name}”, ${own.steps} step${own.steps === 1 ? "" : "s"}, decoded by ${decoder}.`,
   };
+}
+
+function withoutControl(settings: GenerationSettings): GenerationSettings {
+  const { control: _control, ...rest } = settings;
+  return rest;
 }

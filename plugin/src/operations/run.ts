@@ -21,9 +21,10 @@ import {
   type Size,
 } from "../../../geometry";
 import type { Capabilities, ImageFrame, ModelInfo } from "../../../protocol";
-import type { JobHandle, JobResult, JobSettings, ProtocolClient } from "../client/client";
+import type { JobHandle, JobPixels, JobResult, JobSettings, ProtocolClient } from "../client/client";
 import { PanelError } from "../errors";
 import type { DocumentHost, DocumentInfo, NewLayer, Rgba8 } from "../photoshop/host";
+import { controlReadSize, controlRequest, readControlImage } from "./control";
 import { documentRefusal } from "./document-check";
 import { groupName, historyName, layerName } from "./naming";
 import { PROTOCOL_MODE, randomSeed, type GenerationSettings, type OperationMode } from "./settings";
@@ -80,6 +81,7 @@ export async function runOperation(
   const capabilities = client.capabilities ?? (client.status.state === "connecting" ? await client.whenReady() : undefined);
   if (!capabilities) throw new PanelError(client.status.message, "not_connected");
   const model = pickModel(capabilities, settings);
+  const control = controlRequest(capabilities, model, settings);
   const doc = await host.activeDocument();
   if (!doc) throw new PanelError("Open a document first: Underpaint works on the document in front.", "no_document");
   const refusal = documentRefusal(doc);
@@ -87,6 +89,7 @@ export async function runOperation(
 
   report(0, "Reading the document…");
   const prepared = await prepare(host, doc, settings, model, capabilities);
+  if (control && settings.control) prepared.pixels.control = await readControlImage(host, doc, settings.control, controlReadSize(doc, model));
   if (signal.cancelled) return { status: "cancelled" };
 
   const seed = settings.seed ?? randomSeed();
@@ -107,6 +110,7 @@ export async function runOperation(
     ...(prepared.region ? { region: prepared.region } : {}),
     ...(settings.mode === "inpaint" ? { context: settings.context } : {}),
     ...(settings.mode === "expand" ? { expand: settings.expand } : {}),
+    ...(control ? { control } : {}),
   };
 
   const share = (variation: number, within: number) => 0.1 + 0.85 * ((Math.min(variation, settings.variations - 1) + within) / settings.variations);
@@ -184,7 +188,7 @@ function pickModel(capabilities: Capabilities, settings: GenerationSettings): Mo
 }
 
 interface Prepared {
-  pixels: { image?: Pixels; mask?: Pixels };
+  pixels: JobPixels;
   /** Where the sent pixels sit in the document (masked modes). */
   region?: Region;
   /** The canvas the results are placed on (after growing, for expand). */

@@ -2,6 +2,7 @@
  * What the artist asks for, in the panel's words, and which controls each mode uses.
  */
 import type { Expansion, Mode, SchedulerName } from "../../../protocol";
+import type { ControlSettings } from "./control";
 
 /** The panel's four buttons' worth of modes. */
 export type OperationMode = "generate" | "img2img" | "inpaint" | "expand";
@@ -43,6 +44,8 @@ export interface GenerationSettings {
   expand: Expansion;
   /** A draft: the daemon decodes the picture with TAESD (fast, less detail) instead of the VAE. */
   draft?: boolean;
+  /** Control (ControlNet): a layer steers the picture (Generate and Img2img). */
+  control?: ControlSettings;
 }
 
 export const DEFAULT_SETTINGS: GenerationSettings = {

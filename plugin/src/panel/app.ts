@@ -11,6 +11,8 @@ import { runOperation, type OperationOutcome } from "../operations/run";
 import { Library, type DataFolder } from "../operations/library";
 import { DEFAULT_SETTINGS, MODE_LABELS, PROTOCOL_MODE, type GenerationSettings } from "../operations/settings";
 import { shortenPrompt } from "../operations/naming";
+import { parseControl } from "../operations/control";
+import { wireControl } from "./control-view";
 import { wireDraft } from "./draft-view";
 import { LibraryView } from "./library-view";
 import { wireModels } from "./models";
@@ -126,6 +128,7 @@ export async function startPanel(env: PanelEnvironment): Promise<Panel> {
 
   // Generations queue: each press of Generate reads the document then and sends its own job.
   const documents = serialHost(host);
+  const control = wireControl({ view, client, host: documents, models, saved: parseControl(saved.control) });
   const queue = new GenerationQueue();
   const controls = new Map<number, { cancelled: boolean; handle?: JobHandle }>();
   const previews = previewer(host, (url) => view.preview(url));
@@ -270,6 +273,8 @@ export async function startPanel(env: PanelEnvironment): Promise<Panel> {
       front = id;
       if (strip && strip.documentId !== id) forgetStrip(false);
     }, () => {});
+    // The layers may have changed meanwhile (the artist drew on one, or another document is in front).
+    void control.refreshLayers().then(() => control.refreshPreview(true));
   };
   env.window?.addEventListener("focus", checkFront);
   document.body?.addEventListener("mouseenter", checkFront);

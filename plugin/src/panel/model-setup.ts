@@ -4,7 +4,7 @@
  * what the artist can do (Pull, Cancel, Resume); other pulls the daemon knows of; and the
  * installed models with what each can do. Pure: the view draws these rows.
  */
-import type { DownloadStatus, Mode, ModelInfo, PreviewDecoderInfo, RegistryModel, RegistryPreviewDecoder } from "../../../protocol";
+import type { ControlNetInfo, DownloadStatus, Mode, ModelInfo, PreviewDecoderInfo, RegistryControlNet, RegistryModel, RegistryPreviewDecoder } from "../../../protocol";
 import { MODE_LABELS, PROTOCOL_MODE, OPERATION_MODES } from "../operations/settings";
 
 export type SetupAction = "pull" | "cancel" | "resume";
@@ -38,6 +38,12 @@ export interface PreviewDecoders {
   installed: PreviewDecoderInfo | null | undefined;
 }
 
+/** What the daemon says of ControlNets: what it can pull, and the ones installed (undefined: it does not say). */
+export interface ControlNets {
+  registry: readonly RegistryControlNet[];
+  installed: readonly ControlNetInfo[] | undefined;
+}
+
 /** The panel's name for a preview decoder's row: what it does for the artist. */
 export const FAST_PREVIEWS = "Fast previews and drafts";
 
@@ -48,6 +54,7 @@ export function setupRows(
   downloads: readonly DownloadStatus[],
   pending: ReadonlySet<string> = new Set(),
   previews: PreviewDecoders = { registry: [], installed: undefined },
+  controlNets: ControlNets = { registry: [], installed: undefined },
 ): SetupRow[] {
   const downloadFor = (id: string) => downloads.find((d) => d.model === id || d.request === id);
   // A daemon that does not say what is installed offers no preview decoder row.
@@ -72,9 +79,20 @@ export function setupRows(
       ...rowState(installed, downloadFor(entry.id), pending.has(entry.id)),
     });
   }
+  // A daemon that does not say what is installed offers no ControlNet rows.
+  for (const entry of controlNets.installed === undefined ? [] : controlNets.registry) {
+    const installed = controlNets.installed!.some((c) => c.registryId === entry.id || c.id === entry.id);
+    rows.push({
+      id: entry.id,
+      name: entry.name,
+      facts: [`about ${formatBytes(entry.approximateBytes)}`, entry.license].join(" · "),
+      description: entry.description,
+      ...rowState(installed, downloadFor(entry.id), pending.has(entry.id)),
+    });
+  }
   // Pulls of repos outside the registry (owner/name), from this panel or a terminal.
   for (const download of downloads) {
-    if ([...registry, ...previews.registry].some((e) => e.id === download.model || e.id === download.request)) continue;
+    if ([...registry, ...previews.registry, ...controlNets.registry].some((e) => e.id === download.model || e.id === download.request)) continue;
     const id = download.request ?? download.model;
     const installed = models.some((m) => m.id === download.model);
     if (installed && download.stage === "done") continue;

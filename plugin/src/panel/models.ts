@@ -18,7 +18,7 @@ export interface PanelModels {
   settingsChanged(): void;
   /** A model's settings as the panel keeps them: recommended, with the artist's changes for it. */
   settingsFor(model: ModelInfo): ModelSettings;
-  /** Pulls a registry entry (a model or TAESD) and opens the Models section, where its progress shows. */
+  /** Pulls a registry entry (a model, TAESD or a ControlNet) and opens the Models section, where its progress shows. */
   pull(id: string): void;
 }
 
@@ -64,7 +64,8 @@ export async function wireModels(view: PanelView, client: ProtocolClient, settin
     const capabilities = client.capabilities;
     const models = capabilities?.models ?? [];
     const previews = { registry: capabilities?.registryPreviewDecoders ?? [], installed: capabilities?.previewDecoder };
-    setup.showRows(setupRows(capabilities?.registry ?? [], models, client.downloads, pending, previews), capabilities !== undefined);
+    const controlNets = { registry: capabilities?.registryControlNets ?? [], installed: capabilities?.controlNets };
+    setup.showRows(setupRows(capabilities?.registry ?? [], models, client.downloads, pending, previews, controlNets), capabilities !== undefined);
     setup.showInstalled(models);
   };
 

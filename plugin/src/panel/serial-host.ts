@@ -15,6 +15,7 @@ export function serialHost(host: DocumentHost): DocumentHost {
   return {
     activeDocument: inTurn(host.activeDocument.bind(host)),
     documentInfo: inTurn(host.documentInfo.bind(host)),
+    listLayers: inTurn(host.listLayers.bind(host)),
     readPixels: inTurn(host.readPixels.bind(host)),
     readSelection: inTurn(host.readSelection.bind(host)),
     applyEdit: inTurn(host.applyEdit.bind(host)),

@@ -5,6 +5,7 @@
 import type { ModelInfo, SchedulerName, UnavailableModel } from "../../../protocol";
 import type { ConnectionStatus } from "../client/client";
 import type { ModelControls, ModelSettings } from "../operations/model-settings";
+import type { ControlSettings } from "../operations/control";
 import { parseSeed, seedText, type SeedChoice, type SeedRecord } from "../operations/seed";
 import { controlsFor, DEFAULT_SETTINGS, OPERATION_MODES, type GenerationSettings, type OperationMode } from "../operations/settings";
 
@@ -38,6 +39,8 @@ export class PanelView {
   private models: ModelInfo[] = [];
   private schedulers: SchedulerName[] = [];
   private typedToken = "";
+  /** The Control section's settings, read with the others (set by the section once it is wired). */
+  controlReader: (() => ControlSettings) | undefined;
 
   constructor(readonly doc: Document) {}
 
@@ -171,6 +174,7 @@ export class PanelView {
       source: this.el("source").selectedIndex === 1 ? "layer" : "visible",
       context: CONTEXTS[this.el("context").selectedIndex] ?? "automatic",
       expand: { left: side("expand-left"), top: side("expand-top"), right: side("expand-right"), bottom: side("expand-bottom") },
+      ...(this.controlReader ? { control: this.controlReader() } : {}),
     };
   }
 
@@ -380,14 +384,14 @@ export class PanelView {
     return button;
   }
 
-  private select(id: string, index: number): void {
+  select(id: string, index: number): void {
     if (index < 0) return;
     const items = Array.from(this.el(id).querySelectorAll("sp-menu-item"));
     items.forEach((item, i) => (i === index ? item.setAttribute("selected", "") : item.removeAttribute("selected")));
     this.el(id).selectedIndex = index;
   }
 
-  private fillMenu(menuId: string, items: Array<{ value: string; label: string }>, selected: number): void {
+  fillMenu(menuId: string, items: Array<{ value: string; label: string }>, selected: number): void {
     const menu = this.el(menuId);
     menu.textContent = "";
     items.forEach((item, i) => {

@@ -15,6 +15,16 @@ export interface LayerInfo {
   kind: "pixel" | "group" | "other";
 }
 
+/** A layer as the Layers panel lists it. */
+export interface DocumentLayer extends LayerInfo {
+  /** It shows: its eye is on, and every group holding it shows. */
+  visible: boolean;
+  /** It holds no pixels at all (an empty pixel layer; groups: none of their layers has any). */
+  empty: boolean;
+  /** How many groups hold it (0: the top level). */
+  depth: number;
+}
+
 export interface DocumentInfo {
   id: number;
   title: string;
@@ -102,6 +112,8 @@ export interface DocumentHost {
    * (imaging.getSelection's targetSize; unselected where the region has no selection).
    */
   readSelection(documentId: number, region: Region, size?: ReadSize): Promise<Mask8 | null>;
+  /** Every layer of an open document, top to bottom as the Layers panel lists them (a group, then its layers). */
+  listLayers(documentId: number): Promise<DocumentLayer[]>;
   /**
    * Grows the canvas and adds the layers in one modal operation and one history state: a single
    * Undo removes all of it, and when anything fails the document is rolled back as it was.

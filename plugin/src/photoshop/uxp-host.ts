@@ -10,7 +10,7 @@ import type { Region } from "../../../protocol";
 import { PanelError } from "../errors";
 import type { ActionDescriptor, ExecutionContext, PhotoshopApi, PsDocument, PsLayer, imaging } from "./api";
 import { canvasGrowth, type CanvasStep } from "./canvas";
-import type { ColorModeName, DocumentEdit, DocumentHost, DocumentInfo, LayerInfo, Mask8, NewLayer, PixelSource, ReadSize, Rgba8, WrittenEdit } from "./host";
+import type { ColorModeName, DocumentEdit, DocumentHost, DocumentInfo, DocumentLayer, LayerInfo, Mask8, NewLayer, PixelSource, ReadSize, Rgba8, WrittenEdit } from "./host";
 import { colourBand, componentsOf, levelToDocument, maskBand, placeMask, placeRgba, readSize, sampleBuffer, toMask8, toRgba8, type ComponentSize, type Samples } from "./pixels";
 
 const SRGB = "sRGB IEC61966-2.1";
@@ -285,6 +285,22 @@ export function createPhotoshopHost<L extends PsLayer>(ps: PhotoshopApi<L>, opti
       const docs = ps.app.documents;
       for (let i = 0; i < docs.length; i++) if (docs[i]!.id === documentId) return describe(docs[i]!);
       return null;
+    },
+
+    async listLayers(documentId: number): Promise<DocumentLayer[]> {
+      const out: DocumentLayer[] = [];
+      const walk = (layers: ArrayLike<PsLayer> | null, depth: number, shown: boolean) => {
+        if (!layers) return;
+        for (let i = 0; i < layers.length; i++) {
+          const layer = layers[i]!;
+          const b = layer.boundsNoEffects;
+          const visible = shown && layer.visible;
+          out.push({ ...layerInfo(layer), visible, empty: !(b.right > b.left && b.bottom > b.top), depth });
+          walk(layer.layers, depth + 1, visible);
+        }
+      };
+      walk(findDocument(documentId).layers, 0, true);
+      return out;
     },
 
     async readPixels(documentId: number, source: PixelSource, region: Region, size?: ReadSize): Promise<Rgba8> {

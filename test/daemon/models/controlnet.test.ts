@@ -88,8 +88,8 @@ describe("ControlNet registry entries", () => {
       const capabilities = await engine.capabilities();
       expect([capabilities.models, capabilities.unavailable]).toEqual([[], []]);
       expect(capabilities.controlNets).toEqual([
-        { id: "controlnet-canny", name: "ControlNet Canny edges (SD 1.5)", kind: "canny" },
-        { id: "controlnet-lineart", name: "ControlNet Line Art (SD 1.5, ControlNet 1.1)", kind: "lineart" },
+        { id: "controlnet-canny", name: "ControlNet Canny edges (SD 1.5)", kind: "canny", registryId: "controlnet-canny" },
+        { id: "controlnet-lineart", name: "ControlNet Line Art (SD 1.5, ControlNet 1.1)", kind: "lineart", registryId: "controlnet-lineart" },
       ]);
     } finally {
       await engine.dispose();

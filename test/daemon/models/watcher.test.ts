@@ -116,6 +116,8 @@ describe("DiffusionEngine.onModelsChanged", () => {
     await until(() => heard.length === 1);
     expect(heard[0]!.models.map((m) => [m.id, m.kind])).toEqual([["tiny-sd-inpaint", "inpainting"]]);
     expect(heard[0]!.unavailable).toEqual([]);
+    // The installed ControlNets travel with the list, so a panel hears of a pulled one.
+    expect(heard[0]!.controlNets).toEqual([]);
   });
 
   it("lists a folder copied in by hand that needs a GPU as unavailable, with the sentence, beside the good ones", async () => {

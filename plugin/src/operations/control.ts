@@ -1,0 +1,161 @@
+/**
+ * Control (ControlNet): a layer of the document steers the picture. Which kinds the daemon can
+ * follow for the chosen model and mode, the control image read from the chosen layer (its own
+ * pixels at the canvas's place, transparent where it has none), and the job's control request;
+ * every refusal a sentence that says what to do.
+ */
+import { z } from "zod";
+import { readSize, regionOf, sameSize, wholePictureSize, type Size } from "../../../geometry";
+import { CONTROL_KINDS, ControlKind, type Capabilities, type ModelInfo, type RegistryControlNet, type RegistryModel } from "../../../protocol";
+import type { JobSettings } from "../client/client";
+import { PanelError } from "../errors";
+import type { DocumentHost, DocumentInfo, DocumentLayer, Rgba8 } from "../photoshop/host";
+import { MODE_LABELS, type GenerationSettings, type OperationMode } from "./settings";
+
+export interface ControlSettings {
+  /** Off by default: a job follows a control image only when the artist turns Control on. */
+  enabled: boolean;
+  /** The layer whose pixels are the control image (in the document in front). */
+  layerId?: number;
+  /** Its name, to find it again in another session or document (layer ids are the document's). */
+  layerName?: string;
+  /** The document layerId belongs to. */
+  documentId?: number;
+  kind: ControlKind;
+  /** How strongly the ControlNet steers: 0 not at all, 1 as trained, up to 2. */
+  strength: number;
+  /** The fraction of the steps where control begins and ends. */
+  start: number;
+  end: number;
+}
+
+export const DEFAULT_CONTROL: ControlSettings = { enabled: false, kind: "scribble", strength: 1, start: 0, end: 1 };
+
+export const CONTROL_KIND_LABELS: Record<ControlKind, string> = {
+  canny: "Edges (canny)",
+  scribble: "Scribble",
+  lineart: "Line art",
+  depth: "Depth map",
+  pose: "Pose",
+};
+
+/** The registry's control-capable model, named when the chosen model cannot follow control. */
+export const CONTROL_MODEL_ID = "sd-1.5-control";
+
+/** The modes the daemon steers by a control image; inpainting and expanding do not follow one yet. */
+export const CONTROL_MODES: ReadonlySet<OperationMode> = new Set(["generate", "img2img"]);
+
+const Saved = z.object({
+  enabled: z.boolean().default(false),
+  layerName: z.string().max(1000).optional(),
+  kind: ControlKind.default("scribble"),
+  strength: z.number().min(0).max(2).default(1),
+  start: z.number().min(0).max(1).default(0),
+  end: z.number().min(0).max(1).default(1),
+});
+
+/** Control settings read back from saved settings; anything damaged counts as the defaults. */
+export function parseControl(value: unknown): ControlSettings {
+  const parsed = Saved.safeParse(value ?? {});
+  if (!parsed.success) return { ...DEFAULT_CONTROL };
+  const { layerName, ...rest } = parsed.data;
+  return rest.start < rest.end ? { ...rest, ...(layerName !== undefined ? { layerName } : {}) } : { ...rest, start: 0, end: 1, ...(layerName !== undefined ? { layerName } : {}) };
+}
+
+/** What the Control section offers now. */
+export type ControlOffer =
+  | {
+      kind: "ready";
+      /** The kinds whose ControlNet is installed, in CONTROL_KINDS' order. */
+      installed: ControlKind[];
+      /** The registry's ControlNets of kinds not installed, to pull. */
+      pullable: RegistryControlNet[];
+      /** Set when the mode does not use control: the sentence the section shows. */
+      unusedInMode?: string;
+    }
+  | { kind: "unavailable"; message: string; /** The model to pull for control, when the registry has it and it is not installed. */ pull?: RegistryModel };
+
+/** What the section can do for the chosen model and mode with what the daemon has installed. */
+export function controlOffer(capabilities: Capabilities | undefined, model: ModelInfo | undefined, mode: OperationMode): ControlOffer {
+  if (!capabilities) return { kind: "unavailable", message: "Control needs the daemon: connect first." };
+  if (!model?.control) {
+    const able = capabilities.models.filter((m) => m.control);
+    if (able.length > 0) {
+      return { kind: "unavailable", message: `${model ? `“${model.name}” cannot follow a control image` : "No model is chosen"}: choose ${able.map((m) => `“${m.name}”`).join(" or ")} in the model menu.` };
+    }
+    const entry = capabilities.registry.find((e) => e.id === CONTROL_MODEL_ID);
+    const name = entry ? `“${entry.name}” (${CONTROL_MODEL_ID})` : CONTROL_MODEL_ID;
+    return {
+      kind: "unavailable",
+      message: `${model ? `“${model.name}” cannot follow a control image` : "No model is chosen"}: pull ${name}, a model that can, and choose it.`,
+      ...(entry ? { pull: entry } : {}),
+    };
+  }
+  const nets = capabilities.controlNets ?? [];
+  const installed = CONTROL_KINDS.filter((k) => nets.some((n) => n.kind === k));
+  const pullable = (capabilities.registryControlNets ?? []).filter((e) => !installed.includes(e.kind));
+  return {
+    kind: "ready",
+    installed,
+    pullable,
+    ...(CONTROL_MODES.has(mode) ? {} : { unusedInMode: `${MODE_LABELS[mode]} does not follow a control image yet: this job runs without it.` }),
+  };
+}
+
+/** The size the control image is read at: the size an img2img picture is read at (the daemon resamples it to the working size). */
+export function controlReadSize(doc: Pick<DocumentInfo, "width" | "height">, model: Pick<ModelInfo, "nativeResolution">): Size {
+  const canvas = { width: doc.width, height: doc.height };
+  return readSize(canvas, wholePictureSize(canvas, model.nativeResolution));
+}
+
+/** The pixel layers a control image can come from, top to bottom. */
+export function controlLayers(layers: readonly DocumentLayer[]): DocumentLayer[] {
+  return layers.filter((l) => l.kind === "pixel");
+}
+
+/**
+ * The control image: the chosen layer's own pixels over the whole canvas (transparent where it has
+ * none, so the daemon reads them over white), at `size`. Refused in a sentence when the layer is
+ * gone, not a pixel layer, hidden or empty. Reads only: the layer is not changed.
+ */
+export async function readControlImage(host: DocumentHost, doc: DocumentInfo, control: ControlSettings, size: Size): Promise<Rgba8> {
+  const all = await host.listLayers(doc.id);
+  // A layer id is only good in its own document: in another one the layer is found by its name.
+  const sameDocument = control.documentId === undefined || control.documentId === doc.id;
+  const layer = sameDocument && control.layerId !== undefined ? all.find((l) => l.id === control.layerId) : control.layerName !== undefined ? all.find((l) => l.name === control.layerName && l.kind === "pixel") : undefined;
+  if (!layer) {
+    throw new PanelError(`${control.layerName ? `The control layer “${control.layerName}” is not in “${doc.title}”` : "No control layer is chosen"}: choose the layer to follow in the Control section.`, "no_control_layer");
+  }
+  if (layer.kind !== "pixel") throw new PanelError(`“${layer.name}” is not a pixel layer: choose a layer you drew on as the control layer.`, "no_control_layer");
+  if (!layer.visible) throw new PanelError(`The control layer “${layer.name}” is hidden: show it in the Layers panel, or choose another one.`, "control_layer_hidden");
+  const empty = () => new PanelError(`The control layer “${layer.name}” is empty${layer.empty ? "" : " inside the canvas"}: draw on it, or choose another one.`, "control_layer_empty");
+  if (layer.empty) throw empty();
+  const whole = regionOf({ width: doc.width, height: doc.height });
+  const image = await host.readPixels(doc.id, { kind: "layer", layerId: layer.id }, whole, sameSize(whole, size) ? undefined : size);
+  if (!hasPixels(image)) throw empty();
+  return image;
+}
+
+function hasPixels(image: Rgba8): boolean {
+  for (let i = 3; i < image.data.length; i += 4) if (image.data[i]! > 0) return true;
+  return false;
+}
+
+/**
+ * The job's control, when Control is on and the mode uses it; refused in a sentence when the model
+ * cannot follow one or no ControlNet of the kind is installed.
+ */
+export function controlRequest(capabilities: Capabilities, model: ModelInfo, settings: GenerationSettings): JobSettings["control"] | undefined {
+  const control = settings.control;
+  if (!control?.enabled || !CONTROL_MODES.has(settings.mode)) return undefined;
+  if (!model.control) {
+    throw new PanelError(`“${model.name}” cannot follow a control image: choose a model that can (pull ${CONTROL_MODEL_ID}), or turn Control off.`, "control_unsupported");
+  }
+  const net = (capabilities.controlNets ?? []).find((n) => n.kind === control.kind);
+  if (!net) {
+    const entry = capabilities.registryControlNets?.find((e) => e.kind === control.kind);
+    throw new PanelError(`No ${CONTROL_KIND_LABELS[control.kind].toLowerCase()} ControlNet is installed: ${entry ? `pull “${entry.name}” in the Control section` : "add one to the daemon's models folder"}, or choose another kind.`, "model_not_found");
+  }
+  if (!(control.start < control.end)) throw new PanelError("Control must end after it starts: set its start below its end.", "invalid_job");
+  return { kind: control.kind, strength: control.strength, start: control.start, end: control.end, controlNet: net.id };
+}

@@ -1,0 +1,162 @@
+/**
+ * Control in the panel's operations: the real adapter on the in-memory Photoshop (UXP's rules),
+ * the real protocol client over ws, and the real server with the deterministic test engine. The
+ * control image is the chosen layer's own pixels over the canvas; the user's layers are left as
+ * they were; a job whose layer is hidden or empty, or whose model cannot follow control, is
+ * refused in a sentence before anything is sent.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startServer, type DaemonServer } from "../../daemon/server/server";
+import { ProtocolClient } from "../../plugin/src/client/client";
+import { PanelError } from "../../plugin/src/errors";
+import { controlOffer, controlReadSize, DEFAULT_CONTROL, parseControl, type ControlSettings } from "../../plugin/src/operations/control";
+import { runOperation } from "../../plugin/src/operations/run";
+import { DEFAULT_SETTINGS, type GenerationSettings } from "../../plugin/src/operations/settings";
+import { createPhotoshopHost } from "../../plugin/src/photoshop/uxp-host";
+import type { Capabilities, ModelInfo } from "../../protocol";
+import { wsFactory } from "../e2e/helpers";
+import { TEST_MODEL, TestEngine } from "../helpers/test-engine";
+import { FakePhotoshop, type FakeDocument } from "./fake-photoshop";
+
+const TOKEN = "c".repeat(40);
+const CONTROL_MODEL: ModelInfo = { ...TEST_MODEL, id: "control-model", name: "Control model", nativeResolution: 512, control: true };
+const W = 96;
+const H = 64;
+
+let engine: TestEngine;
+let server: DaemonServer;
+let client: ProtocolClient;
+
+beforeAll(async () => {
+  engine = new TestEngine({ models: [CONTROL_MODEL, TEST_MODEL], controlNets: [{ id: "controlnet-scribble", name: "ControlNet Scribble (SD 1.5)", kind: "scribble", registryId: "controlnet-scribble" }] });
+  server = await startServer({ token: TOKEN, engine, port: 0 });
+  client = new ProtocolClient({ url: server.url, socketFactory: wsFactory, token: TOKEN });
+  client.start();
+  await client.whenReady();
+});
+afterAll(async () => {
+  client?.stop();
+  await server?.close();
+});
+
+/** A 40x30 sketch at (10, 8): a black diagonal stroke on a transparent layer. */
+function sketch(): { width: number; height: number; data: Uint8Array } {
+  const data = new Uint8Array(40 * 30 * 4);
+  for (let y = 0; y < 30; y++) for (let x = 0; x < 40; x++) if (Math.abs(x - y) < 3) data[(y * 40 + x) * 4 + 3] = 255;
+  return { width: 40, height: 30, data };
+}
+
+function openDocument(ps: FakePhotoshop): FakeDocument {
+  return ps.openDocument({
+    title: "sketch.psd",
+    width: W,
+    height: H,
+    layers: [
+      { name: "Sketch", pixels: sketch(), left: 10, top: 8 },
+      { name: "Hidden sketch", pixels: sketch(), left: 10, top: 8, visible: false },
+      { name: "Empty" },
+      { name: "Background", background: true, fill: [200, 180, 160, 255] },
+    ],
+  });
+}
+
+function setup() {
+  const ps = new FakePhotoshop();
+  const doc = openDocument(ps);
+  const host = createPhotoshopHost(ps);
+  const layer = (name: string) => doc.tree().find((l) => l.name === name)!.id;
+  const control = (name: string, overrides: Partial<ControlSettings> = {}): ControlSettings => ({ ...DEFAULT_CONTROL, enabled: true, layerId: layer(name), layerName: name, documentId: doc.id, ...overrides });
+  const settings = (overrides: Partial<GenerationSettings>): GenerationSettings => ({ ...DEFAULT_SETTINGS, model: CONTROL_MODEL.id, prompt: "a cat", steps: 1, seed: 3, ...overrides });
+  return { ps, doc, host, control, settings, deps: { host, client } };
+}
+
+describe("a control job from the panel", () => {
+  it("lists the document's layers as the Layers panel does: shown or hidden, empty or not; the control layers are its pixel layers", async () => {
+    const { doc, host } = setup();
+    const layers = await host.listLayers(doc.id);
+    expect(layers.map((l) => [l.name, l.kind, l.visible, l.empty, l.depth])).toEqual([
+      ["Sketch", "pixel", true, false, 0],
+      ["Hidden sketch", "pixel", false, false, 0],
+      ["Empty", "pixel", true, true, 0],
+      ["Background", "pixel", true, false, 0],
+    ]);
+  });
+
+  it("sends the chosen layer's own pixels over the canvas as the control image, with its kind, strength and range, and leaves the user's layers as they were", async () => {
+    const { doc, host, control, settings, deps } = setup();
+    const before = doc.snapshot();
+    const jobs = engine.jobs.length;
+    const outcome = await runOperation(deps, settings({ control: control("Sketch", { strength: 1.4, start: 0.1, end: 0.8 }) }));
+    expect(outcome.status).toBe("completed");
+    const job = engine.jobs.slice(jobs)[0]!;
+    expect(job.control).toMatchObject({ kind: "scribble", strength: 1.4, start: 0.1, end: 0.8, controlNet: "controlnet-scribble" });
+    // The layer read alone (not the composite, not the hidden copy), at the canvas's size and place.
+    const image = job.control!.image;
+    expect(controlReadSize(doc, CONTROL_MODEL)).toEqual({ width: W, height: H });
+    expect([image.width, image.height, image.channels]).toEqual([W, H, 4]);
+    const alpha = (x: number, y: number) => image.data[(y * W + x) * 4 + 3];
+    const rgb = (x: number, y: number) => Array.from(image.data.subarray((y * W + x) * 4, (y * W + x) * 4 + 3));
+    expect([alpha(10, 8), alpha(30, 28), alpha(39, 37)]).toEqual([255, 255, 255]);
+    expect(rgb(30, 28)).toEqual([0, 0, 0]);
+    // Off the stroke, and outside the layer: transparent (the daemon reads them over white), not the background's colour.
+    expect([alpha(30, 10), alpha(2, 2), alpha(90, 60)]).toEqual([0, 0, 0]);
+    // The result went in as a new group; the user's layers and the picture under it are as they were.
+    const after = doc.snapshot();
+    expect(after.tree.slice(1)).toEqual(before.tree);
+    expect(after.history).toEqual([...before.history, "Underpaint Generate"]);
+  });
+
+  it("is refused in a sentence when the layer is hidden or empty, the model cannot follow control, or the kind's ControlNet is missing; nothing is sent or changed", async () => {
+    const { doc, control, settings, deps } = setup();
+    const before = doc.snapshot();
+    const jobs = engine.jobs.length;
+    const refusal = (s: GenerationSettings) => runOperation(deps, s).then(() => undefined, (error: PanelError) => [error.code, error.message]);
+    expect(await refusal(settings({ control: control("Hidden sketch") }))).toEqual(["control_layer_hidden", "The control layer “Hidden sketch” is hidden: show it in the Layers panel, or choose another one."]);
+    expect(await refusal(settings({ control: control("Empty") }))).toEqual(["control_layer_empty", "The control layer “Empty” is empty: draw on it, or choose another one."]);
+    expect(await refusal(settings({ control: { ...DEFAULT_CONTROL, enabled: true } }))).toEqual(["no_control_layer", "No control layer is chosen: choose the layer to follow in the Control section."]);
+    expect(await refusal(settings({ control: control("Sketch", { documentId: doc.id + 100, layerName: "Gone" }) }))).toEqual(["no_control_layer", "The control layer “Gone” is not in “sketch.psd”: choose the layer to follow in the Control section."]);
+    expect(await refusal(settings({ model: TEST_MODEL.id, control: control("Sketch") }))).toEqual(["control_unsupported", "“Test model” cannot follow a control image: choose a model that can (pull sd-1.5-control), or turn Control off."]);
+    expect(await refusal(settings({ control: control("Sketch", { kind: "canny" }) }))).toEqual(["model_not_found", "No edges (canny) ControlNet is installed: pull “ControlNet Canny edges (SD 1.5)” in the Control section, or choose another kind."]);
+    expect(engine.jobs.length).toBe(jobs);
+    expect(doc.snapshot()).toEqual(before);
+  });
+
+  it("finds the layer by its name in another document, and leaves control out of modes that do not follow it", async () => {
+    const { doc, control, settings, deps } = setup();
+    const jobs = engine.jobs.length;
+    // A layer id of another document: the one named so in this document is used.
+    expect((await runOperation(deps, settings({ control: control("Sketch", { documentId: doc.id + 100, layerId: 999 }) }))).status).toBe("completed");
+    expect(engine.jobs.at(-1)!.control?.image.width).toBe(W);
+    doc.setSelection(Uint8Array.from({ length: W * H }, (_, i) => (i % W < 40 ? 255 : 0)));
+    expect((await runOperation(deps, settings({ mode: "inpaint", control: control("Sketch") }))).status).toBe("completed");
+    expect(engine.jobs.length).toBe(jobs + 2);
+    expect(engine.jobs.at(-1)!.control).toBeUndefined();
+  });
+});
+
+describe("the Control section's offer", () => {
+  const capabilities = (models: ModelInfo[], extra: Partial<Capabilities> = {}): Capabilities => ({
+    ...client.capabilities!,
+    models,
+    ...extra,
+  });
+
+  it("says which model to pull when the chosen one cannot follow control, or which installed one to choose", () => {
+    const none = controlOffer(capabilities([TEST_MODEL]), TEST_MODEL, "generate");
+    expect(none).toMatchObject({ kind: "unavailable", message: "“Test model” cannot follow a control image: pull “Stable Diffusion 1.5 (ControlNet)” (sd-1.5-control), a model that can, and choose it.", pull: { id: "sd-1.5-control" } });
+    expect(controlOffer(capabilities([TEST_MODEL, CONTROL_MODEL]), TEST_MODEL, "generate")).toEqual({ kind: "unavailable", message: "“Test model” cannot follow a control image: choose “Control model” in the model menu." });
+  });
+
+  it("lists the installed kinds, offers the others to pull, and says when the mode does not use control", () => {
+    const offer = controlOffer(capabilities([CONTROL_MODEL]), CONTROL_MODEL, "generate");
+    expect(offer.kind === "ready" && [offer.installed, offer.pullable.map((e) => e.id), offer.unusedInMode]).toEqual([["scribble"], ["controlnet-canny", "controlnet-depth", "controlnet-pose", "controlnet-lineart"], undefined]);
+    expect(controlOffer(capabilities([CONTROL_MODEL]), CONTROL_MODEL, "expand")).toMatchObject({ kind: "ready", unusedInMode: "Expand canvas does not follow a control image yet: this job runs without it." });
+  });
+
+  it("reads saved settings back, damaged ones as the defaults (off)", () => {
+    expect(parseControl({ enabled: true, kind: "canny", strength: 1.5, start: 0.2, end: 0.9, layerName: "Lines", layerId: 4 })).toEqual({ enabled: true, kind: "canny", strength: 1.5, start: 0.2, end: 0.9, layerName: "Lines" });
+    expect(parseControl({ enabled: true, kind: "hed" })).toEqual(DEFAULT_CONTROL);
+    expect(parseControl(undefined)).toEqual(DEFAULT_CONTROL);
+    expect(parseControl({ start: 0.9, end: 0.2 })).toMatchObject({ start: 0, end: 1 });
+  });
+});
