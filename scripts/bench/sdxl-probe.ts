@@ -2,7 +2,7 @@
  * SDXL in a fresh process, so that its peak memory is its own (run by scripts/bench/sdxl.ts):
  *   load <folder> <cacheDir>            every session created through the daemon's ModelSessions and
  *                                       optimized-model cache (writing the optimized copies the first
- *                                       time), then released
+ *                                       time), one after the other, each released before the next
  *   step <folder> <cacheDir> <latent>   what one picture's guidance step takes, as the pipeline runs it:
  *                                       both text encoders on a prompt and a negative prompt
  *                                       (encodeSdxlPrompts), released as the CPU engine releases them,
@@ -14,7 +14,7 @@
 import { ClipTokenizer } from "../../daemon/engine/tokenizer/clip-tokenizer";
 import { addedConditionFeeds, defaultSizeConditions, encodeSdxlPrompts } from "../../daemon/engine/pipeline/sdxl-conditioning";
 import { loadModelFolder } from "../../daemon/models/model-folder";
-import { ModelSessions } from "../../daemon/models/model-sessions";
+import { MODEL_PARTS, ModelSessions } from "../../daemon/models/model-sessions";
 import { OptimizedModelCache, optimizedCacheSwitchedOff } from "../../daemon/models/optimized-models";
 import { makeTensor, makeTimestep } from "../../daemon/models/session-io";
 import { fillRandom } from "../onnx-builder/graph";
@@ -38,10 +38,15 @@ const optimizedModels = optimizedCacheSwitchedOff() ? null : new OptimizedModelC
 const sessions = new ModelSessions(folder, { devices: ["cpu"], optimizedModels });
 
 if (what === "load") {
+  // One part at a time, each let go before the next: at full size the five together would hold
+  // about 13 GiB of weights at once, which no job does (the text encoders go before the UNet runs).
   const start = now();
-  await sessions.loadAll();
+  for (const part of MODEL_PARTS) {
+    if (part === "vaeEncoder" && !folder.paths.vaeEncoder) continue;
+    await { textEncoder: () => sessions.textEncoder(), textEncoder2: () => sessions.textEncoder2(), unet: () => sessions.unet(), vaeEncoder: () => sessions.vaeEncoder(), vaeDecoder: () => sessions.vaeDecoder() }[part]();
+    await sessions.releasePart(part);
+  }
   const loadMs = now() - start;
-  await sessions.release();
   console.log(JSON.stringify({ loadMs, optimizedCopiesWritten: written.length, peakRssBytes: peakRssBytes(), rssBeforeBytes }));
 } else if (what === "step") {
   const latent = Number(latentArg);
