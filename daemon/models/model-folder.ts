@@ -607,6 +607,8 @@ export function recommendedSettings(model: ModelFolder): RecommendedSettings {
 export function derivedSettings(model: ModelFolder): RecommendedSettings {
   if (model.turbo) return { steps: 1, guidance: 0, scheduler: "euler_a" };
   if (isLcm(model)) return { steps: 4, guidance: model.io.unet.timestepCond ? 8 : 1, scheduler: "lcm" };
+  // SDXL is trained to follow its prompt at lower guidance than SD 1.x (diffusers' SDXL pipelines default to 5).
+  if (model.sdxl) return { steps: 25, guidance: 5, scheduler: "dpmpp_2m_karras" };
   return { steps: 25, guidance: 7.5, scheduler: "dpmpp_2m_karras" };
 }
 

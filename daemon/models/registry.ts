@@ -50,7 +50,7 @@ export const RegistryEntry = z
     nativeResolution: z.number().int().positive(),
     turbo: z.boolean(),
     /** The network layout its weights fill: what its download size is computed from (see approximateBytes). */
-    architecture: z.enum(["sd15", "sd21"]),
+    architecture: z.enum(["sd15", "sd21", "sdxl"]),
     precision: z.enum(["fp32", "fp16"]),
     recommended: RecommendedSettings,
     license: z.string().min(1),
@@ -131,11 +131,15 @@ export type Architecture = RegistryEntry["architecture"];
  * 4096 MLP, 23 layers, 49408-token vocabulary, 77 positions), the same UNet with 1024-wide
  * cross-attention (+512 weights per transformer channel in to_k/to_v), the same VAE. Both match
  * scripts/onnx-builder's graphs built with these configs (test/daemon/models/registry.test.ts),
- * and SD 1.5's the published counts (scripts/onnx-builder/counts.ts).
+ * and SD 1.5's the published counts (scripts/onnx-builder/counts.ts). SDXL base 1.0 (and
+ * SDXL-Turbo, distilled from it): CLIP ViT-L/14 and OpenCLIP ViT-bigG/14 with its projection
+ * (text_encoder_2), a 2.57 B UNet with 2048-wide cross-attention, SD's VAE; the published
+ * counts, which the builder's sdxl.ts graphs match (test/scripts/sdxl-builder.test.ts).
  */
-export const ARCHITECTURE_PARAMETERS: Record<Architecture, Record<"text_encoder" | "unet" | "vae_decoder" | "vae_encoder", number>> = {
+export const ARCHITECTURE_PARAMETERS: Record<Architecture, Record<"text_encoder" | "unet" | "vae_decoder" | "vae_encoder", number> & { text_encoder_2?: number }> = {
   sd15: { text_encoder: 123_060_480, unet: 859_520_964, vae_decoder: 49_490_199, vae_encoder: 34_163_664 },
   sd21: { text_encoder: 340_387_840, unet: 865_910_724, vae_decoder: 49_490_199, vae_encoder: 34_163_664 },
+  sdxl: { text_encoder: 123_060_480, text_encoder_2: 694_659_840, unet: 2_567_463_684, vae_decoder: 49_490_199, vae_encoder: 34_163_664 },
 };
 
 /**

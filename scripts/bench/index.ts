@@ -3,7 +3,10 @@
  * run, printed as a table and written to bench/results.json. Ratios are against baselines
  * measured in the same run. The engine section runs on the builder's SD-1.5-architecture models
  * (channel width W), or with --model on any diffusers ONNX export folder, loaded as the daemon
- * loads it. --only runs the named sections and keeps the other sections' figures in results.json.
+ * loads it. The sdxl section runs the builder's SDXL base 1.0 architecture (full size, or channel
+ * width W with --width; a small width with --quick) for one guidance step at 1024x1024 in a
+ * process of its own. --only runs the named sections and keeps the other sections' figures in
+ * results.json.
  */
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -14,6 +17,7 @@ import { benchEngine } from "./engine";
 import { benchImaging } from "./imaging";
 import { benchInt8 } from "./int8";
 import { benchProtocol } from "./protocol";
+import { benchSdxl } from "./sdxl";
 import { benchTransfer } from "./transfer";
 import { machine, writeResults, type Figures } from "./report";
 
@@ -24,7 +28,7 @@ const stepsArg = process.argv.indexOf("--steps");
 const widthArg = process.argv.indexOf("--width");
 const modelArg = process.argv.indexOf("--model");
 const model = modelArg > 0 ? process.argv[modelArg + 1] : undefined;
-const SECTIONS = ["protocol", "compositing", "imaging", "transfer", "engine", "draft", "int8"] as const;
+const SECTIONS = ["protocol", "compositing", "imaging", "transfer", "engine", "draft", "int8", "sdxl"] as const;
 const onlyArg = process.argv.indexOf("--only");
 const only = onlyArg > 0 ? new Set((process.argv[onlyArg + 1] ?? "").split(",").filter(Boolean)) : undefined;
 for (const name of only ?? []) {
@@ -54,6 +58,7 @@ if (runs("engine")) {
 }
 if (runs("draft")) Object.assign(figures, await benchDraft(root, fixtures, { quick }));
 if (runs("int8")) Object.assign(figures, await benchInt8(root, fixtures, { quick }));
+if (runs("sdxl")) Object.assign(figures, await benchSdxl(root, fixtures, { quick, ...(widthArg > 0 ? { width: Number(process.argv[widthArg + 1]) } : {}) }));
 // UNDERPAINT_BENCH_ROOT: write bench/results.json under another folder (the bench test uses a temporary one).
 const file = await writeResults(process.env.UNDERPAINT_BENCH_ROOT ?? root, figures, only !== undefined);
 console.log(`\nwrote ${path.relative(process.cwd(), file)}`);

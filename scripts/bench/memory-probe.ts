@@ -13,7 +13,6 @@
  *                                             exported (optimised at load, no cache)
  * Prints one JSON line: { peakRssBytes, rssBeforeBytes }.
  */
-import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -25,17 +24,8 @@ import { loadModelFolder } from "../../daemon/models/model-folder";
 import { ModelSessions } from "../../daemon/models/model-sessions";
 import { OptimizedModelCache } from "../../daemon/models/optimized-models";
 import { unetFeeds } from "./feeds";
+import { peakRssBytes } from "./rss";
 
-/** The process's peak resident set: VmHWM on Linux, getrusage's maxRSS elsewhere. */
-export function peakRssBytes(): number {
-  try {
-    const kib = /^VmHWM:\s+(\d+)\s+kB/m.exec(readFileSync("/proc/self/status", "utf8"))?.[1];
-    if (kib) return Number(kib) * 1024;
-  } catch {
-    // not Linux
-  }
-  return process.resourceUsage().maxRSS * 1024;
-}
 
 /** The settings every probed job shares (a txt2img or an inpaint job adds its mode, size and pixels). */
 const JOB: Omit<GenerationSettings, "model" | "steps"> = { prompt: "a lighthouse on a cliff at dusk", negativePrompt: "", seed: 7, guidance: 7.5, scheduler: "euler", variations: 1, truncatePrompt: false, previews: true };

@@ -5,10 +5,10 @@
  * unet/, vae_encoder/, vae_decoder/, each part's config.json, and the weights of parts over
  * Optimum's 2 GB protobuf limit at full size (unet, text_encoder_2) in model.onnx_data.
  */
-import { copyFile, mkdir, readFile, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { GraphCounts } from "./graph";
-import { sdxlGraphs, SDXL_REFERENCE, type SdxlConfig, type SdxlPartName } from "./sdxl";
+import { sdxlConfig, sdxlGraphs, SDXL_REFERENCE, type SdxlConfig, type SdxlPartName } from "./sdxl";
 
 /** SDXL base 1.0's scheduler/scheduler_config.json. */
 export const SDXL_BASE_SCHEDULER = {
@@ -177,4 +177,43 @@ function posteriorParameters(graph: ReturnType<typeof sdxlGraphs>["vae_encoder"]
     if (slice?.opType !== "Slice" || !slice.input[0]) throw new Error("vae_encoder: latent_sample is not Add(Slice(moments), ·)");
     return { value: slice.input[0], name: "latent_parameters", dims: ["batch_size", 8, "height_latent", "width_latent"] };
   });
+}
+
+/** A built SDXL folder in a cache: where it is, its configuration, each part's counts at SDXL's reference shapes, and whether it was written now. */
+export interface BuiltSdxl {
+  dir: string;
+  config: SdxlConfig;
+  counts: Record<SdxlPartName, GraphCounts>;
+  built: boolean;
+}
+
+/** Bump when what ensureSdxlFolder writes changes: folders stamped otherwise are rebuilt. */
+export const SDXL_FOLDER_VERSION = 1;
+
+/**
+ * The SDXL base 1.0 architecture at channel width `width` (1: full size, about 13 GiB of float32
+ * weights) in `cacheDir`/sdxl-w<width>/, built on first use and kept: a stamp file written last
+ * says what configuration it holds, so a half-written or outdated folder is built again.
+ */
+export async function ensureSdxlFolder(cacheDir: string, options: { width: number; tokenizerDir: string; log?: (line: string) => void }): Promise<BuiltSdxl> {
+  const config = sdxlConfig(options.width);
+  const dir = path.join(cacheDir, `sdxl-w${options.width}`);
+  const stampFile = path.join(dir, "underpaint-build.json");
+  const stamp = JSON.stringify({ version: SDXL_FOLDER_VERSION, config, scheduler: SDXL_BASE_SCHEDULER });
+  const existing = await readFile(stampFile, "utf8").catch(() => null);
+  if (existing !== null) {
+    const parsed = JSON.parse(existing) as { stamp?: string; counts?: Record<SdxlPartName, GraphCounts> };
+    if (parsed.stamp === stamp && parsed.counts) return { dir, config, counts: parsed.counts, built: false };
+  }
+  await rm(dir, { recursive: true, force: true });
+  const counts = await writeSdxlFolder(dir, {
+    config,
+    scheduler: SDXL_BASE_SCHEDULER,
+    tokenizerDir: options.tokenizerDir,
+    sampleSize: SDXL_REFERENCE.latent,
+    nameOrPath: "stabilityai/stable-diffusion-xl-base-1.0",
+    ...(options.log ? { log: options.log } : {}),
+  });
+  await writeFile(stampFile, JSON.stringify({ stamp, counts }, null, 2) + "\n");
+  return { dir, config, counts, built: true };
 }

@@ -4,6 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
+import { SDXL_QUICK_WIDTH } from "../../scripts/bench/sdxl";
 import { ROOT, TSX } from "../helpers/paths";
 
 const run = promisify(execFile);
@@ -54,6 +55,12 @@ const REQUIRED = [
   "unet.int8MaxAbsErrorVsFp32",
   "unet.fp32MaxAbsErrorVsReference",
   "preview.taesdFullDecodeMs",
+  "sdxl.secondsPerStep",
+  "sdxl.peakRssGiB",
+  "sdxl.weightsGiB",
+  "sdxl.matmulGflops",
+  "sdxl.textEncodersSeconds",
+  "sdxl.vaeDecodeSeconds",
 ];
 
 describe("npm run bench -- --quick", () => {
@@ -74,6 +81,9 @@ describe("npm run bench -- --quick", () => {
       expect(Number.isFinite(results[key] as number), key).toBe(true);
     }
     expect(results["cancel.outcome"]).toBe("CancelledError");
+    // SDXL's section at the quick width, with the full-size shapes: one guidance step on 128x128 latents, decoded to 1024x1024.
+    expect(stdout).toContain("## SDXL");
+    expect([results["sdxl.modelWidth"], results["sdxl.latentSize"], results["sdxl.imageSize"]]).toEqual([SDXL_QUICK_WIDTH, 128, 1024]);
     // The builder in tiny-sd's configuration runs the export's nodes (counted once onnxruntime has optimised both).
     expect(results["structure.tinyLayoutUnet.differingOps"]).toBe(0);
     expect(results["structure.tinyLayoutUnet.differingOpsFused"]).toBe(0);

@@ -1,10 +1,11 @@
-import { readFile } from "node:fs/promises";
+import { readFile, rm } from "node:fs/promises";
 import path from "node:path";
 import * as ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
 import { SDXL_PUBLISHED_PARAMS } from "../../scripts/onnx-builder/counts";
 import { sdxlConfig, sdxlGraphs, tinySdxlConfig } from "../../scripts/onnx-builder/sdxl";
-import { SDXL_TURBO_SCHEDULER, writeSdxlFolder } from "../../scripts/onnx-builder/sdxl-folder";
+import { ensureSdxlFolder, SDXL_TURBO_SCHEDULER, writeSdxlFolder } from "../../scripts/onnx-builder/sdxl-folder";
+import { loadModelFolder } from "../../daemon/models/model-folder";
 import { FIXTURES_DIR } from "../../scripts/replicas";
 import { makeTempDir } from "../helpers/model-fixtures";
 
@@ -59,6 +60,21 @@ describe("SDXL builder", () => {
     };
     // time_ids reach the output through add_embedding.
     expect(await run([512, 512, 0, 0, 512, 512])).not.toEqual(await run([1024, 1024, 0, 0, 512, 512]));
+    await temp.cleanup();
+  });
+
+  it("keeps a built SDXL folder in its cache (the bench's), and builds it again when its stamp is gone", { timeout: 60_000 }, async () => {
+    const temp = await makeTempDir("sdxl-cache-");
+    const tokenizerDir = path.join(FIXTURES_DIR, "tiny-sd", "tokenizer");
+    const first = await ensureSdxlFolder(temp.dir, { width: 0.0625, tokenizerDir });
+    expect([first.built, path.basename(first.dir)]).toEqual([true, "sdxl-w0.0625"]);
+    // The daemon reads it as SDXL base: two text encoders, 1024 px, Euler with leading spacing.
+    const folder = await loadModelFolder(first.dir);
+    expect([folder.sdxl !== null, folder.nativeResolution, folder.turbo, folder.schedulerConfig._class_name]).toEqual([true, 1024, false, "EulerDiscreteScheduler"]);
+    const again = await ensureSdxlFolder(temp.dir, { width: 0.0625, tokenizerDir });
+    expect([again.built, again.counts]).toEqual([false, first.counts]);
+    await rm(path.join(first.dir, "underpaint-build.json"));
+    expect((await ensureSdxlFolder(temp.dir, { width: 0.0625, tokenizerDir })).built).toBe(true);
     await temp.cleanup();
   });
 });

@@ -90,7 +90,7 @@ describe("underpaint models", { timeout: 240_000 }, () => {
     expect(json.installed).toEqual([
       expect.objectContaining({ id: "tiny-sd", kind: "txt2img", modes: ["txt2img", "img2img", "inpaint", "outpaint"], nativeResolution: 512, turbo: false }),
     ]);
-    expect(json.available.map((m: { id: string }) => m.id)).toEqual(["sd-1.5", "sd-1.5-inpainting", "sd-turbo", "lcm-dreamshaper-v7", "sd-1.5-control"]);
+    expect(json.available.map((m: { id: string }) => m.id)).toEqual(["sd-1.5", "sd-1.5-inpainting", "sd-turbo", "lcm-dreamshaper-v7", "sd-1.5-control", "sdxl-turbo", "sdxl-base-1.0"]);
     expect(json.availableControlNets.map((m: { id: string; control: string }) => [m.id, m.control])).toEqual([
       ["controlnet-canny", "canny"], ["controlnet-depth", "depth"], ["controlnet-pose", "pose"], ["controlnet-scribble", "scribble"], ["controlnet-lineart", "lineart"],
     ]);
@@ -224,7 +224,7 @@ describe("underpaint models", { timeout: 240_000 }, () => {
 
     const unknown = await cli(dir, ["pull", "sdxl-lightning"]);
     expect(unknown.code).toBe(1);
-    expect(unknown.stderr).toMatch(/error \(unknown_model\): There is no model "sdxl-lightning" in the registry \(known: sd-1.5, sd-1.5-inpainting, sd-turbo, lcm-dreamshaper-v7, sd-1.5-control, taesd, controlnet-canny, controlnet-depth, controlnet-pose, controlnet-scribble, controlnet-lineart\)/);
+    expect(unknown.stderr).toMatch(/error \(unknown_model\): There is no model "sdxl-lightning" in the registry \(known: sd-1.5, sd-1.5-inpainting, sd-turbo, lcm-dreamshaper-v7, sd-1.5-control, sdxl-turbo, sdxl-base-1.0, taesd, controlnet-canny, controlnet-depth, controlnet-pose, controlnet-scribble, controlnet-lineart\)/);
 
     expect(await readdir(dir).catch(() => [])).toEqual([]);
     expect(hub.requests.some((r) => r.file !== null)).toBe(false);

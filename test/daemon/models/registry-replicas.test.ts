@@ -58,6 +58,8 @@ const GUIDANCE: Record<string, GuidanceKind> = {
   "sd-1.5-control": "classifier-free",
   "sd-turbo": "none",
   "lcm-dreamshaper-v7": "embedded",
+  "sdxl-turbo": "none",
+  "sdxl-base-1.0": "classifier-free",
 };
 
 const env = () => ({ HF_ENDPOINT: hub.url, UNDERPAINT_PULL_BACKOFF_MS: "5" });
@@ -102,9 +104,11 @@ async function withEngine(optimizedModels: OptimizedModelCache | undefined, use:
 }
 
 /** What the loader found of the replica's exporter: the text encoder's token id type and the VAE encoder's output. */
-function expectExportIo(folder: ModelFolder, replica: PipelineReplica): void {
+function expectExportIo(folder: ModelFolder, replica: PipelineReplica | SdxlReplica): void {
   const io = [folder.io.textEncoder.inputIdsType, folder.io.vaeEncoder?.outputKind];
-  expect(io, "token ids, VAE encoder output").toEqual(replica.io === "optimum" ? ["int64", "latent_parameters"] : ["int32", "latent_sample"]);
+  // The SDXL replicas are Optimum exports, as the hub's SDXL repos ship them.
+  const optimum = replica.from === "tiny-sdxl" || replica.io === "optimum";
+  expect(io, "token ids, VAE encoder output").toEqual(optimum ? ["int64", "latent_parameters"] : ["int32", "latent_sample"]);
 }
 
 describe("SDXL repos on their replicas", () => {
@@ -183,8 +187,12 @@ describe("registry entries on replicas of their repos", () => {
       expect(pulled.id).toBe(entry.id);
       const folder = await loadModelFolder(path.join(modelsDir(), entry.id));
       expect(folder.kind).toBe(entry.kind);
-      expectExportIo(folder, pipelines().find((r) => r.repo === entry.repo)!);
+      const replica = [...pipelines(), ...sdxlReplicas()].find((r) => r.repo === entry.repo)!;
+      expectExportIo(folder, replica);
       expect(folder.turbo).toBe(entry.turbo);
+      expect(folder.sdxl !== null, "SDXL").toBe(entry.architecture === "sdxl");
+      // The SDXL replicas carry their repo's unet sample_size, so the folder says the entry's native resolution.
+      if (entry.architecture === "sdxl") expect(folder.nativeResolution, "native resolution").toBe(entry.nativeResolution);
       expect(folder.float16, "precision").toBe(entry.precision === "fp16");
       // What the panel is told: the entry's settings, which entry it is, and what guidance does for it.
       const info = toModelInfo(folder);
@@ -221,13 +229,18 @@ describe("registry entries on replicas of their repos", () => {
           expect(alpha(2, 2)).toBe(0);
         }
         expect(result.steps.at(-1)).toBe(steps);
+        // The recommended guidance is the one applied: with classifier-free guidance, guidance 1 (no second batch) makes another picture.
+        if (entry.kind === "txt2img" && info.guidance === "classifier-free") {
+          const unguided = await run(txt2img(entry.id, { ...settings, guidance: 1 }));
+          expect(Buffer.from(unguided.image.data).equals(Buffer.from(result.image.data)), "guidance 1 differs from the recommended guidance").toBe(false);
+        }
       });
     });
   }
 
   it("a folder copied into the models folder by hand (no manifest) gets the settings and guidance of its kind of model", { timeout: 60_000 }, async () => {
     const byHand = path.join(tmp.dir, "by-hand");
-    const copies = { "sd-1.5": "my-sd15", "sd-turbo": "my-sd-turbo", "lcm-dreamshaper-v7": "my-lcm" } as const;
+    const copies = { "sd-1.5": "my-sd15", "sd-turbo": "my-sd-turbo", "lcm-dreamshaper-v7": "my-lcm", "sdxl-base-1.0": "my-sdxl" } as const;
     for (const [id, copy] of Object.entries(copies)) {
       await cp(path.join(modelsDir(), id), path.join(byHand, copy), { recursive: true, filter: (src) => path.basename(src) !== MANIFEST_FILE });
     }
@@ -239,6 +252,7 @@ describe("registry entries on replicas of their repos", () => {
         "my-sd15": [{ steps: 25, guidance: 7.5, scheduler: "dpmpp_2m_karras" }, "classifier-free", undefined],
         "my-sd-turbo": [{ steps: 1, guidance: 0, scheduler: "euler_a" }, "none", undefined],
         "my-lcm": [{ steps: 4, guidance: 8, scheduler: "lcm" }, "embedded", undefined],
+        "my-sdxl": [{ steps: 25, guidance: 5, scheduler: "dpmpp_2m_karras" }, "classifier-free", undefined],
       });
     } finally {
       await engine.dispose();

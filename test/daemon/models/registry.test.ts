@@ -14,14 +14,17 @@ import {
   registryEntryForSource,
   registryModels,
 } from "../../../daemon/models/registry";
+import { SDXL_PUBLISHED_PARAMS } from "../../../scripts/onnx-builder/counts";
 import { sd15Config, sd21Config, textEncoder, unet, vaeDecoder, vaeEncoder } from "../../../scripts/onnx-builder/sd15";
 import { formatDuration, progressLine } from "../../../daemon/commands/download-progress";
 import registryJson from "../../../daemon/models/registry.json";
 
 describe("the registry", () => {
-  it("is valid and covers SD 1.5, an inpainting model, SD-Turbo and an LCM", () => {
+  it("is valid and covers SD 1.5, an inpainting model, SD-Turbo, an LCM and SDXL (Turbo and base)", () => {
     const registry = loadRegistry();
-    expect(registry.models.map((m) => m.id)).toEqual(["sd-1.5", "sd-1.5-inpainting", "sd-turbo", "lcm-dreamshaper-v7", "sd-1.5-control"]);
+    expect(registry.models.map((m) => m.id)).toEqual(["sd-1.5", "sd-1.5-inpainting", "sd-turbo", "lcm-dreamshaper-v7", "sd-1.5-control", "sdxl-turbo", "sdxl-base-1.0"]);
+    expect(findRegistryEntry("sdxl-turbo")).toMatchObject({ architecture: "sdxl", turbo: true, nativeResolution: 512, recommended: { steps: 1, guidance: 0, scheduler: "euler_a" } });
+    expect(findRegistryEntry("sdxl-base-1.0")).toMatchObject({ architecture: "sdxl", turbo: false, nativeResolution: 1024, recommended: { steps: 25, guidance: 5 } });
     expect(registry.models.some((m) => m.kind === "inpainting")).toBe(true);
     expect(findRegistryEntry("sd-turbo")).toMatchObject({ turbo: true, recommended: { steps: 1, guidance: 0 } });
     expect(findRegistryEntry("lcm-dreamshaper-v7")?.recommended.scheduler).toBe("lcm");
@@ -51,6 +54,10 @@ describe("the registry", () => {
     expect(approximateBytes(sd)).toBe(1_066_235_307 * 4);
     expect(approximateBytes({ ...sd, precision: "fp16" })).toBe(1_066_235_307 * 2);
     expect(approximateBytes(findRegistryEntry("sd-turbo")!)).toBe(1_289_952_427 * 2);
+    // SDXL: its five networks' published counts (which the builder's SDXL graphs match), both text encoders included.
+    expect(ARCHITECTURE_PARAMETERS.sdxl).toEqual(SDXL_PUBLISHED_PARAMS);
+    expect(approximateBytes(findRegistryEntry("sdxl-base-1.0")!)).toBe(3_468_837_867 * 4);
+    expect(approximateBytes(findRegistryEntry("sdxl-turbo")!)).toBe(3_468_837_867 * 4);
     expect(registryModels().map((m) => [m.id, m.approximateBytes])).toEqual(loadRegistry().models.map((m) => [m.id, approximateBytes(m)]));
   });
 
