@@ -8,44 +8,27 @@ import { cp } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DiffusionEngine } from "../../../daemon/engine/diffusion-engine";
-import { pullModel } from "../../../daemon/models/pull";
-import { loadRegistry } from "../../../daemon/models/registry";
 import { startServer, type DaemonServer } from "../../../daemon/server/server";
 import type { ImageFrame } from "../../../protocol";
-import { replicas, writeReplica } from "../../../scripts/replicas";
+import { pullControlModels, type ControlModels } from "../../helpers/control-models";
 import { FIXTURES_DIR } from "../../helpers/paths";
-import { makeTempDir, type TempDir } from "../../helpers/model-fixtures";
 import { RawClient, txt2imgJob } from "../../helpers/raw-client";
-import { FakeHub } from "../models/fake-hub";
 
 const TOKEN = "control-token";
-let hub: FakeHub;
-let tmp: TempDir;
+let models: ControlModels;
 let engine: DiffusionEngine;
 let server: DaemonServer;
 
 beforeAll(async () => {
-  hub = await FakeHub.start();
-  tmp = await makeTempDir("underpaint-control-server-");
-  const registry = loadRegistry();
-  for (const replica of await replicas()) {
-    if (replica.repo !== "TensorStack/stable-diffusion-v1-5-onnx" && replica.repo !== "TensorStack/ControlNet-onnx") continue;
-    const dir = path.join(tmp.dir, "hub", replica.repo.replace("/", "--"));
-    await writeReplica(replica, dir);
-    const pin = [...registry.models, ...registry.controlNets].find((e) => e.repo === replica.repo)?.revision;
-    await hub.addRepo(replica.repo, { dir, ...(pin ? { commit: pin } : {}) });
-  }
-  const modelsDir = path.join(tmp.dir, "models");
-  for (const id of ["sd-1.5-control", "controlnet-canny"]) await pullModel(id, { modelsDir, env: { HF_ENDPOINT: hub.url, UNDERPAINT_PULL_BACKOFF_MS: "5" } });
-  await cp(path.join(FIXTURES_DIR, "tiny-sd"), path.join(modelsDir, "tiny-sd"), { recursive: true });
-  engine = new DiffusionEngine({ modelsDir, devices: ["cpu"] });
+  models = await pullControlModels("underpaint-control-server-", ["sd-1.5-control", "controlnet-canny"]);
+  await cp(path.join(FIXTURES_DIR, "tiny-sd"), path.join(models.modelsDir, "tiny-sd"), { recursive: true });
+  engine = new DiffusionEngine({ modelsDir: models.modelsDir, devices: ["cpu"] });
   server = await startServer({ token: TOKEN, engine, port: 0 });
 }, 180_000);
 afterAll(async () => {
   await server?.close();
   await engine?.dispose();
-  await hub?.close();
-  await tmp?.cleanup();
+  await models?.close();
 });
 
 /** A layer with a dark square on white, as a control frame. */
