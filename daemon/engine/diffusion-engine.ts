@@ -236,6 +236,14 @@ export class DiffusionEngine implements Engine {
       );
     }
     if (found.kind !== control.kind) throw new EngineError("invalid_job", `The ControlNet "${found.id}" follows ${found.kind}, not ${control.kind}.`);
+    // An SDXL ControlNet reads the added conditions (text_embeds, time_ids) that only SDXL models make.
+    const forSdxl = found.io.unet.added !== null;
+    if (forSdxl !== Boolean(folder.sdxl)) {
+      throw new EngineError(
+        "invalid_job",
+        `The ControlNet "${found.id}" is for ${forSdxl ? "SDXL models" : "SD 1.x and 2.x models"} and "${folder.name}" is ${folder.sdxl ? "an SDXL model" : "not an SDXL model"}: use a ControlNet made for it.`,
+      );
+    }
     const mismatch = residualMismatch(found.io.residuals, folder.controlUnet.io.residuals);
     if (mismatch) throw new EngineError("invalid_job", `The ControlNet "${found.id}" does not fit the model "${folder.name}": ${mismatch}.`);
     return found;

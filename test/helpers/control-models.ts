@@ -15,27 +15,33 @@ const CONTROL_REPOS = ["TensorStack/stable-diffusion-v1-5-onnx", "TensorStack/Co
 export interface ControlModels {
   /** The models folder the ids were pulled into. */
   modelsDir: string;
-  /** A scratch folder beside it, removed with it. */
+  /** What each was installed as, in order. */
+  installed: string[];
+  /** A scratch folder beside it, removed with it; the replicas are in hub/OWNER--NAME/. */
   dir: string;
   close(): Promise<void>;
 }
 
-/** Pulls `ids` (registry ids of the control repos' entries, e.g. sd-1.5-control, controlnet-canny) into a new models folder. */
-export async function pullControlModels(prefix: string, ids: readonly string[]): Promise<ControlModels> {
+/**
+ * Pulls `ids` (registry ids of the control repos' entries, e.g. sd-1.5-control, controlnet-canny,
+ * or a repo's owner/name) into a new models folder; `onlyRepos` limits the replicas written.
+ */
+export async function pullControlModels(prefix: string, ids: readonly string[], onlyRepos: readonly string[] = CONTROL_REPOS): Promise<ControlModels> {
   const hub = await FakeHub.start();
   const tmp = await makeTempDir(prefix);
   try {
     const registry = loadRegistry();
     for (const replica of await replicas()) {
-      if (!CONTROL_REPOS.includes(replica.repo)) continue;
+      if (!onlyRepos.includes(replica.repo)) continue;
       const dir = path.join(tmp.dir, "hub", replica.repo.replace("/", "--"));
       await writeReplica(replica, dir);
       const pin = [...registry.models, ...registry.controlNets].find((e) => e.repo === replica.repo)?.revision;
       await hub.addRepo(replica.repo, { dir, ...(pin ? { commit: pin } : {}) });
     }
     const modelsDir = path.join(tmp.dir, "models");
-    for (const id of ids) await pullModel(id, { modelsDir, env: { HF_ENDPOINT: hub.url, UNDERPAINT_PULL_BACKOFF_MS: "5" } });
-    return { modelsDir, dir: tmp.dir, close: () => tmp.cleanup() };
+    const installed: string[] = [];
+    for (const id of ids) installed.push((await pullModel(id, { modelsDir, env: { HF_ENDPOINT: hub.url, UNDERPAINT_PULL_BACKOFF_MS: "5" } })).id);
+    return { modelsDir, installed, dir: tmp.dir, close: () => tmp.cleanup() };
   } catch (error) {
     await tmp.cleanup();
     throw error;
