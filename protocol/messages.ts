@@ -150,7 +150,11 @@ export const JobRequest = z
     region: Region.optional(),
     /** Outpaint: how far to extend the canvas on each side. */
     expand: Expansion.optional(),
-    /** Steer the picture by a control image through a ControlNet (models whose info says `control`). */
+    /**
+     * Steer the picture by a control image through a ControlNet (models whose info says `control`).
+     * txt2img / img2img: the control image is fitted to the picture; inpaint: it covers `region`, as
+     * the image does; outpaint: the document after growth (each in that area's proportions).
+     */
     control: ControlRequest.optional(),
   })
   .superRefine((job, ctx) => {

@@ -24,7 +24,7 @@ import { convertModelFloats, externalizeInitializers, FLOAT, FLOAT16, initialize
 import { writeTaesdFolder, type TaesdImageRange } from "./onnx-builder/taesd";
 import { tinySdxlConfig } from "./onnx-builder/sdxl";
 import { SDXL_BASE_SCHEDULER, SDXL_TURBO_SCHEDULER, writeSdxlFolder } from "./onnx-builder/sdxl-folder";
-import { writeControlNetFolder, writeControlUnet } from "./onnx-builder/control-folder";
+import { tinySdxlAsSd15, writeControlNetFolder, writeControlUnet } from "./onnx-builder/control-folder";
 
 const { onnx } = onnxProto;
 type Model = onnxProto.onnx.ModelProto;
@@ -69,6 +69,8 @@ export interface ControlNetReplica {
   from: "controlnet";
   /** Subfolders holding a model.onnx each, as the repo names them. */
   subfolders: string[];
+  /** Subfolders holding an SDXL ControlNet each: model.onnx with its float16 weights in model.onnx.data. */
+  sdxlSubfolders?: string[];
   /** Files the repo ships beside each model.onnx (a pull leaves them on the hub): name -> text. */
   extraFiles: Record<string, string>;
   gaps: string[];
@@ -115,6 +117,10 @@ export interface SdxlReplica {
   sampleSize: number;
   /** Files the repo ships that a pull leaves on the hub (PyTorch weights and the like): path -> text. */
   extraFiles: Record<string, string>;
+  /** OnnxStack's layout: controlnet/model.onnx (the UNet with the residual inputs) beside unet/. */
+  controlUnet?: boolean;
+  /** Where parts over 2 GB keep their weights (default Optimum's model.onnx_data). */
+  weightsFile?: string;
   gaps: string[];
 }
 
@@ -222,11 +228,15 @@ export async function replicas(): Promise<Replica[]> {
       repo: "TensorStack/ControlNet-amuse",
       from: "controlnet",
       subfolders: ["StableDiffusion/LineArt", "StableDiffusion/Scribble"],
+      // The hub lists StableDiffusionXL/{Canny, Depth, LineArt, LineArtAnime, OpenPose, Scribble, SoftEdge, Tile, Union}/ with
+      // model.onnx (400 kB) and model.onnx.data (2.5 GB: an SDXL ControlNet's 1.25 B weights in float16), Icon.png, Sample*.png.
+      sdxlSubfolders: ["StableDiffusionXL/Canny", "StableDiffusionXL/Depth", "StableDiffusionXL/OpenPose"],
       extraFiles: { "amuse_template.json": "{}\n", "Icon.png": "not a picture: stands in for the repo's icon\n" },
       gaps: [
-        "random weights in tiny-sd's configuration",
+        "random weights in tiny-sd's configuration (StableDiffusionXL/: in the tiny SDXL's, sdxl.ts)",
         "the same I/O assumptions as TensorStack/ControlNet-onnx's replica (the files were not read); amuse_template.json's text was not read",
-        "only the subfolders the registry names are replicated; StableDiffusionXL/ is not",
+        "StableDiffusionXL/'s I/O are those of OnnxStack.Converter/ControlNetXL (sample, timestep, encoder_hidden_states, text_embeds, time_ids, controlnet_cond, conditioning_scale -> down_block_{0..8}_additional_residual, mid_block_additional_residual), float32 around float16 weights as the SD ones: assumed, not read from the published files; amuse_template.json is not written in StableDiffusionXL/ (not listed there)",
+        "only the subfolders the registry names, and StableDiffusionXL/{Canny, Depth, OpenPose}, are replicated",
       ],
     },
     {
@@ -272,6 +282,29 @@ export async function replicas(): Promise<Replica[]> {
         "README.md": "Replica of stabilityai/stable-diffusion-xl-base-1.0's ONNX files (random weights).\n",
       },
       gaps: SDXL_GAPS,
+    },
+    {
+      // OnnxStack's SDXL base (TensorStack/stable-diffusion-xl-base-1.0-onnx): controlnet/ (config.json, model.onnx 1.24 MB,
+      // model.onnx.data 5.13 GB: the control UNet in float16), scheduler/, text_encoder/, text_encoder_2/, tokenizer/,
+      // tokenizer_2/, unet/, vae_decoder/, vae_encoder/, model_index.json, Icon.png, Sample*.png, README.md, Licence.txt.
+      repo: "TensorStack/stable-diffusion-xl-base-1.0-onnx",
+      from: "tiny-sdxl",
+      inChannels: 4,
+      scheduler: SDXL_BASE_SCHEDULER,
+      sampleSize: 128,
+      controlUnet: true,
+      weightsFile: "model.onnx.data",
+      extraFiles: {
+        "Icon.png": "not a picture: stands in for the repo's icon\n",
+        "Sample.png": "not a picture: stands in for the repo's sample\n",
+        "Licence.txt": "stand-in for the repo's licence text (CreativeML Open RAIL++-M, SDXL base 1.0's)\n",
+        "README.md": "Replica of TensorStack/stable-diffusion-xl-base-1.0-onnx (random weights).\n",
+      },
+      gaps: [
+        ...SDXL_GAPS,
+        "unet/ and controlnet/ are the builder's tiny SDXL UNet (the control UNet with the 9 + 1 residual inputs, the same weights); their weights go to model.onnx.data as controlnet/'s on the hub (unet/'s file names and every file's I/O types were not read); float32, not the repo's float16; the timestep is the other SDXL replicas' int64 [steps], not read from OnnxStack's export",
+        "controlnet/config.json's text was not read (the UNet's diffusers config is written); README.md's and Licence.txt's texts are stand-ins",
+      ],
     },
   ];
 }
@@ -447,6 +480,12 @@ export async function writeReplica(replica: Replica, dest: string): Promise<void
       await toFloat16(path.join(dest, sub), { keepIoTypes: true });
       for (const [file, text] of Object.entries(replica.extraFiles)) await writeFile(path.join(dest, sub, file), text);
     }
+    for (const sub of replica.sdxlSubfolders ?? []) {
+      await writeControlNetFolder(path.join(dest, sub), tinySdxlAsSd15(), { externalData: "model.onnx.data" });
+      await toFloat16(path.join(dest, sub), { keepIoTypes: true });
+      await writeFile(path.join(dest, sub, "Icon.png"), "not a picture: stands in for the repo's icon\n");
+      await writeFile(path.join(dest, sub, "Sample.png"), "not a picture: stands in for the repo's sample\n");
+    }
     await writeFile(path.join(dest, "README.md"), `Replica of ${replica.repo} (random weights).\n`);
     return;
   }
@@ -462,6 +501,8 @@ export async function writeReplica(replica: Replica, dest: string): Promise<void
       tokenizerDir: path.join(FIXTURES_DIR, "tiny-sd", "tokenizer"),
       sampleSize: replica.sampleSize,
       nameOrPath: replica.repo,
+      ...(replica.controlUnet ? { controlUnet: true } : {}),
+      ...(replica.weightsFile ? { weightsFile: replica.weightsFile } : {}),
     });
     for (const [file, text] of Object.entries(replica.extraFiles)) {
       await mkdir(path.dirname(path.join(dest, file)), { recursive: true });

@@ -99,7 +99,6 @@ export async function generateCommand(argv: string[]): Promise<void> {
   const expand = values.expand ? parseExpansion(values.expand) : undefined;
   const strength = parseWith(numberFlag(0, 1), values.strength ?? (image && !mask && !expand ? 0.75 : 1), "strength");
   const control = await controlOf(values);
-  if (control && (mask || expand)) throw new UsageError("--control-image steers txt2img and img2img, not --mask or --expand.");
   const settings: GenerationSettings = {
     model: modelId,
     prompt: values.prompt,

@@ -16,10 +16,10 @@ import type { OptimizedModelCache } from "../models/optimized-models";
 import { findPreviewDecoders, PreviewDecoderSessions, type PreviewDecoderFolder } from "../models/taesd-folder";
 import { findControlNets, type ControlNetFolder } from "../models/controlnet-folder";
 import { folderFingerprint, ModelsWatcher } from "../models/watcher";
-import { regionOf, sameSize, wholePictureSize, type Pixels } from "../../geometry";
+import { grownSize, regionOf, sameSize, wholePictureSize, type Pixels } from "../../geometry";
 import { resizeTo, rgbAt } from "../imaging/resample";
 import { CancelledError, EngineError, type Engine, type EngineCapabilities, type EngineResult, type GenerationJob, type RunContext } from "./engine";
-import { asEngineError, finishMaskedEdit, planInpaint, planOutpaint } from "./masked-edit";
+import { asEngineError, controlForContext, finishMaskedEdit, planInpaint, planOutpaint } from "./masked-edit";
 import { checkSize, generate, type GenerateParams, type LoadedModel } from "./pipeline/generate";
 import { latentPreview } from "./preview";
 import type { ControlRun } from "./pipeline/control";
@@ -228,7 +228,7 @@ export class DiffusionEngine implements Engine {
    * shows, with its place in the document after any growth.
    */
   private async runMasked(job: Extract<GenerationJob, { mode: "inpaint" | "outpaint" }>, folder: ModelFolder, context: RunContext): Promise<EngineResult[]> {
-    if (job.control) throw new EngineError("unsupported_mode", `A control image steers txt2img and img2img; ${job.mode} does not follow one yet.`);
+    const controlNet = job.control ? await this.controlNetFor(folder, job.control) : null;
     const options = { nativeResolution: folder.nativeResolution, strength: job.mode === "inpaint" ? job.strength : 1, ...(job.budget !== undefined ? { budget: job.budget } : {}) };
     const placement = { canvas: job.canvas, region: job.region };
     const plan =
@@ -236,8 +236,14 @@ export class DiffusionEngine implements Engine {
         ? await planOutpaint(job.image, job.expand, placement, options)
         : await planInpaint(job.image, job.mask, placement, { ...options, context: job.context });
     const model = await this.load(folder, job, context);
+    // As diffusers' StableDiffusionControlNetInpaintPipeline: the ControlNet steers every step of
+    // the inpainting loop (a 4-channel UNet blends the original back outside the mask after each).
+    const covers = job.mode === "outpaint" ? regionOf(grownSize(job.canvas, job.expand)) : job.region;
+    const control =
+      controlNet && job.control ? await this.controlRun(model.sessions, controlNet, { ...job.control, image: controlForContext(job.control.image, covers, plan) }, plan.size) : null;
+    if (model.sessions.device === "cpu") await (control ? model.sessions.releasePart("unet") : model.sessions.releaseControl());
     const inpaint = { rgb: plan.modelImage.data, mask: plan.modelMask.data, strength: options.strength, variant: "blend" as const };
-    return this.variations(job, model, context, { ...plan.size, inpaint }, async (rgb, seed, variation) => {
+    return this.variations(job, model, context, { ...plan.size, inpaint, ...(control ? { control } : {}) }, async (rgb, seed, variation) => {
       context.onProgress({ variation, stage: "compositing", step: 0, total: 0 });
       const { layer, region } = await finishMaskedEdit(plan, rgb, { compositing: "seamless" });
       return { variation, seed, region, image: layer };
@@ -261,6 +267,14 @@ export class DiffusionEngine implements Engine {
       );
     }
     if (found.kind !== control.kind) throw new EngineError("invalid_job", `The ControlNet "${found.id}" follows ${found.kind}, not ${control.kind}.`);
+    // An SDXL ControlNet reads the added conditions (text_embeds, time_ids) that only SDXL models make.
+    const forSdxl = found.io.unet.added !== null;
+    if (forSdxl !== Boolean(folder.sdxl)) {
+      throw new EngineError(
+        "invalid_job",
+        `The ControlNet "${found.id}" is for ${forSdxl ? "SDXL models" : "SD 1.x and 2.x models"} and "${folder.name}" is ${folder.sdxl ? "an SDXL model" : "not an SDXL model"}: use a ControlNet made for it.`,
+      );
+    }
     const mismatch = residualMismatch(found.io.residuals, folder.controlUnet.io.residuals);
     if (mismatch) throw new EngineError("invalid_job", `The ControlNet "${found.id}" does not fit the model "${folder.name}": ${mismatch}.`);
     return found;

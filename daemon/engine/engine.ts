@@ -31,10 +31,14 @@ export interface GenerationSettings {
   control?: ControlSettings;
 }
 
-/** A job's structural control (txt2img and img2img). */
+/** A job's structural control (every mode). */
 export interface ControlSettings {
   kind: ControlKind;
-  /** The layer it follows, as sent (any size: it is fitted to the picture's working size). */
+  /**
+   * The layer it follows, as sent. txt2img / img2img: any size, fitted to the picture's working
+   * size. Inpaint: it covers the job's region (as the image does), outpaint the document after
+   * growth, at any resolution in that area's proportions; the model's context is cut from it.
+   */
   image: Pixels;
   /** The ControlNet's conditioning scale. */
   strength: number;

@@ -103,6 +103,12 @@ function scaledDown(image: Size, region: Size): boolean {
   return image.width < region.width || image.height < region.height;
 }
 
+/** Does a read of `area` at `image`'s size keep its proportions (to a pixel or two of rounding)? */
+function sameProportions(image: Size, area: Size): boolean {
+  const aspect = (s: Size) => s.width / s.height;
+  return Math.abs(aspect(image) / aspect(area) - 1) <= 0.02 + 2 / Math.min(image.width, image.height);
+}
+
 function checkPlacement(image: Pixels, { canvas, region }: Placement): void {
   if (!contains(regionOf(canvas), region)) {
     throw new EngineError("invalid_job", `The region ${region.width}x${region.height} at ${region.x},${region.y} is not inside the ${canvas.width}x${canvas.height} document.`);
@@ -110,8 +116,7 @@ function checkPlacement(image: Pixels, { canvas, region }: Placement): void {
   if (image.width > region.width || image.height > region.height) {
     throw new EngineError("invalid_job", `The image (${image.width}x${image.height}) is larger than the document region it covers (${region.width}x${region.height}).`);
   }
-  const aspect = (s: Size) => s.width / s.height;
-  if (Math.abs(aspect(image) / aspect(region) - 1) > 0.02 + 2 / Math.min(image.width, image.height)) {
+  if (!sameProportions(image, region)) {
     throw new EngineError("invalid_job", `The image (${image.width}x${image.height}) does not have the proportions of the region it covers (${region.width}x${region.height}).`);
   }
 }
@@ -196,6 +201,24 @@ export interface MaskedEditResult {
   blend: Pixels;
   /** The original context at document resolution. */
   original: Pixels;
+}
+
+/**
+ * The part of a control image that a masked edit's model sees. The control image covers the
+ * document rectangle `covers` (inpaint: the job's region, as its image and mask do; outpaint: the
+ * document after growth, so that it can steer the new area), read at any resolution in its
+ * proportions; the plan's context is cut from it, to be fitted to the working size as the image was.
+ */
+export function controlForContext(control: Pixels, covers: Region, plan: Pick<MaskedEditPlan, "region">): Pixels {
+  if (!sameProportions(control, covers)) {
+    throw new EngineError(
+      "invalid_job",
+      `The control image (${control.width}x${control.height}) does not have the proportions of the ${covers.width}x${covers.height} document area it covers.`,
+    );
+  }
+  const context = intersect(plan.region, covers);
+  if (!context) throw new EngineError("invalid_job", "The control image does not cover the area the model works on.");
+  return cropImage(control, scaleRegion(relativeTo(context, covers), covers, control));
 }
 
 /**

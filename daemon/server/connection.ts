@@ -282,7 +282,7 @@ export class Connection {
     if (!model.modes.includes(request.mode)) {
       return { code: "unsupported_mode", message: `The model "${model.name}" cannot do ${request.mode}.` };
     }
-    return request.control ? checkControl(request.control, request.mode, model, controlNets ?? []) : undefined;
+    return request.control ? checkControl(request.control, model, controlNets ?? []) : undefined;
   }
 
   private requestPreview(request: MessageOf<ClientMessage, "control-preview">): void {
@@ -549,8 +549,7 @@ function toBytes(data: RawData): Uint8Array {
 type Slot = { ok: true; name: "image" | "mask" | "control" } | { ok: false; message: string };
 
 /** Why a job's control cannot run on this model with the installed ControlNets, in one sentence. */
-function checkControl(control: NonNullable<JobRequest["control"]>, mode: JobRequest["mode"], model: ModelInfo, controlNets: readonly ControlNetInfo[]): { code: ErrorCode; message: string } | undefined {
-  if (mode !== "txt2img" && mode !== "img2img") return { code: "unsupported_mode", message: `A control image steers txt2img and img2img; ${mode} does not follow one yet.` };
+function checkControl(control: NonNullable<JobRequest["control"]>, model: ModelInfo, controlNets: readonly ControlNetInfo[]): { code: ErrorCode; message: string } | undefined {
   if (!model.control) return { code: "unsupported_mode", message: `The model "${model.name}" cannot follow a control image: use a control-capable model (npx underpaint models pull sd-1.5-control).` };
   const named = control.controlNet;
   const net = named !== undefined ? controlNets.find((c) => c.id === named) : controlNets.find((c) => c.kind === control.kind);

@@ -1,6 +1,7 @@
 /**
- * ControlNet (diffusers' ControlNetModel, lllyasviel's ControlNet 1.0 / 1.1 for SD 1.5) with random
- * weights, with the inputs and outputs of OnnxStack's ControlNet export (TensorStack/ControlNet-onnx,
+ * ControlNet (diffusers' ControlNetModel, lllyasviel's ControlNet 1.0 / 1.1 for SD 1.5, and SDXL's
+ * with its added conditions) with random weights, with the inputs and outputs of OnnxStack's
+ * ControlNet exports (OnnxStack.Converter/ControlNet and ControlNetXL: TensorStack/ControlNet-onnx,
  * ControlNet-amuse): the UNet's encoder half (time embedding, conv_in, down blocks, mid block; built
  * by sd15.ts's own functions, so its weights carry the UNet's names) plus the conditioning
  * embedding (3-channel control image -> 16, 32, 96, 256 channels, three stride-2 convs down to the
@@ -8,6 +9,7 @@
  * residual, each residual multiplied by conditioning_scale.
  *
  *   sample [batch, 4, h, w], timestep [batch], encoder_hidden_states [batch, sequence, dim],
+ *   (SDXL: text_embeds [batch, pooled], time_ids [batch, 6],)
  *   controlnet_cond [batch, 3, 8h, 8w] (RGB in [0, 1]), conditioning_scale float64 [1]
  *   -> down_block_{0..N-1}_additional_residual, mid_block_additional_residual
  *
@@ -25,6 +27,13 @@ export const CONDITIONING_CHANNELS = [16, 32, 96, 256];
 
 /** ControlNet 1.1 for SD 1.5 (diffusers ControlNetModel, lllyasviel/control_v11p_sd15_*): 361,279,120 parameters. */
 export const CONTROLNET_SD15_PARAMS = 361_279_120;
+
+/**
+ * An SDXL ControlNet (diffusers/controlnet-canny-sdxl-1.0, the ControlNets of TensorStack/ControlNet-amuse's
+ * StableDiffusionXL/): about 1.25 B parameters, from its published float16 weights of 2.5 GB (the
+ * hub rounds the size: 2.45 to 2.55 GB, 1.225 B to 1.275 B parameters). No exact count was found.
+ */
+export const CONTROLNET_SDXL_PARAMS_APPROX = 1.25e9;
 
 /** ControlNetConditioningEmbedding: conv_in, pairs of (3x3 conv, 3x3 stride-2 conv) with SiLU, conv_out to the UNet's first width. */
 function conditioningEmbedding(g: Graph, image: Value, outChannels: number): Value {
@@ -49,10 +58,17 @@ export function controlNet(config: Sd15Config, ref: ReferenceShapes = REFERENCE)
   const sample = g.input("sample", FLOAT, ["unet_sample_batch", "unet_sample_channels", "unet_sample_height", "unet_sample_width"], [B, 4, L, L]);
   const timestep = g.input("timestep", FLOAT, ["unet_time_batch"], [B]);
   const context = g.input("encoder_hidden_states", FLOAT, ["unet_hidden_batch", "unet_hidden_sequence", u.crossAttentionDim], [B, ref.sequence, u.crossAttentionDim]);
+  // SDXL (OnnxStack.Converter/ControlNetXL): the UNet's added conditions, between the text and the control image.
+  const addition = u.addition
+    ? {
+        textEmbeds: g.input("text_embeds", FLOAT, ["unet_text_embeds_batch", u.addition.textEmbedsDim], [B, u.addition.textEmbedsDim]),
+        timeIds: g.input("time_ids", FLOAT, ["unet_time_ids_batch", u.addition.timeIds], [B, u.addition.timeIds]),
+      }
+    : null;
   const image = g.input("controlnet_cond", FLOAT, ["controlnet_sample_batch", "controlnet_sample_channels", "controlnet_sample_height", "controlnet_sample_width"], [B, 3, L * scale, L * scale]);
   const conditioningScale = g.input("conditioning_scale", DOUBLE, [1], [1]);
   const c0 = u.blocks[0]!;
-  const tembAct = timeEmbedding(g, sample, timestep, u, B);
+  const tembAct = timeEmbedding(g, sample, timestep, u, B, { addition });
   const h = add(g, conv(g, sample, "conv_in", 4, c0, 3), conditioningEmbedding(g, image, c0));
   const { skips, mid, channels } = downAndMid(g, h, tembAct, context, u);
   const factor = g.node("Cast", [conditioningScale], { to: FLOAT }, [1]);

@@ -8,7 +8,7 @@
 import { copyFile, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { GraphCounts } from "./graph";
-import { sdxlConfig, sdxlGraphs, SDXL_REFERENCE, type SdxlConfig, type SdxlPartName } from "./sdxl";
+import { sdxlConfig, sdxlGraphs, sdxlUnetGraphs, SDXL_REFERENCE, type SdxlConfig, type SdxlPartName } from "./sdxl";
 
 /** SDXL base 1.0's scheduler/scheduler_config.json. */
 export const SDXL_BASE_SCHEDULER = {
@@ -50,6 +50,10 @@ export interface SdxlFolderOptions {
   /** The VAE encoder's output: Optimum's latent_parameters (mean ‖ logvar), or a posterior sample drawn in the graph. */
   vaeEncoderOutput?: "latent_parameters" | "latent_sample";
   log?: (line: string) => void;
+  /** OnnxStack's layout (TensorStack's SDXL repos): controlnet/model.onnx, the UNet taking a ControlNet's residuals, beside unet/. */
+  controlUnet?: boolean;
+  /** The file the weights of parts over 2 GB go to: Optimum's model.onnx_data (default), OnnxStack's model.onnx.data. */
+  weightsFile?: string;
 }
 
 const PARTS: SdxlPartName[] = ["text_encoder", "text_encoder_2", "vae_encoder", "vae_decoder", "unet"];
@@ -146,15 +150,21 @@ export async function writeSdxlFolder(dest: string, options: SdxlFolderOptions):
   const log = options.log ?? (() => {});
   await mkdir(dest, { recursive: true });
   const graphs = sdxlGraphs(options.config, SDXL_REFERENCE);
+  const weightsFile = options.weightsFile ?? "model.onnx_data";
   if ((options.vaeEncoderOutput ?? "latent_parameters") === "latent_parameters") posteriorParameters(graphs.vae_encoder);
   const counts = {} as Record<SdxlPartName, GraphCounts>;
   for (const part of PARTS) {
     const start = Date.now();
     const graph = graphs[part];
     counts[part] = graph.counts();
-    await graph.write(path.join(dest, part, "model.onnx"), EXTERNAL.has(part) ? { externalData: "model.onnx_data" } : {});
+    await graph.write(path.join(dest, part, "model.onnx"), EXTERNAL.has(part) ? { externalData: weightsFile } : {});
     await writeFile(path.join(dest, part, "config.json"), JSON.stringify(partConfig(part, options), null, 2));
     log(`  wrote ${part} (${(counts[part].weightBytes / 2 ** 20).toFixed(0)} MiB) in ${((Date.now() - start) / 1000).toFixed(1)} s`);
+  }
+  if (options.controlUnet) {
+    const control = sdxlUnetGraphs(options.config, SDXL_REFERENCE, { controlUnet: true }).controlnet!;
+    await control.write(path.join(dest, "controlnet", "model.onnx"), { externalData: weightsFile });
+    await writeFile(path.join(dest, "controlnet", "config.json"), JSON.stringify(partConfig("unet", options), null, 2));
   }
   await writeFile(path.join(dest, "model_index.json"), JSON.stringify(modelIndex(options), null, 2));
   await mkdir(path.join(dest, "scheduler"), { recursive: true });

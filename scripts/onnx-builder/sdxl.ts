@@ -99,10 +99,21 @@ export function tinySdxlConfig(inChannels: 4 | 9 = 4): SdxlConfig {
 export function sdxlGraphs(config: SdxlConfig, ref: ReferenceShapes = SDXL_REFERENCE, options: { timestep?: "float32" | "int64" } = {}): Record<SdxlPartName, Graph> {
   const as15 = (text: TextConfig): Sd15Config => ({ text, unet: config.unet, vae: config.vae });
   return {
+    ...sdxlUnetGraphs(config, ref, options),
     text_encoder: textEncoder(as15(config.text), ref),
     text_encoder_2: textEncoder(as15(config.text2), ref),
-    unet: unet(as15(config.text), ref, { timestep: options.timestep ?? "int64", optimumAxes: true }),
     vae_encoder: vaeEncoder(as15(config.text), ref),
     vae_decoder: vaeDecoder(as15(config.text), ref),
   };
+}
+
+/**
+ * The UNet, and with `controlUnet` OnnxStack's control UNet beside it (a base repo's
+ * controlnet/model.onnx: the same UNet taking a ControlNet's 9 down and 1 mid residuals; the
+ * builder seeds weights by name, so the two share their weights).
+ */
+export function sdxlUnetGraphs(config: SdxlConfig, ref: ReferenceShapes = SDXL_REFERENCE, options: { timestep?: "float32" | "int64"; controlUnet?: boolean } = {}): { unet: Graph; controlnet?: Graph } {
+  const as15: Sd15Config = { text: config.text, unet: config.unet, vae: config.vae };
+  const io = { timestep: options.timestep ?? "int64", optimumAxes: true } as const;
+  return { unet: unet(as15, ref, io), ...(options.controlUnet ? { controlnet: unet(as15, ref, { ...io, residualInputs: true }) } : {}) };
 }

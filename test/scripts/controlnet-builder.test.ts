@@ -7,8 +7,9 @@
 import path from "node:path";
 import { InferenceSession, Tensor } from "onnxruntime-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { controlNet, CONTROLNET_SD15_PARAMS } from "../../scripts/onnx-builder/controlnet";
-import { writeControlNetFolder, writeControlUnet } from "../../scripts/onnx-builder/control-folder";
+import { controlNet, CONTROLNET_SD15_PARAMS, CONTROLNET_SDXL_PARAMS_APPROX } from "../../scripts/onnx-builder/controlnet";
+import { tinySdxlAsSd15, writeControlNetFolder, writeControlUnet } from "../../scripts/onnx-builder/control-folder";
+import { SDXL_REFERENCE, sdxlConfig, sdxlUnetGraphs, tinySdxlConfig } from "../../scripts/onnx-builder/sdxl";
 import { fillRandom } from "../../scripts/onnx-builder/graph";
 import { downResidualName, downResidualShapes, MID_RESIDUAL, sd15Config, tinySdConfig, unet } from "../../scripts/onnx-builder/sd15";
 import { makeTempDir, type TempDir } from "../helpers/model-fixtures";
@@ -98,5 +99,57 @@ describe("the builder's ControlNet", () => {
     const residuals = await cn.run({ ...controlFeeds(1, 8, 1), sample: feeds.sample, encoder_hidden_states: feeds.encoder_hidden_states });
     const controlled = (await withResiduals.run({ ...feeds, ...residuals })).out_sample!.data as Float32Array;
     expect(maxAbs(controlled, reference)).toBeGreaterThan(1e-3);
+  });
+});
+
+describe("the builder's SDXL ControlNet", () => {
+  const sdxl = sdxlConfig(1);
+  const full = { text: sdxl.text, unet: sdxl.unet, vae: sdxl.vae };
+
+  it("at full size has about an SDXL ControlNet's 1.25 B parameters (its 2.5 GB of float16 weights), and 9 down residuals as SDXL's UNet takes", () => {
+    const counts = controlNet(full, SDXL_REFERENCE).counts();
+    console.log(`SDXL ControlNet: ${counts.params.toLocaleString("en")} parameters`);
+    expect(Math.abs(counts.params / CONTROLNET_SDXL_PARAMS_APPROX - 1)).toBeLessThan(0.02);
+    // The encoder half of SDXL's UNet (its published 2,567,463,684 weights less the up path) plus the conditioning embedding and the zero convs.
+    const u = unet(full, SDXL_REFERENCE).counts().params;
+    expect(u).toBe(2_567_463_684);
+    expect(counts.params).toBeLessThan(u / 2);
+    expect(downResidualShapes(sdxl.unet).map((s) => s.channels)).toEqual([320, 320, 320, 320, 640, 640, 640, 1280, 1280]);
+    expect(unet(full, SDXL_REFERENCE, { residualInputs: true }).counts().params).toBe(u);
+  });
+
+  it("has OnnxStack.Converter/ControlNetXL's inputs, and its residuals drive the control UNet (zeros give the plain UNet's output)", async () => {
+    const tmpDir = path.join(tmp.dir, "sdxl");
+    const config = tinySdxlAsSd15();
+    await writeControlNetFolder(path.join(tmpDir, "cn"), config, { externalData: "model.onnx.data" });
+    const graphs = sdxlUnetGraphs(tinySdxlConfig(), { ...SDXL_REFERENCE, latent: 8 }, { controlUnet: true, timestep: "float32" });
+    await graphs.unet.write(path.join(tmpDir, "unet", "model.onnx"));
+    await graphs.controlnet!.write(path.join(tmpDir, "controlnet", "model.onnx"));
+    const sessions = await Promise.all(["cn", "unet", "controlnet"].map((d) => InferenceSession.create(path.join(tmpDir, d, "model.onnx"))));
+    const [net, base, control] = sessions as [InferenceSession, InferenceSession, InferenceSession];
+    try {
+      const xlShapes = downResidualShapes(config.unet);
+      expect(net.inputNames).toEqual(["sample", "timestep", "encoder_hidden_states", "text_embeds", "time_ids", "controlnet_cond", "conditioning_scale"]);
+      expect(net.outputNames).toEqual([...xlShapes.map((_, i) => downResidualName(i)), MID_RESIDUAL]);
+      const feeds = {
+        sample: t(random(4 * 64, "xl-sample"), [1, 4, 8, 8]),
+        timestep: t(new Float32Array([500]), [1]),
+        encoder_hidden_states: t(random(77 * 64, "xl-context"), [1, 77, 64]),
+        text_embeds: t(random(32, "xl-pooled"), [1, 32]),
+        time_ids: t(new Float32Array([64, 64, 0, 0, 64, 64]), [1, 6]),
+      };
+      const condition = { controlnet_cond: t(random(3 * 64 * 64, "xl-image", 0.3).map((v) => v + 0.5), [1, 3, 64, 64]), conditioning_scale: new Tensor("float64", new Float64Array([1]), [1]) };
+      const residuals = await net.run({ ...feeds, ...condition });
+      xlShapes.forEach((s, i) => expect(residuals[downResidualName(i)]!.dims).toEqual([1, s.channels, 8 / s.factor, 8 / s.factor]));
+      // The added conditions matter to the ControlNet as to the UNet.
+      const otherIds = await net.run({ ...feeds, ...condition, time_ids: t(new Float32Array([128, 128, 0, 0, 128, 128]), [1, 6]) });
+      expect(maxAbs(otherIds[MID_RESIDUAL]!.data as Float32Array, residuals[MID_RESIDUAL]!.data as Float32Array)).toBeGreaterThan(1e-4);
+      const reference = (await base.run(feeds)).out_sample!.data as Float32Array;
+      const zeros = Object.fromEntries(Object.entries(residuals).map(([name, r]) => [name, t(new Float32Array(r.data.length), [...r.dims])]));
+      expect(maxAbs((await control.run({ ...feeds, ...zeros })).out_sample!.data as Float32Array, reference)).toBeLessThanOrEqual(2e-5 * Math.max(1, maxAbs(reference)));
+      expect(maxAbs((await control.run({ ...feeds, ...residuals })).out_sample!.data as Float32Array, reference)).toBeGreaterThan(1e-3);
+    } finally {
+      for (const s of sessions) await s.release();
+    }
   });
 });

@@ -3,12 +3,15 @@
  * ControlNet reads the same scaled latent input, timestep and text embeddings as the UNet, plus
  * the control image (one copy per UNet batch row), at conditioning scale strength x keep[i]; its
  * residuals go to the control UNet's inputs. Where the scale is 0 the ControlNet is not run and
- * the residuals are zeros.
+ * the residuals are zeros. An SDXL ControlNet (StableDiffusionXLControlNetPipeline) also reads the
+ * UNet's added conditions: the pooled text embeddings and the size conditions (time ids).
  */
 import { Tensor } from "onnxruntime-node";
 import type { ControlNetIO, ControlUnetIO } from "../../models/control-io";
 import type { PartSession } from "../../models/model-sessions";
 import { makeTensor, makeTimestep, tensorToFloat32 } from "../../models/session-io";
+import { EngineError } from "../engine";
+import { addedConditionFeeds, type SizeConditions } from "./sdxl-conditioning";
 
 export interface ControlRun {
   /** The model's UNet that takes the residuals. */
@@ -44,6 +47,8 @@ export interface StepInputs {
   width: number;
   latentHeight: number;
   latentWidth: number;
+  /** SDXL: the pooled text embeddings and time ids, for a ControlNet that takes them (text_embeds, time_ids). */
+  added?: { pooled: Float32Array; pooledWidth: number; size: SizeConditions };
 }
 
 function scaleTensor(type: NonNullable<ControlNetIO["scale"]>["type"], value: number, rank: 0 | 1): Tensor {
@@ -80,6 +85,7 @@ export class ControlResiduals {
       [io.unet.encoderHiddenStates]: makeTensor(io.unet.encoderHiddenStatesType, step.hidden, [step.rows, step.sequence, step.width]),
       [io.cond]: this.imageTensor,
       ...(io.scale ? { [io.scale.name]: scaleTensor(io.scale.type, scale, io.scale.rank) } : {}),
+      ...this.addedFeeds(step),
     };
     const names = [...io.residuals.down, io.residuals.mid].map((r) => r.name);
     const outputs = await net.session.run(feeds, names);
@@ -97,6 +103,14 @@ export class ControlResiduals {
       }
     });
     return out;
+  }
+
+  /** An SDXL ControlNet reads the UNet's added conditions as the UNet does (diffusers passes added_cond_kwargs to both). */
+  private addedFeeds(step: StepInputs): Record<string, Tensor> {
+    const added = this.run.net.io.unet.added;
+    if (!added) return {};
+    if (!step.added) throw new EngineError("invalid_job", "This ControlNet is for SDXL models (it reads text_embeds and time_ids): use it with an SDXL model.");
+    return addedConditionFeeds(added, step.added, step.added.size, step.rows);
   }
 
   private async zeros(step: StepInputs): Promise<Record<string, Tensor>> {

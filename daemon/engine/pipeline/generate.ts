@@ -189,7 +189,9 @@ export async function generate(model: LoadedModel, params: GenerateParams, noise
       ? { [io.timestepCond]: makeTensor(io.timestepCondType, guidanceEmbeddingBatch(params.guidance, io.timestepCondWidth, unetBatch), [unetBatch, io.timestepCondWidth]) }
       : {};
   // SDXL: the pooled text embeddings and the size conditions, the same every step.
-  const addedFeeds = io.added && sdxlText ? addedConditionFeeds(io.added, sdxlText, defaultSizeConditions(params.width, params.height), unetBatch) : {};
+  const sizeConditions = defaultSizeConditions(params.width, params.height);
+  const addedFeeds = io.added && sdxlText ? addedConditionFeeds(io.added, sdxlText, sizeConditions, unetBatch) : {};
+  const controlAdded = sdxlText ? { added: { pooled: sdxlText.pooled, pooledWidth: sdxlText.pooledWidth, size: sizeConditions } } : {};
   let current = latents.start;
   for (let i = 0; i < timesteps.length; i++) {
     await checkAfterPendingMessages(signal);
@@ -199,7 +201,7 @@ export async function generate(model: LoadedModel, params: GenerateParams, noise
     // 9-channel UNets get [latents, mask, masked-image latents] on the channel axis, after scaling.
     const sample = latents.conditioning ? withConditioning(doubled, latents.conditioning, unetBatch, latentWidth * latentHeight) : doubled;
     const residuals = control
-      ? await control.feeds({ index: i, steps: timesteps.length, sample: doubled, timestep: t, hidden: text.hidden, rows: unetBatch, sequence: text.sequence, width: text.dim, latentHeight, latentWidth })
+      ? await control.feeds({ index: i, steps: timesteps.length, sample: doubled, timestep: t, hidden: text.hidden, rows: unetBatch, sequence: text.sequence, width: text.dim, latentHeight, latentWidth, ...controlAdded })
       : {};
     const outputs = await unet.session
       .run(

@@ -49,6 +49,28 @@ describe("underpaint generate with a control image", { timeout: 120_000 }, () =>
     expect((await readFile(path.join(work, "steered.png"))).length).toBeGreaterThan(0);
   });
 
+  it("steers an inpaint with --mask: the picture keeps the init image outside the mask and differs inside from strength 0's", async () => {
+    const init = path.join(work, "bands.png");
+    const mask = path.join(work, "mask.png");
+    await sharp({ create: { width: 64, height: 64, channels: 3, background: { r: 90, g: 140, b: 200 } } })
+      .composite([{ input: { create: { width: 64, height: 24, channels: 3, background: { r: 60, g: 150, b: 40 } } }, left: 0, top: 40 }])
+      .png()
+      .toFile(init);
+    await sharp({ create: { width: 64, height: 64, channels: 3, background: "black" } })
+      .composite([{ input: { create: { width: 32, height: 32, channels: 3, background: "white" } }, left: 16, top: 16 }])
+      .png()
+      .toFile(mask);
+    const edit = ["--init", init, "--mask", mask, "--context", "image", "--control-image", path.join(work, "square.png"), "--control-kind", "canny", "--control-net", "my-canny"];
+    await generate("inpaint-steered.png", ...edit);
+    await generate("inpaint-unsteered.png", ...edit, "--control-strength", "0");
+    const [original, steered, plain] = await Promise.all([init, path.join(work, "inpaint-steered.png"), path.join(work, "inpaint-unsteered.png")].map((f) => sharp(f).removeAlpha().raw().toBuffer()));
+    const outside = (p: number) => p % 64 < 16 || p % 64 >= 48 || p < 16 * 64 || p >= 48 * 64;
+    for (const picture of [steered!, plain!]) {
+      for (let p = 0; p < 64 * 64; p++) if (outside(p)) expect([...picture.subarray(p * 3, p * 3 + 3)], `pixel ${p % 64},${Math.floor(p / 64)}`).toEqual([...original!.subarray(p * 3, p * 3 + 3)]);
+    }
+    expect(steered!.equals(plain!)).toBe(false);
+  });
+
   it("explains a wrong kind, a missing kind and a ControlNet not installed", async () => {
     const image = ["--control-image", path.join(work, "square.png")];
     await expect(generate("x.png", ...image, "--control-kind", "edges")).rejects.toMatchObject({ stderr: expect.stringMatching(/--control-kind: .*"edges"/) });

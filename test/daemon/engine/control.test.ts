@@ -9,49 +9,39 @@ import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DiffusionEngine } from "../../../daemon/engine/diffusion-engine";
 import type { GenerationJob } from "../../../daemon/engine/engine";
+import { planInpaint } from "../../../daemon/engine/masked-edit";
 import { controlKeep, controlScale } from "../../../daemon/engine/pipeline/control";
 import { generate } from "../../../daemon/engine/pipeline/generate";
 import { TorchGenerator } from "../../../daemon/engine/rng";
 import { ClipTokenizer } from "../../../daemon/engine/tokenizer";
+import { cropImage } from "../../../daemon/imaging/image";
 import { loadControlNetFolder } from "../../../daemon/models/controlnet-folder";
 import { loadModelFolder } from "../../../daemon/models/model-folder";
 import { ModelSessions } from "../../../daemon/models/model-sessions";
-import { pullModel } from "../../../daemon/models/pull";
-import { loadRegistry } from "../../../daemon/models/registry";
 import { makeTensor } from "../../../daemon/models/session-io";
 import type { Pixels } from "../../../geometry";
-import { replicas, writeReplica } from "../../../scripts/replicas";
-import { makeTempDir, type TempDir } from "../../helpers/model-fixtures";
-import { FakeHub } from "../models/fake-hub";
+import { pullControlModels, type ControlModels } from "../../helpers/control-models";
 
-let hub: FakeHub;
-let tmp: TempDir;
+let models: ControlModels;
 let engine: DiffusionEngine;
 let square: Pixels;
-const modelsDir = () => path.join(tmp.dir, "models");
+const modelsDir = () => models.modelsDir;
+
+/** An SVG drawing as 8-bit RGB pixels. */
+async function drawing(width: number, height: number, shapes: string): Promise<Pixels> {
+  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}">${shapes}</svg>`;
+  const { data, info } = await sharp(Buffer.from(svg)).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+  return { width: info.width, height: info.height, channels: 3, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
+}
 
 beforeAll(async () => {
-  hub = await FakeHub.start();
-  tmp = await makeTempDir("underpaint-control-engine-");
-  const registry = loadRegistry();
-  for (const replica of await replicas()) {
-    if (replica.repo !== "TensorStack/stable-diffusion-v1-5-onnx" && replica.repo !== "TensorStack/ControlNet-onnx") continue;
-    const dir = path.join(tmp.dir, "hub", replica.repo.replace("/", "--"));
-    await writeReplica(replica, dir);
-    const pin = [...registry.models, ...registry.controlNets].find((e) => e.repo === replica.repo)?.revision;
-    await hub.addRepo(replica.repo, { dir, ...(pin ? { commit: pin } : {}) });
-  }
-  const env = { HF_ENDPOINT: hub.url, UNDERPAINT_PULL_BACKOFF_MS: "5" };
-  for (const id of ["sd-1.5-control", "controlnet-canny", "controlnet-scribble"]) await pullModel(id, { modelsDir: modelsDir(), env });
+  models = await pullControlModels("underpaint-control-engine-", ["sd-1.5-control", "controlnet-canny", "controlnet-scribble"]);
   engine = new DiffusionEngine({ modelsDir: modelsDir(), devices: ["cpu"] });
-  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64"><rect width="64" height="64" fill="white"/><rect x="16" y="16" width="32" height="32" fill="black"/></svg>`;
-  const { data, info } = await sharp(Buffer.from(svg)).removeAlpha().raw().toBuffer({ resolveWithObject: true });
-  square = { width: info.width, height: info.height, channels: 3, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
+  square = await drawing(64, 64, `<rect width="64" height="64" fill="white"/><rect x="16" y="16" width="32" height="32" fill="black"/>`);
 }, 180_000);
 afterAll(async () => {
   await engine?.dispose();
-  await hub?.close();
-  await tmp?.cleanup();
+  await models?.close();
 });
 
 const base = {
@@ -154,5 +144,124 @@ describe("a txt2img job with a control image", { timeout: 120_000 }, () => {
     await expect(picture({ kind: "depth" })).rejects.toMatchObject({ code: "model_not_found", message: "No depth ControlNet is installed: pull one (npx underpaint models pull controlnet-depth)." });
     await expect(picture({ kind: "canny", controlNet: "controlnet-scribble" })).rejects.toMatchObject({ code: "invalid_job", message: 'The ControlNet "controlnet-scribble" follows scribble, not canny.' });
     await expect(picture({ controlNet: "nope" })).rejects.toMatchObject({ code: "model_not_found" });
+  });
+});
+
+describe("inpaint and outpaint with a control image", { timeout: 120_000 }, () => {
+  const run = async (job: GenerationJob) => (await engine.run(job, { signal: new AbortController().signal, onProgress: () => {} }))[0]!;
+  /** A landscape: sky over a field, a sun to the left. */
+  const scene = () => drawing(64, 64, `<rect width="64" height="64" fill="#7ab"/><rect y="40" width="64" height="24" fill="#5a3"/><circle cx="12" cy="12" r="6" fill="#fd4"/>`);
+  /** The middle of the picture selected. */
+  const mask = (): Pixels => {
+    const data = new Uint8Array(64 * 64);
+    for (let y = 16; y < 48; y++) data.fill(255, y * 64 + 16, y * 64 + 48);
+    return { width: 64, height: 64, channels: 1, data };
+  };
+  /** A circle's outline inside the selection, for canny to find. */
+  const ring = () => drawing(64, 64, `<rect width="64" height="64" fill="white"/><circle cx="32" cy="32" r="10" fill="none" stroke="black" stroke-width="3"/>`);
+  const { output: _output, size: _size, mode: _mode, ...whole } = base;
+  const settings = { ...whole, steps: 3 };
+  const inpaintJob = async (control?: Partial<NonNullable<GenerationJob["control"]>>): Promise<GenerationJob> => ({
+    ...settings,
+    mode: "inpaint",
+    image: await scene(),
+    mask: mask(),
+    strength: 1,
+    context: "image",
+    canvas: { width: 64, height: 64 },
+    region: { x: 0, y: 0, width: 64, height: 64 },
+    budget: 64 * 64,
+    ...(control ? { control: { kind: "canny", image: await ring(), strength: 1, start: 0, end: 1, ...control } } : {}),
+  });
+  /** The result layer over `under` (RGB, the layer's region inside it). */
+  const over = (under: Pixels, result: Awaited<ReturnType<typeof run>>): Uint8Array => {
+    const out = Uint8Array.from(under.data);
+    const { image: layer, region } = result;
+    for (let y = 0; y < layer.height; y++) {
+      for (let x = 0; x < layer.width; x++) {
+        const s = (y * layer.width + x) * 4;
+        const d = ((region.y + y) * under.width + region.x + x) * 3;
+        const a = layer.data[s + 3]! / 255;
+        for (let c = 0; c < 3; c++) out[d + c] = Math.round(layer.data[s + c]! * a + under.data[d + c]! * (1 - a));
+      }
+    }
+    return out;
+  };
+  const same = (a: { image: Pixels; region: unknown }, b: { image: Pixels; region: unknown }) => {
+    expect(a.region).toEqual(b.region);
+    expect(Buffer.from(a.image.data).equals(Buffer.from(b.image.data))).toBe(true);
+  };
+
+  it("inpaint keeps every pixel outside the selection, repaints inside it otherwise than without control, and at strength 0 is the job without control", async () => {
+    const original = await scene();
+    const selection = mask();
+    const plain = await run(await inpaintJob());
+    const steered = await run(await inpaintJob({ strength: 1 }));
+    const zero = await run(await inpaintJob({ strength: 0 }));
+    const inside = (picture: Uint8Array) => picture.filter((_, i) => selection.data[Math.floor(i / 3)]! > 0);
+    for (const result of [steered, plain]) {
+      const picture = over(original, result);
+      for (let p = 0; p < 64 * 64; p++) {
+        if (selection.data[p]) continue;
+        expect([0, 1, 2].map((c) => picture[p * 3 + c]), `pixel ${p % 64},${Math.floor(p / 64)}`).toEqual([0, 1, 2].map((c) => original.data[p * 3 + c]));
+      }
+    }
+    const difference = meanDifference(inside(over(original, steered)), inside(over(original, plain)));
+    console.log(`inpaint: mean |difference| inside the selection with control vs without: ${difference.toFixed(2)}`);
+    expect(difference).toBeGreaterThan(0);
+    same(zero, plain);
+  });
+
+  it("inpaint cuts the model's context out of the control image: a job on the context alone with the control image cut to it makes the same layer", async () => {
+    // A small selection in a larger picture: the model sees only the selection's surroundings.
+    const original = await drawing(128, 128, `<rect width="128" height="128" fill="#7ab"/><rect y="80" width="128" height="48" fill="#5a3"/>`);
+    const selection = new Uint8Array(128 * 128);
+    for (let y = 56; y < 72; y++) selection.fill(255, y * 128 + 56, y * 128 + 72);
+    const control = await drawing(128, 128, `<rect width="128" height="128" fill="white"/><circle cx="64" cy="64" r="7" fill="none" stroke="black" stroke-width="2"/>`);
+    const job: Extract<GenerationJob, { mode: "inpaint" }> = {
+      ...(await inpaintJob({ strength: 1, image: control })),
+      image: original,
+      mask: { width: 128, height: 128, channels: 1, data: selection },
+      canvas: { width: 128, height: 128 },
+      region: { x: 0, y: 0, width: 128, height: 128 },
+      context: "selection",
+    } as Extract<GenerationJob, { mode: "inpaint" }>;
+    const plan = await planInpaint(job.image, job.mask, job, { nativeResolution: 256, strength: 1, budget: 64 * 64, context: "selection" });
+    expect(plan.region.width).toBeLessThan(128);
+    expect(plan.region.height).toBeLessThan(128);
+    const cut = (p: Pixels) => cropImage(p, plan.region);
+    const onContext = (controlImage: Pixels): GenerationJob => ({ ...job, image: cut(original), mask: cut(job.mask), region: plan.region, control: { ...job.control!, image: controlImage } });
+    const whole = await run(job);
+    same(await run(onContext(cut(job.control!.image))), whole);
+    // The whole control image squeezed into the context is another picture.
+    const squeezed = await run(onContext(job.control!.image));
+    expect(Buffer.from(squeezed.image.data).equals(Buffer.from(whole.image.data))).toBe(false);
+  });
+
+  it("outpaint: the control image covers the grown document and steers the new area; at strength 0 it is the job without control", async () => {
+    const original = await scene();
+    const guide = await drawing(128, 64, `<rect width="128" height="64" fill="white"/><circle cx="96" cy="32" r="14" fill="none" stroke="black" stroke-width="3"/>`);
+    const job = (strength?: number): GenerationJob => ({
+      ...settings,
+      mode: "outpaint",
+      image: original,
+      expand: { left: 0, top: 0, right: 64, bottom: 0 },
+      canvas: { width: 64, height: 64 },
+      region: { x: 0, y: 0, width: 64, height: 64 },
+      budget: 128 * 64,
+      ...(strength !== undefined ? { control: { kind: "canny", image: guide, strength, start: 0, end: 1 } } : {}),
+    });
+    const plain = await run(job());
+    const steered = await run(job(1));
+    same(await run(job(0)), plain);
+    expect(steered.region).toEqual(plain.region);
+    const difference = meanDifference(steered.image.data, plain.image.data);
+    console.log(`outpaint: mean |difference| of the new area's layer with control vs without: ${difference.toFixed(2)}`);
+    expect(difference).toBeGreaterThan(0);
+    // A control image in the old document's proportions does not cover the grown one.
+    await expect(run({ ...job(1), control: { kind: "canny", image: square, strength: 1, start: 0, end: 1 } })).rejects.toMatchObject({
+      code: "invalid_job",
+      message: "The control image (64x64) does not have the proportions of the 128x64 document area it covers.",
+    });
   });
 });
