@@ -192,7 +192,7 @@ export class BulkFrameFilter {
   private decide(): "wait" | "forward" | "own" {
     const frameHeader = this.frameHeaderBytes();
     if (this.headLength < frameHeader) return "wait";
-    if (this.headLength === frameHeader && this.isCandidate()) return "wait";
+    if (this.headLength < this.headNeeded()) return "wait";
     const opcode = this.head[0]! & 0x0f;
     const fin = (this.head[0]! & 0x80) !== 0;
     const length = this.payloadLength();
