@@ -259,7 +259,14 @@ export function* encodeFrame(frame: ImageFrame, chunkBytes = DEFAULT_CHUNK_BYTES
 interface PartialFrame {
   info: FrameInfo;
   data: Uint8Array;
+  /** Bytes added (in order, from 0). */
   received: number;
+  /** Bytes handed out by place (at least received): where the next placed chunk starts. */
+  placed: number;
+  /** The placed chunk being written into `data`: its buffer cannot go back to the pool yet. */
+  writing: Uint8Array | undefined;
+  /** Discarded while writing: the buffer goes back once the write ends. */
+  discarded: boolean;
 }
 
 export interface FrameAssemblerLimits {
@@ -305,19 +312,58 @@ export class BufferPool {
   }
 }
 
-/** Collects chunks (in order, as one WebSocket connection delivers them) into whole images. */
+/**
+ * Collects chunks (in order, as one WebSocket connection delivers them) into whole images.
+ * A receiver that can write a chunk's payload where it belongs (the daemon unmasks the panel's
+ * messages straight off the socket) asks `place` for the spot first and passes that spot to
+ * `add`, which then copies nothing.
+ */
 export class FrameAssembler {
   private readonly pending = new Map<string, PartialFrame>();
+  /** Spots handed out by place, and the frame each belongs to. */
+  private readonly spots = new WeakMap<Uint8Array, PartialFrame>();
 
   constructor(
     private readonly limits: FrameAssemblerLimits,
     private readonly pool?: BufferPool,
   ) {}
 
+  /**
+   * Where this chunk's payload goes in its image (payloadLength bytes), or undefined when the
+   * chunk would not be accepted (add then says why). The spot is being written until `written`.
+   */
+  place(header: FrameChunkHeader): Uint8Array | undefined {
+    const key = `${header.jobId}:${header.frameId}`;
+    let partial = this.pending.get(key);
+    if (!partial) {
+      if (header.offset !== 0 || header.totalLength > this.limits.maxFrameBytes || this.pending.size >= this.limits.maxPendingFrames) return undefined;
+      partial = this.start(key, header);
+    } else if (partial.writing || header.offset !== partial.placed || !continues(partial.info, header)) {
+      return undefined;
+    }
+    partial.placed = header.offset + header.payloadLength;
+    const spot = partial.data.subarray(header.offset, partial.placed);
+    partial.writing = spot;
+    this.spots.set(spot, partial);
+    return spot;
+  }
+
+  /** The spot `place` gave is written (whole, or abandoned): its frame's buffer may be reused once done. */
+  written(spot: Uint8Array): void {
+    const partial = this.spots.get(spot);
+    if (!partial || partial.writing !== spot) return;
+    partial.writing = undefined;
+    if (partial.discarded) this.pool?.give(partial.data);
+  }
+
   /** Returns the whole image when this chunk completes it, else undefined. */
   add(header: FrameChunkHeader, payload: Uint8Array): ImageFrame | undefined {
     const key = `${header.jobId}:${header.frameId}`;
     let partial = this.pending.get(key);
+    const spotOf = this.spots.get(payload);
+    if (spotOf && (spotOf !== partial || spotOf.writing === payload || payload.byteOffset - spotOf.data.byteOffset !== header.offset)) {
+      throw new FrameError("frame_invalid", `Frame ${header.frameId} of job ${header.jobId} was dropped while its pixels were arriving.`);
+    }
     if (!partial) {
       if (header.offset !== 0) {
         throw new FrameError("frame_invalid", `Frame ${header.frameId} of job ${header.jobId} starts at byte ${header.offset} instead of 0.`);
@@ -334,21 +380,14 @@ export class FrameAssembler {
       const { offset: _o, payloadLength: _p, totalLength: _t, ...info } = header;
       // A single-chunk frame needs no second buffer.
       if (header.payloadLength === header.totalLength) return { ...info, data: payload };
-      partial = { info, data: this.pool ? this.pool.take(header.totalLength) : new Uint8Array(header.totalLength), received: 0 };
-      this.pending.set(key, partial);
-    } else if (
-      header.offset !== partial.received ||
-      header.width !== partial.info.width ||
-      header.height !== partial.info.height ||
-      header.channels !== partial.info.channels ||
-      header.bitsPerChannel !== partial.info.bitsPerChannel ||
-      header.kind !== partial.info.kind
-    ) {
-      this.pending.delete(key);
+      partial = this.start(key, header);
+    } else if (header.offset !== partial.received || !continues(partial.info, header)) {
+      this.drop(key, partial);
       throw new FrameError("frame_invalid", `Frame ${header.frameId} of job ${header.jobId} got a chunk that does not continue it.`);
     }
-    partial.data.set(payload, header.offset);
+    if (!spotOf) partial.data.set(payload, header.offset);
     partial.received += payload.byteLength;
+    partial.placed = Math.max(partial.placed, partial.received);
     if (partial.received < partial.data.byteLength) return undefined;
     this.pending.delete(key);
     return { ...partial.info, data: partial.data };
@@ -358,12 +397,36 @@ export class FrameAssembler {
   discard(jobId?: number): void {
     for (const [key, partial] of this.pending) {
       if (jobId !== undefined && partial.info.jobId !== jobId) continue;
-      this.pending.delete(key);
-      this.pool?.give(partial.data);
+      this.drop(key, partial);
     }
   }
 
   get pendingCount(): number {
     return this.pending.size;
   }
+
+  private start(key: string, header: FrameChunkHeader): PartialFrame {
+    const { offset: _o, payloadLength: _p, totalLength: _t, ...info } = header;
+    const data = this.pool ? this.pool.take(header.totalLength) : new Uint8Array(header.totalLength);
+    const partial: PartialFrame = { info, data, received: 0, placed: 0, writing: undefined, discarded: false };
+    this.pending.set(key, partial);
+    return partial;
+  }
+
+  /** A buffer still being written goes back to the pool only once the write ends. */
+  private drop(key: string, partial: PartialFrame): void {
+    this.pending.delete(key);
+    if (partial.writing) partial.discarded = true;
+    else this.pool?.give(partial.data);
+  }
+}
+
+function continues(info: FrameInfo, header: FrameChunkHeader): boolean {
+  return (
+    header.width === info.width &&
+    header.height === info.height &&
+    header.channels === info.channels &&
+    header.bitsPerChannel === info.bitsPerChannel &&
+    header.kind === info.kind
+  );
 }

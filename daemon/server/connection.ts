@@ -34,6 +34,7 @@ import type { ModelInstaller } from "../models/downloads";
 import type { JobQueue } from "./queue";
 import type { ServerLimits } from "./limits";
 import { tokensMatch } from "./token";
+import type { BulkSink } from "./bulk-frames";
 
 export interface ConnectionSettings {
   id: string;
@@ -122,19 +123,38 @@ export class Connection {
       }),
       settings.handshakeTimeoutMs,
     );
-    socket.on("message", (data, isBinary) => {
-      // One message at a time, in order: a submit must be registered before its frames are read.
-      this.inbox = this.inbox.then(() => this.receive(data, isBinary)).catch((error: unknown) => {
-        settings.log(`connection ${settings.id}: ${String(error)}`);
-        this.sendError("internal", "The daemon failed to handle a message; it is still running.");
-      });
-    });
+    socket.on("message", (data, isBinary) => this.inOrder(() => this.receive(data, isBinary)));
     socket.on("close", () => this.closed());
     socket.on("error", (error) => settings.log(`connection ${settings.id}: socket error: ${error.message}`));
   }
 
   get ready(): boolean {
     return this.state === "ready";
+  }
+
+  /**
+   * Where the socket's filter (bulk-frames.ts) puts the pixels of the panel's chunk messages,
+   * straight into their image; undefined (ws reads everything) until the handshake is done.
+   */
+  get bulkSink(): BulkSink | undefined {
+    return this.state === "ready" ? this.sink : undefined;
+  }
+
+  private readonly sink: BulkSink = {
+    place: (header) => this.frames.place(header),
+    landed: (header, spot) => {
+      this.frames.written(spot);
+      this.inOrder(() => this.receiveChunk(header, spot));
+    },
+    abandoned: (_header, spot) => this.frames.written(spot),
+  };
+
+  /** One message at a time, in order: a submit must be registered before its frames are read. */
+  private inOrder(step: () => void | Promise<void>): void {
+    this.inbox = this.inbox.then(step).catch((error: unknown) => {
+      this.settings.log(`connection ${this.settings.id}: ${String(error)}`);
+      this.sendError("internal", "The daemon failed to handle a message; it is still running.");
+    });
   }
 
   /** Pushes a message to this client if it has completed the handshake. */
@@ -368,11 +388,25 @@ export class Connection {
       return this.sendError(error.code, error.message);
     }
     if (!chunk) return;
-    const { header, payload } = chunk;
+    return this.receiveChunk(chunk.header, chunk.payload);
+  }
+
+  /** A chunk read whole, from a message or straight off the socket into its spot in the image. */
+  private receiveChunk(header: FrameChunkHeader, payload: Uint8Array): void | Promise<void> {
+    if (this.state === "closed") return;
+    const announced = this.chunks.awaiting;
+    if (announced) {
+      // Not sent by the filter, which leaves the message after a lone header to ws; refused as the reader would.
+      this.chunks.reset();
+      this.frames.discard(header.jobId);
+      return this.failJobFrames(announced.jobId, "frame_invalid", `A chunk header of job ${announced.jobId} was not followed by its pixels.`);
+    }
     const preview = this.receivePreviewChunk(header, payload);
     if (preview) return preview;
     const job = this.jobs.get(header.jobId);
     if (!job || job.phase !== "awaiting-frames") {
+      // A frame placed straight off the socket is pending already: no one will complete it.
+      this.frames.discard(header.jobId);
       return this.sendError("unknown_job", `A frame arrived for job ${header.jobId}, which is not waiting for pixels.`, header.jobId);
     }
     const slot = expectedSlot(job.request, header);

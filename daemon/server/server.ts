@@ -9,6 +9,7 @@ import { BufferPool, DEFAULT_HOST, DEFAULT_PORT, type ModelList, type RegistryCo
 import type { Engine } from "../engine/engine";
 import type { ModelInstaller } from "../models/downloads";
 import { registryControlNets, registryModels, registryPreviewDecoders } from "../models/registry";
+import { BULK_MIN_BYTES, takeBulkFrames } from "./bulk-frames";
 import { CloseCode, Connection, modelsMessage } from "./connection";
 import { DEFAULT_LIMITS, HARD_MESSAGE_FACTOR, type ServerLimits } from "./limits";
 import { isBrowserOrigin } from "./origin";
@@ -80,10 +81,13 @@ export async function startServer(options: ServerOptions): Promise<DaemonServer>
       );
       return;
     }
-    wss.handleUpgrade(request, socket, head, (ws) => wss.emit("connection", ws, request));
+    const accepted: { connection?: Connection } = {};
+    // The panel's pixel chunks skip ws's copies; everything else ws reads as before.
+    takeBulkFrames(socket, { minBytes: BULK_MIN_BYTES, maxBytes: limits.maxMessageBytes }, () => accepted.connection?.bulkSink);
+    wss.handleUpgrade(request, socket, head, (ws) => (accepted.connection = accept(ws)));
   });
 
-  wss.on("connection", (ws: WebSocket) => {
+  function accept(ws: WebSocket): Connection {
     alive.add(ws);
     ws.on("pong", () => alive.add(ws));
     const connection = new Connection(ws, {
@@ -104,7 +108,8 @@ export async function startServer(options: ServerOptions): Promise<DaemonServer>
     });
     connections.set(ws, connection);
     ws.on("close", () => connections.delete(ws));
-  });
+    return connection;
+  }
 
   let lastBeat = Date.now();
   const heartbeat = setInterval(() => {

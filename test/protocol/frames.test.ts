@@ -187,6 +187,75 @@ describe("buffer reuse", () => {
   });
 });
 
+describe("placing chunks where they belong", () => {
+  it("hands out each chunk's spot in the image, in order, and copies nothing on add", () => {
+    const pool = new BufferPool();
+    const assembler = new FrameAssembler({ maxFrameBytes: 1 << 30, maxPendingFrames: 4 }, pool);
+    const frame = image(256, 256);
+    let whole: ImageFrame | undefined;
+    let first: Uint8Array | undefined;
+    for (const { header, payload } of [...encodeFrame(frame, 64 * 1024)].map(readFrameChunk)) {
+      const spot = assembler.place(header)!;
+      expect(spot.byteLength).toBe(header.payloadLength);
+      first ??= spot;
+      expect(spot.buffer).toBe(first.buffer);
+      expect(spot.byteOffset - first.byteOffset).toBe(header.offset);
+      spot.set(payload); // what the socket filter does, unmasking
+      assembler.written(spot);
+      // A copy on add would not show: prove add reads nothing by spoiling the source afterwards.
+      payload.fill(0);
+      whole = assembler.add(header, spot) ?? whole;
+    }
+    expect(whole!.data.buffer).toBe(first!.buffer);
+    expect(Buffer.compare(Buffer.from(whole!.data), Buffer.from(frame.data))).toBe(0);
+  });
+
+  it("refuses to place what add would refuse, and a chunk while the last is still being written", () => {
+    const assembler = new FrameAssembler({ maxFrameBytes: 300 * 1024, maxPendingFrames: 1 });
+    const chunks = [...encodeFrame(image(256, 256), 64 * 1024)].map(readFrameChunk);
+    expect(assembler.place(chunks[1]!.header), "a frame starts at 0").toBeUndefined();
+    const spot = assembler.place(chunks[0]!.header)!;
+    expect(assembler.place(chunks[1]!.header), "still writing the first").toBeUndefined();
+    assembler.written(spot);
+    expect(assembler.place(chunks[2]!.header), "out of order").toBeUndefined();
+    expect(assembler.place({ ...chunks[1]!.header, width: 128, height: 512 }), "another shape").toBeUndefined();
+    expect(assembler.place({ ...chunks[0]!.header, jobId: 8 }), "too many frames at once").toBeUndefined();
+    const big = readFrameChunk([...encodeFrame({ ...image(512, 512), jobId: 9 }, 64 * 1024)][0]!).header;
+    assembler.discard();
+    expect(assembler.place(big), "over the size limit").toBeUndefined();
+    // add says why, with a code.
+    expect(() => assembler.add(big, new Uint8Array(big.payloadLength))).toThrow(expect.objectContaining({ code: "frame_too_large" }));
+  });
+
+  it("never lends a buffer still being written: a frame discarded mid-write gives it back only once the write ends", () => {
+    const pool = new BufferPool();
+    const assembler = new FrameAssembler({ maxFrameBytes: 1 << 30, maxPendingFrames: 4 }, pool);
+    const chunks = [...encodeFrame(picture(1, 11), 64 * 1024)].map(readFrameChunk);
+    const spot = assembler.place(chunks[0]!.header)!;
+    assembler.discard(1); // the job failed while its first chunk is still arriving
+    const meanwhile = assemble(assembler, picture(2, 22));
+    expect(meanwhile.data.buffer, "the buffer being written is not lent").not.toBe(spot.buffer);
+    spot.fill(99); // the write goes on
+    expect(meanwhile.data.every((v) => v === 22)).toBe(true);
+    assembler.written(spot);
+    const later = assemble(assembler, picture(3, 33));
+    expect(later.data.buffer, "once written, it is reused").toBe(spot.buffer);
+    expect(later.data.every((v) => v === 33)).toBe(true);
+  });
+
+  it("refuses a placed chunk whose frame was dropped meanwhile, with a code", () => {
+    const pool = new BufferPool();
+    const assembler = new FrameAssembler({ maxFrameBytes: 1 << 30, maxPendingFrames: 4 }, pool);
+    const chunks = [...encodeFrame(picture(1, 11), 64 * 1024)].map(readFrameChunk);
+    const spot = assembler.place(chunks[0]!.header)!;
+    assembler.written(spot);
+    assembler.discard(1);
+    const again = assembler.place(chunks[0]!.header)!; // the same frame id sent anew
+    assembler.written(again);
+    expect(() => assembler.add(chunks[0]!.header, spot)).toThrow(expect.objectContaining({ code: "frame_invalid", message: expect.stringMatching(/dropped/) }));
+  });
+});
+
 describe("chunk reader", () => {
   it("pairs a header sent alone with the payload after it, and reads one-message chunks too", () => {
     const frame = image(10, 10, 4);

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import WebSocket from "ws";
-import { PROTOCOL_VERSION, type ImageFrame } from "../../../protocol";
+import { PROTOCOL_VERSION, encodeFrame, type ImageFrame } from "../../../protocol";
 import { startServer, type DaemonServer, type ServerOptions } from "../../../daemon/server/server";
 import { loadRegistry } from "../../../daemon/models/registry";
 import { RawClient, txt2imgJob } from "../../helpers/raw-client";
@@ -241,6 +241,27 @@ describe("bad input keeps the daemon serving", () => {
 });
 
 describe("jobs", () => {
+  it("forgets frames that arrive for no job, so they never use up the images being received", async () => {
+    const { server } = await serve();
+    const client = await pair(server);
+    // First chunks (64 KiB, taken straight off the socket) of frames for jobs never submitted: more than maxPendingFrames (4).
+    for (let jobId = 11; jobId <= 16; jobId++) client.sendRaw([...encodeFrame(rgbaImage(256, 256, jobId, 1), 64 * 1024)][0]!);
+    for (let jobId = 11; jobId <= 16; jobId++) expect((await client.next("error", (e) => e.jobId === jobId)).code).toBe("unknown_job");
+    // A chunk that says another length than it carries is refused with a code, not written anywhere.
+    const job = { ...txt2imgJob(1), mode: "img2img", steps: 1, canvas: { width: 256, height: 256 }, image: { frameId: 1, width: 256, height: 256, channels: 4 } } as const;
+    client.submit(job);
+    const wrong = Buffer.from([...encodeFrame(rgbaImage(256, 256, 1, 1), 64 * 1024)][0]!);
+    wrong.writeUInt32LE(1000, 28);
+    client.sendRaw(wrong);
+    expect((await client.next("error", (e) => e.code === "frame_invalid")).message).toMatch(/1000 payload bytes/);
+    // A job sent properly after all that is received whole.
+    const image = rgbaImage(256, 256, 2, 1);
+    client.submit({ ...job, jobId: 2 });
+    client.sendImage(image, 64 * 1024);
+    await client.next("accepted", (m) => m.jobId === 2);
+    expect(await client.next("done", (m) => m.jobId === 2)).toMatchObject({ status: "completed" });
+  });
+
   it("round-trips a 4096x4096 RGBA frame byte-exact", async () => {
     const { server } = await serve();
     const client = await pair(server);
