@@ -121,16 +121,45 @@ describe("a control job from the panel", () => {
     expect(doc.snapshot()).toEqual(before);
   });
 
-  it("finds the layer by its name in another document, and leaves control out of modes that do not follow it", async () => {
-    const { doc, control, settings, deps } = setup();
+  it("finds the layer by its name in another document", async () => {
+    const { control, doc, settings, deps } = setup();
     const jobs = engine.jobs.length;
     // A layer id of another document: the one named so in this document is used.
     expect((await runOperation(deps, settings({ control: control("Sketch", { documentId: doc.id + 100, layerId: 999 }) }))).status).toBe("completed");
+    expect(engine.jobs.length).toBe(jobs + 1);
     expect(engine.jobs.at(-1)!.control?.image.width).toBe(W);
-    doc.setSelection(Uint8Array.from({ length: W * H }, (_, i) => (i % W < 40 ? 255 : 0)));
-    expect((await runOperation(deps, settings({ mode: "inpaint", control: control("Sketch") }))).status).toBe("completed");
-    expect(engine.jobs.length).toBe(jobs + 2);
-    expect(engine.jobs.at(-1)!.control).toBeUndefined();
+  });
+
+  it("an inpaint follows the layer over the area its picture covers, an expand over the grown document (transparent in the growth)", async () => {
+    const { ps, control, settings, deps } = setup();
+    // A bigger document in front, for a selection whose context is a part of it.
+    const big = ps.openDocument({ title: "big.psd", width: 480, height: 360, layers: [{ name: "Sketch", pixels: sketch(), left: 10, top: 8 }, { name: "Background", background: true, fill: [200, 180, 160, 255] }] });
+    big.setSelection(Uint8Array.from({ length: 480 * 360 }, (_, i) => (i % 480 >= 20 && i % 480 < 50 && i < 480 * 60 ? 255 : 0)));
+    const bigSketch = { ...control("Sketch"), documentId: big.id, layerId: big.tree().find((l) => l.name === "Sketch")!.id };
+    expect((await runOperation(deps, settings({ mode: "inpaint", context: "selection", control: bigSketch }))).status).toBe("completed");
+    const inpaint = engine.jobs.at(-1)!;
+    if (inpaint.mode !== "inpaint") throw new Error("not an inpaint job");
+    const image = inpaint.control!.image;
+    expect([image.width, image.height]).toEqual([inpaint.image.width, inpaint.image.height]);
+    // The stroke's pixel (30, 28) of the document, where it lies in the region the picture covers.
+    const at = (x: number, y: number) => {
+      const cx = Math.floor(((x - inpaint.region.x) * image.width) / inpaint.region.width);
+      const cy = Math.floor(((y - inpaint.region.y) * image.height) / inpaint.region.height);
+      return image.data[(cy * image.width + cx) * 4 + 3];
+    };
+    expect(inpaint.region.width).toBeLessThan(480);
+    expect(at(30, 28)).toBe(255);
+    expect(at(30, 10)).toBe(0);
+
+    expect((await runOperation(deps, settings({ mode: "expand", expand: { left: 32, top: 0, right: 0, bottom: 0 }, control: bigSketch }))).status).toBe("completed");
+    const expand = engine.jobs.at(-1)!;
+    const grown = expand.control!.image;
+    expect(grown.width / grown.height).toBeCloseTo((480 + 32) / 360, 2);
+    expect([grown.width, grown.height]).toEqual([480 + 32, 360]);
+    const alpha = (x: number, y: number) => grown.data[(y * grown.width + x) * 4 + 3];
+    // The stroke moved right with the canvas; the growth on the left is empty.
+    expect([alpha(30 + 32, 28), alpha(10 + 32, 8)]).toEqual([255, 255]);
+    expect([alpha(5, 28), alpha(30, 28)]).toEqual([0, 0]);
   });
 });
 
@@ -142,15 +171,14 @@ describe("the Control section's offer", () => {
   });
 
   it("says which model to pull when the chosen one cannot follow control, or which installed one to choose", () => {
-    const none = controlOffer(capabilities([TEST_MODEL]), TEST_MODEL, "generate");
+    const none = controlOffer(capabilities([TEST_MODEL]), TEST_MODEL);
     expect(none).toMatchObject({ kind: "unavailable", message: "“Test model” cannot follow a control image: pull “Stable Diffusion 1.5 (ControlNet)” (sd-1.5-control), a model that can, and choose it.", pull: { id: "sd-1.5-control" } });
-    expect(controlOffer(capabilities([TEST_MODEL, CONTROL_MODEL]), TEST_MODEL, "generate")).toEqual({ kind: "unavailable", message: "“Test model” cannot follow a control image: choose “Control model” in the model menu." });
+    expect(controlOffer(capabilities([TEST_MODEL, CONTROL_MODEL]), TEST_MODEL)).toEqual({ kind: "unavailable", message: "“Test model” cannot follow a control image: choose “Control model” in the model menu." });
   });
 
-  it("lists the installed kinds, offers the others to pull, and says when the mode does not use control", () => {
-    const offer = controlOffer(capabilities([CONTROL_MODEL]), CONTROL_MODEL, "generate");
-    expect(offer.kind === "ready" && [offer.installed, offer.pullable.map((e) => e.id), offer.unusedInMode]).toEqual([["scribble"], ["controlnet-canny", "controlnet-depth", "controlnet-pose", "controlnet-lineart"], undefined]);
-    expect(controlOffer(capabilities([CONTROL_MODEL]), CONTROL_MODEL, "expand")).toMatchObject({ kind: "ready", unusedInMode: "Expand canvas does not follow a control image yet: this job runs without it." });
+  it("lists the installed kinds and offers the others to pull", () => {
+    const offer = controlOffer(capabilities([CONTROL_MODEL]), CONTROL_MODEL);
+    expect(offer.kind === "ready" && [offer.installed, offer.pullable.map((e) => e.id)]).toEqual([["scribble"], ["controlnet-canny", "controlnet-depth", "controlnet-pose", "controlnet-lineart"]]);
   });
 
   it("reads saved settings back, damaged ones as the defaults (off)", () => {

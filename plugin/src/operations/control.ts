@@ -5,12 +5,12 @@
  * every refusal a sentence that says what to do.
  */
 import { z } from "zod";
-import { readSize, regionOf, sameSize, wholePictureSize, type Size } from "../../../geometry";
+import { grownSize, readSize, regionOf, sameSize, wholePictureSize, type Expansion, type Region, type Size } from "../../../geometry";
 import { CONTROL_KINDS, ControlKind, type Capabilities, type ModelInfo, type RegistryControlNet, type RegistryModel } from "../../../protocol";
 import type { JobSettings } from "../client/client";
 import { PanelError } from "../errors";
 import type { DocumentHost, DocumentInfo, DocumentLayer, Rgba8 } from "../photoshop/host";
-import { MODE_LABELS, type GenerationSettings, type OperationMode } from "./settings";
+import type { GenerationSettings, OperationMode } from "./settings";
 
 export interface ControlSettings {
   /** Off by default: a job follows a control image only when the artist turns Control on. */
@@ -42,9 +42,6 @@ export const CONTROL_KIND_LABELS: Record<ControlKind, string> = {
 /** The registry's control-capable model, named when the chosen model cannot follow control. */
 export const CONTROL_MODEL_ID = "sd-1.5-control";
 
-/** The modes the daemon steers by a control image; inpainting and expanding do not follow one yet. */
-export const CONTROL_MODES: ReadonlySet<OperationMode> = new Set(["generate", "img2img"]);
-
 const Saved = z.object({
   enabled: z.boolean().default(false),
   layerName: z.string().max(1000).optional(),
@@ -70,13 +67,11 @@ export type ControlOffer =
       installed: ControlKind[];
       /** The registry's ControlNets of kinds not installed, to pull. */
       pullable: RegistryControlNet[];
-      /** Set when the mode does not use control: the sentence the section shows. */
-      unusedInMode?: string;
     }
   | { kind: "unavailable"; message: string; /** The model to pull for control, when the registry has it and it is not installed. */ pull?: RegistryModel };
 
-/** What the section can do for the chosen model and mode with what the daemon has installed. */
-export function controlOffer(capabilities: Capabilities | undefined, model: ModelInfo | undefined, mode: OperationMode): ControlOffer {
+/** What the section can do for the chosen model with what the daemon has installed (every mode follows a control image). */
+export function controlOffer(capabilities: Capabilities | undefined, model: ModelInfo | undefined): ControlOffer {
   if (!capabilities) return { kind: "unavailable", message: "Control needs the daemon: connect first." };
   if (!model?.control) {
     const able = capabilities.models.filter((m) => m.control);
@@ -98,7 +93,6 @@ export function controlOffer(capabilities: Capabilities | undefined, model: Mode
     kind: "ready",
     installed,
     pullable,
-    ...(CONTROL_MODES.has(mode) ? {} : { unusedInMode: `${MODE_LABELS[mode]} does not follow a control image yet: this job runs without it.` }),
   };
 }
 
@@ -106,6 +100,48 @@ export function controlOffer(capabilities: Capabilities | undefined, model: Mode
 export function controlReadSize(doc: Pick<DocumentInfo, "width" | "height">, model: Pick<ModelInfo, "nativeResolution">): Size {
   const canvas = { width: doc.width, height: doc.height };
   return readSize(canvas, wholePictureSize(canvas, model.nativeResolution));
+}
+
+/**
+ * Where a job's control image lies and the size it is read at, as the daemon expects it: the whole
+ * canvas (generate, img2img); the area the job's picture covers, at the picture's size (inpaint);
+ * the document as it will be after growing (expand), the layer where the canvas is now and
+ * transparent in the growth (read over white: no lines, no edges there), at about the size a
+ * whole picture is read at.
+ */
+export type ControlArea = { read: Region; size: Size } & ({ grown?: undefined } | { grown: { size: Size; at: { x: number; y: number } } });
+
+export function controlArea(
+  mode: OperationMode,
+  doc: Pick<DocumentInfo, "width" | "height">,
+  model: Pick<ModelInfo, "nativeResolution">,
+  job: { region?: Region; picture?: Size; expand?: Expansion },
+): ControlArea {
+  const canvas = regionOf({ width: doc.width, height: doc.height });
+  if (mode === "inpaint" && job.region) return { read: job.region, size: job.picture ?? job.region };
+  if (mode === "expand" && job.expand) {
+    const grown = grownSize(canvas, job.expand);
+    const fitted = readSize(grown, wholePictureSize(grown, model.nativeResolution));
+    const scale = fitted.width / grown.width;
+    const size = { width: Math.max(1, Math.round(canvas.width * scale)), height: Math.max(1, Math.round(canvas.height * scale)) };
+    return { read: canvas, size, grown: { size: fitted, at: { x: Math.round(job.expand.left * scale), y: Math.round(job.expand.top * scale) } } };
+  }
+  return { read: canvas, size: controlReadSize(doc, model) };
+}
+
+/** The control image read over the old canvas, placed in the grown document (transparent around it). */
+export function onGrownDocument(image: Rgba8, grown: { size: Size; at: { x: number; y: number } }): Rgba8 {
+  const { width, height } = grown.size;
+  const data = new Uint8Array(width * height * 4);
+  for (let y = 0; y < image.height; y++) {
+    const ty = y + grown.at.y;
+    if (ty < 0 || ty >= height) continue;
+    const x0 = Math.max(0, -grown.at.x);
+    const x1 = Math.min(image.width, width - grown.at.x);
+    if (x1 <= x0) continue;
+    data.set(image.data.subarray((y * image.width + x0) * 4, (y * image.width + x1) * 4), (ty * width + x0 + grown.at.x) * 4);
+  }
+  return { width, height, channels: 4, data };
 }
 
 /** The pixel layers a control image can come from, top to bottom. */
@@ -118,7 +154,7 @@ export function controlLayers(layers: readonly DocumentLayer[]): DocumentLayer[]
  * none, so the daemon reads them over white), at `size`. Refused in a sentence when the layer is
  * gone, not a pixel layer, hidden or empty. Reads only: the layer is not changed.
  */
-export async function readControlImage(host: DocumentHost, doc: DocumentInfo, control: ControlSettings, size: Size): Promise<Rgba8> {
+export async function readControlImage(host: DocumentHost, doc: DocumentInfo, control: ControlSettings, area: ControlArea): Promise<Rgba8> {
   const all = await host.listLayers(doc.id);
   // A layer id is only good in its own document: in another one the layer is found by its name.
   const sameDocument = control.documentId === undefined || control.documentId === doc.id;
@@ -128,12 +164,12 @@ export async function readControlImage(host: DocumentHost, doc: DocumentInfo, co
   }
   if (layer.kind !== "pixel") throw new PanelError(`“${layer.name}” is not a pixel layer: choose a layer you drew on as the control layer.`, "no_control_layer");
   if (!layer.visible) throw new PanelError(`The control layer “${layer.name}” is hidden: show it in the Layers panel, or choose another one.`, "control_layer_hidden");
-  const empty = () => new PanelError(`The control layer “${layer.name}” is empty${layer.empty ? "" : " inside the canvas"}: draw on it, or choose another one.`, "control_layer_empty");
+  const where = area.read.width < doc.width || area.read.height < doc.height ? " where the selection is repainted" : " inside the canvas";
+  const empty = () => new PanelError(`The control layer “${layer.name}” is empty${layer.empty ? "" : where}: draw on it, or choose another one.`, "control_layer_empty");
   if (layer.empty) throw empty();
-  const whole = regionOf({ width: doc.width, height: doc.height });
-  const image = await host.readPixels(doc.id, { kind: "layer", layerId: layer.id }, whole, sameSize(whole, size) ? undefined : size);
+  const image = await host.readPixels(doc.id, { kind: "layer", layerId: layer.id }, area.read, sameSize(area.read, area.size) ? undefined : area.size);
   if (!hasPixels(image)) throw empty();
-  return image;
+  return area.grown ? onGrownDocument(image, area.grown) : image;
 }
 
 function hasPixels(image: Rgba8): boolean {
@@ -142,12 +178,12 @@ function hasPixels(image: Rgba8): boolean {
 }
 
 /**
- * The job's control, when Control is on and the mode uses it; refused in a sentence when the model
+ * The job's control, when Control is on; refused in a sentence when the model
  * cannot follow one or no ControlNet of the kind is installed.
  */
 export function controlRequest(capabilities: Capabilities, model: ModelInfo, settings: GenerationSettings): JobSettings["control"] | undefined {
   const control = settings.control;
-  if (!control?.enabled || !CONTROL_MODES.has(settings.mode)) return undefined;
+  if (!control?.enabled) return undefined;
   if (!model.control) {
     throw new PanelError(`“${model.name}” cannot follow a control image: choose a model that can (pull ${CONTROL_MODEL_ID}), or turn Control off.`, "control_unsupported");
   }

@@ -24,7 +24,7 @@ import type { Capabilities, ImageFrame, ModelInfo } from "../../../protocol";
 import type { JobHandle, JobPixels, JobResult, JobSettings, ProtocolClient } from "../client/client";
 import { PanelError } from "../errors";
 import type { DocumentHost, DocumentInfo, NewLayer, Rgba8 } from "../photoshop/host";
-import { controlReadSize, controlRequest, readControlImage } from "./control";
+import { controlArea, controlRequest, readControlImage } from "./control";
 import { documentRefusal } from "./document-check";
 import { groupName, historyName, layerName } from "./naming";
 import { PROTOCOL_MODE, randomSeed, type GenerationSettings, type OperationMode } from "./settings";
@@ -89,7 +89,11 @@ export async function runOperation(
 
   report(0, "Reading the document…");
   const prepared = await prepare(host, doc, settings, model, capabilities);
-  if (control && settings.control) prepared.pixels.control = await readControlImage(host, doc, settings.control, controlReadSize(doc, model));
+  if (control && settings.control) {
+    const picture = prepared.pixels.image;
+    const area = controlArea(settings.mode, doc, model, { ...(prepared.region ? { region: prepared.region } : {}), ...(picture ? { picture } : {}), expand: settings.expand });
+    prepared.pixels.control = await readControlImage(host, doc, settings.control, area);
+  }
   if (signal.cancelled) return { status: "cancelled" };
 
   const seed = settings.seed ?? randomSeed();

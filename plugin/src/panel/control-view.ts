@@ -12,7 +12,7 @@ import {
   CONTROL_KIND_LABELS,
   controlLayers,
   controlOffer,
-  controlReadSize,
+  controlArea,
   readControlImage,
   type ControlOffer,
   type ControlSettings,
@@ -48,7 +48,7 @@ export function wireControl({ view, client, host, models, saved }: ControlDeps):
   const chosen = new Map<number, number>();
   /** The kinds the kind menu lists. */
   let kinds: ControlKind[] = [];
-  let offer: ControlOffer = controlOffer(undefined, undefined, view.mode);
+  let offer: ControlOffer = controlOffer(undefined, undefined);
   /** What the Pull button asks for. */
   let pullId: string | undefined;
   let previewTurn = 0;
@@ -79,7 +79,7 @@ export function wireControl({ view, client, host, models, saved }: ControlDeps):
   view.controlReader = read;
 
   const render = () => {
-    offer = controlOffer(client.capabilities, view.model, view.mode);
+    offer = controlOffer(client.capabilities, view.model);
     const note = view.el("control-note");
     let sentence = "";
     let wanted: { id: string; name: string } | undefined;
@@ -114,8 +114,7 @@ export function wireControl({ view, client, host, models, saved }: ControlDeps):
           const entry = ready.pullable.find((e) => e.kind === kind);
           sentence = `The ${CONTROL_KIND_LABELS[kind].toLowerCase()} ControlNet is not installed${entry ? ": pull it to use it" : ""}.`;
           if (entry) wanted = { id: entry.id, name: entry.name };
-        } else if (ready.unusedInMode) sentence = ready.unusedInMode;
-        else if (layers.length === 0 && documentId !== undefined) sentence = "This document has no pixel layer: add a layer and draw what the picture should follow.";
+        } else if (layers.length === 0 && documentId !== undefined) sentence = "This document has no pixel layer: add a layer and draw what the picture should follow.";
       }
     }
     note.textContent = sentence;
@@ -171,7 +170,7 @@ export function wireControl({ view, client, host, models, saved }: ControlDeps):
     try {
       const doc = await host.activeDocument();
       if (!doc) return hide("");
-      const image = await readControlImage(host, doc, current, controlReadSize(doc, model));
+      const image = await readControlImage(host, doc, current, controlArea("generate", doc, model, {}));
       const frame = await client.controlPreview(current.kind, image);
       const url = await host.encodeThumbnail({ width: frame.width, height: frame.height, channels: 3, data: frame.data });
       if (turn !== previewTurn) return;
