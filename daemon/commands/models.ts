@@ -274,6 +274,11 @@ async function verify(argv: string[]): Promise<void> {
     out(`${id}: OK (${how}); preview decoder (tiny autoencoder), ${(p.parameters / 1e6).toFixed(2)} M weights`);
     return;
   }
+  const d = report.depthEstimator;
+  if (d) {
+    out(`${id}: OK (${how}); depth estimator (makes depth maps from pictures for depth ControlNets)`);
+    return;
+  }
   const f = report.folder!;
   out(`${id}: OK (${how}); ${f.kind}, ${f.nativeResolution}px${f.turbo ? ", turbo" : ""}, modes ${f.modes.join(", ")}`);
 }
