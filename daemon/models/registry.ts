@@ -2,7 +2,8 @@
  * The registry of known models (registry.json, checked with zod when loaded): Stable Diffusion
  * checkpoints published on the Hugging Face Hub in the diffusers ONNX layout, each with the
  * revision to pull and the settings that suit it, and preview decoders (TAESD): small autoencoders
- * that are no generation model (never in the panel's model menu) but are pulled like one. Anything
+ * that are no generation model (never in the panel's model menu) but are pulled like one, as are
+ * ControlNets and depth estimators (Depth Anything: depth maps from pictures). Anything
  * else on the hub in those layouts can be pulled by its owner/name id; `pullTarget` turns what the
  * artist typed into one or the other.
  */
