@@ -122,7 +122,7 @@ export interface SdxlReplica {
 /**
  * A replica of a depth estimator repo in the Transformers.js layout (onnx-community/depth-anything-v2-small):
  * config.json, preprocessor_config.json and onnx/model.onnx from scripts/onnx-builder/depth-anything.ts
- * (I/O-faithful only), and stand-ins for the other precisions' files a pull leaves on the hub.
+ * (Depth Anything's structure in a tiny configuration, random weights), and stand-ins for the other precisions' files a pull leaves on the hub.
  */
 export interface DepthEstimatorReplica {
   repo: string;
@@ -269,7 +269,7 @@ export async function replicas(): Promise<Replica[]> {
         ...["fp16", "quantized", "int8", "uint8", "q4", "bnb4"].map((v) => [`onnx/model_${v}.onnx`, `not a graph: stands in for the repo's ${v} variant, which a pull leaves on the hub\n`]),
       ]),
       gaps: [
-        "I/O-faithful only: the graph is a small random-weight conv net (stride-14 patch embedding, up-sampling to the input size, ReLU), not DINOv2 ViT-S/14 with a DPT head; its inputs, outputs, dtypes and dynamic axes are those of Transformers.js' export",
+        "random weights in a tiny configuration of Depth Anything's structure (DINOv2 ViT 32 wide, 4 layers, 2 heads; DPT neck [8, 16, 32, 32], fusion 16), not ViT-S/14's 24.8 M trained weights (scripts/onnx-builder/depth-anything.ts builds the full size); its inputs, outputs, dtypes and dynamic axes are those of Transformers.js' export",
         "the ONNX files' I/O were not read here (taken from Transformers.js' depth-estimation convention); config.json carries only model_type and a few names, not the repo's full config; the other precisions are text stand-ins",
       ],
     },

@@ -19,6 +19,7 @@ import { pullModel } from "../../../daemon/models/pull";
 import { approximateBytes, findDepthEstimatorEntry, pullTarget } from "../../../daemon/models/registry";
 import { findPreviewDecoders } from "../../../daemon/models/taesd-folder";
 import { verifyModel } from "../../../daemon/models/verify";
+import { depthAnything, DEPTH_ANYTHING_V2_SMALL } from "../../../scripts/onnx-builder/depth-anything";
 import { Graph } from "../../../scripts/onnx-builder/graph";
 import { replicas, writeReplica, type DepthEstimatorReplica } from "../../../scripts/replicas";
 import { makeTempDir, type TempDir } from "../../helpers/model-fixtures";
@@ -69,6 +70,13 @@ describe("the depth estimator registry entry", () => {
     expect(pullTarget(replica.repo).id).toBe("depth-anything-v2-small");
     // About 99 MB: 24.8 M float32 weights.
     expect(approximateBytes(entry()) / 1e6).toBeCloseTo(99.2, 0);
+  });
+
+  it("is sized by the builder's Depth Anything V2 Small: 24.7 M weights in the graph, 98.9 MB in float32 (the hub's ~99 MB)", () => {
+    const counts = depthAnything(DEPTH_ANYTHING_V2_SMALL, [518, 518]).counts();
+    expect(counts.params).toBe(24_713_153);
+    // The entry's 24.8 M (the model card's, with the PyTorch-only mask_token and unused residual unit) is within 0.4 %.
+    expect(Math.abs(entry().parameters - counts.params) / counts.params).toBeLessThan(0.004);
   });
 
   it("pulls config.json, preprocessor_config.json and onnx/model.onnx only (the other precisions and the README stay on the hub), checksummed", { timeout: 60_000 }, async () => {
