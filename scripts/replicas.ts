@@ -25,6 +25,7 @@ import { writeTaesdFolder, type TaesdImageRange } from "./onnx-builder/taesd";
 import { tinySdxlConfig } from "./onnx-builder/sdxl";
 import { SDXL_BASE_SCHEDULER, SDXL_TURBO_SCHEDULER, writeSdxlFolder } from "./onnx-builder/sdxl-folder";
 import { tinySdxlAsSd15, writeControlNetFolder, writeControlUnet } from "./onnx-builder/control-folder";
+import { writeDepthAnythingFolder } from "./onnx-builder/depth-anything";
 
 const { onnx } = onnxProto;
 type Model = onnxProto.onnx.ModelProto;
@@ -124,7 +125,20 @@ export interface SdxlReplica {
   gaps: string[];
 }
 
-export type Replica = PipelineReplica | TaesdReplica | SdxlReplica | ControlNetReplica;
+/**
+ * A replica of a depth estimator repo in the Transformers.js layout (onnx-community/depth-anything-v2-small):
+ * config.json, preprocessor_config.json and onnx/model.onnx from scripts/onnx-builder/depth-anything.ts
+ * (Depth Anything's structure in a tiny configuration, random weights), and stand-ins for the other precisions' files a pull leaves on the hub.
+ */
+export interface DepthEstimatorReplica {
+  repo: string;
+  from: "depth-anything";
+  /** Files the repo ships that a pull leaves on the hub: path -> text. */
+  extraFiles: Record<string, string>;
+  gaps: string[];
+}
+
+export type Replica = PipelineReplica | TaesdReplica | SdxlReplica | ControlNetReplica | DepthEstimatorReplica;
 
 const SDXL_GAPS = [
   "random weights in the shape of diffusers' tiny SDXL test model (UNet blocks 32/64, two 32-wide text encoders), not the repo's networks; part configs carry the builder's sizes with the repo's sample_size and VAE scaling_factor 0.13025",
@@ -253,6 +267,20 @@ export async function replicas(): Promise<Replica[]> {
       gaps: [
         "random weights (TAESD's trained weights cannot be fetched here)",
         "the graphs' opset (14), I/O names, axis names and image range are those of an Optimum export of diffusers' AutoencoderTiny, as the same author's taesd-openvino conversion script makes it, not read from the published ONNX files",
+      ],
+    },
+    {
+      // The hub lists config.json, preprocessor_config.json, README.md and onnx/ with model.onnx (fp32, ~99 MB),
+      // model_fp16.onnx, model_quantized.onnx, model_int8.onnx, model_uint8.onnx, model_q4.onnx and model_bnb4.onnx.
+      repo: "onnx-community/depth-anything-v2-small",
+      from: "depth-anything",
+      extraFiles: Object.fromEntries([
+        ["README.md", "Replica of onnx-community/depth-anything-v2-small (random weights).\n"],
+        ...["fp16", "quantized", "int8", "uint8", "q4", "bnb4"].map((v) => [`onnx/model_${v}.onnx`, `not a graph: stands in for the repo's ${v} variant, which a pull leaves on the hub\n`]),
+      ]),
+      gaps: [
+        "random weights in a tiny configuration of Depth Anything's structure (DINOv2 ViT 32 wide, 4 layers, 2 heads; DPT neck [8, 16, 32, 32], fusion 16), not ViT-S/14's 24.8 M trained weights (scripts/onnx-builder/depth-anything.ts builds the full size); its inputs, outputs, dtypes and dynamic axes are those of Transformers.js' export",
+        "the ONNX files' I/O were not read here (taken from Transformers.js' depth-estimation convention); config.json carries only model_type and a few names, not the repo's full config; the other precisions are text stand-ins",
       ],
     },
     {
@@ -487,6 +515,11 @@ export async function writeReplica(replica: Replica, dest: string): Promise<void
       await writeFile(path.join(dest, sub, "Sample.png"), "not a picture: stands in for the repo's sample\n");
     }
     await writeFile(path.join(dest, "README.md"), `Replica of ${replica.repo} (random weights).\n`);
+    return;
+  }
+  if (replica.from === "depth-anything") {
+    await writeDepthAnythingFolder(dest);
+    for (const [file, text] of Object.entries(replica.extraFiles)) await writeFile(path.join(dest, file), text);
     return;
   }
   if (replica.from === "taesd") {

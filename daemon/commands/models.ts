@@ -13,6 +13,7 @@ import { readManifest } from "../models/manifest";
 import { PARTIAL_PREFIX, PROGRESS_FILE, STATE_FILE, formatBytes, lockOwner, pidAlive } from "../models/model-store";
 import { pullModel } from "../models/pull";
 import { loadRegistry } from "../models/registry";
+import { findDepthEstimators } from "../models/depth-estimator-folder";
 import { findControlNets } from "../models/controlnet-folder";
 import { findPreviewDecoders } from "../models/taesd-folder";
 import { verifyModel } from "../models/verify";
@@ -129,10 +130,20 @@ async function list(argv: string[]): Promise<void> {
   const previews = await findPreviewDecoders(modelsDir);
   const previewFolders = [...(previews.found ? [previews.found] : []), ...previews.broken];
   const controlNets = await findControlNets(modelsDir, {});
-  const ids = new Set([...models.map((m) => m.id), ...broken.map((b) => b.id), ...previewFolders.map((p) => p.id), ...controlNets.found.map((c) => c.id), ...controlNets.broken.map((c) => c.id)]);
+  const depth = await findDepthEstimators(modelsDir, {});
+  const depthFolders = [...(depth.found ? [depth.found] : []), ...depth.broken];
+  const ids = new Set([
+    ...models.map((m) => m.id),
+    ...broken.map((b) => b.id),
+    ...previewFolders.map((p) => p.id),
+    ...controlNets.found.map((c) => c.id),
+    ...controlNets.broken.map((c) => c.id),
+    ...depthFolders.map((d) => d.id),
+  ]);
   const available = registry.models.filter((e) => !ids.has(e.id));
   const availablePreviewDecoders = registry.previewDecoders.filter((e) => !ids.has(e.id));
   const availableControlNets = registry.controlNets.filter((e) => !ids.has(e.id));
+  const availableDepthEstimators = registry.depthEstimators.filter((e) => !ids.has(e.id));
   const unfinished = await unfinishedDownloads(modelsDir);
 
   if (values.json) {
@@ -152,6 +163,9 @@ async function list(argv: string[]): Promise<void> {
           controlNets: controlNets.found.map((c) => ({ id: c.id, name: c.name, kind: c.kind, dir: c.dir, bytes: c.weightsBytes, registryId: c.registryId })),
           brokenControlNets: controlNets.broken.map((b) => ({ id: b.id, code: b.error.code, message: b.error.message })),
           availableControlNets: availableControlNets.map(({ id, name, repo, revision, pinned, control, license }) => ({ id, name, repo, revision, pinned, control, license })),
+          depthEstimator: depth.found ? { id: depth.found.id, dir: depth.found.dir, bytes: depth.found.weightsBytes, registryId: depth.found.registryId } : null,
+          brokenDepthEstimators: depth.broken.map((b) => ({ id: b.id, code: b.error.code, message: b.error.message })),
+          availableDepthEstimators: availableDepthEstimators.map(({ id, name, repo, revision, pinned, license }) => ({ id, name, repo, revision, pinned, license })),
         },
         null,
         2,
@@ -160,7 +174,7 @@ async function list(argv: string[]): Promise<void> {
     return;
   }
   out(`Models in ${modelsDir}:`);
-  if (!installed.length && !broken.length && !previewFolders.length) out("  (none yet)");
+  if (!installed.length && !broken.length && !previewFolders.length && !depthFolders.length) out("  (none yet)");
   const width = Math.max(12, ...installed.map((m) => m.id.length), ...broken.map((b) => b.id.length));
   for (const m of installed) {
     const abilities = [m.kind, `${m.nativeResolution}px`, ...(m.turbo ? ["turbo"] : [])].join(", ");
@@ -171,6 +185,8 @@ async function list(argv: string[]): Promise<void> {
   for (const b of previews.broken) out(`  ${b.id.padEnd(width)}  BROKEN preview decoder: ${b.error.message}`);
   for (const c of controlNets.found) out(`  ${c.id.padEnd(width)}  ${`ControlNet: ${c.kind}`.padEnd(26)}  ${formatBytes(c.weightsBytes).padStart(8)}  --control-kind ${c.kind} on control-capable models`);
   for (const b of controlNets.broken) out(`  ${b.id.padEnd(width)}  BROKEN ControlNet: ${b.error.message}`);
+  if (depth.found) out(`  ${depth.found.id.padEnd(width)}  ${"depth estimator (in use)".padEnd(26)}  ${formatBytes(depth.found.weightsBytes).padStart(8)}  depth maps from pictures for --control-kind depth`);
+  for (const b of depth.broken) out(`  ${b.id.padEnd(width)}  BROKEN depth estimator: ${b.error.message}`);
   for (const u of unfinished) {
     const amount = u.bytes !== null && u.total ? ` (${formatBytes(u.bytes)} of ${formatBytes(u.total)})` : "";
     out(
@@ -179,16 +195,17 @@ async function list(argv: string[]): Promise<void> {
         : `  ${u.id.padEnd(width)}  unfinished download${amount}: \`npx underpaint models pull ${u.request ?? u.id}\` resumes it`,
     );
   }
-  if (available.length || availablePreviewDecoders.length || availableControlNets.length) {
+  if (available.length || availablePreviewDecoders.length || availableControlNets.length || availableDepthEstimators.length) {
     out("");
     out("Available to pull (npx underpaint models pull ID):");
-    const w = Math.max(...[...available, ...availablePreviewDecoders, ...availableControlNets].map((e) => e.id.length));
+    const w = Math.max(...[...available, ...availablePreviewDecoders, ...availableControlNets, ...availableDepthEstimators].map((e) => e.id.length));
     for (const e of available) {
       const r = e.recommended;
       out(`  ${e.id.padEnd(w)}  ${e.name}: ${e.kind}, ${e.nativeResolution}px, ${r.steps} steps, guidance ${r.guidance}, ${r.scheduler}; ${e.license}`);
     }
     for (const e of availablePreviewDecoders) out(`  ${e.id.padEnd(w)}  ${e.name}: preview decoder (a picture of every step, fast drafts); ${e.license}`);
     for (const e of availableControlNets) out(`  ${e.id.padEnd(w)}  ${e.name}: ControlNet (${e.control}) for control-capable ${e.architecture} models; ${e.license}`);
+    for (const e of availableDepthEstimators) out(`  ${e.id.padEnd(w)}  ${e.name}: depth estimator (depth maps from pictures for depth ControlNets); ${e.license}`);
   }
 }
 
@@ -272,6 +289,11 @@ async function verify(argv: string[]): Promise<void> {
   const p = report.previewDecoder;
   if (p) {
     out(`${id}: OK (${how}); preview decoder (tiny autoencoder), ${(p.parameters / 1e6).toFixed(2)} M weights`);
+    return;
+  }
+  const d = report.depthEstimator;
+  if (d) {
+    out(`${id}: OK (${how}); depth estimator (makes depth maps from pictures for depth ControlNets)`);
     return;
   }
   const f = report.folder!;

@@ -23,7 +23,9 @@ import { asEngineError, controlForContext, finishMaskedEdit, planInpaint, planOu
 import { checkSize, generate, type GenerateParams, type LoadedModel } from "./pipeline/generate";
 import { latentPreview } from "./preview";
 import type { ControlRun } from "./pipeline/control";
-import { controlImage } from "../imaging/control-image";
+import { controlImage, estimatesDepth } from "../imaging/control-image";
+import { findDepthEstimators, type DepthEstimatorFolder } from "../models/depth-estimator-folder";
+import { depthRunner } from "./depth-estimator";
 import { residualMismatch } from "../models/control-io";
 import type { ModelSessions } from "../models/model-sessions";
 import type { Size } from "../../geometry";
@@ -55,7 +57,14 @@ export class DiffusionEngine implements Engine {
   private readonly tokenizers = new Map<string, Promise<ClipTokenizer>>();
   private models: ModelFolder[] = [];
   private discovered:
-    | { fingerprint: string; models: ModelFolder[]; unavailable: UnavailableModel[]; previewDecoder: PreviewDecoderFolder | null; controlNets: ControlNetFolder[] }
+    | {
+        fingerprint: string;
+        models: ModelFolder[];
+        unavailable: UnavailableModel[];
+        previewDecoder: PreviewDecoderFolder | null;
+        controlNets: ControlNetFolder[];
+        depthEstimator: DepthEstimatorFolder | null;
+      }
     | undefined;
   /** The installed preview decoder's sessions (created when first used), or null. */
   private tiny: TinyDecoder | null = null;
@@ -93,7 +102,10 @@ export class DiffusionEngine implements Engine {
       // ControlNets are no models either: listed apart, a broken one only logged.
       const controlNets = await findControlNets(this.options.modelsDir, this.folderOptions());
       for (const broken of controlNets.broken) this.log("warn", `skipping ControlNet "${broken.id}": ${broken.error.message}`);
-      this.discovered = { fingerprint, models: found.models, unavailable, previewDecoder: previews.found, controlNets: controlNets.found };
+      // A depth estimator makes depth maps from pictures for depth ControlNets; a broken one is only logged.
+      const depth = await findDepthEstimators(this.options.modelsDir, this.folderOptions());
+      for (const broken of depth.broken) this.log("warn", `skipping depth estimator "${broken.id}": ${broken.error.message}`);
+      this.discovered = { fingerprint, models: found.models, unavailable, previewDecoder: previews.found, controlNets: controlNets.found, depthEstimator: depth.found };
       await this.usePreviewDecoder(previews.found);
     }
     const ids = new Set(this.discovered.models.map((m) => m.id));
@@ -280,11 +292,19 @@ export class DiffusionEngine implements Engine {
     return found;
   }
 
+  /** The installed depth estimator when this control image is a picture to estimate depth from (see estimatesDepth), else null. */
+  private depthFor(control: NonNullable<GenerationJob["control"]>) {
+    const folder = this.discovered?.depthEstimator ?? null;
+    if (!folder || !estimatesDepth(control.kind, control.image)) return null;
+    this.log("info", `depth estimator "${folder.id}" makes the depth map from the control layer (it is a picture, not a grey depth map)`);
+    return depthRunner(folder, this.sessions.devices, this.log);
+  }
+
   private async controlRun(sessions: ModelSessions, net: ControlNetFolder, control: NonNullable<GenerationJob["control"]>, size: Size): Promise<ControlRun> {
     return {
       unet: await sessions.controlUnet(),
       net: await sessions.controlNet(net),
-      image: await controlImage(control.kind, control.image, size),
+      image: await controlImage(control.kind, control.image, size, { depth: this.depthFor(control) }),
       strength: control.strength,
       start: control.start,
       end: control.end,

@@ -1,12 +1,15 @@
 /**
  * The control image a ControlNet reads, made from the layer the artist chose: canny edges found in
- * it, scribbles and line art as white lines on black, depth and pose maps as they are; at the
+ * it, scribbles and line art as white lines on black, pose maps as they are, depth maps as they are
+ * or, when a depth estimator is given and the layer is a picture (it has colour: see isGreyLayer),
+ * the depth the estimator finds in it (depth.ts; a grey layer is taken as a depth map already); at the
  * generation size, RGB in [0, 1], channels first ([3, height, width]), as diffusers'
  * prepare_image gives it (before the batch is repeated).
  */
 import type { Pixels, Size } from "../../geometry";
 import type { ControlKind } from "../../protocol";
 import { cannyEdges } from "./canny";
+import { estimateDepth, isGreyLayer, type DepthRunner } from "./depth";
 import { rgbAt } from "./resample";
 
 /** The layer's grey values, lines made white on black: dark strokes on a light ground are inverted. */
@@ -28,16 +31,28 @@ function whiteLines(rgb: Uint8Array, plane: number, binary: boolean): Uint8Array
   return grey;
 }
 
+export interface ControlImageOptions {
+  /** Estimates depth maps from pictures for kind "depth" (an installed depth estimator). */
+  depth?: DepthRunner | null;
+}
+
+/** Whether `kind`'s control image of `layer` is estimated by the depth estimator (when one is installed). */
+export function estimatesDepth(kind: ControlKind, layer: Pixels): boolean {
+  return kind === "depth" && !isGreyLayer(layer);
+}
+
 /** `kind`'s control image of `layer` at `size`: [3, height, width] in [0, 1]. */
-export async function controlImage(kind: ControlKind, layer: Pixels, size: Size): Promise<Float32Array> {
-  const rgb = await rgbAt(layer, size);
+export async function controlImage(kind: ControlKind, layer: Pixels, size: Size, options: ControlImageOptions = {}): Promise<Float32Array> {
   const plane = size.width * size.height;
   let grey: Uint8Array | null = null;
-  if (kind === "canny") grey = cannyEdges({ ...size, channels: 3, data: rgb }).data;
-  else if (kind === "scribble" || kind === "lineart") grey = whiteLines(rgb, plane, kind === "scribble");
+  if (options.depth && estimatesDepth(kind, layer)) grey = (await estimateDepth(options.depth, layer, size)).data;
+  // An estimated depth map needs no RGB of the layer.
+  const rgb = grey ? null : await rgbAt(layer, size);
+  if (rgb && kind === "canny") grey = cannyEdges({ ...size, channels: 3, data: rgb }).data;
+  else if (rgb && (kind === "scribble" || kind === "lineart")) grey = whiteLines(rgb, plane, kind === "scribble");
   const out = new Float32Array(3 * plane);
   for (let c = 0; c < 3; c++) {
-    for (let i = 0; i < plane; i++) out[c * plane + i] = (grey ? grey[i]! : rgb[3 * i + c]!) / 255;
+    for (let i = 0; i < plane; i++) out[c * plane + i] = (grey ? grey[i]! : rgb![3 * i + c]!) / 255;
   }
   return out;
 }

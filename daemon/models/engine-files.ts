@@ -122,3 +122,12 @@ export function selectControlNetFiles(repo: string, files: readonly HubFile[], s
   const wanted = (path: string) => path.startsWith(prefix) && !path.slice(prefix.length).includes("/") && /\.(onnx|pb|onnx_data|data)$/.test(path);
   return files.filter((f) => wanted(f.path)).sort((a, b) => a.path.localeCompare(b.path));
 }
+
+/** What a depth estimator's pull fetches (Transformers.js layout): config.json, preprocessor_config.json and the float32 onnx/model.onnx with its external weights; the other precisions stay on the hub. */
+export function selectDepthEstimatorFiles(repo: string, files: readonly HubFile[]): HubFile[] {
+  const paths = new Set(files.map((f) => f.path));
+  const lacking = ["config.json", "preprocessor_config.json", "onnx/model.onnx"].filter((p) => !paths.has(p));
+  if (lacking.length) throw new ModelInstallError("not_onnx", `${repo} is not an ONNX depth estimator in the Transformers.js layout (it lacks ${lacking.join(", ")}).`);
+  const wanted = (path: string) => path === "config.json" || path === "preprocessor_config.json" || path === "onnx/model.onnx" || /^onnx\/model\.onnx(_data|\.data)(_\d+)?$/.test(path);
+  return files.filter((f) => wanted(f.path)).sort((a, b) => a.path.localeCompare(b.path));
+}

@@ -3,10 +3,12 @@
  * verified, or not there at all.
  *
  *   1. list the repo at the revision (pinned to the commit it points to) and pick the engine's files
- *      (a preview decoder's, when the registry entry is one or the repo is an autoencoder alone);
+ *      (a preview decoder's, when the registry entry is one or the repo is an autoencoder alone; a
+ *      ControlNet's subfolder; a depth estimator's config.json, preprocessor_config.json and onnx/model.onnx);
  *   2. check the free disk space for what is left to fetch;
  *   3. download each file into .partial-<id>/ (resumable, retried, checksummed: download.ts);
- *   4. write the manifest and load the folder as the engine would (model-folder.ts, taesd-folder.ts);
+ *   4. write the manifest and load the folder as the engine would (model-folder.ts, taesd-folder.ts,
+ *      controlnet-folder.ts, depth-estimator-folder.ts);
  *   5. rename .partial-<id>/ to <id>/.
  *
  * An interrupted pull leaves only the hidden .partial-<id>/ folder, which the next pull of the same
@@ -17,7 +19,8 @@ import { mkdir, readFile, readdir, rm, stat, writeFile } from "node:fs/promises"
 import { dirname, join, relative, resolve, sep } from "node:path";
 import type { DownloadStage } from "../../protocol";
 import { downloadFile, hashFile, retryPolicyFromEnv, backoffDelay, sleep, type RetryPolicy } from "./download";
-import { isAutoencoderOnly, selectControlNetFiles, selectEngineFiles, selectPreviewDecoderFiles } from "./engine-files";
+import { isAutoencoderOnly, selectControlNetFiles, selectDepthEstimatorFiles, selectEngineFiles, selectPreviewDecoderFiles } from "./engine-files";
+import { loadDepthEstimatorFolder } from "./depth-estimator-folder";
 import { loadControlNetFolder } from "./controlnet-folder";
 import { ModelFolderError } from "./errors";
 import { hubConfigFromEnv, isRetryable, listRepoFiles, resolveUrl, type HubFile, type HubListing } from "./hub";
@@ -291,11 +294,14 @@ export async function pullModel(request: string, options: PullOptions): Promise<
     const entry = target.entry;
     const controlNet = entry?.kind === "controlnet" ? entry : null;
     const previewDecoder = entry ? entry.kind === "preview-decoder" : isAutoencoderOnly(new Set(listing.files.map((f) => f.path)));
-    const files = controlNet
-      ? selectControlNetFiles(target.repo, listing.files, controlNet.subfolder)
-      : previewDecoder
-        ? selectPreviewDecoderFiles(target.repo, listing.files)
-        : selectEngineFiles(target.repo, listing.files, { controlUnet: entry?.kind !== "preview-decoder" && entry?.control === true });
+    const depthEstimator = entry?.kind === "depth-estimator" ? entry : null;
+    const files = depthEstimator
+      ? selectDepthEstimatorFiles(target.repo, listing.files)
+      : controlNet
+        ? selectControlNetFiles(target.repo, listing.files, controlNet.subfolder)
+        : previewDecoder
+          ? selectPreviewDecoderFiles(target.repo, listing.files)
+          : selectEngineFiles(target.repo, listing.files, { controlUnet: entry?.kind === "txt2img" || entry?.kind === "inpainting" ? entry.control : false });
     const total = files.reduce((sum, f) => sum + (f.size ?? 0), 0);
     const source = `${target.repo}@${listing.commit}`;
     reporter.update({ source, total });
@@ -361,7 +367,13 @@ export async function pullModel(request: string, options: PullOptions): Promise<
       files: manifestFiles,
     });
     try {
-      await (controlNet ? loadControlNetFolder(partial) : previewDecoder ? loadPreviewDecoderFolder(partial) : loadModelFolder(partial));
+      await (depthEstimator
+        ? loadDepthEstimatorFolder(partial)
+        : controlNet
+          ? loadControlNetFolder(partial)
+          : previewDecoder
+            ? loadPreviewDecoderFolder(partial)
+            : loadModelFolder(partial));
     } catch (error) {
       if (error instanceof ModelFolderError) {
         // Complete and checksummed but unusable: nothing to resume, so nothing is kept.

@@ -2,7 +2,8 @@
  * The registry of known models (registry.json, checked with zod when loaded): Stable Diffusion
  * checkpoints published on the Hugging Face Hub in the diffusers ONNX layout, each with the
  * revision to pull and the settings that suit it, and preview decoders (TAESD): small autoencoders
- * that are no generation model (never in the panel's model menu) but are pulled like one. Anything
+ * that are no generation model (never in the panel's model menu) but are pulled like one, as are
+ * ControlNets and depth estimators (Depth Anything: depth maps from pictures). Anything
  * else on the hub in those layouts can be pulled by its owner/name id; `pullTarget` turns what the
  * artist typed into one or the other.
  */
@@ -102,16 +103,36 @@ export const PreviewDecoderEntry = z
   .superRefine(checkPinning);
 export type PreviewDecoderEntry = z.infer<typeof PreviewDecoderEntry>;
 
+/**
+ * A depth estimator: a network that makes a depth map from a picture (Depth Anything), for depth
+ * ControlNets when the artist's layer is a picture rather than a depth map. Transformers.js layout:
+ * config.json, preprocessor_config.json (DPTImageProcessor) and onnx/model.onnx; a pull fetches those
+ * three only (the repo's other precisions stay on the hub).
+ */
+export const DepthEstimatorEntry = z
+  .object({
+    ...HubSource,
+    kind: z.literal("depth-estimator"),
+    /** Its weights (what its download size is computed from). */
+    parameters: z.number().int().positive(),
+    precision: z.enum(["fp32", "fp16"]),
+    license: z.string().min(1),
+    description: z.string().min(1),
+  })
+  .superRefine(checkPinning);
+export type DepthEstimatorEntry = z.infer<typeof DepthEstimatorEntry>;
+
 export const Registry = z
   .object({
     version: z.literal(1),
     models: z.array(RegistryEntry).min(1),
     previewDecoders: z.array(PreviewDecoderEntry).default([]),
     controlNets: z.array(ControlNetEntry).default([]),
+    depthEstimators: z.array(DepthEstimatorEntry).default([]),
   })
   .superRefine((registry, ctx) => {
     const seen = new Set<string>();
-    const check = (list: "models" | "previewDecoders" | "controlNets") =>
+    const check = (list: "models" | "previewDecoders" | "controlNets" | "depthEstimators") =>
       registry[list].forEach((m, i) => {
         if (seen.has(m.id)) ctx.addIssue({ code: "custom", path: [list, i, "id"], message: `duplicate id ${m.id}` });
         seen.add(m.id);
@@ -119,6 +140,7 @@ export const Registry = z
     check("models");
     check("previewDecoders");
     check("controlNets");
+    check("depthEstimators");
   });
 export type Registry = z.infer<typeof Registry>;
 
@@ -159,9 +181,9 @@ const BYTES_PER_PARAMETER: Record<RegistryEntry["precision"], number> = { fp32: 
  * and configs are left out, and a repo may ship a part more or less (a VAE encoder); the hub's
  * listing gives the exact total when the pull starts.
  */
-export function approximateBytes(entry: RegistryEntry | PreviewDecoderEntry | ControlNetEntry): number {
+export function approximateBytes(entry: RegistryEntry | PreviewDecoderEntry | ControlNetEntry | DepthEstimatorEntry): number {
   const parameters =
-    entry.kind === "preview-decoder"
+    entry.kind === "preview-decoder" || entry.kind === "depth-estimator"
       ? entry.parameters
       : entry.kind === "controlnet"
         ? CONTROLNET_PARAMETERS[entry.architecture]
@@ -248,6 +270,18 @@ export function controlNetEntryForSource(source: ModelManifest["source"] | undef
   return findControlNetEntry(source.registryId, registry);
 }
 
+export function findDepthEstimatorEntry(id: string, registry: Registry = loadRegistry()): DepthEstimatorEntry | undefined {
+  return registry.depthEstimators.find((m) => m.id === id);
+}
+
+/** The depth estimator's entry a folder was installed as: its manifest's registryId, or the entry whose repo it came from. */
+export function depthEstimatorEntryForSource(source: ModelManifest["source"] | undefined, registry: Registry = loadRegistry()): DepthEstimatorEntry | undefined {
+  if (source?.kind !== "hub") return undefined;
+  if (source.registryId) return findDepthEstimatorEntry(source.registryId, registry);
+  const repo = source.repo.toLowerCase();
+  return registry.depthEstimators.find((m) => m.repo.toLowerCase() === repo);
+}
+
 /** The entry a model folder was installed as: its manifest's registryId, or the entry whose repo it came from. */
 export function registryEntryForSource(source: ModelManifest["source"] | undefined, registry: Registry = loadRegistry()): RegistryEntry | undefined {
   if (source?.kind !== "hub") return undefined;
@@ -262,7 +296,7 @@ export interface PullTarget {
   repo: string;
   revision: string;
   /** The registry entry, when the request named one. */
-  entry?: RegistryEntry | PreviewDecoderEntry | ControlNetEntry;
+  entry?: RegistryEntry | PreviewDecoderEntry | ControlNetEntry | DepthEstimatorEntry;
 }
 
 /**
@@ -270,7 +304,7 @@ export interface PullTarget {
  * unless `as` says otherwise; `revision` overrides the registry's pin or the default "main".
  */
 export function pullTarget(request: string, options: { revision?: string; as?: string } = {}, registry = loadRegistry()): PullTarget {
-  const entries = [...registry.models, ...registry.previewDecoders, ...registry.controlNets];
+  const entries = [...registry.models, ...registry.previewDecoders, ...registry.controlNets, ...registry.depthEstimators];
   const entry = entries.find((m) => m.id === request);
   let target: PullTarget;
   if (entry) {

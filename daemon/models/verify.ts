@@ -12,6 +12,7 @@ import { loadModelFolder, type ModelFolder } from "./model-folder";
 import { exists, modelDir } from "./model-store";
 import { checkModelId } from "./registry";
 import { isPreviewDecoderFolder, loadPreviewDecoderFolder, type PreviewDecoderFolder } from "./taesd-folder";
+import { isDepthEstimatorFolder, loadDepthEstimatorFolder, type DepthEstimatorFolder } from "./depth-estimator-folder";
 
 export interface VerifyProblem {
   /** Relative to the model folder, "/"-separated. */
@@ -31,6 +32,8 @@ export interface VerifyReport {
   folder: ModelFolder | null;
   /** The folder as a preview decoder (TAESD), when it is one. */
   previewDecoder: PreviewDecoderFolder | null;
+  /** The folder as a depth estimator (Depth Anything), when it is one. */
+  depthEstimator?: DepthEstimatorFolder | null;
 }
 
 export async function verifyModel(
@@ -70,13 +73,15 @@ export async function verifyModel(
   }
   let folder: ModelFolder | null = null;
   let previewDecoder: PreviewDecoderFolder | null = null;
+  let depthEstimator: DepthEstimatorFolder | null = null;
   try {
-    if (await isPreviewDecoderFolder(dir)) previewDecoder = await loadPreviewDecoderFolder(dir);
+    if (await isDepthEstimatorFolder(dir)) depthEstimator = await loadDepthEstimatorFolder(dir);
+    else if (await isPreviewDecoderFolder(dir)) previewDecoder = await loadPreviewDecoderFolder(dir);
     else folder = await loadModelFolder(dir);
   } catch (error) {
     if (!(error instanceof ModelFolderError)) throw error;
     const file = relative(dir, error.file).split(sep).join("/") || ".";
     if (!problems.some((p) => p.file === file)) problems.push({ file, problem: error.message });
   }
-  return { id, dir, manifest, linked, checked, bytes, problems, folder, previewDecoder };
+  return { id, dir, manifest, linked, checked, bytes, problems, folder, previewDecoder, depthEstimator };
 }

@@ -1,0 +1,146 @@
+/**
+ * Depth control from a picture: replicas of TensorStack/stable-diffusion-v1-5-onnx (control UNet),
+ * TensorStack/ControlNet-onnx (SD/Depth) and onnx-community/depth-anything-v2-small (I/O-faithful
+ * stand-in graph) pulled through the hub imitation; a depth job on a colour picture must steer the
+ * ControlNet with exactly the depth map the estimator makes of it (run here by hand with onnxruntime),
+ * and a grey layer must pass through as the depth map it is.
+ */
+import { mkdir, symlink } from "node:fs/promises";
+import path from "node:path";
+import { InferenceSession, Tensor } from "onnxruntime-node";
+import sharp from "sharp";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DiffusionEngine } from "../../../daemon/engine/diffusion-engine";
+import type { GenerationJob } from "../../../daemon/engine/engine";
+import { pullModel } from "../../../daemon/models/pull";
+import { loadRegistry } from "../../../daemon/models/registry";
+import type { Pixels } from "../../../geometry";
+import { replicas, writeReplica } from "../../../scripts/replicas";
+import { makeTempDir, type TempDir } from "../../helpers/model-fixtures";
+import { FakeHub } from "../models/fake-hub";
+
+const REPOS = ["TensorStack/stable-diffusion-v1-5-onnx", "TensorStack/ControlNet-onnx", "onnx-community/depth-anything-v2-small"];
+let hub: FakeHub;
+let tmp: TempDir;
+/** With the depth estimator installed, and a models folder of the same model and ControlNet without it. */
+let withDepth: DiffusionEngine;
+let withoutDepth: DiffusionEngine;
+const lines: string[] = [];
+const modelsDir = () => path.join(tmp.dir, "models");
+
+beforeAll(async () => {
+  hub = await FakeHub.start();
+  tmp = await makeTempDir("underpaint-control-depth-");
+  const registry = loadRegistry();
+  for (const replica of await replicas()) {
+    if (!REPOS.includes(replica.repo)) continue;
+    const dir = path.join(tmp.dir, "hub", replica.repo.replace("/", "--"));
+    await writeReplica(replica, dir);
+    const pin = [...registry.models, ...registry.controlNets, ...registry.depthEstimators].find((e) => e.repo === replica.repo)?.revision;
+    await hub.addRepo(replica.repo, { dir, ...(pin ? { commit: pin } : {}) });
+  }
+  const env = { HF_ENDPOINT: hub.url, UNDERPAINT_PULL_BACKOFF_MS: "5" };
+  for (const id of ["sd-1.5-control", "controlnet-depth", "depth-anything-v2-small"]) await pullModel(id, { modelsDir: modelsDir(), env });
+  const other = path.join(tmp.dir, "models-without-depth");
+  await mkdir(other);
+  for (const id of ["sd-1.5-control", "controlnet-depth"]) await symlink(path.join(modelsDir(), id), path.join(other, id), "dir");
+  withDepth = new DiffusionEngine({ modelsDir: modelsDir(), devices: ["cpu"], log: (level, line) => lines.push(`${level} ${line}`) });
+  withoutDepth = new DiffusionEngine({ modelsDir: other, devices: ["cpu"] });
+}, 180_000);
+afterAll(async () => {
+  await withDepth?.dispose();
+  await withoutDepth?.dispose();
+  await hub?.close();
+  await tmp?.cleanup();
+});
+
+const SIZE = { width: 64, height: 64 };
+const base = {
+  mode: "txt2img",
+  model: "sd-1.5-control",
+  prompt: "a room",
+  negativePrompt: "",
+  seed: 5,
+  steps: 3,
+  guidance: 7.5,
+  scheduler: "euler",
+  variations: 1,
+  truncatePrompt: false,
+  previews: false,
+  output: SIZE,
+  size: SIZE,
+} as const satisfies GenerationJob;
+
+async function run(engine: DiffusionEngine, image: Pixels): Promise<Uint8Array> {
+  const job: GenerationJob = { ...base, control: { kind: "depth", image, strength: 1, start: 0, end: 1 } };
+  const [result] = await engine.run(job, { signal: new AbortController().signal, onProgress: () => {} });
+  return result!.image.data;
+}
+
+/** A colour picture, 96x72 (not the generation size): a red disc on a blue-green gradient. */
+function colourPicture(): Pixels {
+  const width = 96;
+  const height = 72;
+  const data = new Uint8Array(width * height * 3);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const inDisc = (x - 40) ** 2 + (y - 30) ** 2 < 15 ** 2;
+      data.set(inDisc ? [220, 40, 30] : [20, 2 * y, 255 - 2 * x], (y * width + x) * 3);
+    }
+  }
+  return { width, height, channels: 3, data };
+}
+
+/**
+ * The estimator run by hand, as transformers' DPTImageProcessor does it: 96x72 at keep_aspect_ratio
+ * 518 -> the width's scale (5.40) is closer to 1 than the height's (7.19), so 518 wide and
+ * 72 x 5.40 = 388.5 -> 392 high (28 patches of 14), bicubic; /255, ImageNet mean and std; predicted_depth min-max to 0..255, then
+ * bicubic to the generation size.
+ */
+async function depthByHand(layer: Pixels): Promise<Pixels> {
+  const w = 518;
+  const h = 392;
+  const rgb = await sharp(layer.data, { raw: { width: layer.width, height: layer.height, channels: 3 } }).resize(w, h, { fit: "fill", kernel: "cubic" }).raw().toBuffer();
+  const mean = [0.485, 0.456, 0.406];
+  const std = [0.229, 0.224, 0.225];
+  const values = new Float32Array(3 * w * h);
+  for (let c = 0; c < 3; c++) for (let i = 0; i < w * h; i++) values[c * w * h + i] = (rgb[3 * i + c]! / 255 - mean[c]!) / std[c]!;
+  const session = await InferenceSession.create(path.join(modelsDir(), "depth-anything-v2-small", "onnx", "model.onnx"));
+  try {
+    const out = (await session.run({ pixel_values: new Tensor("float32", values, [1, 3, h, w]) })).predicted_depth!;
+    expect(out.dims).toEqual([1, h, w]);
+    const depth = out.data as Float32Array;
+    let min = Infinity;
+    let max = -Infinity;
+    for (const v of depth) [min, max] = [Math.min(min, v), Math.max(max, v)];
+    expect(max).toBeGreaterThan(min);
+    const grey = Uint8Array.from(depth, (v) => Math.round((255 * (v - min)) / (max - min)));
+    const resized = await sharp(grey, { raw: { width: w, height: h, channels: 1 } }).resize(SIZE.width, SIZE.height, { fit: "fill", kernel: "cubic" }).toColourspace("b-w").raw().toBuffer();
+    return { ...SIZE, channels: 1, data: new Uint8Array(resized) };
+  } finally {
+    await session.release();
+  }
+}
+
+describe("a depth job on a colour picture with a depth estimator installed", { timeout: 120_000 }, () => {
+  it("steers the ControlNet with the estimator's normalised depth map: the same picture as the job given that map", async () => {
+    const picture = colourPicture();
+    const map = await depthByHand(picture);
+    const fromPicture = await run(withDepth, picture);
+    expect(lines.some((l) => /depth estimator "depth-anything-v2-small" makes the depth map from the control layer/.test(l))).toBe(true);
+    const fromMap = await run(withDepth, map);
+    expect(Buffer.from(fromPicture).equals(Buffer.from(fromMap))).toBe(true);
+    // Without the estimator the picture itself is the "depth map" (as before), and steers differently.
+    const raw = await run(withoutDepth, picture);
+    expect(Buffer.from(raw).equals(Buffer.from(fromPicture))).toBe(false);
+  });
+
+  it("passes a grey layer through as the depth map it is, estimator or not", async () => {
+    const grey: Pixels = { ...SIZE, channels: 3, data: new Uint8Array(64 * 64 * 3).map((_, i) => Math.floor(i / 3) % 64 * 4) };
+    lines.length = 0;
+    const a = await run(withDepth, grey);
+    expect(lines.some((l) => /makes the depth map/.test(l))).toBe(false);
+    const b = await run(withoutDepth, grey);
+    expect(Buffer.from(a).equals(Buffer.from(b))).toBe(true);
+  });
+});
