@@ -258,6 +258,8 @@ export const ModelInfo = z.object({
   registryId: z.string().optional(),
   /** It can be steered by a ControlNet (its folder has a UNet that takes a ControlNet's residuals). */
   control: z.boolean().optional(),
+  /** An SDXL model (present only then): it follows SDXL ControlNets, not SD 1.x / 2.x ones. */
+  sdxl: z.literal(true).optional(),
 });
 export type ModelInfo = z.infer<typeof ModelInfo>;
 
@@ -268,6 +270,8 @@ export const ControlNetInfo = z.object({
   kind: ControlKind,
   /** The registry entry it was installed as, when it was. */
   registryId: z.string().optional(),
+  /** Made for SDXL models (present only then); otherwise for SD 1.x / 2.x. */
+  sdxl: z.literal(true).optional(),
 });
 export type ControlNetInfo = z.infer<typeof ControlNetInfo>;
 
@@ -320,6 +324,8 @@ export const RegistryControlNet = z.object({
   approximateBytes: z.number().int().positive(),
   license: z.string(),
   description: z.string(),
+  /** Made for SDXL models (present only then). */
+  sdxl: z.literal(true).optional(),
 });
 export type RegistryControlNet = z.infer<typeof RegistryControlNet>;
 

@@ -122,6 +122,8 @@ export interface SdxlReplica {
   controlUnet?: boolean;
   /** Where parts over 2 GB keep their weights (default Optimum's model.onnx_data). */
   weightsFile?: string;
+  /** Every part a float16 export (weights, inputs and outputs), as OnnxStack's SDXL repos ship them. */
+  float16?: boolean;
   gaps: string[];
 }
 
@@ -322,6 +324,7 @@ export async function replicas(): Promise<Replica[]> {
       sampleSize: 128,
       controlUnet: true,
       weightsFile: "model.onnx.data",
+      float16: true,
       extraFiles: {
         "Icon.png": "not a picture: stands in for the repo's icon\n",
         "Sample.png": "not a picture: stands in for the repo's sample\n",
@@ -330,7 +333,7 @@ export async function replicas(): Promise<Replica[]> {
       },
       gaps: [
         ...SDXL_GAPS,
-        "unet/ and controlnet/ are the builder's tiny SDXL UNet (the control UNet with the 9 + 1 residual inputs, the same weights); their weights go to model.onnx.data as controlnet/'s on the hub (unet/'s file names and every file's I/O types were not read); float32, not the repo's float16; the timestep is the other SDXL replicas' int64 [steps], not read from OnnxStack's export",
+        "unet/ and controlnet/ are the builder's tiny SDXL UNet (the control UNet with the 9 + 1 residual inputs, the same weights); their weights go to model.onnx.data as controlnet/'s on the hub (unet/'s file names and every file's I/O types were not read); every part float16 with float16 inputs and outputs (the size of the repo's files says float16; the I/O types are assumed, as for TensorStack/SD-Turbo-onnx's replica); the timestep is the other SDXL replicas' int64 [steps], not read from OnnxStack's export",
         "controlnet/config.json's text was not read (the UNet's diffusers config is written); README.md's and Licence.txt's texts are stand-ins",
       ],
     },
@@ -537,6 +540,11 @@ export async function writeReplica(replica: Replica, dest: string): Promise<void
       ...(replica.controlUnet ? { controlUnet: true } : {}),
       ...(replica.weightsFile ? { weightsFile: replica.weightsFile } : {}),
     });
+    if (replica.float16) {
+      for (const part of await readdir(dest, { withFileTypes: true })) {
+        if (part.isDirectory() && (await stat(path.join(dest, part.name, "model.onnx")).then(() => true, () => false))) await toFloat16(path.join(dest, part.name));
+      }
+    }
     for (const [file, text] of Object.entries(replica.extraFiles)) {
       await mkdir(path.dirname(path.join(dest, file)), { recursive: true });
       await writeFile(path.join(dest, file), text);

@@ -153,7 +153,7 @@ export class DiffusionEngine implements Engine {
       schedulers: [...SCHEDULERS],
       modes: [...ENGINE_MODES],
       device: { name: preferred, description: describeDevice(preferred) },
-      controlNets: (this.discovered?.controlNets ?? []).map((c) => ({ id: c.id, name: c.name, kind: c.kind, ...(c.registryId ? { registryId: c.registryId } : {}) })),
+      controlNets: (this.discovered?.controlNets ?? []).map((c) => ({ id: c.id, name: c.name, kind: c.kind, ...(c.registryId ? { registryId: c.registryId } : {}), ...(c.io.unet.added !== null ? { sdxl: true as const } : {}) })),
     };
   }
 
@@ -262,14 +262,17 @@ export class DiffusionEngine implements Engine {
     });
   }
 
-  /** The ControlNet a job names (else the installed one of its kind), checked against the model's control UNet. */
+  /** The ControlNet a job names (else the installed one of its kind that fits the model), checked against the model's control UNet. */
   async controlNetFor(folder: ModelFolder, control: NonNullable<GenerationJob["control"]>): Promise<ControlNetFolder> {
     if (!folder.controlUnet) {
       throw new EngineError("unsupported_mode", `The model "${folder.name}" cannot follow a control image${folder.controlUnetProblem ? `: ${folder.controlUnetProblem}` : ": it has no control UNet (controlnet/model.onnx)"}.`);
     }
     if (!this.discovered) await this.refresh();
     const installed = this.discovered?.controlNets ?? [];
-    const found = control.controlNet !== undefined ? installed.find((c) => c.id === control.controlNet) : installed.find((c) => c.kind === control.kind);
+    // Unnamed: the installed one of the kind made for this model's family (SD or SDXL), else any of the kind (refused below in a sentence).
+    const fits = (c: ControlNetFolder) => (c.io.unet.added !== null) === Boolean(folder.sdxl) && residualMismatch(c.io.residuals, folder.controlUnet!.io.residuals) === null;
+    const ofKind = installed.filter((c) => c.kind === control.kind);
+    const found = control.controlNet !== undefined ? installed.find((c) => c.id === control.controlNet) : (ofKind.find(fits) ?? ofKind[0]);
     if (!found) {
       throw new EngineError(
         "model_not_found",

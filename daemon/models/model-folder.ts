@@ -625,5 +625,6 @@ export function toModelInfo(model: ModelFolder): ModelInfo {
     guidance: guidanceKindOf(model),
     ...(model.registryId ? { registryId: model.registryId } : {}),
     ...(model.controlUnet ? { control: true } : {}),
+    ...(model.sdxl ? { sdxl: true as const } : {}),
   };
 }

@@ -74,7 +74,7 @@ export const ControlNetEntry = z
     /** What it follows. */
     control: ControlKind,
     /** The base models it was trained for. */
-    architecture: z.enum(["sd15", "sd21"]),
+    architecture: z.enum(["sd15", "sd21", "sdxl"]),
     /** The repo folder holding its model.onnx; a pull fetches only that folder's ONNX files. */
     subfolder: z.string().regex(/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/, "a relative folder path"),
     precision: z.enum(["fp32", "fp16"]),
@@ -168,9 +168,11 @@ export const ARCHITECTURE_PARAMETERS: Record<Architecture, Record<"text_encoder"
  * ControlNet's weights: SD 1.5's (diffusers ControlNetModel, ControlNet 1.0 and 1.1 alike;
  * scripts/onnx-builder/controlnet.ts builds exactly this many); SD 2.1's adds, as its UNet does,
  * 2 x 256 to_k / to_v weights per transformer channel (1024-wide context instead of 768) in its 7
- * transformers (320, 320, 640, 640, 1280, 1280 and the mid block's 1280 channels).
+ * transformers (320, 320, 640, 640, 1280, 1280 and the mid block's 1280 channels). SDXL's: the
+ * builder's (scripts/onnx-builder/controlnet.ts with sdxl.ts's configuration; about the 2.5 GB of float16
+ * weights its ONNX exports hold: no exact published count was found).
  */
-export const CONTROLNET_PARAMETERS: Record<ControlNetEntry["architecture"], number> = { sd15: 361_279_120, sd21: 361_279_120 + 2 * 256 * 5760 };
+export const CONTROLNET_PARAMETERS: Record<ControlNetEntry["architecture"], number> = { sd15: 361_279_120, sd21: 361_279_120 + 2 * 256 * 5760, sdxl: 1_251_014_160 };
 
 const BYTES_PER_PARAMETER: Record<RegistryEntry["precision"], number> = { fp32: 4, fp16: 2 };
 
@@ -232,6 +234,7 @@ export function registryControlNets(registry: Registry = loadRegistry()): Regist
     approximateBytes: approximateBytes(m),
     license: m.license,
     description: m.description,
+    ...(m.architecture === "sdxl" ? { sdxl: true as const } : {}),
   }));
 }
 

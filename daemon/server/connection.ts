@@ -586,11 +586,12 @@ type Slot = { ok: true; name: "image" | "mask" | "control" } | { ok: false; mess
 function checkControl(control: NonNullable<JobRequest["control"]>, model: ModelInfo, controlNets: readonly ControlNetInfo[]): { code: ErrorCode; message: string } | undefined {
   if (!model.control) return { code: "unsupported_mode", message: `The model "${model.name}" cannot follow a control image: use a control-capable model (npx underpaint models pull sd-1.5-control).` };
   const named = control.controlNet;
-  const net = named !== undefined ? controlNets.find((c) => c.id === named) : controlNets.find((c) => c.kind === control.kind);
+  // Unnamed: one of the kind made for the model's family (SD 1.x / 2.x or SDXL).
+  const net = named !== undefined ? controlNets.find((c) => c.id === named) : controlNets.find((c) => c.kind === control.kind && Boolean(c.sdxl) === Boolean(model.sdxl));
   if (!net) {
     return named !== undefined
       ? { code: "model_not_found", message: `There is no ControlNet "${named}" (installed: ${controlNets.map((c) => c.id).join(", ") || "none"}).` }
-      : { code: "model_not_found", message: `No ${control.kind} ControlNet is installed: pull one (npx underpaint models pull controlnet-${control.kind}).` };
+      : { code: "model_not_found", message: `No ${control.kind} ControlNet${model.sdxl ? " for SDXL" : ""} is installed: pull one (npx underpaint models pull controlnet-${model.sdxl ? "sdxl-" : ""}${control.kind}).` };
   }
   if (net.kind !== control.kind) return { code: "invalid_job", message: `The ControlNet "${net.id}" follows ${net.kind}, not ${control.kind}.` };
   return undefined;

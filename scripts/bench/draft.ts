@@ -91,7 +91,8 @@ export async function benchDraft(root: string, fixtures: string, options: { quic
   try {
     const usesTaesd = (await engine.capabilities()).models.some((m) => m.id === model && m.turbo);
     if (!usesTaesd) throw new Error(`${model} is not listed as a turbo model`);
-    draftMs = await bestOf(quick ? 1 : 2, runJob(true));
+    // The first job loads every session: the best of the later ones is a draft as an artist gets it.
+    draftMs = await bestOf(quick ? 1 : 3, runJob(true));
     const draftPreviewSide = previewSide;
     vaeMs = await bestOf(1, runJob(false));
     figures["draft.previewSide"] = draftPreviewSide;

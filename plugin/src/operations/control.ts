@@ -70,6 +70,11 @@ export type ControlOffer =
     }
   | { kind: "unavailable"; message: string; /** The model to pull for control, when the registry has it and it is not installed. */ pull?: RegistryModel };
 
+/** A ControlNet steers models of its family only: SDXL's or SD 1.x / 2.x's. */
+function sameFamily(net: { sdxl?: true | undefined }, model: { sdxl?: true | undefined }): boolean {
+  return Boolean(net.sdxl) === Boolean(model.sdxl);
+}
+
 /** What the section can do for the chosen model with what the daemon has installed (every mode follows a control image). */
 export function controlOffer(capabilities: Capabilities | undefined, model: ModelInfo | undefined): ControlOffer {
   if (!capabilities) return { kind: "unavailable", message: "Control needs the daemon: connect first." };
@@ -87,8 +92,8 @@ export function controlOffer(capabilities: Capabilities | undefined, model: Mode
     };
   }
   const nets = capabilities.controlNets ?? [];
-  const installed = CONTROL_KINDS.filter((k) => nets.some((n) => n.kind === k));
-  const pullable = (capabilities.registryControlNets ?? []).filter((e) => !installed.includes(e.kind));
+  const installed = CONTROL_KINDS.filter((k) => nets.some((n) => n.kind === k && sameFamily(n, model)));
+  const pullable = (capabilities.registryControlNets ?? []).filter((e) => sameFamily(e, model) && !installed.includes(e.kind));
   return {
     kind: "ready",
     installed,
@@ -187,9 +192,9 @@ export function controlRequest(capabilities: Capabilities, model: ModelInfo, set
   if (!model.control) {
     throw new PanelError(`“${model.name}” cannot follow a control image: choose a model that can (pull ${CONTROL_MODEL_ID}), or turn Control off.`, "control_unsupported");
   }
-  const net = (capabilities.controlNets ?? []).find((n) => n.kind === control.kind);
+  const net = (capabilities.controlNets ?? []).find((n) => n.kind === control.kind && sameFamily(n, model));
   if (!net) {
-    const entry = capabilities.registryControlNets?.find((e) => e.kind === control.kind);
+    const entry = capabilities.registryControlNets?.find((e) => e.kind === control.kind && sameFamily(e, model));
     throw new PanelError(`No ${CONTROL_KIND_LABELS[control.kind].toLowerCase()} ControlNet is installed: ${entry ? `pull “${entry.name}” in the Control section` : "add one to the daemon's models folder"}, or choose another kind.`, "model_not_found");
   }
   if (!(control.start < control.end)) throw new PanelError("Control must end after it starts: set its start below its end.", "invalid_job");

@@ -9,12 +9,13 @@ import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DiffusionEngine } from "../../../daemon/engine/diffusion-engine";
 import type { GenerationJob } from "../../../daemon/engine/engine";
-import { planInpaint } from "../../../daemon/engine/masked-edit";
+import { controlForContext, planInpaint } from "../../../daemon/engine/masked-edit";
 import { controlKeep, controlScale } from "../../../daemon/engine/pipeline/control";
 import { generate } from "../../../daemon/engine/pipeline/generate";
 import { TorchGenerator } from "../../../daemon/engine/rng";
 import { ClipTokenizer } from "../../../daemon/engine/tokenizer";
 import { cropImage } from "../../../daemon/imaging/image";
+import { resizeTo } from "../../../daemon/imaging/resample";
 import { loadControlNetFolder } from "../../../daemon/models/controlnet-folder";
 import { loadModelFolder } from "../../../daemon/models/model-folder";
 import { ModelSessions } from "../../../daemon/models/model-sessions";
@@ -187,9 +188,11 @@ describe("inpaint and outpaint with a control image", { timeout: 120_000 }, () =
     }
     return out;
   };
+  // The same layer: onnxruntime's CPU kernels now and then differ by a level between identical runs on a busy machine.
   const same = (a: { image: Pixels; region: unknown }, b: { image: Pixels; region: unknown }) => {
     expect(a.region).toEqual(b.region);
-    expect(Buffer.from(a.image.data).equals(Buffer.from(b.image.data))).toBe(true);
+    expect(a.image.data.length).toBe(b.image.data.length);
+    expect(a.image.data.reduce((m, v, i) => Math.max(m, Math.abs(v - b.image.data[i]!)), 0)).toBeLessThanOrEqual(2);
   };
 
   it("inpaint keeps every pixel outside the selection, repaints inside it otherwise than without control, and at strength 0 is the job without control", async () => {
@@ -217,7 +220,8 @@ describe("inpaint and outpaint with a control image", { timeout: 120_000 }, () =
     const original = await drawing(128, 128, `<rect width="128" height="128" fill="#7ab"/><rect y="80" width="128" height="48" fill="#5a3"/>`);
     const selection = new Uint8Array(128 * 128);
     for (let y = 56; y < 72; y++) selection.fill(255, y * 128 + 56, y * 128 + 72);
-    const control = await drawing(128, 128, `<rect width="128" height="128" fill="white"/><circle cx="64" cy="64" r="7" fill="none" stroke="black" stroke-width="2"/>`);
+    // Strokes on the selection and a heavy frame far outside the model's context: cut to the context only the strokes remain.
+    const control = await drawing(128, 128, `<rect width="128" height="128" fill="white"/><circle cx="64" cy="64" r="7" fill="none" stroke="black" stroke-width="2"/><rect x="6" y="6" width="116" height="116" fill="none" stroke="black" stroke-width="12"/>`);
     const job: Extract<GenerationJob, { mode: "inpaint" }> = {
       ...(await inpaintJob({ strength: 1, image: control })),
       image: original,
@@ -233,9 +237,11 @@ describe("inpaint and outpaint with a control image", { timeout: 120_000 }, () =
     const onContext = (controlImage: Pixels): GenerationJob => ({ ...job, image: cut(original), mask: cut(job.mask), region: plan.region, control: { ...job.control!, image: controlImage } });
     const whole = await run(job);
     same(await run(onContext(cut(job.control!.image))), whole);
-    // The whole control image squeezed into the context is another picture.
-    const squeezed = await run(onContext(job.control!.image));
-    expect(Buffer.from(squeezed.image.data).equals(Buffer.from(whole.image.data))).toBe(false);
+    // What the ControlNet is given is the control image cut to the context, not the whole image squeezed into it.
+    const given = controlForContext(job.control!.image, job.region, plan);
+    expect([given.width, given.height]).toEqual([plan.region.width, plan.region.height]);
+    expect(Buffer.from(given.data).equals(Buffer.from(cut(job.control!.image).data))).toBe(true);
+    expect(Buffer.from(given.data).equals(Buffer.from((await resizeTo(job.control!.image, plan.region)).data))).toBe(false);
   });
 
   it("outpaint: the control image covers the grown document and steers the new area; at strength 0 it is the job without control", async () => {

@@ -43,7 +43,7 @@ afterAll(async () => {
 });
 
 describe("ControlNet registry entries", () => {
-  it("name a subfolder of their repo, a kind, SD 1.5, a license, and are pinned", () => {
+  it("name a subfolder of their repo, a kind, their base models (SD 1.5 ones pinned), a license", () => {
     const entries = loadRegistry().controlNets;
     expect(entries.map((e) => [e.id, e.control, e.subfolder])).toEqual([
       ["controlnet-canny", "canny", "SD/Canny"],
@@ -51,8 +51,17 @@ describe("ControlNet registry entries", () => {
       ["controlnet-pose", "pose", "SD/OpenPose"],
       ["controlnet-scribble", "scribble", "SD/Scribble"],
       ["controlnet-lineart", "lineart", "StableDiffusion/LineArt"],
+      ["controlnet-sdxl-canny", "canny", "StableDiffusionXL/Canny"],
+      ["controlnet-sdxl-depth", "depth", "StableDiffusionXL/Depth"],
+      ["controlnet-sdxl-pose", "pose", "StableDiffusionXL/OpenPose"],
     ]);
-    for (const e of entries) {
+    for (const e of entries.filter((e) => e.architecture === "sdxl")) {
+      expect([e.repo, e.pinned, e.precision]).toEqual(["TensorStack/ControlNet-amuse", false, "fp16"]);
+      expect(e.license).toMatch(/openrail\+\+/);
+      // About 1.25 B weights in float16: the hub's 2.5 GB model.onnx.data.
+      expect(approximateBytes(e) / 1e9).toBeCloseTo(2.5, 1);
+    }
+    for (const e of entries.filter((e) => e.architecture !== "sdxl")) {
       expect([e.architecture, e.pinned, e.precision]).toEqual(["sd15", true, "fp16"]);
       expect(e.license).toMatch(/openrail/);
       // 361 M weights in float16: the hub's 723-736 MB per model.onnx.
@@ -114,6 +123,42 @@ describe("ControlNet registry entries", () => {
     expect(broken[0]!.error.message).toBe('ControlNet "mystery-net" does not say what it follows: name its folder after its kind (canny, scribble, lineart, depth or pose), e.g. "mystery-net-canny".');
     expect([kindFromName("control_v11p_sd15_lineart"), kindFromName("sd-OpenPose"), kindFromName("sd15-depth"), kindFromName("tile")]).toEqual(["lineart", "pose", "depth", null]);
     for (const name of ["my-scribble-net", "mystery-net"]) await rm(path.join(modelsDir(), name), { recursive: true });
+  });
+});
+
+describe("SDXL's control-capable model and ControlNets", () => {
+  it("pull OnnxStack's SDXL with its control UNet and an SDXL ControlNet with its external weights; a job's unnamed ControlNet is the one of the model's family", { timeout: 180_000 }, async () => {
+    hub.reset();
+    await pullModel("sdxl-control", { modelsDir: modelsDir(), env: env() });
+    await pullModel("controlnet-sdxl-canny", { modelsDir: modelsDir(), env: env() });
+    const fetched = hub.requests.map((r) => r.file).filter((f) => f !== null);
+    expect(fetched).toContain("controlnet/model.onnx");
+    expect(fetched).toContain("StableDiffusionXL/Canny/model.onnx");
+    expect(fetched).toContain("StableDiffusionXL/Canny/model.onnx.data");
+    expect(fetched.filter((f) => f!.startsWith("StableDiffusionXL/") && !f!.startsWith("StableDiffusionXL/Canny/"))).toEqual([]);
+    const folder = await loadModelFolder(path.join(modelsDir(), "sdxl-control"), { devices: ["cpu"] });
+    expect(toModelInfo(folder)).toMatchObject({ id: "sdxl-control", control: true, sdxl: true, registryId: "sdxl-control" });
+    expect(folder.float16).toBe(true);
+    const net = await loadControlNetFolder(path.join(modelsDir(), "controlnet-sdxl-canny"), { devices: ["cpu"] });
+    expect([net.kind, net.architecture, net.io.unet.added !== null]).toEqual(["canny", "sdxl", true]);
+    expect(residualMismatch(net.io.residuals, folder.controlUnet!.io.residuals)).toBeNull();
+    // Beside the SD 1.5 canny ControlNet (pulled above), the SDXL model's job takes the SDXL one.
+    await pullModel("controlnet-canny", { modelsDir: modelsDir(), env: env() });
+    const engine = new DiffusionEngine({ modelsDir: modelsDir(), devices: ["cpu"] });
+    try {
+      const { controlNets } = await engine.capabilities();
+      expect(controlNets?.filter((c) => c.kind === "canny")).toEqual([
+        { id: "controlnet-canny", name: "ControlNet Canny edges (SD 1.5)", kind: "canny", registryId: "controlnet-canny" },
+        { id: "controlnet-sdxl-canny", name: "ControlNet Canny edges (SDXL)", kind: "canny", registryId: "controlnet-sdxl-canny", sdxl: true },
+      ]);
+      const square = { width: 64, height: 64, channels: 3 as const, data: Uint8Array.from({ length: 64 * 64 * 3 }, (_, i) => (Math.floor(i / 3) % 64 > 20 && Math.floor(i / 3) % 64 < 44 ? 0 : 255)) };
+      const job = { mode: "txt2img", model: "sdxl-control", prompt: "a house", negativePrompt: "", seed: 2, steps: 2, guidance: 5, scheduler: "euler", variations: 1, truncatePrompt: false, previews: false, output: { width: 64, height: 64 }, size: { width: 64, height: 64 } } as const;
+      const [steered] = await engine.run({ ...job, control: { kind: "canny", image: square, strength: 1, start: 0, end: 1 } }, { signal: new AbortController().signal, onProgress: () => {} });
+      expect([steered!.image.width, steered!.image.height]).toEqual([64, 64]);
+      await expect(engine.run({ ...job, control: { kind: "canny", image: square, strength: 1, start: 0, end: 1, controlNet: "controlnet-canny" } }, { signal: new AbortController().signal, onProgress: () => {} })).rejects.toThrow(/is for SD 1.x and 2.x models/);
+    } finally {
+      await engine.dispose();
+    }
   });
 });
 

@@ -60,6 +60,7 @@ const GUIDANCE: Record<string, GuidanceKind> = {
   "lcm-dreamshaper-v7": "embedded",
   "sdxl-turbo": "none",
   "sdxl-base-1.0": "classifier-free",
+  "sdxl-control": "classifier-free",
 };
 
 const env = () => ({ HF_ENDPOINT: hub.url, UNDERPAINT_PULL_BACKOFF_MS: "5" });
@@ -187,7 +188,7 @@ describe("registry entries on replicas of their repos", () => {
       expect(pulled.id).toBe(entry.id);
       const folder = await loadModelFolder(path.join(modelsDir(), entry.id));
       expect(folder.kind).toBe(entry.kind);
-      const replica = [...pipelines(), ...sdxlReplicas()].find((r) => r.repo === entry.repo)!;
+      const replica = [...pipelines(), ...all.filter((r): r is SdxlReplica => r.from === "tiny-sdxl")].find((r) => r.repo === entry.repo)!;
       expectExportIo(folder, replica);
       expect(folder.turbo).toBe(entry.turbo);
       expect(folder.sdxl !== null, "SDXL").toBe(entry.architecture === "sdxl");

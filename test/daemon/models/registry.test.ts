@@ -22,7 +22,7 @@ import registryJson from "../../../daemon/models/registry.json";
 describe("the registry", () => {
   it("is valid and covers SD 1.5, an inpainting model, SD-Turbo, an LCM and SDXL (Turbo and base)", () => {
     const registry = loadRegistry();
-    expect(registry.models.map((m) => m.id)).toEqual(["sd-1.5", "sd-1.5-inpainting", "sd-turbo", "lcm-dreamshaper-v7", "sd-1.5-control", "sdxl-turbo", "sdxl-base-1.0"]);
+    expect(registry.models.map((m) => m.id)).toEqual(["sd-1.5", "sd-1.5-inpainting", "sd-turbo", "lcm-dreamshaper-v7", "sd-1.5-control", "sdxl-turbo", "sdxl-base-1.0", "sdxl-control"]);
     expect(findRegistryEntry("sdxl-turbo")).toMatchObject({ architecture: "sdxl", turbo: true, nativeResolution: 512, recommended: { steps: 1, guidance: 0, scheduler: "euler_a" } });
     expect(findRegistryEntry("sdxl-base-1.0")).toMatchObject({ architecture: "sdxl", turbo: false, nativeResolution: 1024, recommended: { steps: 25, guidance: 5 } });
     expect(registry.models.some((m) => m.kind === "inpainting")).toBe(true);
@@ -57,6 +57,8 @@ describe("the registry", () => {
     // SDXL: its five networks' published counts (which the builder's SDXL graphs match), both text encoders included.
     expect(ARCHITECTURE_PARAMETERS.sdxl).toEqual(SDXL_PUBLISHED_PARAMS);
     expect(approximateBytes(findRegistryEntry("sdxl-base-1.0")!)).toBe(3_468_837_867 * 4);
+    // OnnxStack's SDXL: the pipeline and its control UNet, in float16.
+    expect(approximateBytes(findRegistryEntry("sdxl-control")!)).toBe((3_468_837_867 + 2_567_463_684) * 2);
     expect(approximateBytes(findRegistryEntry("sdxl-turbo")!)).toBe(3_468_837_867 * 4);
     expect(registryModels().map((m) => [m.id, m.approximateBytes])).toEqual(loadRegistry().models.map((m) => [m.id, approximateBytes(m)]));
   });
