@@ -302,6 +302,21 @@ export const PreviewDecoderInfo = z.object({
 });
 export type PreviewDecoderInfo = z.infer<typeof PreviewDecoderInfo>;
 
+/** The installed depth estimator (what depth control estimates a picture's depth with), null when there is none; absent from daemons that do not say. */
+const InstalledDepthEstimator = PreviewDecoderInfo.nullable().optional();
+
+/** A depth estimator the registry offers (pull-model with its id): not a model, never in the model menu. */
+export const RegistryDepthEstimator = z.object({
+  id: z.string(),
+  name: z.string(),
+  repo: z.string(),
+  precision: z.enum(["fp32", "fp16"]),
+  approximateBytes: z.number().int().positive(),
+  license: z.string(),
+  description: z.string(),
+});
+export type RegistryDepthEstimator = z.infer<typeof RegistryDepthEstimator>;
+
 /** A preview decoder the registry offers (pull-model with its id): not a model, never in the model menu. */
 export const RegistryPreviewDecoder = z.object({
   id: z.string(),
@@ -354,6 +369,7 @@ export const ModelList = z.object({
   previewDecoder: InstalledPreviewDecoder,
   /** The installed ControlNets (absent from daemons without control). */
   controlNets: z.array(ControlNetInfo).optional(),
+  depthEstimator: InstalledDepthEstimator,
 });
 export type ModelList = z.infer<typeof ModelList>;
 
@@ -398,6 +414,9 @@ export const Capabilities = z.object({
   registryPreviewDecoders: z.array(RegistryPreviewDecoder).optional(),
   /** The ControlNets the daemon can pull (pull-model with their id); absent from daemons that do not say. */
   registryControlNets: z.array(RegistryControlNet).optional(),
+  /** The depth estimators the daemon can pull (pull-model with their id); absent from daemons that do not say. */
+  registryDepthEstimators: z.array(RegistryDepthEstimator).optional(),
+  depthEstimator: InstalledDepthEstimator,
   /** The daemon answers control-preview (absent: it does not). */
   controlPreview: z.boolean().optional(),
   previewDecoder: InstalledPreviewDecoder,

@@ -149,11 +149,12 @@ export class DiffusionEngine implements Engine {
     return {
       models: models.map(modelInfo).filter((m) => m.modes.length > 0),
       unavailable: this.discovered?.unavailable ?? [],
-      previewDecoder: previewDecoderInfo(this.discovered?.previewDecoder ?? null),
+      previewDecoder: installedInfo(this.discovered?.previewDecoder ?? null),
       schedulers: [...SCHEDULERS],
       modes: [...ENGINE_MODES],
       device: { name: preferred, description: describeDevice(preferred) },
       controlNets: (this.discovered?.controlNets ?? []).map((c) => ({ id: c.id, name: c.name, kind: c.kind, ...(c.registryId ? { registryId: c.registryId } : {}), ...(c.io.unet.added !== null ? { sdxl: true as const } : {}) })),
+      depthEstimator: installedInfo(this.discovered?.depthEstimator ?? null),
     };
   }
 
@@ -410,8 +411,8 @@ export class DiffusionEngine implements Engine {
     this.watcher ??= new ModelsWatcher({
       dir: this.options.modelsDir,
       scan: async () => {
-        const { models, unavailable, previewDecoder, controlNets } = await this.capabilities();
-        return { models, unavailable, previewDecoder: previewDecoder ?? null, controlNets: controlNets ?? [] };
+        const { models, unavailable, previewDecoder, controlNets, depthEstimator } = await this.capabilities();
+        return { models, unavailable, previewDecoder: previewDecoder ?? null, controlNets: controlNets ?? [], depthEstimator: depthEstimator ?? null };
       },
       log: (line) => this.log("warn", line),
     });
@@ -457,7 +458,7 @@ function describeDevice(device: string): string {
   }
 }
 
-/** The installed preview decoder as the panel hears of it. */
-function previewDecoderInfo(folder: PreviewDecoderFolder | null): PreviewDecoderInfo | null {
+/** An installed helper network (the preview decoder, the depth estimator) as the panel is told of it. */
+function installedInfo(folder: { id: string; registryId: string | null } | null): PreviewDecoderInfo | null {
   return folder ? { id: folder.id, ...(folder.registryId ? { registryId: folder.registryId } : {}) } : null;
 }

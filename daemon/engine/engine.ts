@@ -126,6 +126,8 @@ export interface EngineCapabilities {
   device: { name: string; description: string };
   /** The installed ControlNets. */
   controlNets?: ControlNetInfo[];
+  /** The depth estimator depth control estimates pictures' depth with; null when none is installed. */
+  depthEstimator?: PreviewDecoderInfo | null;
 }
 
 export interface Engine {

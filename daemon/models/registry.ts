@@ -8,7 +8,7 @@
  * artist typed into one or the other.
  */
 import { z } from "zod";
-import { ControlKind, RecommendedSettings, type RegistryControlNet, type RegistryModel, type RegistryPreviewDecoder } from "../../protocol";
+import { ControlKind, RecommendedSettings, type RegistryControlNet, type RegistryDepthEstimator, type RegistryModel, type RegistryPreviewDecoder } from "../../protocol";
 import registryJson from "./registry.json";
 import { ModelInstallError } from "./install-errors";
 import type { ModelManifest } from "./manifest";
@@ -210,9 +210,10 @@ export function registryModels(registry: Registry = loadRegistry()): RegistryMod
   }));
 }
 
-/** What the panel's model setup offers beside the models: the preview decoders (TAESD), without the pull's pinning details. */
-export function registryPreviewDecoders(registry: Registry = loadRegistry()): RegistryPreviewDecoder[] {
-  return registry.previewDecoders.map((m) => ({
+/** A pull the panel's model setup offers beside the models (a preview decoder, a depth estimator), without the pull's pinning details. */
+type SideEntry = Registry["previewDecoders"][number] | Registry["depthEstimators"][number];
+function sideEntry(m: SideEntry): RegistryPreviewDecoder & RegistryDepthEstimator {
+  return {
     id: m.id,
     name: m.name,
     repo: m.repo,
@@ -220,7 +221,17 @@ export function registryPreviewDecoders(registry: Registry = loadRegistry()): Re
     approximateBytes: approximateBytes(m),
     license: m.license,
     description: m.description,
-  }));
+  };
+}
+
+/** What the panel's model setup offers beside the models: the preview decoders (TAESD). */
+export function registryPreviewDecoders(registry: Registry = loadRegistry()): RegistryPreviewDecoder[] {
+  return registry.previewDecoders.map(sideEntry);
+}
+
+/** The depth estimators the panel's model setup offers (depth control from a picture). */
+export function registryDepthEstimators(registry: Registry = loadRegistry()): RegistryDepthEstimator[] {
+  return registry.depthEstimators.map(sideEntry);
 }
 
 /** The ControlNets the panel's model setup offers, without the pull's pinning details. */

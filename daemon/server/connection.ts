@@ -24,6 +24,7 @@ import {
   type ModelList,
   type RegistryModel,
   type RegistryControlNet,
+  type RegistryDepthEstimator,
   type RegistryPreviewDecoder,
 } from "../../protocol";
 import type { Pixels } from "../../geometry";
@@ -56,6 +57,8 @@ export interface ConnectionSettings {
   registryPreviewDecoders: readonly RegistryPreviewDecoder[];
   /** The ControlNets the daemon can pull, told in the welcome. */
   registryControlNets: readonly RegistryControlNet[];
+  /** The depth estimators the daemon can pull. */
+  registryDepthEstimators: readonly RegistryDepthEstimator[];
 }
 
 /** A control-preview request waiting for its frame. */
@@ -81,6 +84,7 @@ export function modelsMessage(list: ModelList): ModelList {
     unavailable: list.unavailable,
     ...(list.previewDecoder !== undefined ? { previewDecoder: list.previewDecoder } : {}),
     ...(list.controlNets !== undefined ? { controlNets: list.controlNets } : {}),
+    ...(list.depthEstimator !== undefined ? { depthEstimator: list.depthEstimator } : {}),
   };
 }
 
@@ -214,7 +218,7 @@ export class Connection {
       type: "welcome",
       protocol: PROTOCOL_VERSION,
       daemon: { name: "underpaint", version: this.settings.daemonVersion },
-      capabilities: { ...capabilities, registry: [...this.settings.registry], registryPreviewDecoders: [...this.settings.registryPreviewDecoders], registryControlNets: [...this.settings.registryControlNets], controlPreview: true, downloads, limits },
+      capabilities: { ...capabilities, registry: [...this.settings.registry], registryPreviewDecoders: [...this.settings.registryPreviewDecoders], registryControlNets: [...this.settings.registryControlNets], registryDepthEstimators: [...this.settings.registryDepthEstimators], controlPreview: true, downloads, limits },
     });
     this.settings.log(`connection ${this.settings.id}: ${hello.client.name} ${hello.client.version} paired`);
   }

@@ -1,6 +1,6 @@
 /** Per-model settings (recommended, the artist's changes kept per model), the controls a model takes, and the model setup's rows. */
 import { describe, expect, it } from "vitest";
-import type { Capabilities, DownloadStatus, ModelInfo, RegistryControlNet, RegistryModel, RegistryPreviewDecoder } from "../../protocol";
+import type { Capabilities, DownloadStatus, ModelInfo, RegistryControlNet, RegistryDepthEstimator, RegistryModel, RegistryPreviewDecoder } from "../../protocol";
 import { planDraft } from "../../plugin/src/operations/draft";
 import { DEFAULT_SETTINGS } from "../../plugin/src/operations/settings";
 import { controlsForModel, parseOverrides, rememberChange, settingsForModel, type ModelOverrides } from "../../plugin/src/operations/model-settings";
@@ -144,6 +144,23 @@ describe("the model setup", () => {
       ["controlnet-canny", "ControlNet Canny edges (SD 1.5)", "about 723 MB · OpenRAIL", false, "cancel", 0.25],
     ]);
     expect(setupRows(registry, [], [], new Set(), none, { registry: [scribble], installed: undefined }).map((r) => r.id)).toEqual(["sd-turbo"]);
+  });
+
+  it("offers a depth estimator as depth from pictures, follows its pull, marks it installed, and says nothing of it to a daemon that does not say", () => {
+    const registry = [entry("sd-turbo")];
+    const depth: RegistryDepthEstimator = { id: "depth-anything-v2-small", name: "Depth Anything V2 Small", repo: "onnx-community/depth-anything-v2-small", precision: "fp32", approximateBytes: 99_173_660, license: "Apache-2.0", description: "Estimates depth from a picture." };
+    const noPreviews = { registry: [], installed: undefined };
+    const noControl = { registry: [], installed: undefined };
+    const missing = setupRows(registry, [], [], new Set(), noPreviews, noControl, { registry: [depth], installed: null });
+    expect(missing.map((r) => [r.id, r.name, r.facts, r.installed, r.action ?? null])).toEqual([
+      ["sd-turbo", "The sd-turbo", expect.any(String), false, "pull"],
+      ["depth-anything-v2-small", "Depth from pictures (depth control)", "Depth Anything V2 Small · about 99.2 MB · Apache-2.0", false, "pull"],
+    ]);
+    const pulling: DownloadStatus = { model: "depth-anything-v2-small", request: "depth-anything-v2-small", stage: "downloading", bytes: 24_793_415, total: 99_173_660 };
+    // Its pull is its row's, not a row of its own.
+    expect(setupRows(registry, [], [pulling], new Set(), noPreviews, noControl, { registry: [depth], installed: null }).map((r) => [r.id, r.action ?? null, r.download?.fraction ?? null])).toEqual([["sd-turbo", "pull", null], ["depth-anything-v2-small", "cancel", 0.25]]);
+    expect(setupRows(registry, [], [], new Set(), noPreviews, noControl, { registry: [depth], installed: { id: "depth-anything-v2-small", registryId: "depth-anything-v2-small" } })[1]).toMatchObject({ installed: true });
+    expect(setupRows(registry, [], [], new Set(), noPreviews, noControl, { registry: [depth], installed: undefined }).map((r) => r.id)).toEqual(["sd-turbo"]);
   });
 
   it("words the stages, sizes and times as an artist reads them", () => {

@@ -618,6 +618,7 @@ export class ProtocolClient {
           unavailable: message.unavailable,
           ...(message.previewDecoder !== undefined ? { previewDecoder: message.previewDecoder } : {}),
           ...(message.controlNets !== undefined ? { controlNets: message.controlNets } : {}),
+          ...(message.depthEstimator !== undefined ? { depthEstimator: message.depthEstimator } : {}),
         };
         if (this.capabilitiesValue) this.capabilitiesValue = { ...this.capabilitiesValue, ...list };
         for (const waiter of this.modelWaiters.splice(0)) waiter(list);

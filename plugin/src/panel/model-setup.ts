@@ -4,7 +4,7 @@
  * what the artist can do (Pull, Cancel, Resume); other pulls the daemon knows of; and the
  * installed models with what each can do. Pure: the view draws these rows.
  */
-import type { ControlNetInfo, DownloadStatus, Mode, ModelInfo, PreviewDecoderInfo, RegistryControlNet, RegistryModel, RegistryPreviewDecoder } from "../../../protocol";
+import type { ControlNetInfo, DownloadStatus, Mode, ModelInfo, PreviewDecoderInfo, RegistryControlNet, RegistryDepthEstimator, RegistryModel, RegistryPreviewDecoder } from "../../../protocol";
 import { MODE_LABELS, PROTOCOL_MODE, OPERATION_MODES } from "../operations/settings";
 
 export type SetupAction = "pull" | "cancel" | "resume";
@@ -44,6 +44,15 @@ export interface ControlNets {
   installed: readonly ControlNetInfo[] | undefined;
 }
 
+/** What the daemon says of depth estimators: what it can pull, and the one installed (null: none; undefined: it does not say). */
+export interface DepthEstimators {
+  registry: readonly RegistryDepthEstimator[];
+  installed: PreviewDecoderInfo | null | undefined;
+}
+
+/** The panel's name for a depth estimator's row: what it does for the artist. */
+export const DEPTH_FROM_PICTURES = "Depth from pictures (depth control)";
+
 /** The panel's name for a preview decoder's row: what it does for the artist. */
 export const FAST_PREVIEWS = "Fast previews and drafts";
 
@@ -55,6 +64,7 @@ export function setupRows(
   pending: ReadonlySet<string> = new Set(),
   previews: PreviewDecoders = { registry: [], installed: undefined },
   controlNets: ControlNets = { registry: [], installed: undefined },
+  depth: DepthEstimators = { registry: [], installed: undefined },
 ): SetupRow[] {
   const downloadFor = (id: string) => downloads.find((d) => d.model === id || d.request === id);
   // A daemon that does not say what is installed offers no preview decoder row.
@@ -90,9 +100,20 @@ export function setupRows(
       ...rowState(installed, downloadFor(entry.id), pending.has(entry.id)),
     });
   }
+  // A daemon that does not say what is installed offers no depth estimator row.
+  for (const entry of depth.installed === undefined ? [] : depth.registry) {
+    const installed = depth.installed?.registryId === entry.id || depth.installed?.id === entry.id;
+    rows.push({
+      id: entry.id,
+      name: DEPTH_FROM_PICTURES,
+      facts: [entry.name, `about ${formatBytes(entry.approximateBytes)}`, entry.license].join(" · "),
+      description: entry.description,
+      ...rowState(installed, downloadFor(entry.id), pending.has(entry.id)),
+    });
+  }
   // Pulls of repos outside the registry (owner/name), from this panel or a terminal.
   for (const download of downloads) {
-    if ([...registry, ...previews.registry, ...controlNets.registry].some((e) => e.id === download.model || e.id === download.request)) continue;
+    if ([...registry, ...previews.registry, ...controlNets.registry, ...depth.registry].some((e) => e.id === download.model || e.id === download.request)) continue;
     const id = download.request ?? download.model;
     const installed = models.some((m) => m.id === download.model);
     if (installed && download.stage === "done") continue;

@@ -65,7 +65,8 @@ export async function wireModels(view: PanelView, client: ProtocolClient, settin
     const models = capabilities?.models ?? [];
     const previews = { registry: capabilities?.registryPreviewDecoders ?? [], installed: capabilities?.previewDecoder };
     const controlNets = { registry: capabilities?.registryControlNets ?? [], installed: capabilities?.controlNets };
-    setup.showRows(setupRows(capabilities?.registry ?? [], models, client.downloads, pending, previews, controlNets), capabilities !== undefined);
+    const depth = { registry: capabilities?.registryDepthEstimators ?? [], installed: capabilities?.depthEstimator };
+    setup.showRows(setupRows(capabilities?.registry ?? [], models, client.downloads, pending, previews, controlNets, depth), capabilities !== undefined);
     setup.showInstalled(models);
   };
 

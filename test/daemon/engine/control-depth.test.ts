@@ -135,6 +135,11 @@ describe("a depth job on a colour picture with a depth estimator installed", { t
     expect(Buffer.from(raw).equals(Buffer.from(fromPicture))).toBe(false);
   });
 
+  it("tells the panel which depth estimator is installed, and that there is none where it is not", async () => {
+    expect((await withDepth.capabilities()).depthEstimator).toEqual({ id: "depth-anything-v2-small", registryId: "depth-anything-v2-small" });
+    expect((await withoutDepth.capabilities()).depthEstimator).toBeNull();
+  });
+
   it("passes a grey layer through as the depth map it is, estimator or not", async () => {
     const grey: Pixels = { ...SIZE, channels: 3, data: new Uint8Array(64 * 64 * 3).map((_, i) => Math.floor(i / 3) % 64 * 4) };
     lines.length = 0;

@@ -7,7 +7,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { controlImage } from "../../../daemon/imaging/control-image";
-import { registryControlNets } from "../../../daemon/models/registry";
+import { registryControlNets, registryDepthEstimators } from "../../../daemon/models/registry";
 import { startServer, type DaemonServer } from "../../../daemon/server/server";
 import { ProtocolClient } from "../../../plugin/src/client/client";
 import type { WebSocketLike } from "../../../plugin/src/client/socket";
@@ -109,6 +109,9 @@ describe("control-preview", () => {
     const client = await panelClient(server.url);
     expect(client.capabilities?.registryControlNets?.map((c) => [c.id, c.kind])).toEqual(registryControlNets().map((c) => [c.id, c.kind]));
     expect(client.capabilities?.registryControlNets?.find((c) => c.id === "controlnet-scribble")).toMatchObject({ kind: "scribble", approximateBytes: expect.any(Number), license: expect.any(String) });
+    // And which depth estimators, for depth control from a picture.
+    expect(client.capabilities?.registryDepthEstimators).toEqual(registryDepthEstimators());
+    expect(client.capabilities?.registryDepthEstimators?.map((d) => d.id)).toEqual(["depth-anything-v2-small"]);
     // A daemon that does not say it answers control-preview (its welcome has no controlPreview).
     Object.assign(client.capabilities!, { controlPreview: undefined });
     await expect(client.controlPreview("canny", squareLayer())).rejects.toMatchObject({ code: "unsupported", message: "This daemon cannot show control images; update it." });
