@@ -5,7 +5,7 @@
  * (TAESD) found beside the models pictures every step and decodes drafts; without one, previews
  * are the cheap latent-to-RGB approximation and drafts are decoded by the VAE.
  */
-import { SCHEDULERS, type Mode, type ModelInfo, type ModelList, type PreviewDecoderInfo, type UnavailableModel } from "../../protocol";
+import { SCHEDULERS, type ControlKind, type Mode, type ModelInfo, type ModelList, type PreviewDecoderInfo, type UnavailableModel } from "../../protocol";
 import { discoverModels } from "../models/discover";
 import type { Device, ModelLog } from "../models/execution-provider";
 import { loadModelFolder, toModelInfo, type ModelFolder } from "../models/model-folder";
@@ -23,7 +23,7 @@ import { asEngineError, controlForContext, finishMaskedEdit, planInpaint, planOu
 import { checkSize, generate, type GenerateParams, type LoadedModel } from "./pipeline/generate";
 import { latentPreview } from "./preview";
 import type { ControlRun } from "./pipeline/control";
-import { controlImage, estimatesDepth } from "../imaging/control-image";
+import { controlImage, estimatesDepth, type ControlImageOptions } from "../imaging/control-image";
 import { findDepthEstimators, type DepthEstimatorFolder } from "../models/depth-estimator-folder";
 import { depthRunner } from "./depth-estimator";
 import { residualMismatch } from "../models/control-io";
@@ -297,18 +297,22 @@ export class DiffusionEngine implements Engine {
   }
 
   /** The installed depth estimator when this control image is a picture to estimate depth from (see estimatesDepth), else null. */
-  private depthFor(control: NonNullable<GenerationJob["control"]>) {
+  private depthFor(kind: ControlKind, layer: Pixels) {
     const folder = this.discovered?.depthEstimator ?? null;
-    if (!folder || !estimatesDepth(control.kind, control.image)) return null;
+    if (!folder || !estimatesDepth(kind, layer)) return null;
     this.log("info", `depth estimator "${folder.id}" makes the depth map from the control layer (it is a picture, not a grey depth map)`);
     return depthRunner(folder, this.sessions.devices, this.log);
+  }
+
+  controlImageOptions(kind: ControlKind, layer: Pixels): ControlImageOptions {
+    return { depth: this.depthFor(kind, layer) };
   }
 
   private async controlRun(sessions: ModelSessions, net: ControlNetFolder, control: NonNullable<GenerationJob["control"]>, size: Size): Promise<ControlRun> {
     return {
       unet: await sessions.controlUnet(),
       net: await sessions.controlNet(net),
-      image: await controlImage(control.kind, control.image, size, { depth: this.depthFor(control) }),
+      image: await controlImage(control.kind, control.image, size, this.controlImageOptions(control.kind, control.image)),
       strength: control.strength,
       start: control.start,
       end: control.end,

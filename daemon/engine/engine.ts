@@ -6,6 +6,7 @@
  */
 import type { ContextMode, Expansion, Pixels, Region, Size } from "../../geometry";
 import type { ControlKind, ControlNetInfo, Mode, ModelInfo, ModelList, PreviewDecoderInfo, SchedulerName, Stage, UnavailableModel } from "../../protocol";
+import type { ControlImageOptions } from "../imaging/control-image";
 
 /** What every generation is made with, whatever its mode. */
 export interface GenerationSettings {
@@ -134,6 +135,11 @@ export interface Engine {
   capabilities(): Promise<EngineCapabilities>;
   /** Resolves with one result per variation; rejects with an AbortError-like error when cancelled. */
   run(job: GenerationJob, context: RunContext): Promise<EngineResult[]>;
+  /**
+   * What a control image of `kind` made from `layer` is made with beside pixel math (the installed
+   * depth estimator for a picture on a depth job): a control preview then shows what the job follows.
+   */
+  controlImageOptions?(kind: ControlKind, layer: Pixels): ControlImageOptions;
   /** Called by the server when the models on disk change, if the engine can tell. */
   onModelsChanged?(listener: (list: ModelList) => void): () => void;
   dispose?(): Promise<void>;

@@ -331,12 +331,13 @@ export class Connection {
     this.previewRequests.set(id, { request, frameTimer });
   }
 
-  /** A control-preview's frame arrived whole: its control image goes back at once (it is cheap pixel math, not a model call). */
+  /** A control-preview's frame arrived whole: its control image goes back at once (pixel math, or one run of an estimator such as depth: never the job queue's UNet). */
   private async answerPreview(pending: PreviewRequest, frame: ImageFrame): Promise<void> {
     const { request } = pending;
     const id = request.requestId;
     try {
-      const image = await controlPreview(request.kind, { width: frame.width, height: frame.height, channels: frame.channels, data: frame.data });
+      const layer = { width: frame.width, height: frame.height, channels: frame.channels, data: frame.data };
+      const image = await controlPreview(request.kind, layer, this.settings.engine.controlImageOptions?.(request.kind, layer) ?? {});
       const frameId = this.nextFrameId++;
       this.notify({ type: "control-preview", requestId: id, kind: request.kind, frame: { frameId, width: image.width, height: image.height, channels: 3, bitsPerChannel: 8 } });
       this.sendFrame("control", id, frameId, image);

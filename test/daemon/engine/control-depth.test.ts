@@ -3,7 +3,8 @@
  * TensorStack/ControlNet-onnx (SD/Depth) and onnx-community/depth-anything-v2-small (I/O-faithful
  * stand-in graph) pulled through the hub imitation; a depth job on a colour picture must steer the
  * ControlNet with exactly the depth map the estimator makes of it (run here by hand with onnxruntime),
- * and a grey layer must pass through as the depth map it is.
+ * and a grey layer must pass through as the depth map it is. The panel's control preview (over a real
+ * WebSocket to the real server) shows that same depth map.
  */
 import { mkdir, symlink } from "node:fs/promises";
 import path from "node:path";
@@ -17,6 +18,10 @@ import { loadRegistry } from "../../../daemon/models/registry";
 import type { Pixels } from "../../../geometry";
 import { replicas, writeReplica } from "../../../scripts/replicas";
 import { makeTempDir, type TempDir } from "../../helpers/model-fixtures";
+import WebSocket from "ws";
+import { startServer } from "../../../daemon/server/server";
+import { ProtocolClient } from "../../../plugin/src/client/client";
+import type { WebSocketLike } from "../../../plugin/src/client/socket";
 import { FakeHub } from "../models/fake-hub";
 
 const REPOS = ["TensorStack/stable-diffusion-v1-5-onnx", "TensorStack/ControlNet-onnx", "onnx-community/depth-anything-v2-small"];
@@ -97,7 +102,7 @@ function colourPicture(): Pixels {
  * 72 x 5.40 = 388.5 -> 392 high (28 patches of 14), bicubic; /255, ImageNet mean and std; predicted_depth min-max to 0..255, then
  * bicubic to the generation size.
  */
-async function depthByHand(layer: Pixels): Promise<Pixels> {
+async function depthByHand(layer: Pixels, size: { width: number; height: number } = SIZE): Promise<Pixels> {
   const w = 518;
   const h = 392;
   const rgb = await sharp(layer.data, { raw: { width: layer.width, height: layer.height, channels: 3 } }).resize(w, h, { fit: "fill", kernel: "cubic" }).raw().toBuffer();
@@ -115,8 +120,8 @@ async function depthByHand(layer: Pixels): Promise<Pixels> {
     for (const v of depth) [min, max] = [Math.min(min, v), Math.max(max, v)];
     expect(max).toBeGreaterThan(min);
     const grey = Uint8Array.from(depth, (v) => Math.round((255 * (v - min)) / (max - min)));
-    const resized = await sharp(grey, { raw: { width: w, height: h, channels: 1 } }).resize(SIZE.width, SIZE.height, { fit: "fill", kernel: "cubic" }).toColourspace("b-w").raw().toBuffer();
-    return { ...SIZE, channels: 1, data: new Uint8Array(resized) };
+    const resized = await sharp(grey, { raw: { width: w, height: h, channels: 1 } }).resize(size.width, size.height, { fit: "fill", kernel: "cubic" }).toColourspace("b-w").raw().toBuffer();
+    return { ...size, channels: 1, data: new Uint8Array(resized) };
   } finally {
     await session.release();
   }
@@ -138,6 +143,28 @@ describe("a depth job on a colour picture with a depth estimator installed", { t
   it("tells the panel which depth estimator is installed, and that there is none where it is not", async () => {
     expect((await withDepth.capabilities()).depthEstimator).toEqual({ id: "depth-anything-v2-small", registryId: "depth-anything-v2-small" });
     expect((await withoutDepth.capabilities()).depthEstimator).toBeNull();
+  });
+
+  it("shows the panel's control preview of a picture as the estimated depth map the job follows, and the picture itself without an estimator", async () => {
+    const picture = colourPicture();
+    const token = "d".repeat(40);
+    const preview = async (engine: DiffusionEngine) => {
+      const server = await startServer({ token, engine, port: 0 });
+      const client = new ProtocolClient({ url: server.url, token, socketFactory: (u) => new WebSocket(u, { perMessageDeflate: false }) as unknown as WebSocketLike });
+      try {
+        client.start();
+        await client.whenReady();
+        return await client.controlPreview("depth", picture);
+      } finally {
+        client.stop();
+        await server.close();
+      }
+    };
+    const map = await depthByHand(picture, picture);
+    const shown = await preview(withDepth);
+    expect([shown.width, shown.height, shown.channels]).toEqual([picture.width, picture.height, 3]);
+    expect(Array.from(shown.data.filter((_, i) => i % 3 === 0))).toEqual(Array.from(map.data));
+    expect(Array.from((await preview(withoutDepth)).data)).toEqual(Array.from(picture.data));
   });
 
   it("passes a grey layer through as the depth map it is, estimator or not", async () => {
