@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startServer, type DaemonServer } from "../../daemon/server/server";
 import { ProtocolClient } from "../../plugin/src/client/client";
 import { PanelError } from "../../plugin/src/errors";
-import { controlOffer, controlReadSize, DEFAULT_CONTROL, parseControl, type ControlSettings } from "../../plugin/src/operations/control";
+import { controlOffer, controlReadSize, DEFAULT_CONTROL, estimatorSuggestion, parseControl, type ControlSettings } from "../../plugin/src/operations/control";
 import { runOperation } from "../../plugin/src/operations/run";
 import { DEFAULT_SETTINGS, type GenerationSettings } from "../../plugin/src/operations/settings";
 import { createPhotoshopHost } from "../../plugin/src/photoshop/uxp-host";
@@ -179,6 +179,20 @@ describe("the Control section's offer", () => {
   it("lists the installed kinds and offers the others to pull", () => {
     const offer = controlOffer(capabilities([CONTROL_MODEL]), CONTROL_MODEL);
     expect(offer.kind === "ready" && [offer.installed, offer.pullable.map((e) => e.id)]).toEqual([["scribble"], ["controlnet-canny", "controlnet-depth", "controlnet-pose", "controlnet-lineart"]]);
+  });
+
+  it("offers the depth estimator for depth control when none is installed, and nothing when one is, for other kinds, or from a daemon that does not say", () => {
+    const depth = { id: "depth-anything-v2-small", name: "Depth Anything V2 Small", repo: "onnx-community/depth-anything-v2-small", precision: "fp32" as const, approximateBytes: 99_173_660, license: "Apache-2.0", description: "d" };
+    const none = capabilities([CONTROL_MODEL], { registryDepthEstimators: [depth], depthEstimator: null });
+    expect(estimatorSuggestion(none, "depth")).toEqual({
+      message: "The layer is followed as the depth map it holds (white near, black far): to follow the depth of a photo, pull “Depth Anything V2 Small”.",
+      pull: { id: "depth-anything-v2-small", name: "Depth Anything V2 Small" },
+    });
+    expect(estimatorSuggestion(none, "canny")).toBeUndefined();
+    expect(estimatorSuggestion(capabilities([CONTROL_MODEL], { registryDepthEstimators: [depth], depthEstimator: { id: "depth-anything-v2-small" } }), "depth")).toBeUndefined();
+    expect(estimatorSuggestion(capabilities([CONTROL_MODEL], { registryDepthEstimators: [depth], depthEstimator: undefined }), "depth")).toBeUndefined();
+    expect(estimatorSuggestion(capabilities([CONTROL_MODEL], { registryDepthEstimators: [], depthEstimator: null }), "depth")).toBeUndefined();
+    expect(estimatorSuggestion(undefined, "depth")).toBeUndefined();
   });
 
   it("reads saved settings back, damaged ones as the defaults (off)", () => {

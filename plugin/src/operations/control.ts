@@ -101,6 +101,21 @@ export function controlOffer(capabilities: Capabilities | undefined, model: Mode
   };
 }
 
+/**
+ * For a depth control image, the depth estimator to pull when the daemon has none: without one the
+ * layer is followed as the depth map it holds, so a photo steers badly. Undefined when one is
+ * installed, the kind is not depth, or the daemon does not say.
+ */
+export function estimatorSuggestion(capabilities: Capabilities | undefined, kind: ControlKind): { message: string; pull: { id: string; name: string } } | undefined {
+  if (kind !== "depth" || capabilities?.depthEstimator !== null) return undefined;
+  const entry = capabilities.registryDepthEstimators?.[0];
+  if (!entry) return undefined;
+  return {
+    message: `The layer is followed as the depth map it holds (white near, black far): to follow the depth of a photo, pull “${entry.name}”.`,
+    pull: { id: entry.id, name: entry.name },
+  };
+}
+
 /** The size the control image is read at: the size an img2img picture is read at (the daemon resamples it to the working size). */
 export function controlReadSize(doc: Pick<DocumentInfo, "width" | "height">, model: Pick<ModelInfo, "nativeResolution">): Size {
   const canvas = { width: doc.width, height: doc.height };

@@ -13,6 +13,7 @@ import {
   controlLayers,
   controlOffer,
   controlArea,
+  estimatorSuggestion,
   readControlImage,
   type ControlOffer,
   type ControlSettings,
@@ -115,6 +116,10 @@ export function wireControl({ view, client, host, models, saved }: ControlDeps):
           sentence = `The ${CONTROL_KIND_LABELS[kind].toLowerCase()} ControlNet is not installed${entry ? ": pull it to use it" : ""}.`;
           if (entry) wanted = { id: entry.id, name: entry.name };
         } else if (layers.length === 0 && documentId !== undefined) sentence = "This document has no pixel layer: add a layer and draw what the picture should follow.";
+        else {
+          const estimator = estimatorSuggestion(client.capabilities, kind);
+          if (estimator) [sentence, wanted] = [estimator.message, estimator.pull];
+        }
       }
     }
     note.textContent = sentence;
