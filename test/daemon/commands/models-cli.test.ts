@@ -224,7 +224,7 @@ describe("underpaint models", { timeout: 240_000 }, () => {
 
     const unknown = await cli(dir, ["pull", "sdxl-lightning"]);
     expect(unknown.code).toBe(1);
-    expect(unknown.stderr).toMatch(/error \(unknown_model\): There is no model "sdxl-lightning" in the registry \(known: sd-1.5, sd-1.5-inpainting, sd-turbo, lcm-dreamshaper-v7, sd-1.5-control, sdxl-turbo, sdxl-base-1.0, sdxl-control, taesd, controlnet-canny, controlnet-depth, controlnet-pose, controlnet-scribble, controlnet-lineart, controlnet-sdxl-canny, controlnet-sdxl-depth, controlnet-sdxl-pose, depth-anything-v2-small\)/);
+    expect(unknown.stderr).toMatch(/error \(unknown_model\): There is no model "sdxl-lightning" in the registry \(known: sd-1.5, sd-1.5-inpainting, sd-turbo, lcm-dreamshaper-v7, sd-1.5-control, sdxl-turbo, sdxl-base-1.0, sdxl-control, taesd, controlnet-canny, controlnet-depth, controlnet-pose, controlnet-scribble, controlnet-lineart, controlnet-sdxl-canny, controlnet-sdxl-depth, controlnet-sdxl-pose, depth-anything-v2-small, dwpose\)/);
 
     expect(await readdir(dir).catch(() => [])).toEqual([]);
     expect(hub.requests.some((r) => r.file !== null)).toBe(false);
