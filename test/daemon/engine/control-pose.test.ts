@@ -1,0 +1,154 @@
+/**
+ * Pose control from a picture: replicas of TensorStack/stable-diffusion-v1-5-onnx (control UNet),
+ * TensorStack/ControlNet-onnx (SD/OpenPose) and yzd-v/DWPose (I/O-faithful stand-in graphs whose
+ * detector finds one person) pulled through the hub imitation; a pose job on a colour picture must
+ * steer the ControlNet with exactly the pose map made of it through the same two sessions (run here
+ * by hand with onnxruntime, decoded and drawn by pose.ts), and a pose map must pass through as it is.
+ */
+import { mkdir, symlink } from "node:fs/promises";
+import path from "node:path";
+import { InferenceSession, Tensor } from "onnxruntime-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DiffusionEngine } from "../../../daemon/engine/diffusion-engine";
+import type { GenerationJob } from "../../../daemon/engine/engine";
+import { decodeSimcc, drawPoseMap, isPoseMapLayer, letterbox, openposeBody, personBoxes, poseCrop } from "../../../daemon/imaging/pose";
+import { pullModel } from "../../../daemon/models/pull";
+import { loadRegistry } from "../../../daemon/models/registry";
+import type { Pixels } from "../../../geometry";
+import { replicas, writeReplica } from "../../../scripts/replicas";
+import { makeTempDir, type TempDir } from "../../helpers/model-fixtures";
+import { FakeHub } from "../models/fake-hub";
+
+const REPOS = ["TensorStack/stable-diffusion-v1-5-onnx", "TensorStack/ControlNet-onnx", "yzd-v/DWPose"];
+let hub: FakeHub;
+let tmp: TempDir;
+/** With the pose estimator installed, and a models folder of the same model and ControlNet without it. */
+let withPose: DiffusionEngine;
+let withoutPose: DiffusionEngine;
+const lines: string[] = [];
+const modelsDir = () => path.join(tmp.dir, "models");
+
+beforeAll(async () => {
+  hub = await FakeHub.start();
+  tmp = await makeTempDir("underpaint-control-pose-");
+  const registry = loadRegistry();
+  for (const replica of await replicas()) {
+    if (!REPOS.includes(replica.repo)) continue;
+    const dir = path.join(tmp.dir, "hub", replica.repo.replace("/", "--"));
+    await writeReplica(replica, dir);
+    const pin = [...registry.models, ...registry.controlNets, ...registry.poseEstimators].find((e) => e.repo === replica.repo && e.pinned)?.revision;
+    await hub.addRepo(replica.repo, { dir, ...(pin ? { commit: pin } : {}) });
+  }
+  const env = { HF_ENDPOINT: hub.url, UNDERPAINT_PULL_BACKOFF_MS: "5" };
+  for (const id of ["sd-1.5-control", "controlnet-pose", "dwpose"]) await pullModel(id, { modelsDir: modelsDir(), env });
+  const other = path.join(tmp.dir, "models-without-pose");
+  await mkdir(other);
+  for (const id of ["sd-1.5-control", "controlnet-pose"]) await symlink(path.join(modelsDir(), id), path.join(other, id), "dir");
+  withPose = new DiffusionEngine({ modelsDir: modelsDir(), devices: ["cpu"], log: (level, line) => lines.push(`${level} ${line}`) });
+  withoutPose = new DiffusionEngine({ modelsDir: other, devices: ["cpu"] });
+}, 180_000);
+afterAll(async () => {
+  await withPose?.dispose();
+  await withoutPose?.dispose();
+  await hub?.close();
+  await tmp?.cleanup();
+});
+
+const SIZE = { width: 64, height: 64 };
+const base = {
+  mode: "txt2img",
+  model: "sd-1.5-control",
+  prompt: "a dancer",
+  negativePrompt: "",
+  seed: 5,
+  steps: 3,
+  guidance: 7.5,
+  scheduler: "euler",
+  variations: 1,
+  truncatePrompt: false,
+  previews: false,
+  output: SIZE,
+  size: SIZE,
+} as const satisfies GenerationJob;
+
+async function run(engine: DiffusionEngine, image: Pixels): Promise<Uint8Array> {
+  const job: GenerationJob = { ...base, control: { kind: "pose", image, strength: 1, start: 0, end: 1 } };
+  const [result] = await engine.run(job, { signal: new AbortController().signal, onProgress: () => {} });
+  return result!.image.data;
+}
+
+/** A colour picture, 96x72 (not the generation size): a figure-like warm shape on a blue-green gradient. */
+function colourPicture(): Pixels {
+  const width = 96;
+  const height = 72;
+  const data = new Uint8Array(width * height * 3);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const inFigure = Math.abs(x - 45) < 8 && y > 10 && y < 65;
+      data.set(inFigure ? [220, 160, 130] : [20, 2 * y, 255 - 2 * x], (y * width + x) * 3);
+    }
+  }
+  return { width, height, channels: 3, data };
+}
+
+/**
+ * The estimator run by hand: the letterbox (96x72 -> 640x480 top-left of 640x640 on 114) through
+ * yolox_l.onnx, the person boxes decoded, each crop through dw-ll_ucoco_384.onnx, SimCC decoded, the
+ * OpenPose body drawn at the generation size.
+ */
+async function poseByHand(layer: Pixels): Promise<Pixels> {
+  const img = { data: layer.data, width: layer.width, height: layer.height };
+  const boxed = letterbox(img, { width: 640, height: 640 });
+  expect(boxed.ratio).toBeCloseTo(640 / 96, 10);
+  const det = await InferenceSession.create(path.join(modelsDir(), "dwpose", "yolox_l.onnx"));
+  const pose = await InferenceSession.create(path.join(modelsDir(), "dwpose", "dw-ll_ucoco_384.onnx"));
+  try {
+    const out = (await det.run({ images: new Tensor("float32", boxed.data, [1, 3, 640, 640]) })).output!;
+    expect(out.dims).toEqual([1, 8400, 85]);
+    const people = personBoxes({ data: out.data as Float32Array, anchors: 8400, values: 85 }, { width: 640, height: 640 }, boxed.ratio);
+    expect(people).toHaveLength(1);
+    const bodies = [];
+    for (const box of people) {
+      const crop = poseCrop(img, box, { width: 288, height: 384 });
+      const simcc = await pose.run({ input: new Tensor("float32", crop.data, [1, 3, 384, 288]) });
+      const s = { x: simcc.simcc_x!.data as Float32Array, y: simcc.simcc_y!.data as Float32Array, keypoints: 133, binsX: 576, binsY: 768 };
+      bodies.push(openposeBody(decodeSimcc(s, { width: 288, height: 384 }, crop.centre, crop.scale)));
+    }
+    return drawPoseMap(bodies, layer, SIZE);
+  } finally {
+    await det.release();
+    await pose.release();
+  }
+}
+
+describe("a pose job on a colour picture with a pose estimator installed", { timeout: 120_000 }, () => {
+  it("steers the ControlNet with the estimator's OpenPose map: the same picture as the job given that map", async () => {
+    const picture = colourPicture();
+    expect(isPoseMapLayer(picture)).toBe(false);
+    const map = await poseByHand(picture);
+    // A skeleton was drawn (the replica's detector finds its person), and the map reads as a pose map.
+    expect(map.data.some((v) => v > 0)).toBe(true);
+    expect(isPoseMapLayer(map)).toBe(true);
+    const fromPicture = await run(withPose, picture);
+    expect(lines.some((l) => /pose estimator "dwpose" makes the pose map from the control layer/.test(l))).toBe(true);
+    const fromMap = await run(withPose, map);
+    expect(Buffer.from(fromPicture).equals(Buffer.from(fromMap))).toBe(true);
+    // Without the estimator the picture itself is the "pose map" (as before), and steers differently.
+    const raw = await run(withoutPose, picture);
+    expect(Buffer.from(raw).equals(Buffer.from(fromPicture))).toBe(false);
+  });
+
+  it("tells the panel which pose estimator is installed, and that there is none where it is not", async () => {
+    expect((await withPose.capabilities()).poseEstimator).toEqual({ id: "dwpose", registryId: "dwpose" });
+    expect((await withoutPose.capabilities()).poseEstimator).toBeNull();
+  });
+
+  it("passes a pose map through as it is, estimator or not", async () => {
+    const map = await poseByHand(colourPicture());
+    lines.length = 0;
+    const a = await run(withPose, map);
+    expect(lines.some((l) => /makes the pose map/.test(l))).toBe(false);
+    const b = await run(withoutPose, map);
+    expect(Buffer.from(a).equals(Buffer.from(b))).toBe(true);
+  });
+});
