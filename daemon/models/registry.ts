@@ -104,23 +104,28 @@ export const PreviewDecoderEntry = z
   .superRefine(checkPinning);
 export type PreviewDecoderEntry = z.infer<typeof PreviewDecoderEntry>;
 
+/** A helper network beside the models (a depth or pose estimator): pulled like one, sized by its own weight count. */
+function helperEntry<K extends string>(kind: K) {
+  return z
+    .object({
+      ...HubSource,
+      kind: z.literal(kind),
+      /** Its weights (what its download size is computed from). */
+      parameters: z.number().int().positive(),
+      precision: z.enum(["fp32", "fp16"]),
+      license: z.string().min(1),
+      description: z.string().min(1),
+    })
+    .superRefine(checkPinning);
+}
+
 /**
  * A depth estimator: a network that makes a depth map from a picture (Depth Anything), for depth
  * ControlNets when the artist's layer is a picture rather than a depth map. Transformers.js layout:
  * config.json, preprocessor_config.json (DPTImageProcessor) and onnx/model.onnx; a pull fetches those
  * three only (the repo's other precisions stay on the hub).
  */
-export const DepthEstimatorEntry = z
-  .object({
-    ...HubSource,
-    kind: z.literal("depth-estimator"),
-    /** Its weights (what its download size is computed from). */
-    parameters: z.number().int().positive(),
-    precision: z.enum(["fp32", "fp16"]),
-    license: z.string().min(1),
-    description: z.string().min(1),
-  })
-  .superRefine(checkPinning);
+export const DepthEstimatorEntry = helperEntry("depth-estimator");
 export type DepthEstimatorEntry = z.infer<typeof DepthEstimatorEntry>;
 
 /**
@@ -129,17 +134,7 @@ export type DepthEstimatorEntry = z.infer<typeof DepthEstimatorEntry>;
  * when the artist's layer is a picture rather than a pose map. A pull fetches the two ONNX files
  * only (yolox_l.onnx, dw-ll_ucoco_384.onnx; the repo's other files stay on the hub).
  */
-export const PoseEstimatorEntry = z
-  .object({
-    ...HubSource,
-    kind: z.literal("pose-estimator"),
-    /** Its weights, both networks (what its download size is computed from). */
-    parameters: z.number().int().positive(),
-    precision: z.enum(["fp32", "fp16"]),
-    license: z.string().min(1),
-    description: z.string().min(1),
-  })
-  .superRefine(checkPinning);
+export const PoseEstimatorEntry = helperEntry("pose-estimator");
 export type PoseEstimatorEntry = z.infer<typeof PoseEstimatorEntry>;
 
 export const Registry = z

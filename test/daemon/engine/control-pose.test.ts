@@ -5,77 +5,26 @@
  * steer the ControlNet with exactly the pose map made of it through the same two sessions (run here
  * by hand with onnxruntime, decoded and drawn by pose.ts), and a pose map must pass through as it is.
  */
-import { mkdir, symlink } from "node:fs/promises";
 import path from "node:path";
 import { InferenceSession, Tensor } from "onnxruntime-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DiffusionEngine } from "../../../daemon/engine/diffusion-engine";
-import type { GenerationJob } from "../../../daemon/engine/engine";
+import type { DiffusionEngine } from "../../../daemon/engine/diffusion-engine";
 import { decodeSimcc, drawPoseMap, isPoseMapLayer, letterbox, openposeBody, personBoxes, poseCrop } from "../../../daemon/imaging/pose";
-import { pullModel } from "../../../daemon/models/pull";
-import { loadRegistry } from "../../../daemon/models/registry";
 import type { Pixels } from "../../../geometry";
-import { replicas, writeReplica } from "../../../scripts/replicas";
-import { makeTempDir, type TempDir } from "../../helpers/model-fixtures";
-import { FakeHub } from "../models/fake-hub";
+import { helperEngines, runControlled, type HelperEngines } from "../../helpers/control-models";
 
 const REPOS = ["TensorStack/stable-diffusion-v1-5-onnx", "TensorStack/ControlNet-onnx", "yzd-v/DWPose"];
-let hub: FakeHub;
-let tmp: TempDir;
 /** With the pose estimator installed, and a models folder of the same model and ControlNet without it. */
-let withPose: DiffusionEngine;
-let withoutPose: DiffusionEngine;
-const lines: string[] = [];
-const modelsDir = () => path.join(tmp.dir, "models");
+let engines: HelperEngines;
+const modelsDir = () => engines.models.modelsDir;
+const SIZE = { width: 64, height: 64 };
 
 beforeAll(async () => {
-  hub = await FakeHub.start();
-  tmp = await makeTempDir("underpaint-control-pose-");
-  const registry = loadRegistry();
-  for (const replica of await replicas()) {
-    if (!REPOS.includes(replica.repo)) continue;
-    const dir = path.join(tmp.dir, "hub", replica.repo.replace("/", "--"));
-    await writeReplica(replica, dir);
-    const pin = [...registry.models, ...registry.controlNets, ...registry.poseEstimators].find((e) => e.repo === replica.repo && e.pinned)?.revision;
-    await hub.addRepo(replica.repo, { dir, ...(pin ? { commit: pin } : {}) });
-  }
-  const env = { HF_ENDPOINT: hub.url, UNDERPAINT_PULL_BACKOFF_MS: "5" };
-  for (const id of ["sd-1.5-control", "controlnet-pose", "dwpose"]) await pullModel(id, { modelsDir: modelsDir(), env });
-  const other = path.join(tmp.dir, "models-without-pose");
-  await mkdir(other);
-  for (const id of ["sd-1.5-control", "controlnet-pose"]) await symlink(path.join(modelsDir(), id), path.join(other, id), "dir");
-  withPose = new DiffusionEngine({ modelsDir: modelsDir(), devices: ["cpu"], log: (level, line) => lines.push(`${level} ${line}`) });
-  withoutPose = new DiffusionEngine({ modelsDir: other, devices: ["cpu"] });
+  engines = await helperEngines("underpaint-control-pose-", REPOS, "controlnet-pose", "dwpose");
 }, 180_000);
-afterAll(async () => {
-  await withPose?.dispose();
-  await withoutPose?.dispose();
-  await hub?.close();
-  await tmp?.cleanup();
-});
+afterAll(() => engines?.close());
 
-const SIZE = { width: 64, height: 64 };
-const base = {
-  mode: "txt2img",
-  model: "sd-1.5-control",
-  prompt: "a dancer",
-  negativePrompt: "",
-  seed: 5,
-  steps: 3,
-  guidance: 7.5,
-  scheduler: "euler",
-  variations: 1,
-  truncatePrompt: false,
-  previews: false,
-  output: SIZE,
-  size: SIZE,
-} as const satisfies GenerationJob;
-
-async function run(engine: DiffusionEngine, image: Pixels): Promise<Uint8Array> {
-  const job: GenerationJob = { ...base, control: { kind: "pose", image, strength: 1, start: 0, end: 1 } };
-  const [result] = await engine.run(job, { signal: new AbortController().signal, onProgress: () => {} });
-  return result!.image.data;
-}
+const run = (engine: DiffusionEngine, image: Pixels) => runControlled(engine, "pose", image, "a dancer");
 
 /** A colour picture, 96x72 (not the generation size): a figure-like warm shape on a blue-green gradient. */
 function colourPicture(): Pixels {
@@ -129,26 +78,26 @@ describe("a pose job on a colour picture with a pose estimator installed", { tim
     // A skeleton was drawn (the replica's detector finds its person), and the map reads as a pose map.
     expect(map.data.some((v) => v > 0)).toBe(true);
     expect(isPoseMapLayer(map)).toBe(true);
-    const fromPicture = await run(withPose, picture);
-    expect(lines.some((l) => /pose estimator "dwpose" makes the pose map from the control layer/.test(l))).toBe(true);
-    const fromMap = await run(withPose, map);
+    const fromPicture = await run(engines.withIt, picture);
+    expect(engines.lines.some((l) => /pose estimator "dwpose" makes the pose map from the control layer/.test(l))).toBe(true);
+    const fromMap = await run(engines.withIt, map);
     expect(Buffer.from(fromPicture).equals(Buffer.from(fromMap))).toBe(true);
     // Without the estimator the picture itself is the "pose map" (as before), and steers differently.
-    const raw = await run(withoutPose, picture);
+    const raw = await run(engines.without, picture);
     expect(Buffer.from(raw).equals(Buffer.from(fromPicture))).toBe(false);
   });
 
   it("tells the panel which pose estimator is installed, and that there is none where it is not", async () => {
-    expect((await withPose.capabilities()).poseEstimator).toEqual({ id: "dwpose", registryId: "dwpose" });
-    expect((await withoutPose.capabilities()).poseEstimator).toBeNull();
+    expect((await engines.withIt.capabilities()).poseEstimator).toEqual({ id: "dwpose", registryId: "dwpose" });
+    expect((await engines.without.capabilities()).poseEstimator).toBeNull();
   });
 
   it("passes a pose map through as it is, estimator or not", async () => {
     const map = await poseByHand(colourPicture());
-    lines.length = 0;
-    const a = await run(withPose, map);
-    expect(lines.some((l) => /makes the pose map/.test(l))).toBe(false);
-    const b = await run(withoutPose, map);
+    engines.lines.length = 0;
+    const a = await run(engines.withIt, map);
+    expect(engines.lines.some((l) => /makes the pose map/.test(l))).toBe(false);
+    const b = await run(engines.without, map);
     expect(Buffer.from(a).equals(Buffer.from(b))).toBe(true);
   });
 });

@@ -4,7 +4,7 @@
  * imitation and pulled as `npx underpaint models pull dwpose` pulls it; its two networks run by the
  * engine's runner find the replica's one person; then the loader's refusals on folders changed by hand.
  */
-import { cp, rm, writeFile } from "node:fs/promises";
+import { rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DiffusionEngine } from "../../../daemon/engine/diffusion-engine";
@@ -12,9 +12,8 @@ import { poseRunner } from "../../../daemon/engine/pose-estimator";
 import { findBodies, letterbox, personBoxes } from "../../../daemon/imaging/pose";
 import { findDepthEstimators } from "../../../daemon/models/depth-estimator-folder";
 import { discoverModels } from "../../../daemon/models/discover";
-import { ModelFolderError } from "../../../daemon/models/errors";
 import { ModelInstallError } from "../../../daemon/models/install-errors";
-import { MANIFEST_FILE, readManifest } from "../../../daemon/models/manifest";
+import { readManifest } from "../../../daemon/models/manifest";
 import { selectPoseEstimatorFiles } from "../../../daemon/models/engine-files";
 import { findPoseEstimators, isPoseEstimatorFolder, loadPoseEstimatorFolder } from "../../../daemon/models/pose-estimator-folder";
 import { pullModel } from "../../../daemon/models/pull";
@@ -23,46 +22,24 @@ import { findPreviewDecoders } from "../../../daemon/models/taesd-folder";
 import { verifyModel } from "../../../daemon/models/verify";
 import { Graph } from "../../../scripts/onnx-builder/graph";
 import { PERSON_ANCHOR, PERSON_BOX_CELLS } from "../../../scripts/onnx-builder/dwpose";
-import { replicas, writeReplica, type PoseEstimatorReplica } from "../../../scripts/replicas";
+import { replicas, type PoseEstimatorReplica } from "../../../scripts/replicas";
 import type { Pixels } from "../../../geometry";
-import { makeTempDir, type TempDir } from "../../helpers/model-fixtures";
-import { FakeHub } from "./fake-hub";
+import { copyByHand, folderRefusal, serveReplica, type ServedReplica } from "../../helpers/helper-replicas";
 
-let hub: FakeHub;
-let tmp: TempDir;
+let served: ServedReplica;
 let replica: PoseEstimatorReplica;
-const modelsDir = () => path.join(tmp.dir, "models");
-const env = () => ({ HF_ENDPOINT: hub.url, UNDERPAINT_PULL_BACKOFF_MS: "5" });
+const modelsDir = () => served.modelsDir;
+const env = () => served.env;
 const entry = () => findPoseEstimatorEntry("dwpose")!;
 
 beforeAll(async () => {
-  hub = await FakeHub.start();
-  tmp = await makeTempDir("underpaint-pose-");
   replica = (await replicas()).find((r): r is PoseEstimatorReplica => r.from === "dwpose")!;
-  const dir = path.join(tmp.dir, "hub", replica.repo.replace("/", "--"));
-  await writeReplica(replica, dir);
-  await hub.addRepo(replica.repo, { dir });
+  served = await serveReplica("underpaint-pose-", replica);
 }, 60_000);
-afterAll(async () => {
-  await hub.close();
-  await tmp.cleanup();
-});
+afterAll(() => served?.close());
 
-/** A copy of the installed estimator at models/`id`, changed by `edit`, added by hand (no manifest). */
-async function byHand(id: string, edit: (dir: string) => Promise<void>): Promise<string> {
-  const dir = path.join(modelsDir(), id);
-  await rm(dir, { recursive: true, force: true });
-  await cp(path.join(modelsDir(), "dwpose"), dir, { recursive: true });
-  await rm(path.join(dir, MANIFEST_FILE), { force: true });
-  await edit(dir);
-  return dir;
-}
-
-async function refusal(dir: string): Promise<ModelFolderError> {
-  const error = await loadPoseEstimatorFolder(dir, { devices: ["cpu"] }).then(() => null, (e: unknown) => e);
-  if (error instanceof ModelFolderError) return error;
-  throw new Error(`expected a ModelFolderError, got ${String(error)}`);
-}
+const byHand = (id: string, edit: (dir: string) => Promise<void>) => copyByHand(modelsDir(), "dwpose", id, edit);
+const refusal = (dir: string) => folderRefusal(loadPoseEstimatorFolder(dir, { devices: ["cpu"] }));
 
 /** A 120 x 90 colour picture. */
 function picture(): Pixels {
@@ -87,7 +64,7 @@ describe("the pose estimator registry entry", () => {
   it("pulls yolox_l.onnx and dw-ll_ucoco_384.onnx only (the checkpoints and the README stay on the hub), checksummed", { timeout: 60_000 }, async () => {
     const pulled = await pullModel("dwpose", { modelsDir: modelsDir(), env: env() });
     expect([pulled.id, pulled.files, pulled.alreadyInstalled]).toEqual(["dwpose", 2, false]);
-    const fetched = [...new Set(hub.requests.map((r) => r.file).filter((f) => f !== null))].sort();
+    const fetched = [...new Set(served.hub.requests.map((r) => r.file).filter((f) => f !== null))].sort();
     expect(fetched).toEqual(["dw-ll_ucoco_384.onnx", "yolox_l.onnx"]);
     const manifest = (await readManifest(path.join(modelsDir(), "dwpose")))!;
     expect(manifest.source).toMatchObject({ kind: "hub", repo: replica.repo, registryId: "dwpose" });
