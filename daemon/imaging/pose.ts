@@ -3,6 +3,8 @@
  * RTMPose whole-body model), for pose ControlNets, as comfyui_controlnet_aux's DWPose preprocessor
  * makes it from its ONNX files (its wholebody.py and dw_onnx/, DWPose's onnxdet.py / onnxpose.py):
  *
+ *   0. the picture at its own size (ComfyUI's annotator detects at the input's resolution:
+ *      resize_image_with_pad(image, 0) leaves it as it is), transparency flattened onto white (HWC3);
  *   1. the picture letterboxed into the detector's 640 x 640: scaled by r = min(640 / h, 640 / w) to
  *      int(w r) x int(h r) (bilinear, cv2's INTER_LINEAR: half-pixel centres), placed top-left on a
  *      ground of 114, channels first, 0..255 with no normalisation, in the picture's RGB order (ComfyUI
