@@ -56,7 +56,7 @@ export async function controlImage(kind: ControlKind, layer: Pixels, size: Size,
   const plane = size.width * size.height;
   let grey: Uint8Array | null = null;
   if (options.depth && estimatesDepth(kind, layer)) grey = (await estimateDepth(options.depth, layer, size)).data;
-  // An estimated map needs no RGB of the layer.
+  // An estimated map needs no RGB of the layer: a depth map is its grey, a pose map the RGB the ControlNet reads.
   const rgb = grey ? null : options.pose && estimatesPose(kind, layer) ? (await estimatePose(options.pose, layer, size)).data : await rgbAt(layer, size);
   if (rgb && kind === "canny") grey = cannyEdges({ ...size, channels: 3, data: rgb }).data;
   else if (rgb && (kind === "scribble" || kind === "lineart")) grey = whiteLines(rgb, plane, kind === "scribble");
