@@ -317,6 +317,13 @@ export const RegistryDepthEstimator = z.object({
 });
 export type RegistryDepthEstimator = z.infer<typeof RegistryDepthEstimator>;
 
+/** The installed pose estimator (what pose control finds a picture's pose with), null when there is none; absent from daemons that do not say. */
+const InstalledPoseEstimator = PreviewDecoderInfo.nullable().optional();
+
+/** A pose estimator the registry offers (pull-model with its id): not a model, never in the model menu. */
+export const RegistryPoseEstimator = RegistryDepthEstimator;
+export type RegistryPoseEstimator = z.infer<typeof RegistryPoseEstimator>;
+
 /** A preview decoder the registry offers (pull-model with its id): not a model, never in the model menu. */
 export const RegistryPreviewDecoder = z.object({
   id: z.string(),
@@ -370,6 +377,7 @@ export const ModelList = z.object({
   /** The installed ControlNets (absent from daemons without control). */
   controlNets: z.array(ControlNetInfo).optional(),
   depthEstimator: InstalledDepthEstimator,
+  poseEstimator: InstalledPoseEstimator,
 });
 export type ModelList = z.infer<typeof ModelList>;
 
@@ -417,6 +425,9 @@ export const Capabilities = z.object({
   /** The depth estimators the daemon can pull (pull-model with their id); absent from daemons that do not say. */
   registryDepthEstimators: z.array(RegistryDepthEstimator).optional(),
   depthEstimator: InstalledDepthEstimator,
+  /** The pose estimators the daemon can pull (pull-model with their id); absent from daemons that do not say. */
+  registryPoseEstimators: z.array(RegistryPoseEstimator).optional(),
+  poseEstimator: InstalledPoseEstimator,
   /** The daemon answers control-preview (absent: it does not). */
   controlPreview: z.boolean().optional(),
   previewDecoder: InstalledPreviewDecoder,

@@ -26,6 +26,7 @@ import { tinySdxlConfig } from "./onnx-builder/sdxl";
 import { SDXL_BASE_SCHEDULER, SDXL_TURBO_SCHEDULER, writeSdxlFolder } from "./onnx-builder/sdxl-folder";
 import { tinySdxlAsSd15, writeControlNetFolder, writeControlUnet } from "./onnx-builder/control-folder";
 import { writeDepthAnythingFolder } from "./onnx-builder/depth-anything";
+import { writeDwposeFolder } from "./onnx-builder/dwpose";
 
 const { onnx } = onnxProto;
 type Model = onnxProto.onnx.ModelProto;
@@ -140,7 +141,20 @@ export interface DepthEstimatorReplica {
   gaps: string[];
 }
 
-export type Replica = PipelineReplica | TaesdReplica | SdxlReplica | ControlNetReplica | DepthEstimatorReplica;
+/**
+ * A replica of the pose estimator repo (yzd-v/DWPose): yolox_l.onnx and dw-ll_ucoco_384.onnx from
+ * scripts/onnx-builder/dwpose.ts (I/O-faithful stand-ins, random weights; the detector finds one
+ * person wherever it looks), and stand-ins for the repo's other files, which a pull leaves on the hub.
+ */
+export interface PoseEstimatorReplica {
+  repo: string;
+  from: "dwpose";
+  /** Files the repo ships that a pull leaves on the hub: path -> text. */
+  extraFiles: Record<string, string>;
+  gaps: string[];
+}
+
+export type Replica = PipelineReplica | TaesdReplica | SdxlReplica | ControlNetReplica | DepthEstimatorReplica | PoseEstimatorReplica;
 
 const SDXL_GAPS = [
   "random weights in the shape of diffusers' tiny SDXL test model (UNet blocks 32/64, two 32-wide text encoders), not the repo's networks; part configs carry the builder's sizes with the repo's sample_size and VAE scaling_factor 0.13025",
@@ -283,6 +297,20 @@ export async function replicas(): Promise<Replica[]> {
       gaps: [
         "random weights in a tiny configuration of Depth Anything's structure (DINOv2 ViT 32 wide, 4 layers, 2 heads; DPT neck [8, 16, 32, 32], fusion 16), not ViT-S/14's 24.8 M trained weights (scripts/onnx-builder/depth-anything.ts builds the full size); its inputs, outputs, dtypes and dynamic axes are those of Transformers.js' export",
         "the ONNX files' I/O were not read here (taken from Transformers.js' depth-estimation convention); config.json carries only model_type and a few names, not the repo's full config; the other precisions are text stand-ins",
+      ],
+    },
+    {
+      // The repo's file list was not read here; the annotators download yolox_l.onnx and dw-ll_ucoco_384.onnx
+      // from it, and it is known for DWPose's PyTorch checkpoints too (stood in for by one file).
+      repo: "yzd-v/DWPose",
+      from: "dwpose",
+      extraFiles: {
+        "README.md": "Replica of yzd-v/DWPose (random weights).\n",
+        "dw-ll_ucoco_384.pth": "not a checkpoint: stands in for the repo's PyTorch weights, which a pull leaves on the hub\n",
+      },
+      gaps: [
+        "I/O-faithful stand-ins with tiny random convolutions, not YOLOX-L and RTMPose-l: the shapes and dtypes the annotators' code reads ([1, 3, 640, 640] -> [1, 8400, 85] with the sigmoid applied to objectness and classes; [1, 3, 384, 288] -> simcc_x [1, 133, 576], simcc_y [1, 133, 768]); the detector is biased to find one person on one 20x20 anchor whatever the picture",
+        "the graphs' input and output names (images/output, input/simcc_x/simcc_y) and the repo's other files were not read from the hub",
       ],
     },
     {
@@ -518,6 +546,11 @@ export async function writeReplica(replica: Replica, dest: string): Promise<void
       await writeFile(path.join(dest, sub, "Sample.png"), "not a picture: stands in for the repo's sample\n");
     }
     await writeFile(path.join(dest, "README.md"), `Replica of ${replica.repo} (random weights).\n`);
+    return;
+  }
+  if (replica.from === "dwpose") {
+    await writeDwposeFolder(dest);
+    for (const [file, text] of Object.entries(replica.extraFiles)) await writeFile(path.join(dest, file), text);
     return;
   }
   if (replica.from === "depth-anything") {

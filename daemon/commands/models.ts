@@ -14,6 +14,7 @@ import { PARTIAL_PREFIX, PROGRESS_FILE, STATE_FILE, formatBytes, lockOwner, pidA
 import { pullModel } from "../models/pull";
 import { loadRegistry } from "../models/registry";
 import { findDepthEstimators } from "../models/depth-estimator-folder";
+import { findPoseEstimators } from "../models/pose-estimator-folder";
 import { findControlNets } from "../models/controlnet-folder";
 import { findPreviewDecoders } from "../models/taesd-folder";
 import { verifyModel } from "../models/verify";
@@ -132,6 +133,8 @@ async function list(argv: string[]): Promise<void> {
   const controlNets = await findControlNets(modelsDir, {});
   const depth = await findDepthEstimators(modelsDir, {});
   const depthFolders = [...(depth.found ? [depth.found] : []), ...depth.broken];
+  const pose = await findPoseEstimators(modelsDir, {});
+  const poseFolders = [...(pose.found ? [pose.found] : []), ...pose.broken];
   const ids = new Set([
     ...models.map((m) => m.id),
     ...broken.map((b) => b.id),
@@ -139,11 +142,13 @@ async function list(argv: string[]): Promise<void> {
     ...controlNets.found.map((c) => c.id),
     ...controlNets.broken.map((c) => c.id),
     ...depthFolders.map((d) => d.id),
+    ...poseFolders.map((d) => d.id),
   ]);
   const available = registry.models.filter((e) => !ids.has(e.id));
   const availablePreviewDecoders = registry.previewDecoders.filter((e) => !ids.has(e.id));
   const availableControlNets = registry.controlNets.filter((e) => !ids.has(e.id));
   const availableDepthEstimators = registry.depthEstimators.filter((e) => !ids.has(e.id));
+  const availablePoseEstimators = registry.poseEstimators.filter((e) => !ids.has(e.id));
   const unfinished = await unfinishedDownloads(modelsDir);
 
   if (values.json) {
@@ -166,6 +171,9 @@ async function list(argv: string[]): Promise<void> {
           depthEstimator: depth.found ? { id: depth.found.id, dir: depth.found.dir, bytes: depth.found.weightsBytes, registryId: depth.found.registryId } : null,
           brokenDepthEstimators: depth.broken.map((b) => ({ id: b.id, code: b.error.code, message: b.error.message })),
           availableDepthEstimators: availableDepthEstimators.map(({ id, name, repo, revision, pinned, license }) => ({ id, name, repo, revision, pinned, license })),
+          poseEstimator: pose.found ? { id: pose.found.id, dir: pose.found.dir, bytes: pose.found.weightsBytes, registryId: pose.found.registryId } : null,
+          brokenPoseEstimators: pose.broken.map((b) => ({ id: b.id, code: b.error.code, message: b.error.message })),
+          availablePoseEstimators: availablePoseEstimators.map(({ id, name, repo, revision, pinned, license }) => ({ id, name, repo, revision, pinned, license })),
         },
         null,
         2,
@@ -174,7 +182,7 @@ async function list(argv: string[]): Promise<void> {
     return;
   }
   out(`Models in ${modelsDir}:`);
-  if (!installed.length && !broken.length && !previewFolders.length && !depthFolders.length) out("  (none yet)");
+  if (!installed.length && !broken.length && !previewFolders.length && !depthFolders.length && !poseFolders.length) out("  (none yet)");
   const width = Math.max(12, ...installed.map((m) => m.id.length), ...broken.map((b) => b.id.length));
   for (const m of installed) {
     const abilities = [m.kind, `${m.nativeResolution}px`, ...(m.turbo ? ["turbo"] : [])].join(", ");
@@ -187,6 +195,8 @@ async function list(argv: string[]): Promise<void> {
   for (const b of controlNets.broken) out(`  ${b.id.padEnd(width)}  BROKEN ControlNet: ${b.error.message}`);
   if (depth.found) out(`  ${depth.found.id.padEnd(width)}  ${"depth estimator (in use)".padEnd(26)}  ${formatBytes(depth.found.weightsBytes).padStart(8)}  depth maps from pictures for --control-kind depth`);
   for (const b of depth.broken) out(`  ${b.id.padEnd(width)}  BROKEN depth estimator: ${b.error.message}`);
+  if (pose.found) out(`  ${pose.found.id.padEnd(width)}  ${"pose estimator (in use)".padEnd(26)}  ${formatBytes(pose.found.weightsBytes).padStart(8)}  pose maps from pictures for --control-kind pose`);
+  for (const b of pose.broken) out(`  ${b.id.padEnd(width)}  BROKEN pose estimator: ${b.error.message}`);
   for (const u of unfinished) {
     const amount = u.bytes !== null && u.total ? ` (${formatBytes(u.bytes)} of ${formatBytes(u.total)})` : "";
     out(
@@ -195,10 +205,10 @@ async function list(argv: string[]): Promise<void> {
         : `  ${u.id.padEnd(width)}  unfinished download${amount}: \`npx underpaint models pull ${u.request ?? u.id}\` resumes it`,
     );
   }
-  if (available.length || availablePreviewDecoders.length || availableControlNets.length || availableDepthEstimators.length) {
+  if (available.length || availablePreviewDecoders.length || availableControlNets.length || availableDepthEstimators.length || availablePoseEstimators.length) {
     out("");
     out("Available to pull (npx underpaint models pull ID):");
-    const w = Math.max(...[...available, ...availablePreviewDecoders, ...availableControlNets, ...availableDepthEstimators].map((e) => e.id.length));
+    const w = Math.max(...[...available, ...availablePreviewDecoders, ...availableControlNets, ...availableDepthEstimators, ...availablePoseEstimators].map((e) => e.id.length));
     for (const e of available) {
       const r = e.recommended;
       out(`  ${e.id.padEnd(w)}  ${e.name}: ${e.kind}, ${e.nativeResolution}px, ${r.steps} steps, guidance ${r.guidance}, ${r.scheduler}; ${e.license}`);
@@ -206,6 +216,7 @@ async function list(argv: string[]): Promise<void> {
     for (const e of availablePreviewDecoders) out(`  ${e.id.padEnd(w)}  ${e.name}: preview decoder (a picture of every step, fast drafts); ${e.license}`);
     for (const e of availableControlNets) out(`  ${e.id.padEnd(w)}  ${e.name}: ControlNet (${e.control}) for control-capable ${e.architecture} models; ${e.license}`);
     for (const e of availableDepthEstimators) out(`  ${e.id.padEnd(w)}  ${e.name}: depth estimator (depth maps from pictures for depth ControlNets); ${e.license}`);
+    for (const e of availablePoseEstimators) out(`  ${e.id.padEnd(w)}  ${e.name}: pose estimator (OpenPose maps from pictures for pose ControlNets); ${e.license}`);
   }
 }
 
@@ -294,6 +305,10 @@ async function verify(argv: string[]): Promise<void> {
   const d = report.depthEstimator;
   if (d) {
     out(`${id}: OK (${how}); depth estimator (makes depth maps from pictures for depth ControlNets)`);
+    return;
+  }
+  if (report.poseEstimator) {
+    out(`${id}: OK (${how}); pose estimator (makes OpenPose maps from pictures for pose ControlNets)`);
     return;
   }
   const f = report.folder!;

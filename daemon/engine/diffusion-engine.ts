@@ -23,9 +23,11 @@ import { asEngineError, controlForContext, finishMaskedEdit, planInpaint, planOu
 import { checkSize, generate, type GenerateParams, type LoadedModel } from "./pipeline/generate";
 import { latentPreview } from "./preview";
 import type { ControlRun } from "./pipeline/control";
-import { controlImage, estimatesDepth, type ControlImageOptions } from "../imaging/control-image";
+import { controlImage, estimatesDepth, estimatesPose, type ControlImageOptions } from "../imaging/control-image";
 import { findDepthEstimators, type DepthEstimatorFolder } from "../models/depth-estimator-folder";
 import { depthRunner } from "./depth-estimator";
+import { findPoseEstimators, type PoseEstimatorFolder } from "../models/pose-estimator-folder";
+import { poseRunner } from "./pose-estimator";
 import { residualMismatch } from "../models/control-io";
 import type { ModelSessions } from "../models/model-sessions";
 import type { Size } from "../../geometry";
@@ -64,6 +66,7 @@ export class DiffusionEngine implements Engine {
         previewDecoder: PreviewDecoderFolder | null;
         controlNets: ControlNetFolder[];
         depthEstimator: DepthEstimatorFolder | null;
+        poseEstimator: PoseEstimatorFolder | null;
       }
     | undefined;
   /** The installed preview decoder's sessions (created when first used), or null. */
@@ -105,7 +108,10 @@ export class DiffusionEngine implements Engine {
       // A depth estimator makes depth maps from pictures for depth ControlNets; a broken one is only logged.
       const depth = await findDepthEstimators(this.options.modelsDir, this.folderOptions());
       for (const broken of depth.broken) this.log("warn", `skipping depth estimator "${broken.id}": ${broken.error.message}`);
-      this.discovered = { fingerprint, models: found.models, unavailable, previewDecoder: previews.found, controlNets: controlNets.found, depthEstimator: depth.found };
+      // So does a pose estimator, for pose ControlNets.
+      const pose = await findPoseEstimators(this.options.modelsDir, this.folderOptions());
+      for (const broken of pose.broken) this.log("warn", `skipping pose estimator "${broken.id}": ${broken.error.message}`);
+      this.discovered = { fingerprint, models: found.models, unavailable, previewDecoder: previews.found, controlNets: controlNets.found, depthEstimator: depth.found, poseEstimator: pose.found };
       await this.usePreviewDecoder(previews.found);
     }
     const ids = new Set(this.discovered.models.map((m) => m.id));
@@ -155,6 +161,7 @@ export class DiffusionEngine implements Engine {
       device: { name: preferred, description: describeDevice(preferred) },
       controlNets: (this.discovered?.controlNets ?? []).map((c) => ({ id: c.id, name: c.name, kind: c.kind, ...(c.registryId ? { registryId: c.registryId } : {}), ...(c.io.unet.added !== null ? { sdxl: true as const } : {}) })),
       depthEstimator: installedInfo(this.discovered?.depthEstimator ?? null),
+      poseEstimator: installedInfo(this.discovered?.poseEstimator ?? null),
     };
   }
 
@@ -304,8 +311,16 @@ export class DiffusionEngine implements Engine {
     return depthRunner(folder, this.sessions.devices, this.log);
   }
 
+  /** The installed pose estimator when this control image is a picture to find poses in (see estimatesPose), else null. */
+  private poseFor(kind: ControlKind, layer: Pixels) {
+    const folder = this.discovered?.poseEstimator ?? null;
+    if (!folder || !estimatesPose(kind, layer)) return null;
+    this.log("info", `pose estimator "${folder.id}" makes the pose map from the control layer (it is a picture, not a pose map)`);
+    return poseRunner(folder, this.sessions.devices, this.log);
+  }
+
   controlImageOptions(kind: ControlKind, layer: Pixels): ControlImageOptions {
-    return { depth: this.depthFor(kind, layer) };
+    return { depth: this.depthFor(kind, layer), pose: this.poseFor(kind, layer) };
   }
 
   private async controlRun(sessions: ModelSessions, net: ControlNetFolder, control: NonNullable<GenerationJob["control"]>, size: Size): Promise<ControlRun> {
@@ -415,8 +430,8 @@ export class DiffusionEngine implements Engine {
     this.watcher ??= new ModelsWatcher({
       dir: this.options.modelsDir,
       scan: async () => {
-        const { models, unavailable, previewDecoder, controlNets, depthEstimator } = await this.capabilities();
-        return { models, unavailable, previewDecoder: previewDecoder ?? null, controlNets: controlNets ?? [], depthEstimator: depthEstimator ?? null };
+        const { models, unavailable, previewDecoder, controlNets, depthEstimator, poseEstimator } = await this.capabilities();
+        return { models, unavailable, previewDecoder: previewDecoder ?? null, controlNets: controlNets ?? [], depthEstimator: depthEstimator ?? null, poseEstimator: poseEstimator ?? null };
       },
       log: (line) => this.log("warn", line),
     });
@@ -462,7 +477,7 @@ function describeDevice(device: string): string {
   }
 }
 
-/** An installed helper network (the preview decoder, the depth estimator) as the panel is told of it. */
+/** An installed helper network (the preview decoder, the depth or pose estimator) as the panel is told of it. */
 function installedInfo(folder: { id: string; registryId: string | null } | null): PreviewDecoderInfo | null {
   return folder ? { id: folder.id, ...(folder.registryId ? { registryId: folder.registryId } : {}) } : null;
 }

@@ -129,6 +129,8 @@ export interface EngineCapabilities {
   controlNets?: ControlNetInfo[];
   /** The depth estimator depth control estimates pictures' depth with; null when none is installed. */
   depthEstimator?: PreviewDecoderInfo | null;
+  /** The pose estimator pose control finds a picture's pose with; null when none is installed. */
+  poseEstimator?: PreviewDecoderInfo | null;
 }
 
 export interface Engine {

@@ -11,17 +11,16 @@
  * model_type "depth_anything". Its files are checked as a model folder's are (zod, onnx-inspect,
  * operators, external weights, I/O).
  */
-import { readdir, stat } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import { z } from "zod";
 import { ModelFolderError } from "./errors";
-import { createSession, silentLog, type Device, type ModelLog } from "./execution-provider";
+import type { Device, ModelLog } from "./execution-provider";
+import { createHelperSession, findHelperFolders, type FoundHelpers } from "./helper-folders";
 import type { IoValue } from "./io-spec";
 import { readManifest } from "./manifest";
-import { checkDevices, checkExternalData, defaultDevices, fileSize, inspectPart, invalid, missing, readJson } from "./model-folder";
+import { checkDevices, checkExternalData, defaultDevices, fileSize, inspectPart, missing, readJson } from "./model-folder";
 import type { PartSession } from "./model-sessions";
 import { depthEstimatorEntryForSource } from "./registry";
-import { sessionValues } from "./session-io";
 
 /** config.json, what is read of it. */
 export const DepthConfigSchema = z.looseObject({ model_type: z.string() });
@@ -86,10 +85,6 @@ export function describeDepthEstimator(file: string, inputs: readonly IoValue[],
   return { input: input.name, output: output.name };
 }
 
-async function isDir(path: string): Promise<boolean> {
-  return stat(path).then((s) => s.isDirectory(), () => false);
-}
-
 async function modelTypeOf(dir: string): Promise<string | null> {
   try {
     return (await readJson(dir, join(dir, "config.json"), DepthConfigSchema)).model_type;
@@ -136,29 +131,11 @@ export async function loadDepthEstimatorFolder(folder: string, options: { device
   return { id: basename(dir), dir, path, externalData: external.paths, io, preprocessor, weightsBytes: info.fileBytes + external.bytes, registryId: entry?.id ?? null };
 }
 
-export interface FoundDepthEstimators {
-  /** The one the engine uses: the first that loads, registry installs before folders added by hand, then by name. */
-  found: DepthEstimatorFolder | null;
-  broken: { id: string; dir: string; error: ModelFolderError }[];
-}
+export type FoundDepthEstimators = FoundHelpers<DepthEstimatorFolder>;
 
 /** The depth estimators in a models folder (one that does not exist has none). */
 export async function findDepthEstimators(modelsDir: string, options: { devices?: readonly Device[] } = {}): Promise<FoundDepthEstimators> {
-  const root = resolve(modelsDir);
-  const names = await readdir(root).catch(() => [] as string[]);
-  const loaded: DepthEstimatorFolder[] = [];
-  const broken: FoundDepthEstimators["broken"] = [];
-  for (const id of names.filter((n) => !n.startsWith(".")).sort()) {
-    const dir = join(root, id);
-    if (!(await isDir(dir)) || !(await isDepthEstimatorFolder(dir))) continue;
-    try {
-      loaded.push(await loadDepthEstimatorFolder(dir, options));
-    } catch (error) {
-      const wrapped = error instanceof ModelFolderError ? error : invalid(dir, `unreadable (${(error as Error).message})`, error);
-      broken.push({ id, dir, error: wrapped });
-    }
-  }
-  return { found: loaded.find((f) => f.registryId !== null) ?? loaded[0] ?? null, broken };
+  return findHelperFolders(modelsDir, isDepthEstimatorFolder, (dir) => loadDepthEstimatorFolder(dir, options));
 }
 
 /** The estimator's session on `devices` (the first that loads it; the CPU last), its I/O checked again on the session. */
@@ -167,15 +144,5 @@ export async function createDepthEstimatorSession(
   devices: readonly Device[],
   options: { log?: ModelLog; threads?: number } = {},
 ): Promise<PartSession<DepthEstimatorIO>> {
-  const log = options.log ?? silentLog;
-  const created = await createSession(folder.path, devices, log, options.threads !== undefined ? { threads: options.threads } : {});
-  try {
-    const { inputs, outputs } = sessionValues(created.session);
-    const io = describeDepthEstimator(folder.path, inputs, outputs);
-    log("info", `depth estimator "${folder.id}" loaded on ${created.device}`);
-    return { ...created, io, path: folder.path };
-  } catch (error) {
-    await created.session.release().catch(() => {});
-    throw error;
-  }
+  return createHelperSession(folder.path, devices, (inputs, outputs) => describeDepthEstimator(folder.path, inputs, outputs), (device) => `depth estimator "${folder.id}" loaded on ${device}`, options);
 }

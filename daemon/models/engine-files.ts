@@ -131,3 +131,12 @@ export function selectDepthEstimatorFiles(repo: string, files: readonly HubFile[
   const wanted = (path: string) => path === "config.json" || path === "preprocessor_config.json" || path === "onnx/model.onnx" || /^onnx\/model\.onnx(_data|\.data)(_\d+)?$/.test(path);
   return files.filter((f) => wanted(f.path)).sort((a, b) => a.path.localeCompare(b.path));
 }
+
+/** What a pose estimator's pull fetches (DWPose as yzd-v/DWPose publishes it): the two ONNX files at the top of the repo; its PyTorch checkpoints and the rest stay on the hub. */
+export function selectPoseEstimatorFiles(repo: string, files: readonly HubFile[]): HubFile[] {
+  const wanted = ["yolox_l.onnx", "dw-ll_ucoco_384.onnx"];
+  const paths = new Set(files.map((f) => f.path));
+  const lacking = wanted.filter((p) => !paths.has(p));
+  if (lacking.length) throw new ModelInstallError("not_onnx", `${repo} is not DWPose in ONNX (it lacks ${lacking.join(", ")}).`);
+  return files.filter((f) => wanted.includes(f.path)).sort((a, b) => a.path.localeCompare(b.path));
+}

@@ -4,11 +4,12 @@
  *
  *   1. list the repo at the revision (pinned to the commit it points to) and pick the engine's files
  *      (a preview decoder's, when the registry entry is one or the repo is an autoencoder alone; a
- *      ControlNet's subfolder; a depth estimator's config.json, preprocessor_config.json and onnx/model.onnx);
+ *      ControlNet's subfolder; a depth estimator's config.json, preprocessor_config.json and onnx/model.onnx;
+ *      a pose estimator's yolox_l.onnx and dw-ll_ucoco_384.onnx);
  *   2. check the free disk space for what is left to fetch;
  *   3. download each file into .partial-<id>/ (resumable, retried, checksummed: download.ts);
  *   4. write the manifest and load the folder as the engine would (model-folder.ts, taesd-folder.ts,
- *      controlnet-folder.ts, depth-estimator-folder.ts);
+ *      controlnet-folder.ts, depth-estimator-folder.ts, pose-estimator-folder.ts);
  *   5. rename .partial-<id>/ to <id>/.
  *
  * An interrupted pull leaves only the hidden .partial-<id>/ folder, which the next pull of the same
@@ -19,8 +20,9 @@ import { mkdir, readFile, readdir, rm, stat, writeFile } from "node:fs/promises"
 import { dirname, join, relative, resolve, sep } from "node:path";
 import type { DownloadStage } from "../../protocol";
 import { downloadFile, hashFile, retryPolicyFromEnv, backoffDelay, sleep, type RetryPolicy } from "./download";
-import { isAutoencoderOnly, selectControlNetFiles, selectDepthEstimatorFiles, selectEngineFiles, selectPreviewDecoderFiles } from "./engine-files";
+import { isAutoencoderOnly, selectControlNetFiles, selectDepthEstimatorFiles, selectEngineFiles, selectPoseEstimatorFiles, selectPreviewDecoderFiles } from "./engine-files";
 import { loadDepthEstimatorFolder } from "./depth-estimator-folder";
+import { loadPoseEstimatorFolder } from "./pose-estimator-folder";
 import { loadControlNetFolder } from "./controlnet-folder";
 import { ModelFolderError } from "./errors";
 import { hubConfigFromEnv, isRetryable, listRepoFiles, resolveUrl, type HubFile, type HubListing } from "./hub";
@@ -295,9 +297,12 @@ export async function pullModel(request: string, options: PullOptions): Promise<
     const controlNet = entry?.kind === "controlnet" ? entry : null;
     const previewDecoder = entry ? entry.kind === "preview-decoder" : isAutoencoderOnly(new Set(listing.files.map((f) => f.path)));
     const depthEstimator = entry?.kind === "depth-estimator" ? entry : null;
+    const poseEstimator = entry?.kind === "pose-estimator" ? entry : null;
     const files = depthEstimator
       ? selectDepthEstimatorFiles(target.repo, listing.files)
-      : controlNet
+      : poseEstimator
+        ? selectPoseEstimatorFiles(target.repo, listing.files)
+        : controlNet
         ? selectControlNetFiles(target.repo, listing.files, controlNet.subfolder)
         : previewDecoder
           ? selectPreviewDecoderFiles(target.repo, listing.files)
@@ -369,7 +374,9 @@ export async function pullModel(request: string, options: PullOptions): Promise<
     try {
       await (depthEstimator
         ? loadDepthEstimatorFolder(partial)
-        : controlNet
+        : poseEstimator
+          ? loadPoseEstimatorFolder(partial)
+          : controlNet
           ? loadControlNetFolder(partial)
           : previewDecoder
             ? loadPreviewDecoderFolder(partial)

@@ -3,12 +3,13 @@
  * checkpoints published on the Hugging Face Hub in the diffusers ONNX layout, each with the
  * revision to pull and the settings that suit it, and preview decoders (TAESD): small autoencoders
  * that are no generation model (never in the panel's model menu) but are pulled like one, as are
- * ControlNets and depth estimators (Depth Anything: depth maps from pictures). Anything
+ * ControlNets, depth estimators (Depth Anything: depth maps from pictures) and pose estimators
+ * (DWPose: OpenPose maps from pictures). Anything
  * else on the hub in those layouts can be pulled by its owner/name id; `pullTarget` turns what the
  * artist typed into one or the other.
  */
 import { z } from "zod";
-import { ControlKind, RecommendedSettings, type RegistryControlNet, type RegistryDepthEstimator, type RegistryModel, type RegistryPreviewDecoder } from "../../protocol";
+import { ControlKind, RecommendedSettings, type RegistryControlNet, type RegistryDepthEstimator, type RegistryModel, type RegistryPoseEstimator, type RegistryPreviewDecoder } from "../../protocol";
 import registryJson from "./registry.json";
 import { ModelInstallError } from "./install-errors";
 import type { ModelManifest } from "./manifest";
@@ -103,24 +104,38 @@ export const PreviewDecoderEntry = z
   .superRefine(checkPinning);
 export type PreviewDecoderEntry = z.infer<typeof PreviewDecoderEntry>;
 
+/** A helper network beside the models (a depth or pose estimator): pulled like one, sized by its own weight count. */
+function helperEntry<K extends string>(kind: K) {
+  return z
+    .object({
+      ...HubSource,
+      kind: z.literal(kind),
+      /** Its weights (what its download size is computed from). */
+      parameters: z.number().int().positive(),
+      precision: z.enum(["fp32", "fp16"]),
+      license: z.string().min(1),
+      description: z.string().min(1),
+    })
+    .superRefine(checkPinning);
+}
+
 /**
  * A depth estimator: a network that makes a depth map from a picture (Depth Anything), for depth
  * ControlNets when the artist's layer is a picture rather than a depth map. Transformers.js layout:
  * config.json, preprocessor_config.json (DPTImageProcessor) and onnx/model.onnx; a pull fetches those
  * three only (the repo's other precisions stay on the hub).
  */
-export const DepthEstimatorEntry = z
-  .object({
-    ...HubSource,
-    kind: z.literal("depth-estimator"),
-    /** Its weights (what its download size is computed from). */
-    parameters: z.number().int().positive(),
-    precision: z.enum(["fp32", "fp16"]),
-    license: z.string().min(1),
-    description: z.string().min(1),
-  })
-  .superRefine(checkPinning);
+export const DepthEstimatorEntry = helperEntry("depth-estimator");
 export type DepthEstimatorEntry = z.infer<typeof DepthEstimatorEntry>;
+
+/**
+ * A pose estimator: networks that find people and their keypoints in a picture (DWPose: a YOLOX
+ * person detector and an RTMPose whole-body model), drawn as an OpenPose map for pose ControlNets
+ * when the artist's layer is a picture rather than a pose map. A pull fetches the two ONNX files
+ * only (yolox_l.onnx, dw-ll_ucoco_384.onnx; the repo's other files stay on the hub).
+ */
+export const PoseEstimatorEntry = helperEntry("pose-estimator");
+export type PoseEstimatorEntry = z.infer<typeof PoseEstimatorEntry>;
 
 export const Registry = z
   .object({
@@ -129,10 +144,11 @@ export const Registry = z
     previewDecoders: z.array(PreviewDecoderEntry).default([]),
     controlNets: z.array(ControlNetEntry).default([]),
     depthEstimators: z.array(DepthEstimatorEntry).default([]),
+    poseEstimators: z.array(PoseEstimatorEntry).default([]),
   })
   .superRefine((registry, ctx) => {
     const seen = new Set<string>();
-    const check = (list: "models" | "previewDecoders" | "controlNets" | "depthEstimators") =>
+    const check = (list: "models" | "previewDecoders" | "controlNets" | "depthEstimators" | "poseEstimators") =>
       registry[list].forEach((m, i) => {
         if (seen.has(m.id)) ctx.addIssue({ code: "custom", path: [list, i, "id"], message: `duplicate id ${m.id}` });
         seen.add(m.id);
@@ -141,6 +157,7 @@ export const Registry = z
     check("previewDecoders");
     check("controlNets");
     check("depthEstimators");
+    check("poseEstimators");
   });
 export type Registry = z.infer<typeof Registry>;
 
@@ -183,9 +200,9 @@ const BYTES_PER_PARAMETER: Record<RegistryEntry["precision"], number> = { fp32: 
  * and configs are left out, and a repo may ship a part more or less (a VAE encoder); the hub's
  * listing gives the exact total when the pull starts.
  */
-export function approximateBytes(entry: RegistryEntry | PreviewDecoderEntry | ControlNetEntry | DepthEstimatorEntry): number {
+export function approximateBytes(entry: RegistryEntry | PreviewDecoderEntry | ControlNetEntry | DepthEstimatorEntry | PoseEstimatorEntry): number {
   const parameters =
-    entry.kind === "preview-decoder" || entry.kind === "depth-estimator"
+    entry.kind === "preview-decoder" || entry.kind === "depth-estimator" || entry.kind === "pose-estimator"
       ? entry.parameters
       : entry.kind === "controlnet"
         ? CONTROLNET_PARAMETERS[entry.architecture]
@@ -210,9 +227,9 @@ export function registryModels(registry: Registry = loadRegistry()): RegistryMod
   }));
 }
 
-/** A pull the panel's model setup offers beside the models (a preview decoder, a depth estimator), without the pull's pinning details. */
-type SideEntry = Registry["previewDecoders"][number] | Registry["depthEstimators"][number];
-function sideEntry(m: SideEntry): RegistryPreviewDecoder & RegistryDepthEstimator {
+/** A pull the panel's model setup offers beside the models (a preview decoder, a depth or pose estimator), without the pull's pinning details. */
+type SideEntry = PreviewDecoderEntry | DepthEstimatorEntry | PoseEstimatorEntry;
+function sideEntry(m: SideEntry): RegistryPreviewDecoder & RegistryDepthEstimator & RegistryPoseEstimator {
   return {
     id: m.id,
     name: m.name,
@@ -232,6 +249,11 @@ export function registryPreviewDecoders(registry: Registry = loadRegistry()): Re
 /** The depth estimators the panel's model setup offers (depth control from a picture). */
 export function registryDepthEstimators(registry: Registry = loadRegistry()): RegistryDepthEstimator[] {
   return registry.depthEstimators.map(sideEntry);
+}
+
+/** The pose estimators the panel's model setup offers (pose control from a picture). */
+export function registryPoseEstimators(registry: Registry = loadRegistry()): RegistryPoseEstimator[] {
+  return registry.poseEstimators.map(sideEntry);
 }
 
 /** The ControlNets the panel's model setup offers, without the pull's pinning details. */
@@ -268,10 +290,7 @@ export function findPreviewDecoderEntry(id: string, registry: Registry = loadReg
 
 /** The preview decoder's entry a folder was installed as: its manifest's registryId, or the entry whose repo it came from. */
 export function previewDecoderEntryForSource(source: ModelManifest["source"] | undefined, registry: Registry = loadRegistry()): PreviewDecoderEntry | undefined {
-  if (source?.kind !== "hub") return undefined;
-  if (source.registryId) return findPreviewDecoderEntry(source.registryId, registry);
-  const repo = source.repo.toLowerCase();
-  return registry.previewDecoders.find((m) => m.repo.toLowerCase() === repo);
+  return sideEntryForSource(registry.previewDecoders, source);
 }
 
 export function findControlNetEntry(id: string, registry: Registry = loadRegistry()): ControlNetEntry | undefined {
@@ -288,12 +307,26 @@ export function findDepthEstimatorEntry(id: string, registry: Registry = loadReg
   return registry.depthEstimators.find((m) => m.id === id);
 }
 
-/** The depth estimator's entry a folder was installed as: its manifest's registryId, or the entry whose repo it came from. */
-export function depthEstimatorEntryForSource(source: ModelManifest["source"] | undefined, registry: Registry = loadRegistry()): DepthEstimatorEntry | undefined {
+/** The entry of `list` a helper folder was installed as: its manifest's registryId, or the entry whose repo it came from. */
+function sideEntryForSource<T extends { id: string; repo: string }>(list: readonly T[], source: ModelManifest["source"] | undefined): T | undefined {
   if (source?.kind !== "hub") return undefined;
-  if (source.registryId) return findDepthEstimatorEntry(source.registryId, registry);
+  if (source.registryId) return list.find((m) => m.id === source.registryId);
   const repo = source.repo.toLowerCase();
-  return registry.depthEstimators.find((m) => m.repo.toLowerCase() === repo);
+  return list.find((m) => m.repo.toLowerCase() === repo);
+}
+
+/** The depth estimator's entry a folder was installed as. */
+export function depthEstimatorEntryForSource(source: ModelManifest["source"] | undefined, registry: Registry = loadRegistry()): DepthEstimatorEntry | undefined {
+  return sideEntryForSource(registry.depthEstimators, source);
+}
+
+export function findPoseEstimatorEntry(id: string, registry: Registry = loadRegistry()): PoseEstimatorEntry | undefined {
+  return registry.poseEstimators.find((m) => m.id === id);
+}
+
+/** The pose estimator's entry a folder was installed as. */
+export function poseEstimatorEntryForSource(source: ModelManifest["source"] | undefined, registry: Registry = loadRegistry()): PoseEstimatorEntry | undefined {
+  return sideEntryForSource(registry.poseEstimators, source);
 }
 
 /** The entry a model folder was installed as: its manifest's registryId, or the entry whose repo it came from. */
@@ -310,7 +343,7 @@ export interface PullTarget {
   repo: string;
   revision: string;
   /** The registry entry, when the request named one. */
-  entry?: RegistryEntry | PreviewDecoderEntry | ControlNetEntry | DepthEstimatorEntry;
+  entry?: RegistryEntry | PreviewDecoderEntry | ControlNetEntry | DepthEstimatorEntry | PoseEstimatorEntry;
 }
 
 /**
@@ -318,7 +351,7 @@ export interface PullTarget {
  * unless `as` says otherwise; `revision` overrides the registry's pin or the default "main".
  */
 export function pullTarget(request: string, options: { revision?: string; as?: string } = {}, registry = loadRegistry()): PullTarget {
-  const entries = [...registry.models, ...registry.previewDecoders, ...registry.controlNets, ...registry.depthEstimators];
+  const entries = [...registry.models, ...registry.previewDecoders, ...registry.controlNets, ...registry.depthEstimators, ...registry.poseEstimators];
   const entry = entries.find((m) => m.id === request);
   let target: PullTarget;
   if (entry) {

@@ -13,6 +13,7 @@ import { exists, modelDir } from "./model-store";
 import { checkModelId } from "./registry";
 import { isPreviewDecoderFolder, loadPreviewDecoderFolder, type PreviewDecoderFolder } from "./taesd-folder";
 import { isDepthEstimatorFolder, loadDepthEstimatorFolder, type DepthEstimatorFolder } from "./depth-estimator-folder";
+import { isPoseEstimatorFolder, loadPoseEstimatorFolder, type PoseEstimatorFolder } from "./pose-estimator-folder";
 
 export interface VerifyProblem {
   /** Relative to the model folder, "/"-separated. */
@@ -34,6 +35,8 @@ export interface VerifyReport {
   previewDecoder: PreviewDecoderFolder | null;
   /** The folder as a depth estimator (Depth Anything), when it is one. */
   depthEstimator?: DepthEstimatorFolder | null;
+  /** The folder as a pose estimator (DWPose), when it is one. */
+  poseEstimator?: PoseEstimatorFolder | null;
 }
 
 export async function verifyModel(
@@ -74,8 +77,10 @@ export async function verifyModel(
   let folder: ModelFolder | null = null;
   let previewDecoder: PreviewDecoderFolder | null = null;
   let depthEstimator: DepthEstimatorFolder | null = null;
+  let poseEstimator: PoseEstimatorFolder | null = null;
   try {
     if (await isDepthEstimatorFolder(dir)) depthEstimator = await loadDepthEstimatorFolder(dir);
+    else if (await isPoseEstimatorFolder(dir)) poseEstimator = await loadPoseEstimatorFolder(dir);
     else if (await isPreviewDecoderFolder(dir)) previewDecoder = await loadPreviewDecoderFolder(dir);
     else folder = await loadModelFolder(dir);
   } catch (error) {
@@ -83,5 +88,5 @@ export async function verifyModel(
     const file = relative(dir, error.file).split(sep).join("/") || ".";
     if (!problems.some((p) => p.file === file)) problems.push({ file, problem: error.message });
   }
-  return { id, dir, manifest, linked, checked, bytes, problems, folder, previewDecoder, depthEstimator };
+  return { id, dir, manifest, linked, checked, bytes, problems, folder, previewDecoder, depthEstimator, poseEstimator };
 }

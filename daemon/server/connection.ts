@@ -25,6 +25,7 @@ import {
   type RegistryModel,
   type RegistryControlNet,
   type RegistryDepthEstimator,
+  type RegistryPoseEstimator,
   type RegistryPreviewDecoder,
 } from "../../protocol";
 import type { Pixels } from "../../geometry";
@@ -59,6 +60,8 @@ export interface ConnectionSettings {
   registryControlNets: readonly RegistryControlNet[];
   /** The depth estimators the daemon can pull. */
   registryDepthEstimators: readonly RegistryDepthEstimator[];
+  /** The pose estimators the daemon can pull. */
+  registryPoseEstimators: readonly RegistryPoseEstimator[];
 }
 
 /** A control-preview request waiting for its frame. */
@@ -85,6 +88,7 @@ export function modelsMessage(list: ModelList): ModelList {
     ...(list.previewDecoder !== undefined ? { previewDecoder: list.previewDecoder } : {}),
     ...(list.controlNets !== undefined ? { controlNets: list.controlNets } : {}),
     ...(list.depthEstimator !== undefined ? { depthEstimator: list.depthEstimator } : {}),
+    ...(list.poseEstimator !== undefined ? { poseEstimator: list.poseEstimator } : {}),
   };
 }
 
@@ -218,7 +222,7 @@ export class Connection {
       type: "welcome",
       protocol: PROTOCOL_VERSION,
       daemon: { name: "underpaint", version: this.settings.daemonVersion },
-      capabilities: { ...capabilities, registry: [...this.settings.registry], registryPreviewDecoders: [...this.settings.registryPreviewDecoders], registryControlNets: [...this.settings.registryControlNets], registryDepthEstimators: [...this.settings.registryDepthEstimators], controlPreview: true, downloads, limits },
+      capabilities: { ...capabilities, registry: [...this.settings.registry], registryPreviewDecoders: [...this.settings.registryPreviewDecoders], registryControlNets: [...this.settings.registryControlNets], registryDepthEstimators: [...this.settings.registryDepthEstimators], registryPoseEstimators: [...this.settings.registryPoseEstimators], controlPreview: true, downloads, limits },
     });
     this.settings.log(`connection ${this.settings.id}: ${hello.client.name} ${hello.client.version} paired`);
   }

@@ -8,7 +8,7 @@ import { WebSocketServer, type WebSocket } from "ws";
 import { BufferPool, DEFAULT_HOST, DEFAULT_PORT, type ModelList, type RegistryControlNet, type RegistryModel, type RegistryPreviewDecoder } from "../../protocol";
 import type { Engine } from "../engine/engine";
 import type { ModelInstaller } from "../models/downloads";
-import { registryControlNets, registryDepthEstimators, registryModels, registryPreviewDecoders } from "../models/registry";
+import { registryControlNets, registryDepthEstimators, registryModels, registryPoseEstimators, registryPreviewDecoders } from "../models/registry";
 import { BULK_MIN_BYTES, takeBulkFrames } from "./bulk-frames";
 import { CloseCode, Connection, modelsMessage } from "./connection";
 import { DEFAULT_LIMITS, HARD_MESSAGE_FACTOR, type ServerLimits } from "./limits";
@@ -61,6 +61,7 @@ export async function startServer(options: ServerOptions): Promise<DaemonServer>
   const previewDecoders = options.registryPreviewDecoders ?? registryPreviewDecoders();
   const controlNets = options.registryControlNets ?? registryControlNets();
   const depthEstimators = registryDepthEstimators();
+  const poseEstimators = registryPoseEstimators();
   let nextConnection = 1;
 
   const http = createServer((_request, response) => {
@@ -107,6 +108,7 @@ export async function startServer(options: ServerOptions): Promise<DaemonServer>
       registryPreviewDecoders: previewDecoders,
       registryControlNets: controlNets,
       registryDepthEstimators: depthEstimators,
+      registryPoseEstimators: poseEstimators,
     });
     connections.set(ws, connection);
     ws.on("close", () => connections.delete(ws));

@@ -167,7 +167,7 @@ describe("the panel in headless Chromium against the real daemon", () => {
     await page.click("#toggle-models");
     expect(await shown("#model-setup")).toBe(true);
     // Every registry entry, with its size, license and what it is for.
-    expect(await page.$$eval("#registry-models .setup-model", (rows) => rows.map((r) => r.getAttribute("data-model-id")))).toEqual(["sd-1.5", "sd-1.5-inpainting", "sd-turbo", "lcm-dreamshaper-v7", "sd-1.5-control", "sdxl-turbo", "sdxl-base-1.0", "sdxl-control", "taesd", ...CONTROLNET_ROWS, "depth-anything-v2-small"]);
+    expect(await page.$$eval("#registry-models .setup-model", (rows) => rows.map((r) => r.getAttribute("data-model-id")))).toEqual(["sd-1.5", "sd-1.5-inpainting", "sd-turbo", "lcm-dreamshaper-v7", "sd-1.5-control", "sdxl-turbo", "sdxl-base-1.0", "sdxl-control", "taesd", ...CONTROLNET_ROWS, "depth-anything-v2-small", "dwpose"]);
     expect(await text('#registry-models [data-model-id="sd-1.5"] .setup-facts')).toBe("about 4.3 GB · 512 px · CreativeML Open RAIL-M");
     expect(await text(`${turboRow} .setup-facts`)).toMatch(/^about 2\.\d GB · 1–4 steps · 512 px · Stability AI Non-Commercial/);
     expect(await text(`${turboRow} .setup-description`)).toMatch(/1 to 4 steps/);

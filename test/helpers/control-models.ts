@@ -1,12 +1,22 @@
 /**
  * The control tests' models: the replicas of TensorStack/stable-diffusion-v1-5-onnx (with its
- * control UNet) and TensorStack/ControlNet-onnx served by the hub imitation and pulled by registry
- * id into a models folder, as an artist's `models pull` pulls them.
+ * control UNet) and TensorStack/ControlNet-onnx (and, where a test asks, the depth and pose
+ * estimators' repos) served by the hub imitation and pulled by registry id into a models folder, as
+ * an artist's `models pull` pulls them.
  */
+import { mkdir, symlink } from "node:fs/promises";
 import path from "node:path";
+import { DiffusionEngine } from "../../daemon/engine/diffusion-engine";
+import type { GenerationJob } from "../../daemon/engine/engine";
 import { pullModel } from "../../daemon/models/pull";
 import { loadRegistry } from "../../daemon/models/registry";
+import { startServer } from "../../daemon/server/server";
+import type { Pixels } from "../../geometry";
+import { ProtocolClient } from "../../plugin/src/client/client";
+import type { WebSocketLike } from "../../plugin/src/client/socket";
+import type { ControlKind, ImageFrame } from "../../protocol";
 import { replicas, writeReplica } from "../../scripts/replicas";
+import WebSocket from "ws";
 import { FakeHub } from "../daemon/models/fake-hub";
 import { makeTempDir } from "./model-fixtures";
 
@@ -35,7 +45,9 @@ export async function pullControlModels(prefix: string, ids: readonly string[], 
       if (!onlyRepos.includes(replica.repo)) continue;
       const dir = path.join(tmp.dir, "hub", replica.repo.replace("/", "--"));
       await writeReplica(replica, dir);
-      const pin = [...registry.models, ...registry.controlNets].find((e) => e.repo === replica.repo)?.revision;
+      const pin =
+        [...registry.models, ...registry.controlNets].find((e) => e.repo === replica.repo)?.revision ??
+        [...registry.depthEstimators, ...registry.poseEstimators].find((e) => e.repo === replica.repo && e.pinned)?.revision;
       await hub.addRepo(replica.repo, { dir, ...(pin ? { commit: pin } : {}) });
     }
     const modelsDir = path.join(tmp.dir, "models");
@@ -47,5 +59,80 @@ export async function pullControlModels(prefix: string, ids: readonly string[], 
     throw error;
   } finally {
     await hub.close();
+  }
+}
+
+/** A second models folder beside `models`' holding links to some of its folders (`ids`): the same models without the rest. */
+export async function linkedModels(models: ControlModels, name: string, ids: readonly string[]): Promise<string> {
+  const dir = path.join(models.dir, name);
+  await mkdir(dir);
+  for (const id of ids) await symlink(path.join(models.modelsDir, id), path.join(dir, id), "dir");
+  return dir;
+}
+
+/** A small txt2img job of sd-1.5-control at 64 x 64, steered by `image` as `kind` at full strength; its picture. */
+export async function runControlled(engine: DiffusionEngine, kind: NonNullable<GenerationJob["control"]>["kind"], image: { width: number; height: number; channels: 1 | 3 | 4; data: Uint8Array }, prompt: string): Promise<Uint8Array> {
+  const size = { width: 64, height: 64 };
+  const job: GenerationJob = {
+    mode: "txt2img",
+    model: "sd-1.5-control",
+    prompt,
+    negativePrompt: "",
+    seed: 5,
+    steps: 3,
+    guidance: 7.5,
+    scheduler: "euler",
+    variations: 1,
+    truncatePrompt: false,
+    previews: false,
+    output: size,
+    size,
+    control: { kind, image, strength: 1, start: 0, end: 1 },
+  };
+  const [result] = await engine.run(job, { signal: new AbortController().signal, onProgress: () => {} });
+  return result!.image.data;
+}
+
+/** Engines on the control models with a helper network (depth or pose estimator) installed, and without it; what the first logs. */
+export interface HelperEngines {
+  models: ControlModels;
+  withIt: DiffusionEngine;
+  without: DiffusionEngine;
+  lines: string[];
+  close(): Promise<void>;
+}
+
+/** Pulls sd-1.5-control, `controlNet` and `helper` from `repos`' replicas; `without` sees the first two only. */
+export async function helperEngines(prefix: string, repos: readonly string[], controlNet: string, helper: string): Promise<HelperEngines> {
+  const models = await pullControlModels(prefix, ["sd-1.5-control", controlNet, helper], repos);
+  const other = await linkedModels(models, `models-without-${helper}`, ["sd-1.5-control", controlNet]);
+  const lines: string[] = [];
+  const withIt = new DiffusionEngine({ modelsDir: models.modelsDir, devices: ["cpu"], log: (level, line) => lines.push(`${level} ${line}`) });
+  const without = new DiffusionEngine({ modelsDir: other, devices: ["cpu"] });
+  return {
+    models,
+    withIt,
+    without,
+    lines,
+    close: async () => {
+      await withIt.dispose();
+      await without.dispose();
+      await models.close();
+    },
+  };
+}
+
+/** The panel's control preview of `layer` as `kind`, asked over a real WebSocket of the real server on `engine`. */
+export async function previewOver(engine: DiffusionEngine, kind: ControlKind, layer: Pixels): Promise<ImageFrame> {
+  const token = "c".repeat(40);
+  const server = await startServer({ token, engine, port: 0 });
+  const client = new ProtocolClient({ url: server.url, token, socketFactory: (u) => new WebSocket(u, { perMessageDeflate: false }) as unknown as WebSocketLike });
+  try {
+    client.start();
+    await client.whenReady();
+    return await client.controlPreview(kind, layer);
+  } finally {
+    client.stop();
+    await server.close();
   }
 }

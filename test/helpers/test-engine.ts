@@ -69,6 +69,13 @@ export class TestEngine implements Engine {
     for (const listener of this.listeners) listener({ models, unavailable });
   }
 
+  /** Tells the listeners of `list` as the real engine's watcher does (with the helper networks' fields). */
+  announce(list: ModelList): void {
+    this.models = list.models;
+    this.unavailable = list.unavailable;
+    for (const listener of this.listeners) listener(list);
+  }
+
   onModelsChanged(listener: (list: ModelList) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);

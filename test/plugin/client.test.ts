@@ -161,6 +161,22 @@ describe("the panel's protocol client", () => {
     expect(outcome).toMatchObject({ status: "failed", error: { code: "model_unavailable", message: 'The model "olive" cannot run here: unet/model.onnx uses NhwcConv, which only CUDA has.' } });
   });
 
+  it("hears which depth and pose estimators are installed in models messages, and keeps them in its capabilities", async () => {
+    const engine = new TestEngine();
+    const server = await daemon(engine);
+    const c = client({ url: server.url });
+    const heard: ModelList[] = [];
+    c.onModels((list) => heard.push(list));
+    c.start();
+    await c.whenReady();
+    // The welcome names what can be pulled.
+    expect(c.capabilities?.registryPoseEstimators?.map((p) => p.id)).toEqual(["dwpose"]);
+    engine.announce({ models: engine.models, unavailable: [], depthEstimator: null, poseEstimator: { id: "dwpose", registryId: "dwpose" } });
+    await expect.poll(() => heard.length).toBe(2);
+    expect(heard[1]).toEqual({ models: engine.models, unavailable: [], depthEstimator: null, poseEstimator: { id: "dwpose", registryId: "dwpose" } });
+    expect(c.capabilities).toMatchObject({ depthEstimator: null, poseEstimator: { id: "dwpose", registryId: "dwpose" } });
+  });
+
   it("fails a job whose daemon goes quiet, after the idle timeout", async () => {
     const server = await daemon(new TestEngine({ stepMs: 1_000 }));
     const c = client({ url: server.url, timeouts: { jobIdleMs: 300 } });

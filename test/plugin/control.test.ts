@@ -181,7 +181,7 @@ describe("the Control section's offer", () => {
     expect(offer.kind === "ready" && [offer.installed, offer.pullable.map((e) => e.id)]).toEqual([["scribble"], ["controlnet-canny", "controlnet-depth", "controlnet-pose", "controlnet-lineart"]]);
   });
 
-  it("offers the depth estimator for depth control when none is installed, and nothing when one is, for other kinds, or from a daemon that does not say", () => {
+  it("offers the depth or pose estimator for depth or pose control when none is installed, and nothing when one is, for other kinds, or from a daemon that does not say", () => {
     const depth = { id: "depth-anything-v2-small", name: "Depth Anything V2 Small", repo: "onnx-community/depth-anything-v2-small", precision: "fp32" as const, approximateBytes: 99_173_660, license: "Apache-2.0", description: "d" };
     const none = capabilities([CONTROL_MODEL], { registryDepthEstimators: [depth], depthEstimator: null });
     expect(estimatorSuggestion(none, "depth")).toEqual({
@@ -193,6 +193,13 @@ describe("the Control section's offer", () => {
     expect(estimatorSuggestion(capabilities([CONTROL_MODEL], { registryDepthEstimators: [depth], depthEstimator: undefined }), "depth")).toBeUndefined();
     expect(estimatorSuggestion(capabilities([CONTROL_MODEL], { registryDepthEstimators: [], depthEstimator: null }), "depth")).toBeUndefined();
     expect(estimatorSuggestion(undefined, "depth")).toBeUndefined();
+    const dwpose = { ...depth, id: "dwpose", name: "DWPose", repo: "yzd-v/DWPose" };
+    const noPose = capabilities([CONTROL_MODEL], { registryPoseEstimators: [dwpose], poseEstimator: null });
+    expect(estimatorSuggestion(noPose, "pose")).toEqual({
+      message: "The layer is followed as the pose map it holds (OpenPose's coloured skeletons on black): to follow the poses of people in a photo, pull “DWPose”.",
+      pull: { id: "dwpose", name: "DWPose" },
+    });
+    expect(estimatorSuggestion(capabilities([CONTROL_MODEL], { registryPoseEstimators: [dwpose], poseEstimator: { id: "dwpose" } }), "pose")).toBeUndefined();
   });
 
   it("reads saved settings back, damaged ones as the defaults (off)", () => {

@@ -1,6 +1,6 @@
 /** Per-model settings (recommended, the artist's changes kept per model), the controls a model takes, and the model setup's rows. */
 import { describe, expect, it } from "vitest";
-import type { Capabilities, DownloadStatus, ModelInfo, RegistryControlNet, RegistryDepthEstimator, RegistryModel, RegistryPreviewDecoder } from "../../protocol";
+import type { Capabilities, DownloadStatus, ModelInfo, RegistryControlNet, RegistryDepthEstimator, RegistryModel, RegistryPoseEstimator, RegistryPreviewDecoder } from "../../protocol";
 import { planDraft } from "../../plugin/src/operations/draft";
 import { DEFAULT_SETTINGS } from "../../plugin/src/operations/settings";
 import { controlsForModel, parseOverrides, rememberChange, settingsForModel, type ModelOverrides } from "../../plugin/src/operations/model-settings";
@@ -161,6 +161,25 @@ describe("the model setup", () => {
     expect(setupRows(registry, [], [pulling], new Set(), noPreviews, noControl, { registry: [depth], installed: null }).map((r) => [r.id, r.action ?? null, r.download?.fraction ?? null])).toEqual([["sd-turbo", "pull", null], ["depth-anything-v2-small", "cancel", 0.25]]);
     expect(setupRows(registry, [], [], new Set(), noPreviews, noControl, { registry: [depth], installed: { id: "depth-anything-v2-small", registryId: "depth-anything-v2-small" } })[1]).toMatchObject({ installed: true });
     expect(setupRows(registry, [], [], new Set(), noPreviews, noControl, { registry: [depth], installed: undefined }).map((r) => r.id)).toEqual(["sd-turbo"]);
+  });
+
+  it("offers a pose estimator as pose from pictures after the depth estimator, follows its pull, marks it installed, and says nothing of it to a daemon that does not say", () => {
+    const registry = [entry("sd-turbo")];
+    const depth: RegistryDepthEstimator = { id: "depth-anything-v2-small", name: "Depth Anything V2 Small", repo: "onnx-community/depth-anything-v2-small", precision: "fp32", approximateBytes: 99_200_000, license: "Apache-2.0", description: "Estimates depth from a picture." };
+    const pose: RegistryPoseEstimator = { id: "dwpose", name: "DWPose", repo: "yzd-v/DWPose", precision: "fp32", approximateBytes: 350_800_000, license: "Apache-2.0", description: "Finds poses in a picture." };
+    const none = { registry: [], installed: undefined };
+    const noDepth = { registry: [depth], installed: null };
+    const missing = setupRows(registry, [], [], new Set(), none, none, noDepth, { registry: [pose], installed: null });
+    expect(missing.map((r) => [r.id, r.name, r.facts, r.installed, r.action ?? null])).toEqual([
+      ["sd-turbo", "The sd-turbo", expect.any(String), false, "pull"],
+      ["depth-anything-v2-small", "Depth from pictures (depth control)", "Depth Anything V2 Small · about 99.2 MB · Apache-2.0", false, "pull"],
+      ["dwpose", "Pose from pictures (pose control)", "DWPose · about 351 MB · Apache-2.0", false, "pull"],
+    ]);
+    const pulling: DownloadStatus = { model: "dwpose", request: "dwpose", stage: "downloading", bytes: 87_700_000, total: 350_800_000 };
+    // Its pull is its row's, not a row of its own.
+    expect(setupRows(registry, [], [pulling], new Set(), none, none, none, { registry: [pose], installed: null }).map((r) => [r.id, r.action ?? null, r.download?.fraction ?? null])).toEqual([["sd-turbo", "pull", null], ["dwpose", "cancel", 0.25]]);
+    expect(setupRows(registry, [], [], new Set(), none, none, none, { registry: [pose], installed: { id: "dwpose", registryId: "dwpose" } })[1]).toMatchObject({ installed: true });
+    expect(setupRows(registry, [], [], new Set(), none, none, none, { registry: [pose], installed: undefined }).map((r) => r.id)).toEqual(["sd-turbo"]);
   });
 
   it("words the stages, sizes and times as an artist reads them", () => {

@@ -619,6 +619,7 @@ export class ProtocolClient {
           ...(message.previewDecoder !== undefined ? { previewDecoder: message.previewDecoder } : {}),
           ...(message.controlNets !== undefined ? { controlNets: message.controlNets } : {}),
           ...(message.depthEstimator !== undefined ? { depthEstimator: message.depthEstimator } : {}),
+          ...(message.poseEstimator !== undefined ? { poseEstimator: message.poseEstimator } : {}),
         };
         if (this.capabilitiesValue) this.capabilitiesValue = { ...this.capabilitiesValue, ...list };
         for (const waiter of this.modelWaiters.splice(0)) waiter(list);

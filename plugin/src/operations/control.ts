@@ -102,17 +102,22 @@ export function controlOffer(capabilities: Capabilities | undefined, model: Mode
 }
 
 /**
- * For a depth control image, the depth estimator to pull when the daemon has none: without one the
- * layer is followed as the depth map it holds, so a photo steers badly. Undefined when one is
- * installed, the kind is not depth, or the daemon does not say.
+ * For a depth or pose control image, the estimator to pull when the daemon has none: without one
+ * the layer is followed as the map it holds, so a photo steers badly. Undefined when one is
+ * installed, the kind takes no estimator, or the daemon does not say.
  */
 export function estimatorSuggestion(capabilities: Capabilities | undefined, kind: ControlKind): { message: string; pull: { id: string; name: string } } | undefined {
-  if (kind !== "depth" || capabilities?.depthEstimator !== null) return undefined;
-  const entry = capabilities.registryDepthEstimators?.[0];
-  if (!entry) return undefined;
+  if (!capabilities) return undefined;
+  const offer =
+    kind === "depth"
+      ? { installed: capabilities.depthEstimator, entry: capabilities.registryDepthEstimators?.[0], map: "depth map it holds (white near, black far)", what: "the depth of a photo" }
+      : kind === "pose"
+        ? { installed: capabilities.poseEstimator, entry: capabilities.registryPoseEstimators?.[0], map: "pose map it holds (OpenPose's coloured skeletons on black)", what: "the poses of people in a photo" }
+        : undefined;
+  if (!offer || offer.installed !== null || !offer.entry) return undefined;
   return {
-    message: `The layer is followed as the depth map it holds (white near, black far): to follow the depth of a photo, pull “${entry.name}”.`,
-    pull: { id: entry.id, name: entry.name },
+    message: `The layer is followed as the ${offer.map}: to follow ${offer.what}, pull “${offer.entry.name}”.`,
+    pull: { id: offer.entry.id, name: offer.entry.name },
   };
 }
 

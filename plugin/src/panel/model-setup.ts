@@ -4,7 +4,7 @@
  * what the artist can do (Pull, Cancel, Resume); other pulls the daemon knows of; and the
  * installed models with what each can do. Pure: the view draws these rows.
  */
-import type { ControlNetInfo, DownloadStatus, Mode, ModelInfo, PreviewDecoderInfo, RegistryControlNet, RegistryDepthEstimator, RegistryModel, RegistryPreviewDecoder } from "../../../protocol";
+import type { ControlNetInfo, DownloadStatus, Mode, ModelInfo, PreviewDecoderInfo, RegistryControlNet, RegistryDepthEstimator, RegistryModel, RegistryPoseEstimator, RegistryPreviewDecoder } from "../../../protocol";
 import { MODE_LABELS, PROTOCOL_MODE, OPERATION_MODES } from "../operations/settings";
 
 export type SetupAction = "pull" | "cancel" | "resume";
@@ -50,8 +50,17 @@ export interface DepthEstimators {
   installed: PreviewDecoderInfo | null | undefined;
 }
 
+/** What the daemon says of pose estimators: what it can pull, and the one installed (null: none; undefined: it does not say). */
+export interface PoseEstimators {
+  registry: readonly RegistryPoseEstimator[];
+  installed: PreviewDecoderInfo | null | undefined;
+}
+
 /** The panel's name for a depth estimator's row: what it does for the artist. */
 export const DEPTH_FROM_PICTURES = "Depth from pictures (depth control)";
+
+/** The panel's name for a pose estimator's row: what it does for the artist. */
+export const POSE_FROM_PICTURES = "Pose from pictures (pose control)";
 
 /** The panel's name for a preview decoder's row: what it does for the artist. */
 export const FAST_PREVIEWS = "Fast previews and drafts";
@@ -65,10 +74,18 @@ export function setupRows(
   previews: PreviewDecoders = { registry: [], installed: undefined },
   controlNets: ControlNets = { registry: [], installed: undefined },
   depth: DepthEstimators = { registry: [], installed: undefined },
+  pose: PoseEstimators = { registry: [], installed: undefined },
 ): SetupRow[] {
   const downloadFor = (id: string) => downloads.find((d) => d.model === id || d.request === id);
-  // A daemon that does not say what is installed offers no preview decoder row.
-  const decoders = previews.installed === undefined ? [] : previews.registry;
+  /** The rows of a helper network (one installed at most), named for what it does; none for a daemon that does not say what is installed. */
+  const helperRows = (helpers: PreviewDecoders | DepthEstimators | PoseEstimators, name: string): SetupRow[] =>
+    (helpers.installed === undefined ? [] : helpers.registry).map((entry) => ({
+      id: entry.id,
+      name,
+      facts: [entry.name, `about ${formatBytes(entry.approximateBytes)}`, entry.license].join(" · "),
+      description: entry.description,
+      ...rowState(helpers.installed?.registryId === entry.id || helpers.installed?.id === entry.id, downloadFor(entry.id), pending.has(entry.id)),
+    }));
   const rows: SetupRow[] = registry.map((entry) => {
     const installed = models.some((m) => m.registryId === entry.id || m.id === entry.id);
     return {
@@ -79,16 +96,7 @@ export function setupRows(
       ...rowState(installed, downloadFor(entry.id), pending.has(entry.id)),
     };
   });
-  for (const entry of decoders) {
-    const installed = previews.installed?.registryId === entry.id || previews.installed?.id === entry.id;
-    rows.push({
-      id: entry.id,
-      name: FAST_PREVIEWS,
-      facts: [entry.name, `about ${formatBytes(entry.approximateBytes)}`, entry.license].join(" · "),
-      description: entry.description,
-      ...rowState(installed, downloadFor(entry.id), pending.has(entry.id)),
-    });
-  }
+  rows.push(...helperRows(previews, FAST_PREVIEWS));
   // A daemon that does not say what is installed offers no ControlNet rows.
   for (const entry of controlNets.installed === undefined ? [] : controlNets.registry) {
     const installed = controlNets.installed!.some((c) => c.registryId === entry.id || c.id === entry.id);
@@ -100,20 +108,10 @@ export function setupRows(
       ...rowState(installed, downloadFor(entry.id), pending.has(entry.id)),
     });
   }
-  // A daemon that does not say what is installed offers no depth estimator row.
-  for (const entry of depth.installed === undefined ? [] : depth.registry) {
-    const installed = depth.installed?.registryId === entry.id || depth.installed?.id === entry.id;
-    rows.push({
-      id: entry.id,
-      name: DEPTH_FROM_PICTURES,
-      facts: [entry.name, `about ${formatBytes(entry.approximateBytes)}`, entry.license].join(" · "),
-      description: entry.description,
-      ...rowState(installed, downloadFor(entry.id), pending.has(entry.id)),
-    });
-  }
+  rows.push(...helperRows(depth, DEPTH_FROM_PICTURES), ...helperRows(pose, POSE_FROM_PICTURES));
   // Pulls of repos outside the registry (owner/name), from this panel or a terminal.
   for (const download of downloads) {
-    if ([...registry, ...previews.registry, ...controlNets.registry, ...depth.registry].some((e) => e.id === download.model || e.id === download.request)) continue;
+    if ([...registry, ...previews.registry, ...controlNets.registry, ...depth.registry, ...pose.registry].some((e) => e.id === download.model || e.id === download.request)) continue;
     const id = download.request ?? download.model;
     const installed = models.some((m) => m.id === download.model);
     if (installed && download.stage === "done") continue;

@@ -66,7 +66,8 @@ export async function wireModels(view: PanelView, client: ProtocolClient, settin
     const previews = { registry: capabilities?.registryPreviewDecoders ?? [], installed: capabilities?.previewDecoder };
     const controlNets = { registry: capabilities?.registryControlNets ?? [], installed: capabilities?.controlNets };
     const depth = { registry: capabilities?.registryDepthEstimators ?? [], installed: capabilities?.depthEstimator };
-    setup.showRows(setupRows(capabilities?.registry ?? [], models, client.downloads, pending, previews, controlNets, depth), capabilities !== undefined);
+    const pose = { registry: capabilities?.registryPoseEstimators ?? [], installed: capabilities?.poseEstimator };
+    setup.showRows(setupRows(capabilities?.registry ?? [], models, client.downloads, pending, previews, controlNets, depth, pose), capabilities !== undefined);
     setup.showInstalled(models);
   };
 

@@ -95,6 +95,11 @@ describe("underpaint models", { timeout: 240_000 }, () => {
       ["controlnet-canny", "canny"], ["controlnet-depth", "depth"], ["controlnet-pose", "pose"], ["controlnet-scribble", "scribble"], ["controlnet-lineart", "lineart"], ["controlnet-sdxl-canny", "canny"], ["controlnet-sdxl-depth", "depth"], ["controlnet-sdxl-pose", "pose"],
     ]);
     expect(list.stdout).toMatch(/controlnet-canny +ControlNet Canny edges \(SD 1\.5\): ControlNet \(canny\) for control-capable sd15 models; /);
+    // The helper networks beside the models: the depth and pose estimators.
+    expect(json.availableDepthEstimators.map((m: { id: string }) => m.id)).toEqual(["depth-anything-v2-small"]);
+    expect(json.availablePoseEstimators).toEqual([{ id: "dwpose", name: "DWPose (YOLOX-L + RTMPose-l whole-body)", repo: "yzd-v/DWPose", revision: "main", pinned: false, license: "Apache-2.0" }]);
+    expect(json.poseEstimator).toBeNull();
+    expect(list.stdout).toMatch(/dwpose +DWPose \(YOLOX-L \+ RTMPose-l whole-body\): pose estimator \(OpenPose maps from pictures for pose ControlNets\); Apache-2\.0/);
 
     const verify = await cli(dir, ["verify", "tiny-sd"]);
     expect(verify.code).toBe(0);
@@ -224,7 +229,7 @@ describe("underpaint models", { timeout: 240_000 }, () => {
 
     const unknown = await cli(dir, ["pull", "sdxl-lightning"]);
     expect(unknown.code).toBe(1);
-    expect(unknown.stderr).toMatch(/error \(unknown_model\): There is no model "sdxl-lightning" in the registry \(known: sd-1.5, sd-1.5-inpainting, sd-turbo, lcm-dreamshaper-v7, sd-1.5-control, sdxl-turbo, sdxl-base-1.0, sdxl-control, taesd, controlnet-canny, controlnet-depth, controlnet-pose, controlnet-scribble, controlnet-lineart, controlnet-sdxl-canny, controlnet-sdxl-depth, controlnet-sdxl-pose, depth-anything-v2-small\)/);
+    expect(unknown.stderr).toMatch(/error \(unknown_model\): There is no model "sdxl-lightning" in the registry \(known: sd-1.5, sd-1.5-inpainting, sd-turbo, lcm-dreamshaper-v7, sd-1.5-control, sdxl-turbo, sdxl-base-1.0, sdxl-control, taesd, controlnet-canny, controlnet-depth, controlnet-pose, controlnet-scribble, controlnet-lineart, controlnet-sdxl-canny, controlnet-sdxl-depth, controlnet-sdxl-pose, depth-anything-v2-small, dwpose\)/);
 
     expect(await readdir(dir).catch(() => [])).toEqual([]);
     expect(hub.requests.some((r) => r.file !== null)).toBe(false);

@@ -6,81 +6,26 @@
  * and a grey layer must pass through as the depth map it is. The panel's control preview (over a real
  * WebSocket to the real server) shows that same depth map.
  */
-import { mkdir, symlink } from "node:fs/promises";
 import path from "node:path";
 import { InferenceSession, Tensor } from "onnxruntime-node";
 import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DiffusionEngine } from "../../../daemon/engine/diffusion-engine";
-import type { GenerationJob } from "../../../daemon/engine/engine";
-import { pullModel } from "../../../daemon/models/pull";
-import { loadRegistry } from "../../../daemon/models/registry";
+import type { DiffusionEngine } from "../../../daemon/engine/diffusion-engine";
 import type { Pixels } from "../../../geometry";
-import { replicas, writeReplica } from "../../../scripts/replicas";
-import { makeTempDir, type TempDir } from "../../helpers/model-fixtures";
-import WebSocket from "ws";
-import { startServer } from "../../../daemon/server/server";
-import { ProtocolClient } from "../../../plugin/src/client/client";
-import type { WebSocketLike } from "../../../plugin/src/client/socket";
-import { FakeHub } from "../models/fake-hub";
+import { helperEngines, previewOver, runControlled, type HelperEngines } from "../../helpers/control-models";
 
 const REPOS = ["TensorStack/stable-diffusion-v1-5-onnx", "TensorStack/ControlNet-onnx", "onnx-community/depth-anything-v2-small"];
-let hub: FakeHub;
-let tmp: TempDir;
 /** With the depth estimator installed, and a models folder of the same model and ControlNet without it. */
-let withDepth: DiffusionEngine;
-let withoutDepth: DiffusionEngine;
-const lines: string[] = [];
-const modelsDir = () => path.join(tmp.dir, "models");
+let engines: HelperEngines;
+const modelsDir = () => engines.models.modelsDir;
+const SIZE = { width: 64, height: 64 };
 
 beforeAll(async () => {
-  hub = await FakeHub.start();
-  tmp = await makeTempDir("underpaint-control-depth-");
-  const registry = loadRegistry();
-  for (const replica of await replicas()) {
-    if (!REPOS.includes(replica.repo)) continue;
-    const dir = path.join(tmp.dir, "hub", replica.repo.replace("/", "--"));
-    await writeReplica(replica, dir);
-    const pin = [...registry.models, ...registry.controlNets, ...registry.depthEstimators].find((e) => e.repo === replica.repo)?.revision;
-    await hub.addRepo(replica.repo, { dir, ...(pin ? { commit: pin } : {}) });
-  }
-  const env = { HF_ENDPOINT: hub.url, UNDERPAINT_PULL_BACKOFF_MS: "5" };
-  for (const id of ["sd-1.5-control", "controlnet-depth", "depth-anything-v2-small"]) await pullModel(id, { modelsDir: modelsDir(), env });
-  const other = path.join(tmp.dir, "models-without-depth");
-  await mkdir(other);
-  for (const id of ["sd-1.5-control", "controlnet-depth"]) await symlink(path.join(modelsDir(), id), path.join(other, id), "dir");
-  withDepth = new DiffusionEngine({ modelsDir: modelsDir(), devices: ["cpu"], log: (level, line) => lines.push(`${level} ${line}`) });
-  withoutDepth = new DiffusionEngine({ modelsDir: other, devices: ["cpu"] });
+  engines = await helperEngines("underpaint-control-depth-", REPOS, "controlnet-depth", "depth-anything-v2-small");
 }, 180_000);
-afterAll(async () => {
-  await withDepth?.dispose();
-  await withoutDepth?.dispose();
-  await hub?.close();
-  await tmp?.cleanup();
-});
+afterAll(() => engines?.close());
 
-const SIZE = { width: 64, height: 64 };
-const base = {
-  mode: "txt2img",
-  model: "sd-1.5-control",
-  prompt: "a room",
-  negativePrompt: "",
-  seed: 5,
-  steps: 3,
-  guidance: 7.5,
-  scheduler: "euler",
-  variations: 1,
-  truncatePrompt: false,
-  previews: false,
-  output: SIZE,
-  size: SIZE,
-} as const satisfies GenerationJob;
-
-async function run(engine: DiffusionEngine, image: Pixels): Promise<Uint8Array> {
-  const job: GenerationJob = { ...base, control: { kind: "depth", image, strength: 1, start: 0, end: 1 } };
-  const [result] = await engine.run(job, { signal: new AbortController().signal, onProgress: () => {} });
-  return result!.image.data;
-}
+const run = (engine: DiffusionEngine, image: Pixels) => runControlled(engine, "depth", image, "a room");
 
 /** A colour picture, 96x72 (not the generation size): a red disc on a blue-green gradient. */
 function colourPicture(): Pixels {
@@ -131,48 +76,36 @@ describe("a depth job on a colour picture with a depth estimator installed", { t
   it("steers the ControlNet with the estimator's normalised depth map: the same picture as the job given that map", async () => {
     const picture = colourPicture();
     const map = await depthByHand(picture);
-    const fromPicture = await run(withDepth, picture);
-    expect(lines.some((l) => /depth estimator "depth-anything-v2-small" makes the depth map from the control layer/.test(l))).toBe(true);
-    const fromMap = await run(withDepth, map);
+    const fromPicture = await run(engines.withIt, picture);
+    expect(engines.lines.some((l) => /depth estimator "depth-anything-v2-small" makes the depth map from the control layer/.test(l))).toBe(true);
+    const fromMap = await run(engines.withIt, map);
     expect(Buffer.from(fromPicture).equals(Buffer.from(fromMap))).toBe(true);
     // Without the estimator the picture itself is the "depth map" (as before), and steers differently.
-    const raw = await run(withoutDepth, picture);
+    const raw = await run(engines.without, picture);
     expect(Buffer.from(raw).equals(Buffer.from(fromPicture))).toBe(false);
   });
 
   it("tells the panel which depth estimator is installed, and that there is none where it is not", async () => {
-    expect((await withDepth.capabilities()).depthEstimator).toEqual({ id: "depth-anything-v2-small", registryId: "depth-anything-v2-small" });
-    expect((await withoutDepth.capabilities()).depthEstimator).toBeNull();
+    expect((await engines.withIt.capabilities()).depthEstimator).toEqual({ id: "depth-anything-v2-small", registryId: "depth-anything-v2-small" });
+    expect((await engines.without.capabilities()).depthEstimator).toBeNull();
   });
 
   it("shows the panel's control preview of a picture as the estimated depth map the job follows, and the picture itself without an estimator", async () => {
     const picture = colourPicture();
-    const token = "d".repeat(40);
-    const preview = async (engine: DiffusionEngine) => {
-      const server = await startServer({ token, engine, port: 0 });
-      const client = new ProtocolClient({ url: server.url, token, socketFactory: (u) => new WebSocket(u, { perMessageDeflate: false }) as unknown as WebSocketLike });
-      try {
-        client.start();
-        await client.whenReady();
-        return await client.controlPreview("depth", picture);
-      } finally {
-        client.stop();
-        await server.close();
-      }
-    };
+    const preview = (engine: DiffusionEngine) => previewOver(engine, "depth", picture);
     const map = await depthByHand(picture, picture);
-    const shown = await preview(withDepth);
+    const shown = await preview(engines.withIt);
     expect([shown.width, shown.height, shown.channels]).toEqual([picture.width, picture.height, 3]);
     expect(Array.from(shown.data.filter((_, i) => i % 3 === 0))).toEqual(Array.from(map.data));
-    expect(Array.from((await preview(withoutDepth)).data)).toEqual(Array.from(picture.data));
+    expect(Array.from((await preview(engines.without)).data)).toEqual(Array.from(picture.data));
   });
 
   it("passes a grey layer through as the depth map it is, estimator or not", async () => {
     const grey: Pixels = { ...SIZE, channels: 3, data: new Uint8Array(64 * 64 * 3).map((_, i) => Math.floor(i / 3) % 64 * 4) };
-    lines.length = 0;
-    const a = await run(withDepth, grey);
-    expect(lines.some((l) => /makes the depth map/.test(l))).toBe(false);
-    const b = await run(withoutDepth, grey);
+    engines.lines.length = 0;
+    const a = await run(engines.withIt, grey);
+    expect(engines.lines.some((l) => /makes the depth map/.test(l))).toBe(false);
+    const b = await run(engines.without, grey);
     expect(Buffer.from(a).equals(Buffer.from(b))).toBe(true);
   });
 });

@@ -4,16 +4,15 @@
  * served by the local hub imitation and pulled as `npx underpaint models pull depth-anything-v2-small`
  * pulls it; then the loader's checks and refusals on folders changed by hand.
  */
-import { cp, readFile, rm, writeFile } from "node:fs/promises";
+import { readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DiffusionEngine } from "../../../daemon/engine/diffusion-engine";
 import { findDepthEstimators, isDepthEstimatorFolder, loadDepthEstimatorFolder } from "../../../daemon/models/depth-estimator-folder";
 import { discoverModels } from "../../../daemon/models/discover";
 import { findControlNets } from "../../../daemon/models/controlnet-folder";
-import { ModelFolderError } from "../../../daemon/models/errors";
 import { ModelInstallError } from "../../../daemon/models/install-errors";
-import { MANIFEST_FILE, readManifest } from "../../../daemon/models/manifest";
+import { readManifest } from "../../../daemon/models/manifest";
 import { selectDepthEstimatorFiles } from "../../../daemon/models/engine-files";
 import { pullModel } from "../../../daemon/models/pull";
 import { approximateBytes, findDepthEstimatorEntry, pullTarget } from "../../../daemon/models/registry";
@@ -21,45 +20,23 @@ import { findPreviewDecoders } from "../../../daemon/models/taesd-folder";
 import { verifyModel } from "../../../daemon/models/verify";
 import { depthAnything, DEPTH_ANYTHING_V2_SMALL } from "../../../scripts/onnx-builder/depth-anything";
 import { Graph } from "../../../scripts/onnx-builder/graph";
-import { replicas, writeReplica, type DepthEstimatorReplica } from "../../../scripts/replicas";
-import { makeTempDir, type TempDir } from "../../helpers/model-fixtures";
-import { FakeHub } from "./fake-hub";
+import { replicas, type DepthEstimatorReplica } from "../../../scripts/replicas";
+import { copyByHand, folderRefusal, serveReplica, type ServedReplica } from "../../helpers/helper-replicas";
 
-let hub: FakeHub;
-let tmp: TempDir;
+let served: ServedReplica;
 let replica: DepthEstimatorReplica;
-const modelsDir = () => path.join(tmp.dir, "models");
-const env = () => ({ HF_ENDPOINT: hub.url, UNDERPAINT_PULL_BACKOFF_MS: "5" });
+const modelsDir = () => served.modelsDir;
+const env = () => served.env;
 const entry = () => findDepthEstimatorEntry("depth-anything-v2-small")!;
 
 beforeAll(async () => {
-  hub = await FakeHub.start();
-  tmp = await makeTempDir("underpaint-depth-");
   replica = (await replicas()).find((r): r is DepthEstimatorReplica => r.from === "depth-anything")!;
-  const dir = path.join(tmp.dir, "hub", replica.repo.replace("/", "--"));
-  await writeReplica(replica, dir);
-  await hub.addRepo(replica.repo, { dir, commit: entry().revision });
+  served = await serveReplica("underpaint-depth-", replica, entry().revision);
 }, 60_000);
-afterAll(async () => {
-  await hub.close();
-  await tmp.cleanup();
-});
+afterAll(() => served?.close());
 
-/** A copy of the installed estimator at models/`id`, changed by `edit`, added by hand (no manifest). */
-async function byHand(id: string, edit: (dir: string) => Promise<void>): Promise<string> {
-  const dir = path.join(modelsDir(), id);
-  await rm(dir, { recursive: true, force: true });
-  await cp(path.join(modelsDir(), "depth-anything-v2-small"), dir, { recursive: true });
-  await rm(path.join(dir, MANIFEST_FILE), { force: true });
-  await edit(dir);
-  return dir;
-}
-
-async function refusal(dir: string): Promise<ModelFolderError> {
-  const error = await loadDepthEstimatorFolder(dir, { devices: ["cpu"] }).then(() => null, (e: unknown) => e);
-  if (error instanceof ModelFolderError) return error;
-  throw new Error(`expected a ModelFolderError, got ${String(error)}`);
-}
+const byHand = (id: string, edit: (dir: string) => Promise<void>) => copyByHand(modelsDir(), "depth-anything-v2-small", id, edit);
+const refusal = (dir: string) => folderRefusal(loadDepthEstimatorFolder(dir, { devices: ["cpu"] }));
 
 describe("the depth estimator registry entry", () => {
   it("is onnx-community/depth-anything-v2-small, Apache-2.0, pinned with a note on what was not read", () => {
@@ -82,7 +59,7 @@ describe("the depth estimator registry entry", () => {
   it("pulls config.json, preprocessor_config.json and onnx/model.onnx only (the other precisions and the README stay on the hub), checksummed", { timeout: 60_000 }, async () => {
     const pulled = await pullModel("depth-anything-v2-small", { modelsDir: modelsDir(), env: env() });
     expect([pulled.id, pulled.files, pulled.alreadyInstalled, pulled.commit]).toEqual(["depth-anything-v2-small", 3, false, entry().revision]);
-    const fetched = [...new Set(hub.requests.map((r) => r.file).filter((f) => f !== null))].sort();
+    const fetched = [...new Set(served.hub.requests.map((r) => r.file).filter((f) => f !== null))].sort();
     expect(fetched).toEqual(["config.json", "onnx/model.onnx", "preprocessor_config.json"]);
     const manifest = (await readManifest(path.join(modelsDir(), "depth-anything-v2-small")))!;
     expect(manifest.source).toMatchObject({ kind: "hub", repo: replica.repo, registryId: "depth-anything-v2-small" });

@@ -31,7 +31,7 @@ let tmp: TempDir;
 let all: Replica[];
 const modelsDir = () => path.join(tmp.dir, "models");
 /** The replicas of pipeline repos (the TAESD one is a preview decoder: test/daemon/models/taesd.test.ts; the ControlNet repos: test/daemon/models/controlnet.test.ts). */
-const pipelines = () => all.filter((r): r is PipelineReplica => r.from !== "taesd" && r.from !== "tiny-sdxl" && r.from !== "controlnet" && r.from !== "depth-anything");
+const pipelines = () => all.filter((r): r is PipelineReplica => r.from !== "taesd" && r.from !== "tiny-sdxl" && r.from !== "controlnet" && r.from !== "depth-anything" && r.from !== "dwpose");
 /** The SDXL replicas in Optimum's layout (two text encoders); OnnxStack's, with a control UNet: test/daemon/engine/control-sdxl.test.ts. */
 const sdxlReplicas = () => all.filter((r): r is SdxlReplica => r.from === "tiny-sdxl" && !r.controlUnet);
 

@@ -7,7 +7,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { controlImage } from "../../../daemon/imaging/control-image";
-import { registryControlNets, registryDepthEstimators } from "../../../daemon/models/registry";
+import { registryControlNets, registryDepthEstimators, registryPoseEstimators } from "../../../daemon/models/registry";
 import { startServer, type DaemonServer } from "../../../daemon/server/server";
 import { ProtocolClient } from "../../../plugin/src/client/client";
 import type { WebSocketLike } from "../../../plugin/src/client/socket";
@@ -112,6 +112,9 @@ describe("control-preview", () => {
     // And which depth estimators, for depth control from a picture.
     expect(client.capabilities?.registryDepthEstimators).toEqual(registryDepthEstimators());
     expect(client.capabilities?.registryDepthEstimators?.map((d) => d.id)).toEqual(["depth-anything-v2-small"]);
+    // And which pose estimators, for pose control from a picture.
+    expect(client.capabilities?.registryPoseEstimators).toEqual(registryPoseEstimators());
+    expect(client.capabilities?.registryPoseEstimators?.map((d) => d.id)).toEqual(["dwpose"]);
     // A daemon that does not say it answers control-preview (its welcome has no controlPreview).
     Object.assign(client.capabilities!, { controlPreview: undefined });
     await expect(client.controlPreview("canny", squareLayer())).rejects.toMatchObject({ code: "unsupported", message: "This daemon cannot show control images; update it." });
