@@ -123,8 +123,18 @@ export interface SdxlReplica {
   controlUnet?: boolean;
   /** Where parts over 2 GB keep their weights (default Optimum's model.onnx_data). */
   weightsFile?: string;
-  /** Every part a float16 export (weights, inputs and outputs), as OnnxStack's SDXL repos ship them. */
-  float16?: boolean;
+  /**
+   * Every part a float16 export: true, weights, inputs and outputs (as OnnxStack's SDXL repos ship
+   * them); "float32-io", float16 weights behind float32 inputs and outputs (onnxconverter-common's
+   * keep_io_types=True, as the ControlNet replicas).
+   */
+  float16?: boolean | "float32-io";
+  /** Which parts keep their weights in `weightsFile`: Optimum's over-2 GB parts (default), or every part. */
+  externalParts?: "over-2gb" | "every-part";
+  /** false: the repo has no vae_encoder/ (a text-to-image-only export). */
+  vaeEncoder?: boolean;
+  /** The tokenizers are saved as fast ones: tokenizer.json beside vocab.json and merges.txt. */
+  tokenizerJson?: boolean;
   gaps: string[];
 }
 
@@ -155,6 +165,13 @@ export interface PoseEstimatorReplica {
 }
 
 export type Replica = PipelineReplica | TaesdReplica | SdxlReplica | ControlNetReplica | DepthEstimatorReplica | PoseEstimatorReplica;
+
+/**
+ * Cyronius/sdxl-lightning-4step-onnx-web's scheduler/scheduler_config.json: its README says
+ * EulerDiscrete with timestep_spacing "trailing" (as ByteDance's README sets it on SDXL base's config);
+ * the other values are SDXL base's, which the export started from (the file itself was not read).
+ */
+export const SDXL_LIGHTNING_SCHEDULER = { ...SDXL_BASE_SCHEDULER, timestep_spacing: "trailing" };
 
 const SDXL_GAPS = [
   "random weights in the shape of diffusers' tiny SDXL test model (UNet blocks 32/64, two 32-wide text encoders), not the repo's networks; part configs carry the builder's sizes with the repo's sample_size and VAE scaling_factor 0.13025",
@@ -340,6 +357,31 @@ export async function replicas(): Promise<Replica[]> {
         "README.md": "Replica of stabilityai/stable-diffusion-xl-base-1.0's ONNX files (random weights).\n",
       },
       gaps: SDXL_GAPS,
+    },
+    {
+      // Cyronius/sdxl-lightning-4step-onnx-web (its README): ByteDance's SDXL-Lightning 4-step UNet in SDXL base 1.0 with
+      // sdxl-vae-fp16-fix's decoder, Optimum's export converted to float16 with keep_io_types=True (float32 inputs and outputs);
+      // text_encoder/ (236 MB), text_encoder_2/ (1.3 GB), unet/ (4.8 GB), vae_decoder/ (95 MB), tokenizer/ and tokenizer_2/
+      // (fast tokenizers, tokenizer.json present), scheduler/ (EulerDiscrete, trailing), model_index.json; no vae_encoder/.
+      repo: "Cyronius/sdxl-lightning-4step-onnx-web",
+      from: "tiny-sdxl",
+      inChannels: 4,
+      scheduler: SDXL_LIGHTNING_SCHEDULER,
+      sampleSize: 128,
+      float16: "float32-io",
+      externalParts: "every-part",
+      vaeEncoder: false,
+      tokenizerJson: true,
+      extraFiles: {
+        "README.md": "Replica of Cyronius/sdxl-lightning-4step-onnx-web's files (random weights): SDXL-Lightning 4-step, ONNX float16 with float32 inputs and outputs.\n",
+        ".gitattributes": "*.onnx_data filter=lfs diff=lfs merge=lfs -text\n",
+      },
+      gaps: [
+        ...SDXL_GAPS,
+        "the repo's file list was not read: every part's weights are put in model.onnx_data beside its model.onnx, as the sibling repo Cyronius/sdxl-lightning-4step-onnx-web-fp16-3shard lists them (text_encoder/model.onnx + .onnx_data, ...; its UNet's weights in three shards, this repo's in one file is assumed); that tokenizer/ and tokenizer_2/ hold vocab.json and merges.txt beside tokenizer.json (as CLIPTokenizerFast.save_pretrained writes them) is assumed; tokenizer.json is a stand-in written from them",
+        "scheduler_config.json and model_index.json were not read: the README's EulerDiscrete with trailing spacing on SDXL base's values; model_index.json as the other SDXL replicas' (StableDiffusionXLPipeline), without _name_or_path being known",
+        "float16 by casting the builder's float32 graphs with float32 casts at the inputs and outputs, not onnxconverter-common's conversion (which keeps Resize's scales in float32 and block-lists some ops); the UNet's timestep is the other SDXL replicas' int64 [steps]",
+      ],
     },
     {
       // OnnxStack's SDXL base (TensorStack/stable-diffusion-xl-base-1.0-onnx): controlnet/ (config.json, model.onnx 1.24 MB,
@@ -572,10 +614,14 @@ export async function writeReplica(replica: Replica, dest: string): Promise<void
       nameOrPath: replica.repo,
       ...(replica.controlUnet ? { controlUnet: true } : {}),
       ...(replica.weightsFile ? { weightsFile: replica.weightsFile } : {}),
+      ...(replica.externalParts ? { externalParts: replica.externalParts } : {}),
+      ...(replica.vaeEncoder === false ? { vaeEncoder: false } : {}),
+      ...(replica.tokenizerJson ? { tokenizerJson: true } : {}),
     });
     if (replica.float16) {
+      const keepIoTypes = replica.float16 === "float32-io";
       for (const part of await readdir(dest, { withFileTypes: true })) {
-        if (part.isDirectory() && (await stat(path.join(dest, part.name, "model.onnx")).then(() => true, () => false))) await toFloat16(path.join(dest, part.name));
+        if (part.isDirectory() && (await stat(path.join(dest, part.name, "model.onnx")).then(() => true, () => false))) await toFloat16(path.join(dest, part.name), { keepIoTypes });
       }
     }
     for (const [file, text] of Object.entries(replica.extraFiles)) {

@@ -18,7 +18,7 @@ import { findControlNets, type ControlNetFolder } from "../models/controlnet-fol
 import { folderFingerprint, ModelsWatcher } from "../models/watcher";
 import { grownSize, regionOf, sameSize, wholePictureSize, type Pixels } from "../../geometry";
 import { resizeTo, rgbAt } from "../imaging/resample";
-import { CancelledError, EngineError, type Engine, type EngineCapabilities, type EngineResult, type GenerationJob, type RunContext } from "./engine";
+import { CancelledError, EngineError, unsupportedModeMessage, type Engine, type EngineCapabilities, type EngineResult, type GenerationJob, type RunContext } from "./engine";
 import { asEngineError, controlForContext, finishMaskedEdit, planInpaint, planOutpaint } from "./masked-edit";
 import { checkSize, generate, type GenerateParams, type LoadedModel } from "./pipeline/generate";
 import { latentPreview } from "./preview";
@@ -210,7 +210,8 @@ export class DiffusionEngine implements Engine {
       if (unavailable) throw new EngineError("model_unavailable", `The model "${job.model}" cannot run here: ${unavailable.message}`);
       throw new EngineError("model_not_found", `There is no model "${job.model}" in ${this.options.modelsDir}.`);
     }
-    if (!modelInfo(folder).modes.includes(job.mode)) throw new EngineError("unsupported_mode", `The model "${folder.name}" cannot do ${job.mode}.`);
+    const { modes } = modelInfo(folder);
+    if (!modes.includes(job.mode)) throw new EngineError("unsupported_mode", unsupportedModeMessage(folder.name, job.mode, modes));
     try {
       switch (job.mode) {
         case "txt2img":

@@ -164,3 +164,14 @@ export class CancelledError extends Error {
     this.name = "CancelledError";
   }
 }
+
+/**
+ * Why a model refuses a mode, in one sentence: a text-to-image-only model (no VAE encoder, such as
+ * an SDXL-Lightning export) says it makes pictures from a prompt only.
+ */
+export function unsupportedModeMessage(modelName: string, mode: Mode, modes: readonly Mode[]): string {
+  if (modes.length === 1 && modes[0] === "txt2img") {
+    return `The model "${modelName}" cannot do ${mode}: it makes pictures from a prompt only (txt2img), having no VAE encoder to read an image with.`;
+  }
+  return `The model "${modelName}" cannot do ${mode}${modes.length ? ` (it does ${modes.join(", ")})` : ""}.`;
+}

@@ -331,11 +331,28 @@ export function nativeResolutionOf(input: {
 }
 
 /**
- * Turbo (few-step, no-CFG) heuristic: "turbo" in the folder name or in model_index.json's
- * _name_or_path (e.g. "stabilityai/sd-turbo"). Nothing in the ONNX files says so.
+ * Turbo (few-step, no-CFG) heuristic: "turbo" or "lightning" in the folder name or in
+ * model_index.json's _name_or_path (e.g. "stabilityai/sd-turbo", "ByteDance/SDXL-Lightning").
+ * Nothing in the ONNX files says so; a registry entry's `turbo` says so of the folders pulled from it.
  */
 export function isTurbo(id: string, modelIndex: ModelIndex): boolean {
-  return /turbo/i.test(id) || /turbo/i.test(modelIndex._name_or_path ?? "");
+  return /turbo|lightning/i.test(id) || /turbo|lightning/i.test(modelIndex._name_or_path ?? "");
+}
+
+/**
+ * SDXL-Lightning (ByteDance's progressive adversarial distillation of SDXL base): "lightning" in the
+ * folder name or _name_or_path. Its checkpoints are made for a number of steps each (1, 2, 4 or 8,
+ * named "Nstep"), run with Euler on trailing timesteps and no guidance; the number, 4 when the name
+ * does not say it. null: not a Lightning model.
+ */
+export function lightningSteps(id: string, modelIndex: ModelIndex): number | null {
+  const names = [id, modelIndex._name_or_path ?? ""].filter((n) => /lightning/i.test(n));
+  if (names.length === 0) return null;
+  for (const name of names) {
+    const steps = /(?:^|[^0-9])([1248])[-_ ]?steps?(?![a-z])/i.exec(name)?.[1];
+    if (steps) return Number(steps);
+  }
+  return 4;
 }
 
 function modesOf(kind: ModelKind, hasVaeEncoder: boolean): Mode[] {
@@ -526,7 +543,8 @@ export async function loadModelFolder(folder: string, options: LoadModelFolderOp
   const vaeScalingFactor = vaeDecoderConfig?.scaling_factor ?? vaeEncoderConfig?.scaling_factor ?? (sdxl ? SDXL_VAE_SCALING_FACTOR : DEFAULT_VAE_SCALING_FACTOR);
   const blocks = vaeConfig?.block_out_channels?.length;
   const vaeScaleFactor = blocks ? 2 ** (blocks - 1) : 8;
-  const turbo = isTurbo(id, modelIndex);
+  const registryId = registryEntryForSource((await readManifest(dir))?.source)?.id ?? null;
+  const turbo = (registryId ? findRegistryEntry(registryId)?.turbo : undefined) ?? isTurbo(id, modelIndex);
   const native = nativeResolutionOf({
     unetSampleSize: firstSize(unetConfig?.sample_size),
     vaeSampleSize: firstSize(vaeConfig?.sample_size),
@@ -567,7 +585,7 @@ export async function loadModelFolder(folder: string, options: LoadModelFolderOp
     },
     io,
     weightsBytes: onnxBytes + externalBytes + (sdxlParts?.bytes ?? 0),
-    registryId: registryEntryForSource((await readManifest(dir))?.source)?.id ?? null,
+    registryId,
     controlUnet: control.unet,
     controlUnetProblem: control.problem,
   };
@@ -605,6 +623,9 @@ export function recommendedSettings(model: ModelFolder): RecommendedSettings {
 
 /** What suits the model by what it is (the registry's entries say the same of theirs: its tests check). */
 export function derivedSettings(model: ModelFolder): RecommendedSettings {
+  // SDXL-Lightning: the steps its checkpoint was distilled for, Euler (its README's EulerDiscreteScheduler on trailing timesteps), no guidance.
+  const lightning = lightningSteps(model.id, model.modelIndex);
+  if (lightning !== null) return { steps: lightning, guidance: 0, scheduler: "euler" };
   if (model.turbo) return { steps: 1, guidance: 0, scheduler: "euler_a" };
   if (isLcm(model)) return { steps: 4, guidance: model.io.unet.timestepCond ? 8 : 1, scheduler: "lcm" };
   // SDXL is trained to follow its prompt at lower guidance than SD 1.x (diffusers' SDXL pipelines default to 5).

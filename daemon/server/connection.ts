@@ -29,7 +29,7 @@ import {
   type RegistryPreviewDecoder,
 } from "../../protocol";
 import type { Pixels } from "../../geometry";
-import { CancelledError, EngineError, type Engine, type EngineProgress } from "../engine/engine";
+import { CancelledError, EngineError, unsupportedModeMessage, type Engine, type EngineProgress } from "../engine/engine";
 import { toGenerationJob } from "./generation-job";
 import { controlPreview } from "./control-preview";
 import type { ModelInstaller } from "../models/downloads";
@@ -308,7 +308,7 @@ export class Connection {
       return { code: "model_not_found", message: `There is no model "${request.model}" (available: ${known}).` };
     }
     if (!model.modes.includes(request.mode)) {
-      return { code: "unsupported_mode", message: `The model "${model.name}" cannot do ${request.mode}.` };
+      return { code: "unsupported_mode", message: unsupportedModeMessage(model.name, request.mode, model.modes) };
     }
     return request.control ? checkControl(request.control, model, controlNets ?? []) : undefined;
   }

@@ -54,6 +54,12 @@ export interface SdxlFolderOptions {
   controlUnet?: boolean;
   /** The file the weights of parts over 2 GB go to: Optimum's model.onnx_data (default), OnnxStack's model.onnx.data. */
   weightsFile?: string;
+  /** Which parts keep their weights in `weightsFile`: those over 2 GB at fp32 (Optimum's, default), or every part (as onnx.save(save_as_external_data=True) writes after an fp16 conversion). */
+  externalParts?: "over-2gb" | "every-part";
+  /** Write vae_encoder/ (default); text-to-image-only exports drop it. */
+  vaeEncoder?: boolean;
+  /** Also each tokenizer's tokenizer.json (a fast tokenizer's save_pretrained writes it beside vocab.json and merges.txt). */
+  tokenizerJson?: boolean;
 }
 
 const PARTS: SdxlPartName[] = ["text_encoder", "text_encoder_2", "vae_encoder", "vae_decoder", "unet"];
@@ -157,7 +163,9 @@ export async function writeSdxlFolder(dest: string, options: SdxlFolderOptions):
     const start = Date.now();
     const graph = graphs[part];
     counts[part] = graph.counts();
-    await graph.write(path.join(dest, part, "model.onnx"), EXTERNAL.has(part) ? { externalData: weightsFile } : {});
+    if (part === "vae_encoder" && options.vaeEncoder === false) continue;
+    const external = options.externalParts === "every-part" || EXTERNAL.has(part);
+    await graph.write(path.join(dest, part, "model.onnx"), external ? { externalData: weightsFile } : {});
     await writeFile(path.join(dest, part, "config.json"), JSON.stringify(partConfig(part, options), null, 2));
     log(`  wrote ${part} (${(counts[part].weightBytes / 2 ** 20).toFixed(0)} MiB) in ${((Date.now() - start) / 1000).toFixed(1)} s`);
   }
@@ -172,7 +180,31 @@ export async function writeSdxlFolder(dest: string, options: SdxlFolderOptions):
   await mkdir(path.join(dest, "tokenizer"), { recursive: true });
   for (const file of TOKENIZER_FILES) await copyFile(path.join(options.tokenizerDir, file), path.join(dest, "tokenizer", file));
   await writeTokenizer2(options.tokenizerDir, path.join(dest, "tokenizer_2"));
+  if (options.tokenizerJson) for (const folder of ["tokenizer", "tokenizer_2"]) await writeTokenizerJson(path.join(dest, folder));
   return counts;
+}
+
+/**
+ * A fast tokenizer's tokenizer.json for the BPE in `dir` (vocab.json, merges.txt): the `tokenizers`
+ * library's layout (version, model { type BPE, vocab, merges }, added_tokens), enough to stand in
+ * for the file; Underpaint reads vocab.json and merges.txt.
+ */
+async function writeTokenizerJson(dir: string): Promise<void> {
+  const vocab = JSON.parse(await readFile(path.join(dir, "vocab.json"), "utf8")) as Record<string, number>;
+  const merges = (await readFile(path.join(dir, "merges.txt"), "utf8")).split("\n").filter((line) => line && !line.startsWith("#version"));
+  const special = ["<|startoftext|>", "<|endoftext|>"].filter((t) => t in vocab);
+  const tokenizer = {
+    version: "1.0",
+    truncation: null,
+    padding: null,
+    added_tokens: special.map((content) => ({ id: vocab[content], content, single_word: false, lstrip: false, rstrip: false, normalized: true, special: true })),
+    normalizer: { type: "Sequence", normalizers: [{ type: "NFC" }, { type: "Replace", pattern: { Regex: "\\s+" }, content: " " }, { type: "Lowercase" }] },
+    pre_tokenizer: { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: false },
+    post_processor: null,
+    decoder: { type: "ByteLevel", add_prefix_space: true, trim_offsets: true, use_regex: true },
+    model: { type: "BPE", dropout: null, unk_token: "<|endoftext|>", continuing_subword_prefix: "", end_of_word_suffix: "</w>", fuse_unk: false, byte_fallback: false, vocab, merges },
+  };
+  await writeFile(path.join(dir, "tokenizer.json"), JSON.stringify(tokenizer));
 }
 
 /**

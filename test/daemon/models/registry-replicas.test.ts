@@ -61,6 +61,7 @@ const GUIDANCE: Record<string, GuidanceKind> = {
   "sdxl-turbo": "none",
   "sdxl-base-1.0": "classifier-free",
   "sdxl-control": "classifier-free",
+  "sdxl-lightning": "none",
 };
 
 const env = () => ({ HF_ENDPOINT: hub.url, UNDERPAINT_PULL_BACKOFF_MS: "5" });
@@ -106,10 +107,11 @@ async function withEngine(optimizedModels: OptimizedModelCache | undefined, use:
 
 /** What the loader found of the replica's exporter: the text encoder's token id type and the VAE encoder's output. */
 function expectExportIo(folder: ModelFolder, replica: PipelineReplica | SdxlReplica): void {
-  const io = [folder.io.textEncoder.inputIdsType, folder.io.vaeEncoder?.outputKind];
-  // The SDXL replicas are Optimum exports, as the hub's SDXL repos ship them.
+  const io = [folder.io.textEncoder.inputIdsType, folder.io.vaeEncoder?.outputKind ?? null];
+  // The SDXL replicas are Optimum exports, as the hub's SDXL repos ship them (SDXL-Lightning's without its VAE encoder).
   const optimum = replica.from === "tiny-sdxl" || replica.io === "optimum";
-  expect(io, "token ids, VAE encoder output").toEqual(optimum ? ["int64", "latent_parameters"] : ["int32", "latent_sample"]);
+  const encoder = replica.from === "tiny-sdxl" && replica.vaeEncoder === false ? null : optimum ? "latent_parameters" : "latent_sample";
+  expect(io, "token ids, VAE encoder output").toEqual([optimum ? "int64" : "int32", encoder]);
 }
 
 describe("SDXL repos on their replicas", () => {
@@ -194,7 +196,8 @@ describe("registry entries on replicas of their repos", () => {
       expect(folder.sdxl !== null, "SDXL").toBe(entry.architecture === "sdxl");
       // The SDXL replicas carry their repo's unet sample_size, so the folder says the entry's native resolution.
       if (entry.architecture === "sdxl") expect(folder.nativeResolution, "native resolution").toBe(entry.nativeResolution);
-      expect(folder.float16, "precision").toBe(entry.precision === "fp16");
+      // The entry's precision is its weights' (float16 weights behind float32 inputs and outputs too).
+      expect(folder.weightTypes.unet, "precision").toBe(entry.precision === "fp16" ? "float16" : "float32");
       // What the panel is told: the entry's settings, which entry it is, and what guidance does for it.
       const info = toModelInfo(folder);
       expect(info.recommended).toEqual(entry.recommended);
