@@ -17,6 +17,7 @@ import {
   type SchedulerName,
 } from "../../../../daemon/engine/schedulers";
 import { torchLinspaceF32 } from "../../../../daemon/engine/schedulers/numeric";
+import { SDXL_LIGHTNING_SCHEDULER } from "../../../../scripts/replicas";
 import { FIXTURES_DIR, listReferenceCases, RecordedNoise, REFERENCE_DIR, ReferenceCase, relativeError } from "./reference-case";
 
 const SD15: SchedulerConfig = parseSchedulerConfig({
@@ -86,6 +87,22 @@ describe("timestep spacing (10 steps, T = 1000, steps_offset 1)", () => {
       expect(Array.from(viaOption.timesteps)).toEqual(want);
     });
   }
+
+  it("SDXL-Lightning's EulerDiscreteScheduler with trailing spacing, 4 steps: diffusers' round(arange(1000, 0, -250)) - 1 = [999, 749, 499, 249], initial noise sigma_max", () => {
+    // Cyronius/sdxl-lightning-4step-onnx-web's scheduler: SDXL base's config with timestep_spacing "trailing" (scripts/replicas.ts).
+    const lightning = parseSchedulerConfig({ ...SDXL_LIGHTNING_SCHEDULER });
+    const s = createScheduler("euler", lightning);
+    s.setTimesteps(4);
+    const trainSteps = 1000;
+    const ratio = trainSteps / 4;
+    const formula = Array.from({ length: 4 }, (_, i) => Math.round(trainSteps - i * ratio) - 1);
+    expect(formula).toEqual([999, 749, 499, 249]);
+    expect(Array.from(s.timesteps)).toEqual(formula);
+    // Trailing spacing starts from pure noise at sigma_max (no sqrt(sigma^2 + 1) as with leading), and ends at sigma 0.
+    expect(s.initNoiseSigma).toBe(s.sigmas![0]);
+    expect(s.sigmas!.at(-1)).toBe(0);
+    expect(schedulerForClass("EulerDiscreteScheduler")).toBe("euler");
+  });
 
   it("Euler with leading spacing scales the initial noise by sqrt(sigma_max^2 + 1)", () => {
     const s = createScheduler("euler", SD15, { timestepSpacing: "leading" });
