@@ -167,10 +167,13 @@ describe("the panel in headless Chromium against the real daemon", () => {
     await page.click("#toggle-models");
     expect(await shown("#model-setup")).toBe(true);
     // Every registry entry, with its size, license and what it is for.
-    expect(await page.$$eval("#registry-models .setup-model", (rows) => rows.map((r) => r.getAttribute("data-model-id")))).toEqual(["sd-1.5", "sd-1.5-inpainting", "sd-turbo", "lcm-dreamshaper-v7", "sd-1.5-control", "sdxl-turbo", "sdxl-base-1.0", "sdxl-control", "taesd", ...CONTROLNET_ROWS, "depth-anything-v2-small", "dwpose"]);
+    expect(await page.$$eval("#registry-models .setup-model", (rows) => rows.map((r) => r.getAttribute("data-model-id")))).toEqual(["sd-1.5", "sd-1.5-inpainting", "sd-turbo", "lcm-dreamshaper-v7", "sd-1.5-control", "sdxl-turbo", "sdxl-base-1.0", "sdxl-control", "sdxl-lightning", "taesd", ...CONTROLNET_ROWS, "depth-anything-v2-small", "dwpose"]);
     expect(await text('#registry-models [data-model-id="sd-1.5"] .setup-facts')).toBe("about 4.3 GB · 512 px · CreativeML Open RAIL-M");
     expect(await text(`${turboRow} .setup-facts`)).toMatch(/^about 2\.\d GB · 1–4 steps · 512 px · Stability AI Non-Commercial/);
     expect(await text(`${turboRow} .setup-description`)).toMatch(/1 to 4 steps/);
+    // SDXL-Lightning: few steps, 1024 px, and that it makes pictures from text only.
+    expect(await text('#registry-models [data-model-id="sdxl-lightning"] .setup-facts')).toMatch(/^about 6\.\d GB · 1–4 steps · 1024 px · CreativeML Open RAIL\+\+-M/);
+    expect(await text('#registry-models [data-model-id="sdxl-lightning"] .setup-description')).toMatch(/in 4 steps, without guidance\. Text to image only/);
     expect(await page.$$eval("#installed-models .installed-model", (rows) => rows.map((r) => r.textContent))).toEqual(["tiny-sd · Generate, Img2img, Inpaint selection, Expand canvas", "tiny-sd-inpaint · Inpaint selection, Expand canvas"]);
 
     // Pull, slowly enough to watch: bytes, rate and time left; then Cancel.

@@ -90,7 +90,7 @@ describe("underpaint models", { timeout: 240_000 }, () => {
     expect(json.installed).toEqual([
       expect.objectContaining({ id: "tiny-sd", kind: "txt2img", modes: ["txt2img", "img2img", "inpaint", "outpaint"], nativeResolution: 512, turbo: false }),
     ]);
-    expect(json.available.map((m: { id: string }) => m.id)).toEqual(["sd-1.5", "sd-1.5-inpainting", "sd-turbo", "lcm-dreamshaper-v7", "sd-1.5-control", "sdxl-turbo", "sdxl-base-1.0", "sdxl-control"]);
+    expect(json.available.map((m: { id: string }) => m.id)).toEqual(["sd-1.5", "sd-1.5-inpainting", "sd-turbo", "lcm-dreamshaper-v7", "sd-1.5-control", "sdxl-turbo", "sdxl-base-1.0", "sdxl-control", "sdxl-lightning"]);
     expect(json.availableControlNets.map((m: { id: string; control: string }) => [m.id, m.control])).toEqual([
       ["controlnet-canny", "canny"], ["controlnet-depth", "depth"], ["controlnet-pose", "pose"], ["controlnet-scribble", "scribble"], ["controlnet-lineart", "lineart"], ["controlnet-sdxl-canny", "canny"], ["controlnet-sdxl-depth", "depth"], ["controlnet-sdxl-pose", "pose"],
     ]);
@@ -227,9 +227,9 @@ describe("underpaint models", { timeout: 240_000 }, () => {
     expect(full.code).toBe(1);
     expect(full.stderr).toMatch(/error \(disk_full\): Not enough disk space in .*: "tiny-sd" \([\d.]+ MB\) needs [\d.]+ MB, 5.00 MB is free/);
 
-    const unknown = await cli(dir, ["pull", "sdxl-lightning"]);
+    const unknown = await cli(dir, ["pull", "sdxl-lightning-8step"]);
     expect(unknown.code).toBe(1);
-    expect(unknown.stderr).toMatch(/error \(unknown_model\): There is no model "sdxl-lightning" in the registry \(known: sd-1.5, sd-1.5-inpainting, sd-turbo, lcm-dreamshaper-v7, sd-1.5-control, sdxl-turbo, sdxl-base-1.0, sdxl-control, taesd, controlnet-canny, controlnet-depth, controlnet-pose, controlnet-scribble, controlnet-lineart, controlnet-sdxl-canny, controlnet-sdxl-depth, controlnet-sdxl-pose, depth-anything-v2-small, dwpose\)/);
+    expect(unknown.stderr).toMatch(/error \(unknown_model\): There is no model "sdxl-lightning-8step" in the registry \(known: sd-1.5, sd-1.5-inpainting, sd-turbo, lcm-dreamshaper-v7, sd-1.5-control, sdxl-turbo, sdxl-base-1.0, sdxl-control, sdxl-lightning, taesd, controlnet-canny, controlnet-depth, controlnet-pose, controlnet-scribble, controlnet-lineart, controlnet-sdxl-canny, controlnet-sdxl-depth, controlnet-sdxl-pose, depth-anything-v2-small, dwpose\)/);
 
     expect(await readdir(dir).catch(() => [])).toEqual([]);
     expect(hub.requests.some((r) => r.file !== null)).toBe(false);

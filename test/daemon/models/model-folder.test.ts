@@ -3,6 +3,8 @@ import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
   DEFAULT_VAE_SCALING_FACTOR,
+  isTurbo,
+  lightningSteps,
   loadModelFolder,
   ModelFolderError,
   nativeResolutionOf,
@@ -340,5 +342,22 @@ describe("nativeResolutionOf", () => {
     expect(nativeResolutionOf({ ...base, vaeSampleSize: 768 })).toEqual({ resolution: 768, source: "vae_config" });
     expect(nativeResolutionOf(base)).toEqual({ resolution: 512, source: "heuristic" });
     expect(nativeResolutionOf({ ...base, predictionType: "v_prediction" }).resolution).toBe(768);
+  });
+});
+
+describe("few-step distilled models by name", () => {
+  const index = (nameOrPath?: string) => ({ _class_name: "StableDiffusionXLPipeline", ...(nameOrPath ? { _name_or_path: nameOrPath } : {}) });
+  it("turbo and lightning in the folder name or _name_or_path are few-step models", () => {
+    expect(isTurbo("my-sdxl-turbo", index())).toBe(true);
+    expect(isTurbo("sdxl-lightning", index())).toBe(true);
+    expect(isTurbo("xl", index("ByteDance/SDXL-Lightning"))).toBe(true);
+    expect(isTurbo("sdxl-base", index("stabilityai/stable-diffusion-xl-base-1.0"))).toBe(false);
+  });
+  it("SDXL-Lightning's steps: the N-step its name says (1, 2, 4 or 8), else 4; null when not Lightning", () => {
+    expect(lightningSteps("sdxl-lightning", index())).toBe(4);
+    expect(lightningSteps("sdxl-lightning-8step", index())).toBe(8);
+    expect(lightningSteps("xl", index("sdxl_lightning_2step_unet"))).toBe(2);
+    expect(lightningSteps("sdxl-lightning-4-steps", index())).toBe(4);
+    expect(lightningSteps("sdxl-turbo", index())).toBeNull();
   });
 });

@@ -244,7 +244,7 @@ describe("registry entries on replicas of their repos", () => {
 
   it("a folder copied into the models folder by hand (no manifest) gets the settings and guidance of its kind of model", { timeout: 60_000 }, async () => {
     const byHand = path.join(tmp.dir, "by-hand");
-    const copies = { "sd-1.5": "my-sd15", "sd-turbo": "my-sd-turbo", "lcm-dreamshaper-v7": "my-lcm", "sdxl-base-1.0": "my-sdxl" } as const;
+    const copies = { "sd-1.5": "my-sd15", "sd-turbo": "my-sd-turbo", "lcm-dreamshaper-v7": "my-lcm", "sdxl-base-1.0": "my-sdxl", "sdxl-lightning": "my-sdxl-lightning" } as const;
     for (const [id, copy] of Object.entries(copies)) {
       await cp(path.join(modelsDir(), id), path.join(byHand, copy), { recursive: true, filter: (src) => path.basename(src) !== MANIFEST_FILE });
     }
@@ -257,6 +257,8 @@ describe("registry entries on replicas of their repos", () => {
         "my-sd-turbo": [{ steps: 1, guidance: 0, scheduler: "euler_a" }, "none", undefined],
         "my-lcm": [{ steps: 4, guidance: 8, scheduler: "lcm" }, "embedded", undefined],
         "my-sdxl": [{ steps: 25, guidance: 5, scheduler: "dpmpp_2m_karras" }, "classifier-free", undefined],
+        // Lightning by its name: 4 Euler steps without guidance, as the entry says.
+        "my-sdxl-lightning": [{ steps: 4, guidance: 0, scheduler: "euler" }, "none", undefined],
       });
     } finally {
       await engine.dispose();

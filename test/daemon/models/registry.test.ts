@@ -22,9 +22,11 @@ import registryJson from "../../../daemon/models/registry.json";
 describe("the registry", () => {
   it("is valid and covers SD 1.5, an inpainting model, SD-Turbo, an LCM and SDXL (Turbo and base)", () => {
     const registry = loadRegistry();
-    expect(registry.models.map((m) => m.id)).toEqual(["sd-1.5", "sd-1.5-inpainting", "sd-turbo", "lcm-dreamshaper-v7", "sd-1.5-control", "sdxl-turbo", "sdxl-base-1.0", "sdxl-control"]);
+    expect(registry.models.map((m) => m.id)).toEqual(["sd-1.5", "sd-1.5-inpainting", "sd-turbo", "lcm-dreamshaper-v7", "sd-1.5-control", "sdxl-turbo", "sdxl-base-1.0", "sdxl-control", "sdxl-lightning"]);
     expect(findRegistryEntry("sdxl-turbo")).toMatchObject({ architecture: "sdxl", turbo: true, nativeResolution: 512, recommended: { steps: 1, guidance: 0, scheduler: "euler_a" } });
     expect(findRegistryEntry("sdxl-base-1.0")).toMatchObject({ architecture: "sdxl", turbo: false, nativeResolution: 1024, recommended: { steps: 25, guidance: 5 } });
+    // SDXL-Lightning 4-step: few steps without guidance, Euler (the repo's EulerDiscreteScheduler, trailing spacing), float16.
+    expect(findRegistryEntry("sdxl-lightning")).toMatchObject({ repo: "Cyronius/sdxl-lightning-4step-onnx-web", pinned: false, revision: "main", kind: "txt2img", architecture: "sdxl", turbo: true, nativeResolution: 1024, precision: "fp16", recommended: { steps: 4, guidance: 0, scheduler: "euler" } });
     expect(registry.models.some((m) => m.kind === "inpainting")).toBe(true);
     expect(findRegistryEntry("sd-turbo")).toMatchObject({ turbo: true, recommended: { steps: 1, guidance: 0 } });
     expect(findRegistryEntry("lcm-dreamshaper-v7")?.recommended.scheduler).toBe("lcm");
@@ -60,6 +62,8 @@ describe("the registry", () => {
     // OnnxStack's SDXL: the pipeline and its control UNet, in float16.
     expect(approximateBytes(findRegistryEntry("sdxl-control")!)).toBe((3_468_837_867 + 2_567_463_684) * 2);
     expect(approximateBytes(findRegistryEntry("sdxl-turbo")!)).toBe(3_468_837_867 * 4);
+    // SDXL-Lightning: SDXL's networks in float16 (its VAE encoder's 34 M weights, which the repo lacks, included: approximate); the README says about 6.5 GB.
+    expect(approximateBytes(findRegistryEntry("sdxl-lightning")!)).toBe(3_468_837_867 * 2);
     expect(registryModels().map((m) => [m.id, m.approximateBytes])).toEqual(loadRegistry().models.map((m) => [m.id, approximateBytes(m)]));
   });
 
