@@ -32,8 +32,11 @@ let all: Replica[];
 const modelsDir = () => path.join(tmp.dir, "models");
 /** The replicas of pipeline repos (the TAESD one is a preview decoder: test/daemon/models/taesd.test.ts; the ControlNet repos: test/daemon/models/controlnet.test.ts). */
 const pipelines = () => all.filter((r): r is PipelineReplica => r.from !== "taesd" && r.from !== "tiny-sdxl" && r.from !== "controlnet" && r.from !== "depth-anything" && r.from !== "dwpose");
-/** The SDXL replicas in Optimum's layout (two text encoders); OnnxStack's, with a control UNet: test/daemon/engine/control-sdxl.test.ts. */
-const sdxlReplicas = () => all.filter((r): r is SdxlReplica => r.from === "tiny-sdxl" && !r.controlUnet);
+/**
+ * The SDXL replicas in Optimum's layout (two text encoders) with a VAE encoder; OnnxStack's, with a control UNet:
+ * test/daemon/engine/control-sdxl.test.ts; SDXL-Lightning's, text to image only: test/daemon/models/sdxl-lightning.test.ts.
+ */
+const sdxlReplicas = () => all.filter((r): r is SdxlReplica => r.from === "tiny-sdxl" && !r.controlUnet && r.vaeEncoder !== false);
 
 beforeAll(async () => {
   hub = await FakeHub.start();
