@@ -25,7 +25,7 @@ function isOnnxPartFile(name: string): boolean {
   return name === "config.json" || /\.(onnx|pb|onnx_data|data)$/.test(name);
 }
 
-/** What a folder without model_index.json must hold besides the ONNX parts for its model to be known. */
+/** What a folder without model_index.json must hold besides the ONNX parts for its model to be known (tokenizer.json does not stand in here). */
 const WITHOUT_INDEX = ["tokenizer/vocab.json", "tokenizer/merges.txt", "scheduler/scheduler_config.json"];
 
 export interface EngineFileOptions {
@@ -59,7 +59,9 @@ export function selectEngineFiles(repo: string, files: readonly HubFile[], optio
   }
   // SDXL (Optimum's layout): its second text encoder and tokenizer are needed as much as the first.
   const sdxl = [...paths].some((p) => p.startsWith("text_encoder_2/") || p.startsWith("tokenizer_2/"));
-  const sdxlMissing = sdxl ? ["text_encoder_2/model.onnx", "tokenizer_2/vocab.json", "tokenizer_2/merges.txt"].filter((p) => !paths.has(p)) : [];
+  const sdxlMissing = sdxl
+    ? ["text_encoder_2/model.onnx", ...(paths.has("tokenizer_2/tokenizer.json") ? [] : ["tokenizer_2/vocab.json", "tokenizer_2/merges.txt"])].filter((p) => !paths.has(p))
+    : [];
   // Exports without model_index.json (Amuse / OnnxStack's layout) load when the parts say what they are.
   const index = paths.has("model_index.json") ? ["model_index.json"] : [];
   const missing = [...index, "unet/model.onnx", "text_encoder/model.onnx", "vae_decoder/model.onnx"].filter((p) => !paths.has(p));
@@ -87,7 +89,12 @@ export function selectEngineFiles(repo: string, files: readonly HubFile[], optio
         (hasTorch ? "; it holds PyTorch weights, which Underpaint cannot run: look for an ONNX export of it." : "."),
     );
   }
-  return files.filter((f) => isEngineFile(f.path, options)).sort((a, b) => a.path.localeCompare(b.path));
+  // A fast tokenizer's tokenizer.json, fetched where it stands in for vocab.json and merges.txt (a folder without them).
+  const tokenizerJson = (f: HubFile) => {
+    const [folder, name, ...rest] = f.path.split("/");
+    return rest.length === 0 && name === "tokenizer.json" && TOKENIZER_FOLDERS.has(folder!) && !(paths.has(`${folder}/vocab.json`) && paths.has(`${folder}/merges.txt`));
+  };
+  return files.filter((f) => isEngineFile(f.path, options) || tokenizerJson(f)).sort((a, b) => a.path.localeCompare(b.path));
 }
 
 /** The parts of a preview decoder (a tiny autoencoder), in the same layout. */

@@ -4,7 +4,7 @@
  *   model_index.json                   (SDXL adds text_encoder_2/ and tokenizer_2/: sdxl-parts.ts)
  *   text_encoder/model.onnx            unet/model.onnx (+ weights.pb | model.onnx_data)
  *   vae_encoder/model.onnx (optional)  vae_decoder/model.onnx
- *   tokenizer/{vocab.json, merges.txt, tokenizer_config.json}
+ *   tokenizer/{vocab.json, merges.txt, tokenizer_config.json}   (or tokenizer.json for vocab.json and merges.txt)
  *   scheduler/scheduler_config.json
  *   <part>/config.json                 Optimum's per-folder configs, where present
  *
@@ -31,6 +31,7 @@ import { readControlUnet, type ControlUnet } from "./control-unet";
 import { findInputConvWeightDims, inspectOnnx, OnnxParseError, type OnnxInfo } from "./onnx-inspect";
 import { findRegistryEntry, registryEntryForSource } from "./registry";
 import { checkNoAddedConditions, checkNotRefiner, isSdxlFolder, loadSdxlParts, SDXL_VAE_SCALING_FACTOR } from "./sdxl-parts";
+import { TokenizerJsonSchema } from "../engine/tokenizer/clip-tokenizer";
 
 export { ModelFolderError, isModelFolderError, type ModelFolderErrorCode } from "./errors";
 
@@ -251,6 +252,32 @@ export async function readOptionalJson<S extends z.ZodType>(dir: string, file: s
   return readJson(dir, file, schema);
 }
 
+/** Where a tokenizer folder's BPE is: vocab.json and merges.txt, or a fast tokenizer's tokenizer.json in their stead. */
+export type TokenizerBpe = { vocab: string; merges: string } | { tokenizerJson: string };
+
+/**
+ * The tokenizer folder's BPE files: vocab.json and merges.txt when both are there, else its
+ * tokenizer.json (what a fast tokenizer's save_pretrained writes; Transformers.js-style exports may
+ * ship nothing else); model_file_missing naming vocab.json or merges.txt when neither is.
+ */
+export async function requireTokenizerBpe(dir: string, tokenizer: { dir: string; vocab: string; merges: string }, why?: string): Promise<TokenizerBpe> {
+  const [vocab, merges] = await Promise.all([fileSize(tokenizer.vocab), fileSize(tokenizer.merges)]);
+  if (vocab !== null && merges !== null) return { vocab: tokenizer.vocab, merges: tokenizer.merges };
+  const tokenizerJson = join(tokenizer.dir, "tokenizer.json");
+  if ((await fileSize(tokenizerJson)) !== null) return { tokenizerJson };
+  throw missing(dir, vocab === null ? tokenizer.vocab : tokenizer.merges, why ?? "every model folder needs its tokenizer's vocab.json and merges.txt, or a tokenizer.json");
+}
+
+/** Checks the BPE files' contents: a token -> id vocab and merge pairs (tokenizer.json: its BPE model's). */
+export async function checkTokenizerBpe(dir: string, bpe: TokenizerBpe): Promise<void> {
+  if ("tokenizerJson" in bpe) {
+    await readJson(dir, bpe.tokenizerJson, TokenizerJsonSchema);
+    return;
+  }
+  await readJson(dir, bpe.vocab, VocabSchema);
+  await checkMerges(dir, bpe.merges);
+}
+
 async function checkMerges(dir: string, file: string): Promise<void> {
   const lines = (await readText(dir, file)).split("\n");
   const first = lines.findIndex((l) => l.trim() !== "" && !l.startsWith("#version"));
@@ -444,7 +471,8 @@ export async function loadModelFolder(folder: string, options: LoadModelFolderOp
     if (listed(modelIndex.vae_encoder)) throw missing(dir, paths.vaeEncoder as string, "model_index.json lists a vae_encoder");
     paths.vaeEncoder = null;
   } else onnxBytes += vaeEncoderSize;
-  for (const file of [paths.tokenizer.vocab, paths.tokenizer.merges, paths.tokenizer.config, paths.schedulerConfig]) {
+  const bpe = await requireTokenizerBpe(dir, paths.tokenizer);
+  for (const file of [paths.tokenizer.config, paths.schedulerConfig]) {
     await requireFile(dir, file);
   }
   if ((await fileSize(paths.tokenizer.specialTokensMap as string)) === null) paths.tokenizer.specialTokensMap = null;
@@ -452,8 +480,7 @@ export async function loadModelFolder(folder: string, options: LoadModelFolderOp
   // JSON contents.
   const schedulerConfig = await readJson(dir, paths.schedulerConfig, SchedulerConfigSchema);
   const tokenizerConfig = await readJson(dir, paths.tokenizer.config, TokenizerConfigSchema);
-  await readJson(dir, paths.tokenizer.vocab, VocabSchema);
-  await checkMerges(dir, paths.tokenizer.merges);
+  await checkTokenizerBpe(dir, bpe);
   if (paths.tokenizer.specialTokensMap) await readJson(dir, paths.tokenizer.specialTokensMap, z.looseObject({}));
   const unetConfig = await readOptionalJson(dir, paths.configs.unet as string, UnetConfigSchema);
   const vaeDecoderConfig = await readOptionalJson(dir, paths.configs.vaeDecoder as string, VaeConfigSchema);

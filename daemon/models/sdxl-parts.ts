@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { ModelFolderError } from "./errors";
 import type { Device } from "./execution-provider";
 import { describeTextEncoder, type TextEncoderIO, type UnetIO } from "./io-spec";
-import { checkDevices, checkExternalData, fileSize, inspectPart, missing, readJson, TokenizerConfigSchema, VocabSchema, type ModelIndex } from "./model-folder";
+import { checkDevices, checkExternalData, checkTokenizerBpe, fileSize, inspectPart, missing, readJson, requireTokenizerBpe, TokenizerConfigSchema, type ModelIndex } from "./model-folder";
 import type { OnnxInfo } from "./onnx-inspect";
 
 /** SDXL's VAE scaling (sdxl-vae's config); the VAE config's own value wins where present. */
@@ -53,14 +53,14 @@ export async function loadSdxlParts(
   const p = (...parts: string[]) => join(dir, ...parts);
   const textEncoder2 = p("text_encoder_2", "model.onnx");
   const tokenizer2 = { dir: p("tokenizer_2"), vocab: p("tokenizer_2", "vocab.json"), merges: p("tokenizer_2", "merges.txt"), config: p("tokenizer_2", "tokenizer_config.json") };
-  let bytes = 0;
-  for (const file of [textEncoder2, tokenizer2.vocab, tokenizer2.merges, tokenizer2.config]) {
-    const size = await fileSize(file);
-    if (size === null) throw missing(dir, file, "an SDXL model needs its second text encoder and tokenizer");
-    if (file === textEncoder2) bytes += size;
-  }
+  const why = "an SDXL model needs its second text encoder and tokenizer";
+  const textEncoder2Size = await fileSize(textEncoder2);
+  if (textEncoder2Size === null) throw missing(dir, textEncoder2, why);
+  let bytes = textEncoder2Size;
+  const bpe = await requireTokenizerBpe(dir, tokenizer2, why);
+  if ((await fileSize(tokenizer2.config)) === null) throw missing(dir, tokenizer2.config, why);
   await readJson(dir, tokenizer2.config, TokenizerConfigSchema);
-  await readJson(dir, tokenizer2.vocab, VocabSchema);
+  await checkTokenizerBpe(dir, bpe);
   const info = await inspectPart(dir, textEncoder2);
   checkDevices(dir, info, devices);
   const ext = await checkExternalData(dir, info);

@@ -133,6 +133,29 @@ const vocabSchema = z.custom<Record<string, unknown>>(
 
 type TokenSpec = z.infer<typeof tokenSpec>;
 
+/**
+ * A fast tokenizer's tokenizer.json (Hugging Face `tokenizers`): what a CLIP BPE reads of it, its
+ * model's vocab (token -> id) and merges ("a b" strings, or [a, b] pairs since tokenizers 0.20).
+ */
+export const TokenizerJsonSchema = z.looseObject({
+  model: z.looseObject({
+    type: z.literal("BPE"),
+    vocab: z.record(z.string(), z.number().int().nonnegative()),
+    merges: z.array(z.union([z.string(), z.tuple([z.string(), z.string()])])).min(1),
+  }),
+});
+
+/**
+ * vocab.json's and merges.txt's texts from a tokenizer.json: CLIPTokenizerFast's converter writes the
+ * slow tokenizer's vocab and its (already truncated) merges in rank order, so merges.txt's version
+ * line is put back for parseMerges to skip.
+ */
+export function bpeTextsFromTokenizerJson(path: string, text: string): { vocabText: string; mergesText: string } {
+  const { model } = parseJson(path, text, TokenizerJsonSchema);
+  const merges = model.merges.map((m) => (typeof m === "string" ? m : `${m[0]} ${m[1]}`));
+  return { vocabText: JSON.stringify(model.vocab), mergesText: ["#version: 0.2", ...merges].join("\n") };
+}
+
 function tokenContent(spec: TokenSpec): string | undefined {
   if (spec === null || spec === undefined) return undefined;
   return typeof spec === "string" ? spec : spec.content;
@@ -246,20 +269,31 @@ export class ClipTokenizer {
   }
 
   /**
-   * Reads vocab.json and merges.txt (required) and tokenizer_config.json / special_tokens_map.json
+   * Reads vocab.json and merges.txt (required; a fast tokenizer's tokenizer.json stands in for
+   * both when they are absent) and tokenizer_config.json / special_tokens_map.json
    * (optional; special_tokens_map.json wins, as in transformers). Errors name the file.
    */
   static async fromFolder(dir: string): Promise<ClipTokenizer> {
-    const vocabPath = join(dir, "vocab.json");
-    const mergesPath = join(dir, "merges.txt");
+    let vocabPath = join(dir, "vocab.json");
+    let mergesPath = join(dir, "merges.txt");
     const configPath = join(dir, "tokenizer_config.json");
     const specialPath = join(dir, "special_tokens_map.json");
-    const [vocabText, mergesText, configText, specialText] = await Promise.all([
-      readText(vocabPath, true),
-      readText(mergesPath, true),
+    let [vocabText, mergesText, configText, specialText] = await Promise.all([
+      readText(vocabPath, false),
+      readText(mergesPath, false),
       readText(configPath, false),
       readText(specialPath, false),
     ]);
+    if (vocabText === undefined || mergesText === undefined) {
+      const jsonPath = join(dir, "tokenizer.json");
+      const jsonText = await readText(jsonPath, false);
+      if (jsonText === undefined) {
+        await readText(vocabText === undefined ? vocabPath : mergesPath, true);
+        throw new Error(`CLIP tokenizer: cannot read ${vocabText === undefined ? vocabPath : mergesPath}`);
+      }
+      ({ vocabText, mergesText } = bpeTextsFromTokenizerJson(jsonPath, jsonText));
+      vocabPath = mergesPath = jsonPath;
+    }
     const vocab = parseVocab(vocabPath, vocabText);
     const merges = parseMerges(mergesPath, mergesText);
     const config: z.infer<typeof tokenizerConfigSchema> =

@@ -278,6 +278,24 @@ describe("tokenizer folders", () => {
     expect((await ClipTokenizer.fromFolder(none)).settings).toEqual({ bosId: BOS, eosId: EOS, padId: EOS, maxLength: 77 });
   });
 
+  it("reads a fast tokenizer's tokenizer.json when vocab.json and merges.txt are absent (merges as strings or as pairs), tokenizing alike", async () => {
+    const vocab = JSON.parse(readFileSync(path.join(TOKENIZER_DIR, "vocab.json"), "utf8")) as Record<string, number>;
+    const merges = readFileSync(path.join(TOKENIZER_DIR, "merges.txt"), "utf8").trim().split("\n").slice(1);
+    const json = (m: unknown[]) => JSON.stringify({ version: "1.0", added_tokens: [], model: { type: "BPE", unk_token: "<|endoftext|>", end_of_word_suffix: "</w>", vocab, merges: m } });
+    const strings = await folder("fast-strings", { "vocab.json": null, "merges.txt": null, "tokenizer.json": json(merges) });
+    const pairs = await folder("fast-pairs", { "vocab.json": null, "merges.txt": null, "tokenizer.json": json(merges.map((line) => line.split(" "))) });
+    for (const dir of [strings, pairs]) {
+      const fast = await ClipTokenizer.fromFolder(dir);
+      expect(fast.settings).toEqual(tok.settings);
+      for (const name of ["basic", "long_truncated"]) {
+        const c = goldenCase(name);
+        expect(Array.from(fast.tokenizeTruncated(c.text).ids), `${name} from ${path.basename(dir)}`).toEqual(Array.from(tok.tokenizeTruncated(c.text).ids));
+      }
+    }
+    const notBpe = await folder("fast-wordpiece", { "vocab.json": null, "merges.txt": null, "tokenizer.json": JSON.stringify({ model: { type: "WordPiece", vocab } }) });
+    await expect(ClipTokenizer.fromFolder(notBpe)).rejects.toThrow(path.join(notBpe, "tokenizer.json"));
+  });
+
   it("names the file when merges.txt is missing", async () => {
     const dir = await folder("no-merges", { "merges.txt": null });
     await expect(ClipTokenizer.fromFolder(dir)).rejects.toThrow(path.join(dir, "merges.txt"));

@@ -6,17 +6,21 @@
  * picture with the entry's settings, and refuses img2img in one sentence, directly and over a real
  * WebSocket.
  */
-import { readdir, stat } from "node:fs/promises";
+import { readdir, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DiffusionEngine } from "../../../daemon/engine/diffusion-engine";
 import { EngineError, type GenerationJob } from "../../../daemon/engine/engine";
 import { schedulerFor } from "../../../daemon/engine/pipeline/generate";
-import { loadModelFolder, toModelInfo } from "../../../daemon/models/model-folder";
+import { derivedSettings, loadModelFolder, toModelInfo } from "../../../daemon/models/model-folder";
+import { pullModel } from "../../../daemon/models/pull";
 import { findRegistryEntry } from "../../../daemon/models/registry";
 import { startServer, type DaemonServer } from "../../../daemon/server/server";
 import { pullControlModels, type ControlModels } from "../../helpers/control-models";
+import { makeTempDir } from "../../helpers/model-fixtures";
 import { RawClient, txt2imgJob } from "../../helpers/raw-client";
+import { replicas, writeReplica } from "../../../scripts/replicas";
+import { FakeHub } from "./fake-hub";
 
 const REPO = "Cyronius/sdxl-lightning-4step-onnx-web";
 const TOKEN = "lightning-token";
@@ -104,6 +108,35 @@ describe("sdxl-lightning pulled from its repo's replica", { timeout: 120_000 }, 
       expect((await client.next("done", (d) => d.jobId === 2, 60_000)).status).toBe("completed");
     } finally {
       client.socket.terminate();
+    }
+  });
+
+  it("a copy whose tokenizers are tokenizer.json alone (no vocab.json, merges.txt) pulls with it, loads and makes a picture", async () => {
+    const hub = await FakeHub.start();
+    const tmp = await makeTempDir("underpaint-lightning-fast-");
+    try {
+      const replica = (await replicas()).find((r) => r.repo === REPO)!;
+      const dir = path.join(tmp.dir, "hub", "fast-tokenizers");
+      await writeReplica(replica, dir);
+      for (const folder of ["tokenizer", "tokenizer_2"]) for (const file of ["vocab.json", "merges.txt"]) await rm(path.join(dir, folder, file));
+      await hub.addRepo("underpaint-replicas/sdxl-lightning-fast-tokenizers", { dir });
+      const modelsDir = path.join(tmp.dir, "models");
+      const pulled = await pullModel("underpaint-replicas/sdxl-lightning-fast-tokenizers", { modelsDir, env: { HF_ENDPOINT: hub.url, UNDERPAINT_PULL_BACKOFF_MS: "5" } });
+      for (const folder of ["tokenizer", "tokenizer_2"]) expect((await readdir(path.join(modelsDir, pulled.id, folder))).sort()).toEqual(["special_tokens_map.json", "tokenizer.json", "tokenizer_config.json"]);
+      const folder = await loadModelFolder(path.join(modelsDir, pulled.id));
+      // Not installed from the registry: a Lightning model by its name, as the entry's settings say.
+      expect(folder.registryId).toBeNull();
+      expect(derivedSettings(folder)).toEqual(findRegistryEntry("sdxl-lightning")!.recommended);
+      const local = new DiffusionEngine({ modelsDir, devices: ["cpu"] });
+      try {
+        const [result] = await local.run({ ...settings, model: pulled.id, mode: "txt2img", output: { width: 64, height: 64 }, size: { width: 64, height: 64 } }, { signal: new AbortController().signal, onProgress: () => {} });
+        expect(new Set(result!.image.data).size).toBeGreaterThan(16);
+      } finally {
+        await local.dispose();
+      }
+    } finally {
+      await hub.close();
+      await tmp.cleanup();
     }
   });
 });
