@@ -139,7 +139,8 @@ export interface Engine {
   run(job: GenerationJob, context: RunContext): Promise<EngineResult[]>;
   /**
    * What a control image of `kind` made from `layer` is made with beside pixel math (the installed
-   * depth estimator for a picture on a depth job): a control preview then shows what the job follows.
+   * depth or pose estimator for a picture on a depth or pose job): a control preview then shows what
+   * the job follows.
    */
   controlImageOptions?(kind: ControlKind, layer: Pixels): ControlImageOptions;
   /** Called by the server when the models on disk change, if the engine can tell. */
