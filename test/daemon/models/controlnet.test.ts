@@ -43,7 +43,7 @@ afterAll(async () => {
 });
 
 describe("ControlNet registry entries", () => {
-  it("name a subfolder of their repo, a kind, their base models (SD 1.5 ones pinned), a license", () => {
+  it("name a subfolder of their repo, a kind, their base models, a pinned commit, a license", () => {
     const entries = loadRegistry().controlNets;
     expect(entries.map((e) => [e.id, e.control, e.subfolder])).toEqual([
       ["controlnet-canny", "canny", "SD/Canny"],
@@ -56,7 +56,7 @@ describe("ControlNet registry entries", () => {
       ["controlnet-sdxl-pose", "pose", "StableDiffusionXL/OpenPose"],
     ]);
     for (const e of entries.filter((e) => e.architecture === "sdxl")) {
-      expect([e.repo, e.pinned, e.precision]).toEqual(["TensorStack/ControlNet-amuse", false, "fp16"]);
+      expect([e.repo, e.pinned, e.revision, e.precision]).toEqual(["TensorStack/ControlNet-amuse", true, "76ef99ee42ab075faec360e01a56bb8b84d58963", "fp16"]);
       expect(e.license).toMatch(/openrail\+\+/);
       // About 1.25 B weights in float16: the hub's 2.5 GB model.onnx.data.
       expect(approximateBytes(e) / 1e9).toBeCloseTo(2.5, 1);
