@@ -302,11 +302,11 @@ export const PreviewDecoderInfo = z.object({
 });
 export type PreviewDecoderInfo = z.infer<typeof PreviewDecoderInfo>;
 
-/** The installed depth estimator (what depth control estimates a picture's depth with), null when there is none; absent from daemons that do not say. */
-const InstalledDepthEstimator = PreviewDecoderInfo.nullable().optional();
-
-/** A depth estimator the registry offers (pull-model with its id): not a model, never in the model menu. */
-export const RegistryDepthEstimator = z.object({
+/**
+ * A network the registry offers beside the models (pull-model with its id): a preview decoder, a
+ * depth or pose estimator. Not a model, never in the model menu.
+ */
+const RegistryHelperNetwork = z.object({
   id: z.string(),
   name: z.string(),
   repo: z.string(),
@@ -315,25 +315,22 @@ export const RegistryDepthEstimator = z.object({
   license: z.string(),
   description: z.string(),
 });
+
+/** An installed helper network (the preview decoder, the depth or pose estimator), null when there is none; absent from daemons that do not say. */
+const InstalledHelperNetwork = PreviewDecoderInfo.nullable().optional();
+const InstalledDepthEstimator = InstalledHelperNetwork;
+const InstalledPoseEstimator = InstalledHelperNetwork;
+
+/** A depth estimator the registry offers. */
+export const RegistryDepthEstimator = RegistryHelperNetwork;
 export type RegistryDepthEstimator = z.infer<typeof RegistryDepthEstimator>;
 
-/** The installed pose estimator (what pose control finds a picture's pose with), null when there is none; absent from daemons that do not say. */
-const InstalledPoseEstimator = PreviewDecoderInfo.nullable().optional();
-
-/** A pose estimator the registry offers (pull-model with its id): not a model, never in the model menu. */
-export const RegistryPoseEstimator = RegistryDepthEstimator;
+/** A pose estimator the registry offers. */
+export const RegistryPoseEstimator = RegistryHelperNetwork;
 export type RegistryPoseEstimator = z.infer<typeof RegistryPoseEstimator>;
 
-/** A preview decoder the registry offers (pull-model with its id): not a model, never in the model menu. */
-export const RegistryPreviewDecoder = z.object({
-  id: z.string(),
-  name: z.string(),
-  repo: z.string(),
-  precision: z.enum(["fp32", "fp16"]),
-  approximateBytes: z.number().int().positive(),
-  license: z.string(),
-  description: z.string(),
-});
+/** A preview decoder (TAESD) the registry offers. */
+export const RegistryPreviewDecoder = RegistryHelperNetwork;
 export type RegistryPreviewDecoder = z.infer<typeof RegistryPreviewDecoder>;
 
 /** A ControlNet the registry offers (pull-model with its id): what it follows, not a model of the model menu. */
@@ -355,7 +352,7 @@ export type RegistryControlNet = z.infer<typeof RegistryControlNet>;
  * The installed preview decoder, null when there is none; absent from daemons that do not say
  * (an additive field: older panels ignore it).
  */
-const InstalledPreviewDecoder = PreviewDecoderInfo.nullable().optional();
+const InstalledPreviewDecoder = InstalledHelperNetwork;
 
 /**
  * A folder in the models folder that cannot run here (a part missing or damaged, or a graph only a
