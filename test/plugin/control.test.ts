@@ -174,6 +174,9 @@ describe("the Control section's offer", () => {
     const none = controlOffer(capabilities([TEST_MODEL]), TEST_MODEL);
     expect(none).toMatchObject({ kind: "unavailable", message: "“Test model” cannot follow a control image: pull “Stable Diffusion 1.5 (ControlNet)” (sd-1.5-control), a model that can, and choose it.", pull: { id: "sd-1.5-control" } });
     expect(controlOffer(capabilities([TEST_MODEL, CONTROL_MODEL]), TEST_MODEL)).toEqual({ kind: "unavailable", message: "“Test model” cannot follow a control image: choose “Control model” in the model menu." });
+    // An SDXL model is offered SDXL's control model, of its own family.
+    const sdxl = { ...TEST_MODEL, id: "sdxl-turbo", name: "SDXL Turbo", sdxl: true as const };
+    expect(controlOffer(capabilities([sdxl]), sdxl)).toMatchObject({ kind: "unavailable", message: expect.stringMatching(/^“SDXL Turbo” cannot follow a control image: pull “.+” \(sdxl-control\), a model that can, and choose it\.$/), pull: { id: "sdxl-control" } });
   });
 
   it("lists the installed kinds and offers the others to pull", () => {

@@ -39,8 +39,14 @@ export const CONTROL_KIND_LABELS: Record<ControlKind, string> = {
   pose: "Pose",
 };
 
-/** The registry's control-capable model, named when the chosen model cannot follow control. */
+/** The registry's control-capable models, named when the chosen model cannot follow control: SDXL's for an SDXL model. */
 export const CONTROL_MODEL_ID = "sd-1.5-control";
+export const SDXL_CONTROL_MODEL_ID = "sdxl-control";
+
+/** The control-capable model to pull in place of `model` (of its family). */
+export function controlModelFor(model: Pick<ModelInfo, "sdxl"> | undefined): string {
+  return model?.sdxl ? SDXL_CONTROL_MODEL_ID : CONTROL_MODEL_ID;
+}
 
 const Saved = z.object({
   enabled: z.boolean().default(false),
@@ -83,8 +89,9 @@ export function controlOffer(capabilities: Capabilities | undefined, model: Mode
     if (able.length > 0) {
       return { kind: "unavailable", message: `${model ? `“${model.name}” cannot follow a control image` : "No model is chosen"}: choose ${able.map((m) => `“${m.name}”`).join(" or ")} in the model menu.` };
     }
-    const entry = capabilities.registry.find((e) => e.id === CONTROL_MODEL_ID);
-    const name = entry ? `“${entry.name}” (${CONTROL_MODEL_ID})` : CONTROL_MODEL_ID;
+    const id = controlModelFor(model);
+    const entry = capabilities.registry.find((e) => e.id === id);
+    const name = entry ? `“${entry.name}” (${id})` : id;
     return {
       kind: "unavailable",
       message: `${model ? `“${model.name}” cannot follow a control image` : "No model is chosen"}: pull ${name}, a model that can, and choose it.`,
@@ -210,7 +217,7 @@ export function controlRequest(capabilities: Capabilities, model: ModelInfo, set
   const control = settings.control;
   if (!control?.enabled) return undefined;
   if (!model.control) {
-    throw new PanelError(`“${model.name}” cannot follow a control image: choose a model that can (pull ${CONTROL_MODEL_ID}), or turn Control off.`, "control_unsupported");
+    throw new PanelError(`“${model.name}” cannot follow a control image: choose a model that can (pull ${controlModelFor(model)}), or turn Control off.`, "control_unsupported");
   }
   const net = (capabilities.controlNets ?? []).find((n) => n.kind === control.kind && sameFamily(n, model));
   if (!net) {
