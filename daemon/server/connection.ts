@@ -593,7 +593,7 @@ type Slot = { ok: true; name: "image" | "mask" | "control" } | { ok: false; mess
 
 /** Why a job's control cannot run on this model with the installed ControlNets, in one sentence. */
 function checkControl(control: NonNullable<JobRequest["control"]>, model: ModelInfo, controlNets: readonly ControlNetInfo[]): { code: ErrorCode; message: string } | undefined {
-  if (!model.control) return { code: "unsupported_mode", message: `The model "${model.name}" cannot follow a control image: use a control-capable model (npx underpaint models pull sd-1.5-control).` };
+  if (!model.control) return { code: "unsupported_mode", message: `The model "${model.name}" cannot follow a control image: use a control-capable model (npx underpaint models pull ${model.sdxl ? "sdxl-control" : "sd-1.5-control"}).` };
   const named = control.controlNet;
   // Unnamed: one of the kind made for the model's family (SD 1.x / 2.x or SDXL).
   const net = named !== undefined ? controlNets.find((c) => c.id === named) : controlNets.find((c) => c.kind === control.kind && Boolean(c.sdxl) === Boolean(model.sdxl));

@@ -13,6 +13,7 @@ import type { ImageFrame } from "../../../protocol";
 import { pullControlModels, type ControlModels } from "../../helpers/control-models";
 import { FIXTURES_DIR } from "../../helpers/paths";
 import { RawClient, txt2imgJob } from "../../helpers/raw-client";
+import { TEST_MODEL, TestEngine } from "../../helpers/test-engine";
 
 const TOKEN = "control-token";
 let models: ControlModels;
@@ -137,6 +138,21 @@ describe("a control job over the WebSocket", { timeout: 120_000 }, () => {
       expect(await client.next("error", (e) => e.jobId === 5)).toMatchObject({ code: "model_not_found", message: 'There is no ControlNet "nope" (installed: controlnet-canny).' });
     } finally {
       client.socket.terminate();
+    }
+  });
+});
+
+describe("a control job for an SDXL model that cannot follow one", () => {
+  it("is told to pull SDXL's control model, of its own family", async () => {
+    const sdxl = { ...TEST_MODEL, id: "sdxl-turbo", name: "SDXL Turbo", sdxl: true as const };
+    const other = await startServer({ token: TOKEN, engine: new TestEngine({ models: [sdxl] }), port: 0 });
+    const client = await RawClient.paired(other.url, TOKEN);
+    try {
+      client.submit(txt2imgJob(1, { model: "sdxl-turbo", control: control(2) }));
+      expect(await client.next("error", (e) => e.jobId === 1)).toMatchObject({ code: "unsupported_mode", message: 'The model "SDXL Turbo" cannot follow a control image: use a control-capable model (npx underpaint models pull sdxl-control).' });
+    } finally {
+      client.socket.terminate();
+      await other.close();
     }
   });
 });
