@@ -26,6 +26,7 @@ export function depthRunner(folder: DepthEstimatorFolder, devices: readonly Devi
   return {
     preprocessing: depthPreprocessing(folder.preprocessor),
     async run(pixelValues: Float32Array, size: Size) {
+      log("info", `depth estimator "${folder.id}" makes the depth map from the control layer (it is a picture, not a grey depth map)`);
       const part = await createDepthEstimatorSession(folder, devices, { log });
       try {
         const out = await part.session.run({ [part.io.input]: makeTensor("float32", pixelValues, [1, 3, size.height, size.width]) });

@@ -23,7 +23,7 @@ import { asEngineError, controlForContext, finishMaskedEdit, planInpaint, planOu
 import { checkSize, generate, type GenerateParams, type LoadedModel } from "./pipeline/generate";
 import { latentPreview } from "./preview";
 import type { ControlRun } from "./pipeline/control";
-import { controlImage, estimatesDepth, estimatesPose, type ControlImageOptions } from "../imaging/control-image";
+import { controlImage, type ControlImageOptions } from "../imaging/control-image";
 import { findDepthEstimators, type DepthEstimatorFolder } from "../models/depth-estimator-folder";
 import { depthRunner } from "./depth-estimator";
 import { findPoseEstimators, type PoseEstimatorFolder } from "../models/pose-estimator-folder";
@@ -304,31 +304,27 @@ export class DiffusionEngine implements Engine {
     return found;
   }
 
-  /** The installed depth estimator when this control image is a picture to estimate depth from (see estimatesDepth), else null. */
-  private depthFor(kind: ControlKind, layer: Pixels) {
+  /** The installed depth estimator for a depth control image, else null (controlImage runs it only on a picture, not on a grey depth map). */
+  private depthFor(kind: ControlKind) {
     const folder = this.discovered?.depthEstimator ?? null;
-    if (!folder || !estimatesDepth(kind, layer)) return null;
-    this.log("info", `depth estimator "${folder.id}" makes the depth map from the control layer (it is a picture, not a grey depth map)`);
-    return depthRunner(folder, this.sessions.devices, this.log);
+    return folder && kind === "depth" ? depthRunner(folder, this.sessions.devices, this.log) : null;
   }
 
-  /** The installed pose estimator when this control image is a picture to find poses in (see estimatesPose), else null. */
-  private poseFor(kind: ControlKind, layer: Pixels) {
+  /** The installed pose estimator for a pose control image, else null (controlImage runs it only on a picture, not on a pose map). */
+  private poseFor(kind: ControlKind) {
     const folder = this.discovered?.poseEstimator ?? null;
-    if (!folder || !estimatesPose(kind, layer)) return null;
-    this.log("info", `pose estimator "${folder.id}" makes the pose map from the control layer (it is a picture, not a pose map)`);
-    return poseRunner(folder, this.sessions.devices, this.log);
+    return folder && kind === "pose" ? poseRunner(folder, this.sessions.devices, this.log) : null;
   }
 
-  controlImageOptions(kind: ControlKind, layer: Pixels): ControlImageOptions {
-    return { depth: this.depthFor(kind, layer), pose: this.poseFor(kind, layer) };
+  controlImageOptions(kind: ControlKind): ControlImageOptions {
+    return { depth: this.depthFor(kind), pose: this.poseFor(kind) };
   }
 
   private async controlRun(sessions: ModelSessions, net: ControlNetFolder, control: NonNullable<GenerationJob["control"]>, size: Size): Promise<ControlRun> {
     return {
       unet: await sessions.controlUnet(),
       net: await sessions.controlNet(net),
-      image: await controlImage(control.kind, control.image, size, this.controlImageOptions(control.kind, control.image)),
+      image: await controlImage(control.kind, control.image, size, this.controlImageOptions(control.kind)),
       strength: control.strength,
       start: control.start,
       end: control.end,

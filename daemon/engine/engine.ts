@@ -138,11 +138,11 @@ export interface Engine {
   /** Resolves with one result per variation; rejects with an AbortError-like error when cancelled. */
   run(job: GenerationJob, context: RunContext): Promise<EngineResult[]>;
   /**
-   * What a control image of `kind` made from `layer` is made with beside pixel math (the installed
-   * depth or pose estimator for a picture on a depth or pose job): a control preview then shows what
-   * the job follows.
+   * What a control image of `kind` is made with beside pixel math (the installed depth or pose
+   * estimator, which controlImage runs on a picture, not on a map): a control preview then shows
+   * what the job follows.
    */
-  controlImageOptions?(kind: ControlKind, layer: Pixels): ControlImageOptions;
+  controlImageOptions?(kind: ControlKind): ControlImageOptions;
   /** Called by the server when the models on disk change, if the engine can tell. */
   onModelsChanged?(listener: (list: ModelList) => void): () => void;
   dispose?(): Promise<void>;

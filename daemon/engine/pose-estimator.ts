@@ -26,6 +26,7 @@ export function poseRunner(folder: PoseEstimatorFolder, devices: readonly Device
     detectorInput,
     poseInput,
     async detect(letterbox: Float32Array): Promise<Detections> {
+      log("info", `pose estimator "${folder.id}" makes the pose map from the control layer (it is a picture, not a pose map)`);
       const part = await createPoseDetectorSession(folder, devices, { log });
       try {
         const out = await part.session.run({ [part.io.input]: makeTensor("float32", letterbox, [1, 3, detectorInput.height, detectorInput.width]) });

@@ -42,12 +42,12 @@ export interface ControlImageOptions {
 }
 
 /** Whether `kind`'s control image of `layer` is estimated by the depth estimator (when one is installed). */
-export function estimatesDepth(kind: ControlKind, layer: Pixels): boolean {
+function estimatesDepth(kind: ControlKind, layer: Pixels): boolean {
   return kind === "depth" && !isGreyLayer(layer);
 }
 
 /** Whether `kind`'s control image of `layer` is found by the pose estimator (when one is installed). */
-export function estimatesPose(kind: ControlKind, layer: Pixels): boolean {
+function estimatesPose(kind: ControlKind, layer: Pixels): boolean {
   return kind === "pose" && !isPoseMapLayer(layer);
 }
 

@@ -31,7 +31,7 @@ import { readControlUnet, type ControlUnet } from "./control-unet";
 import { findInputConvWeightDims, inspectOnnx, OnnxParseError, type OnnxInfo } from "./onnx-inspect";
 import { findRegistryEntry, registryEntryForSource } from "./registry";
 import { checkNoAddedConditions, checkNotRefiner, isSdxlFolder, loadSdxlParts, SDXL_VAE_SCALING_FACTOR } from "./sdxl-parts";
-import { TokenizerJsonSchema } from "../engine/tokenizer/clip-tokenizer";
+import { TokenizerJsonSchema } from "./tokenizer-json";
 
 export { ModelFolderError, isModelFolderError, type ModelFolderErrorCode } from "./errors";
 

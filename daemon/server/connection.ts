@@ -341,7 +341,7 @@ export class Connection {
     const id = request.requestId;
     try {
       const layer = { width: frame.width, height: frame.height, channels: frame.channels, data: frame.data };
-      const image = await controlPreview(request.kind, layer, this.settings.engine.controlImageOptions?.(request.kind, layer) ?? {});
+      const image = await controlPreview(request.kind, layer, this.settings.engine.controlImageOptions?.(request.kind) ?? {});
       const frameId = this.nextFrameId++;
       this.notify({ type: "control-preview", requestId: id, kind: request.kind, frame: { frameId, width: image.width, height: image.height, channels: 3, bitsPerChannel: 8 } });
       this.sendFrame("control", id, frameId, image);

@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { fixText } from "./ftfy";
 import { pyHtmlUnescape } from "./py-html";
+import { TokenizerJsonSchema } from "../../models/tokenizer-json";
 
 export interface TokenizerSettings {
   bosId: number;
@@ -132,18 +133,6 @@ const vocabSchema = z.custom<Record<string, unknown>>(
 );
 
 type TokenSpec = z.infer<typeof tokenSpec>;
-
-/**
- * A fast tokenizer's tokenizer.json (Hugging Face `tokenizers`): what a CLIP BPE reads of it, its
- * model's vocab (token -> id) and merges ("a b" strings, or [a, b] pairs since tokenizers 0.20).
- */
-export const TokenizerJsonSchema = z.looseObject({
-  model: z.looseObject({
-    type: z.literal("BPE"),
-    vocab: z.record(z.string(), z.number().int().nonnegative()),
-    merges: z.array(z.union([z.string(), z.tuple([z.string(), z.string()])])).min(1),
-  }),
-});
 
 /**
  * vocab.json's and merges.txt's texts from a tokenizer.json: CLIPTokenizerFast's converter writes the
@@ -288,8 +277,7 @@ export class ClipTokenizer {
       const jsonPath = join(dir, "tokenizer.json");
       const jsonText = await readText(jsonPath, false);
       if (jsonText === undefined) {
-        await readText(vocabText === undefined ? vocabPath : mergesPath, true);
-        throw new Error(`CLIP tokenizer: cannot read ${vocabText === undefined ? vocabPath : mergesPath}`);
+        throw new Error(`CLIP tokenizer: cannot read ${vocabText === undefined ? vocabPath : mergesPath}: it is missing, and there is no tokenizer.json to stand in for it`);
       }
       ({ vocabText, mergesText } = bpeTextsFromTokenizerJson(jsonPath, jsonText));
       vocabPath = mergesPath = jsonPath;

@@ -32,28 +32,22 @@ export interface SetupRow {
 
 const RUNNING = new Set(["listing", "downloading", "verifying", "installing"]);
 
-/** What the daemon says of preview decoders (TAESD): what it can pull, and the one installed (null: none; undefined: it does not say). */
-export interface PreviewDecoders {
-  registry: readonly RegistryPreviewDecoder[];
+/**
+ * What the daemon says of a kind of helper network beside the models (preview decoders, depth or
+ * pose estimators): what it can pull, and the one installed (null: none; undefined: it does not say).
+ */
+export interface HelperNetworks {
+  registry: readonly (RegistryPreviewDecoder | RegistryDepthEstimator | RegistryPoseEstimator)[];
   installed: PreviewDecoderInfo | null | undefined;
 }
+export type PreviewDecoders = HelperNetworks;
+export type DepthEstimators = HelperNetworks;
+export type PoseEstimators = HelperNetworks;
 
 /** What the daemon says of ControlNets: what it can pull, and the ones installed (undefined: it does not say). */
 export interface ControlNets {
   registry: readonly RegistryControlNet[];
   installed: readonly ControlNetInfo[] | undefined;
-}
-
-/** What the daemon says of depth estimators: what it can pull, and the one installed (null: none; undefined: it does not say). */
-export interface DepthEstimators {
-  registry: readonly RegistryDepthEstimator[];
-  installed: PreviewDecoderInfo | null | undefined;
-}
-
-/** What the daemon says of pose estimators: what it can pull, and the one installed (null: none; undefined: it does not say). */
-export interface PoseEstimators {
-  registry: readonly RegistryPoseEstimator[];
-  installed: PreviewDecoderInfo | null | undefined;
 }
 
 /** The panel's name for a depth estimator's row: what it does for the artist. */
@@ -78,7 +72,7 @@ export function setupRows(
 ): SetupRow[] {
   const downloadFor = (id: string) => downloads.find((d) => d.model === id || d.request === id);
   /** The rows of a helper network (one installed at most), named for what it does; none for a daemon that does not say what is installed. */
-  const helperRows = (helpers: PreviewDecoders | DepthEstimators | PoseEstimators, name: string): SetupRow[] =>
+  const helperRows = (helpers: HelperNetworks, name: string): SetupRow[] =>
     (helpers.installed === undefined ? [] : helpers.registry).map((entry) => ({
       id: entry.id,
       name,
