@@ -131,6 +131,11 @@ export function withSessionConfig(options: InferenceSession.SessionOptions, entr
   return { ...options, extra: { ...options.extra, session: { ...(typeof prior === "object" && prior !== null ? prior : {}), ...entries } } };
 }
 
+/** `inner`, asked for every session with these session config entries as well. */
+export function withSessionEntries(inner: SessionFactory, entries: Readonly<Record<string, string>>): SessionFactory {
+  return (file, options) => inner(file, withSessionConfig(options, { ...entries }));
+}
+
 /** The first line of an error's message: onnxruntime's messages go on with C++ detail. */
 export function firstLine(error: unknown): string {
   return (error instanceof Error ? error.message : String(error)).split("\n")[0] ?? "";

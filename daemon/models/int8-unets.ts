@@ -93,6 +93,16 @@ export class Int8Unets {
 }
 
 /**
+ * Session config for int8 UNets. onnxruntime's fast uint8 x int8 kernels add pairs of products in
+ * 16 bits on x86 CPUs without VNNI (SSE4.1, AVX2, AVX-512 before VNNI): with weights over 7 bits
+ * the sums saturate, and the tiny-sd reference cases drift 0.11 from float32 instead of 0.006 on
+ * such a CPU (an AMD EPYC with AVX2 here). With this entry onnxruntime turns those weights to
+ * uint8 while optimizing, for its exact uint8 x uint8 kernels, on those CPUs only; it leaves CPUs
+ * with VNNI (and ARM) as they are.
+ */
+export const INT8_SESSION_CONFIG: Readonly<Record<string, string>> = { x64quantprecision: "1" }; // session.x64quantprecision
+
+/**
  * Wraps `inner`: CPU sessions load the int8 copy of the file. Sessions asked for with optimisation
  * off are an optimized copy already (int8 by then) and go straight through; a copy that cannot be
  * made loads the float32 file, with a warning.

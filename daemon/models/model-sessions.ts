@@ -14,6 +14,7 @@ import {
   createSession,
   defaultSessionFactory,
   silentLog,
+  withSessionEntries,
   type Device,
   type ModelLog,
   type SessionFactory,
@@ -22,7 +23,7 @@ import type { ModelFolder } from "./model-folder";
 import { describeControlNet, describeControlUnet, type ControlNetIO, type ControlUnetIO } from "./control-io";
 import type { ControlNetFolder } from "./controlnet-folder";
 import { Float32Copies, withFloat32Copies } from "./float32-copies";
-import { int8RewriteName, withInt8Unet, type Int8Unets } from "./int8-unets";
+import { INT8_SESSION_CONFIG, int8RewriteName, withInt8Unet, type Int8Unets } from "./int8-unets";
 import { freeDimensionOverrides, sameShape, type JobShape } from "./free-dimensions";
 import { ATTENTION_FUSION_VERSION } from "./attention-fusion";
 import { withFusedAttention } from "./fused-attention-sessions";
@@ -148,7 +149,9 @@ export class ModelSessions {
       if (int8) factory = withInt8Unet(factory, int8, this.log);
       if (copies && float16Part(model, part)) factory = withFloat32Copies(factory, copies, this.log);
       const named = int8 ? [rewrite, int8RewriteName(int8.options)].filter(Boolean).join("+") : rewrite;
-      return options.optimizedModels ? options.optimizedModels.wrap(factory, named) : factory;
+      if (options.optimizedModels) factory = options.optimizedModels.wrap(factory, named);
+      // Outermost, so that the optimized copy is written with it and keyed by it.
+      return int8 ? withSessionEntries(factory, INT8_SESSION_CONFIG) : factory;
     };
     this.factories = { textEncoder: factoryOf("textEncoder"), textEncoder2: factoryOf("textEncoder2"), unet: factoryOf("unet"), vaeEncoder: factoryOf("vaeEncoder"), vaeDecoder: factoryOf("vaeDecoder") };
     // Control graphs are UNet-like: float16 weights get a float32 copy (copyOf skips float32 graphs), then

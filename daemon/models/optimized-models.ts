@@ -241,12 +241,22 @@ export class OptimizedModelCache {
       format: OPTIMIZED_CACHE_FORMAT,
       ...this.machineKey,
       graphOptimizationLevel: options.graphOptimizationLevel ?? "all",
+      // Session config entries can change what onnxruntime writes (int8 weights turned to uint8, say).
+      ...sessionConfigOf(options),
       rewrite,
       source: source.file,
       files: source.files,
     });
     return createHash("sha256").update(json).digest("hex");
   }
+}
+
+/** The caller's session config entries, sorted, when it gave any (none: keys as before there were any). */
+function sessionConfigOf(options: InferenceSession.SessionOptions): { sessionConfig?: Array<[string, string]> } {
+  const entries = options.extra?.session;
+  if (typeof entries !== "object" || entries === null) return {};
+  const pairs = Object.entries(entries as Record<string, unknown>).map(([k, v]): [string, string] => [k, String(v)]);
+  return pairs.length > 0 ? { sessionConfig: pairs.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)) } : {};
 }
 
 /** The source's files by name, size and time, as one short string. */

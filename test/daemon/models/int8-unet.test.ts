@@ -7,9 +7,11 @@
 import { readdir, readFile, stat, symlink, utimes, mkdir } from "node:fs/promises";
 import path from "node:path";
 import onnxProto from "onnx-proto";
+import { InferenceSession } from "onnxruntime-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DiffusionEngine } from "../../../daemon/engine/diffusion-engine";
 import type { GenerationJob } from "../../../daemon/engine/engine";
+import type { SessionFactory } from "../../../daemon/models/execution-provider";
 import { Float32Copies } from "../../../daemon/models/float32-copies";
 import { Int8Unets } from "../../../daemon/models/int8-unets";
 import { loadModelFolder } from "../../../daemon/models/model-folder";
@@ -103,9 +105,25 @@ describe("int8 UNet rewrite", () => {
     expect((int8["com.microsoft.DynamicQuantizeMatMul"] ?? 0) + (int8["com.microsoft.MatMulIntegerToFloat"] ?? 0)).toBe(fp32.MatMul);
   });
 
+  it("asks onnxruntime for exact int8 sums on x86 CPUs without VNNI (session.x64quantprecision) for the UNet only", { timeout: 60_000 }, async () => {
+    const folder = await loadModelFolder(fixtureModelDir("tiny-sd"), { devices: ["cpu"] });
+    const asked: Array<{ file: string; config: unknown }> = [];
+    const factory: SessionFactory = (file, options) => (asked.push({ file, config: options.extra?.session }), InferenceSession.create(file, options));
+    const sessions = new ModelSessions(folder, { devices: ["cpu"], threads: 1, factory, unetInt8: new Int8Unets(path.join(tmp.dir, "precision", "int8")) });
+    await sessions.unet();
+    await sessions.textEncoder();
+    await sessions.release();
+    const unet = asked.find((a) => a.file.includes(`${path.sep}int8${path.sep}`));
+    expect(unet?.config).toMatchObject({ x64quantprecision: "1" });
+    const encoder = asked.find((a) => a.file.includes(`${path.sep}text_encoder${path.sep}`));
+    expect(encoder).toBeDefined();
+    expect((encoder!.config as Record<string, string> | undefined)?.x64quantprecision).toBeUndefined();
+  });
+
   it("stays close to float32 on every UNet call of the tiny-sd reference cases", { timeout: 120_000 }, async () => {
     // Measured (max abs error / max(1, max|out|), the unit of the reference tolerance 2e-5):
-    // float32 2.4e-6 from diffusers; int8 5.7e-3 from float32, 3.7e-2 with the Convs quantized too.
+    // float32 2.4e-6 from diffusers; int8 5.7e-3 from float32 (AVX-512 with VNNI; 7.2e-3 on AVX2,
+    // and 0.11 there without session.x64quantprecision), 3.7e-2 with the Convs quantized too.
     const int8 = await referenceErrors(FIXTURES_DIR, path.join(tmp.dir, "reference"));
     expect(int8.cases).toBe(16);
     expect(int8.fp32VsReference).toBeLessThan(2e-5);

@@ -176,6 +176,23 @@ describe("OptimizedModelCache", () => {
     expect(await entries(cache)).toEqual([path.basename(thirdEntry)]);
   });
 
+  it("keys a copy by the session config entries the caller gives: they can change the graph onnxruntime writes", async () => {
+    const file = path.join(await copyFixtureModel("tiny-sd", temp.dir, "tiny-sd-config"), "unet", "model.onnx");
+    const cache = new OptimizedModelCache({ dir: freshCacheDir() });
+    const plain = await cache.entryDir(file, CPU);
+    const precise = { ...CPU, extra: { session: { x64quantprecision: "1" } } };
+    expect(await cache.entryDir(file, precise)).not.toBe(plain);
+    // None given is the key as before there were any.
+    expect(await cache.entryDir(file, { ...CPU, extra: { session: {} } })).toBe(plain);
+    // The same entries in another order are the same key.
+    const two = { ...CPU, extra: { session: { x64quantprecision: "1", a_b: "2" } } };
+    expect(await cache.entryDir(file, two)).toBe(await cache.entryDir(file, { ...CPU, extra: { session: { a_b: "2", x64quantprecision: "1" } } }));
+    // The copy is written with them.
+    const writer = recording();
+    await (await cache.wrap(writer.factory)(file, precise)).release();
+    expect(writer.calls[0]!.options.extra?.session).toMatchObject({ x64quantprecision: "1" });
+  });
+
   it("keeps two copies of an unchanged file made by other rewrites (float32 and int8 UNets), so switching never optimizes again; a third pushes out the one used longest ago", async () => {
     const source = await copyFixtureModel("tiny-sd", temp.dir, "tiny-sd-rewrites");
     const file = path.join(source, "unet", "model.onnx");
