@@ -238,18 +238,13 @@ export function* frameChunks(frame: ImageFrame, chunkBytes = DEFAULT_CHUNK_BYTES
 }
 
 /**
- * Splits an image into whole wire messages (header + payload each), for senders that cannot
- * fragment a message (UXP's WebSocket). With `scratch`, every message is built in that one
- * buffer (at least chunkBytes + 40 bytes): only for senders that copy the bytes before
- * `send` returns (a browser-style WebSocket, or ws when it masks), since fresh memory costs
- * page faults on every chunk.
+ * Splits an image into whole wire messages (header + payload each): the one-message form, which
+ * the daemon reads as well as header-then-pixels pairs. It copies every pixel; the panel and the
+ * daemon send pairs (frameChunks) instead.
  */
-export function* encodeFrame(frame: ImageFrame, chunkBytes = DEFAULT_CHUNK_BYTES, scratch?: Uint8Array): Generator<Uint8Array> {
-  if (scratch && scratch.byteLength < Math.min(chunkBytes, frame.data.byteLength) + FRAME_HEADER_BYTES) {
-    throw new FrameError("frame_invalid", "The scratch buffer is smaller than one chunk and its header.");
-  }
+export function* encodeFrame(frame: ImageFrame, chunkBytes = DEFAULT_CHUNK_BYTES): Generator<Uint8Array> {
   for (const { header, payload } of frameChunks(frame, chunkBytes)) {
-    const message = scratch ? scratch.subarray(0, FRAME_HEADER_BYTES + payload.byteLength) : new Uint8Array(FRAME_HEADER_BYTES + payload.byteLength);
+    const message = new Uint8Array(FRAME_HEADER_BYTES + payload.byteLength);
     message.set(header);
     message.set(payload, FRAME_HEADER_BYTES);
     yield message;

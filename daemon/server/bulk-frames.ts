@@ -1,6 +1,8 @@
 /**
  * Takes the panel's large pixel messages off the socket before `ws` sees them and unmasks each
- * one straight into the image it belongs to. Through `ws` a 4 MiB chunk is copied out of the
+ * one straight into the image it belongs to. A chunk comes as one message (its 40-byte header,
+ * then its pixels) or as a pair: the header alone, then a message of exactly its pixels (what the
+ * panel sends, so that it never copies pixels to put a header before them). Through `ws` a 4 MiB chunk is copied out of the
  * socket's 64 KiB reads into fresh memory, unmasked, then copied again into the image (and the
  * fresh memory costs page faults and garbage collections): about three passes over every byte
  * instead of one. Everything else (text, control frames, small or unusual binary messages, and
@@ -86,8 +88,13 @@ export class BulkFrameFilter {
   private owned: { header: FrameChunkHeader; target: Uint8Array; written: number } | undefined;
   /** ws is inside a fragmented message: every frame goes to it until the message ends. */
   private fragmented = false;
-  /** The last data frame was a 40-byte binary message (a chunk header whose pixels come next). */
+  /** The last data frame ws got was a 40-byte binary message (a chunk header whose pixels come next). */
   private afterHeaderAlone = false;
+  /**
+   * A lone chunk header held back from ws until the next frame shows whether it carries the
+   * header's pixels (then both are taken) or not (then ws gets the header first, as sent).
+   */
+  private held: { header: FrameChunkHeader; raw: Uint8Array } | undefined;
   /** A close frame went by, or the socket closed: the rest is ws's. */
   private passthrough = false;
 
@@ -130,9 +137,9 @@ export class BulkFrameFilter {
       runStart = at;
       const decision = this.decide();
       if (decision === "wait") continue;
-      const held = this.head.slice(0, this.headLength);
+      const read = this.head.slice(0, this.headLength);
       this.headLength = 0;
-      if (decision === "forward") this.forward(held);
+      if (decision === "forward") this.forward(read);
     }
     this.flush(chunk, runStart, at);
   }
@@ -140,6 +147,7 @@ export class BulkFrameFilter {
   /** The socket closed: a frame being written is abandoned. */
   end(): void {
     this.passthrough = true;
+    this.held = undefined;
     const owned = this.owned;
     this.owned = undefined;
     if (owned) this.sink()?.abandoned(owned.header, owned.target);
@@ -161,7 +169,7 @@ export class BulkFrameFilter {
     if (this.headLength < 2) return 2;
     const frameHeader = this.frameHeaderBytes();
     if (this.headLength < frameHeader) return frameHeader;
-    return this.isCandidate() ? frameHeader + FRAME_HEADER_BYTES : frameHeader;
+    return this.isCandidate() || this.isLoneHeader() ? frameHeader + FRAME_HEADER_BYTES : frameHeader;
   }
 
   private frameHeaderBytes(): number {
@@ -181,21 +189,46 @@ export class BulkFrameFilter {
     return code;
   }
 
-  /** A binary, final, masked, unextended frame of a size worth taking, not part of a pair or a fragmented message. */
-  private isCandidate(): boolean {
-    if (this.passthrough || this.fragmented || this.afterHeaderAlone) return false;
-    if (this.head[0] !== 0x82 || (this.head[1]! & 0x80) === 0) return false;
-    const length = this.payloadLength();
-    return length >= Math.max(this.options.minBytes, FRAME_HEADER_BYTES) && length <= this.options.maxBytes && this.sink() !== undefined;
+  /** A binary, final, masked, unextended frame: the only kind taken. */
+  private isWholeBinary(): boolean {
+    return this.head[0] === 0x82 && (this.head[1]! & 0x80) !== 0;
   }
 
-  private decide(): "wait" | "forward" | "own" {
+  /** Neither inside a fragmented message nor after a lone header: a frame here starts a chunk. */
+  private startsChunk(): boolean {
+    return !this.passthrough && !this.fragmented && !this.afterHeaderAlone && !this.held && this.isWholeBinary() && this.sink() !== undefined;
+  }
+
+  /** A one-message chunk of a size worth taking. */
+  private isCandidate(): boolean {
+    const length = this.payloadLength();
+    return this.startsChunk() && length >= Math.max(this.options.minBytes, FRAME_HEADER_BYTES) && length <= this.options.maxBytes;
+  }
+
+  /** A 40-byte message: maybe a chunk header alone, whose pixels come in the next message. */
+  private isLoneHeader(): boolean {
+    return this.startsChunk() && this.payloadLength() === FRAME_HEADER_BYTES;
+  }
+
+  private decide(): "wait" | "forward" | "own" | "hold" {
     const frameHeader = this.frameHeaderBytes();
     if (this.headLength < frameHeader) return "wait";
     if (this.headLength < this.headNeeded()) return "wait";
     const opcode = this.head[0]! & 0x0f;
     const fin = (this.head[0]! & 0x80) !== 0;
     const length = this.payloadLength();
+    if (this.held) {
+      const held = this.held;
+      this.held = undefined;
+      const target = this.isWholeBinary() && length === held.header.payloadLength ? this.sink()?.place(held.header) : undefined;
+      if (target) {
+        this.mask.set(this.head.subarray(frameHeader - 4, frameHeader));
+        return this.own(held.header, target, 0, length);
+      }
+      // Not its pixels, or not taken: ws gets the header it was sent, then this frame as usual.
+      this.forward(held.raw);
+      this.afterHeaderAlone = true;
+    }
     if (this.headLength === frameHeader) {
       // Not taken: ws reads it. Keep track of what ws will make of it.
       if (opcode === 0x8) this.passthrough = true;
@@ -204,10 +237,9 @@ export class BulkFrameFilter {
         else if (opcode === 0) this.fragmented = false;
         this.afterHeaderAlone = !this.fragmented && opcode === 0x2 && length === FRAME_HEADER_BYTES;
       }
-      this.startForward(length);
-      return "forward";
+      return this.startForward(length);
     }
-    // A candidate with its chunk header in hand.
+    // A candidate, or a lone header, with its chunk header in hand.
     this.mask.set(this.head.subarray(frameHeader - 4, frameHeader));
     const chunkHeader = new Uint8Array(FRAME_HEADER_BYTES);
     maskInto(this.head.subarray(frameHeader, frameHeader + FRAME_HEADER_BYTES), this.mask, chunkHeader, 0, FRAME_HEADER_BYTES);
@@ -217,23 +249,37 @@ export class BulkFrameFilter {
     } catch (error) {
       if (!(error instanceof FrameError)) throw error;
     }
-    const target = header && header.payloadLength === length - FRAME_HEADER_BYTES ? this.sink()?.place(header) : undefined;
-    this.afterHeaderAlone = false;
-    if (!header || !target) {
-      this.startForward(length - FRAME_HEADER_BYTES);
-      return "forward";
+    if (length === FRAME_HEADER_BYTES && header && header.payloadLength > 0) {
+      // A header alone: held while its pixels are awaited, if they are worth taking.
+      const { payloadLength } = header;
+      this.afterHeaderAlone = !(payloadLength >= this.options.minBytes && payloadLength <= this.options.maxBytes);
+      if (this.afterHeaderAlone) return this.startForward(0);
+      this.held = { header, raw: this.head.slice(0, this.headLength) };
+      this.mode = Mode.head;
+      return "hold";
     }
+    const target = header && header.payloadLength === length - FRAME_HEADER_BYTES ? this.sink()?.place(header) : undefined;
+    // A 40-byte message ws reads may still be a lone header to it (an unreadable one, say): keep clear of what follows.
+    this.afterHeaderAlone = length === FRAME_HEADER_BYTES && header?.payloadLength !== 0;
+    if (!header || !target) return this.startForward(length - FRAME_HEADER_BYTES);
+    return this.own(header, target, FRAME_HEADER_BYTES, length - FRAME_HEADER_BYTES);
+  }
+
+  /** Unmasks the rest of this frame (`rest` bytes, `position` bytes into its payload) into `target`. */
+  private own(header: FrameChunkHeader, target: Uint8Array, position: number, rest: number): "own" {
+    this.afterHeaderAlone = false;
     this.owned = { header, target, written: 0 };
-    this.position = FRAME_HEADER_BYTES;
-    this.remaining = length - FRAME_HEADER_BYTES;
+    this.position = position;
+    this.remaining = rest;
     this.mode = Mode.own;
     if (this.remaining === 0) this.land();
     return "own";
   }
 
-  private startForward(rest: number): void {
+  private startForward(rest: number): "forward" {
     this.remaining = rest;
     this.mode = rest > 0 ? Mode.forward : Mode.head;
+    return "forward";
   }
 
   private unmaskInto(source: Uint8Array, target: Uint8Array, offset: number): void {

@@ -8,6 +8,7 @@ import {
   FrameChunkReader,
   PROTOCOL_VERSION,
   encodeFrame,
+  frameChunks,
   parseDaemonMessage,
   type ClientMessageInput,
   type DaemonMessage,
@@ -76,8 +77,16 @@ export class RawClient {
     this.send({ type: "submit", job });
   }
 
-  sendImage(frame: ImageFrame, chunkBytes?: number): void {
-    for (const chunk of encodeFrame(frame, chunkBytes)) this.socket.send(chunk);
+  /** In one-message chunks, or (`pairs`) as the panel sends them: each header alone, then its pixels. */
+  sendImage(frame: ImageFrame, chunkBytes?: number, form: "one-message" | "pairs" = "one-message"): void {
+    if (form === "one-message") {
+      for (const chunk of encodeFrame(frame, chunkBytes)) this.socket.send(chunk);
+      return;
+    }
+    for (const { header, payload } of frameChunks(frame, chunkBytes)) {
+      this.socket.send(header);
+      this.socket.send(payload);
+    }
   }
 
   /** Resolves with the first recorded message (from `from` on) that matches. */

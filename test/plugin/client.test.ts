@@ -9,7 +9,7 @@ import { startServer, type DaemonServer } from "../../daemon/server/server";
 import { ProtocolClient, type ClientOptions } from "../../plugin/src/client/client";
 import type { WebSocketLike } from "../../plugin/src/client/socket";
 import { PanelError } from "../../plugin/src/errors";
-import { FRAME_HEADER_BYTES, readFrameChunk, type ModelList } from "../../protocol";
+import { FRAME_HEADER_BYTES, FrameChunkReader, type ModelList } from "../../protocol";
 import { TestEngine } from "../helpers/test-engine";
 
 const TOKEN = "t".repeat(40);
@@ -45,7 +45,7 @@ function client(options: Partial<ClientOptions> & { url: string }, sent: Array<s
 }
 
 describe("the panel's protocol client", () => {
-  it("pairs, sends an image in chunks built in one reused buffer, and gets progress, previews and results", async () => {
+  it("pairs, sends an image in chunks without copying its pixels, and gets progress, previews and results", async () => {
     const server = await daemon(new TestEngine({ stepMs: 2 }), { limits: { chunkBytes: 1000 } });
     const sent: Array<string | Uint8Array> = [];
     const views: Uint8Array[] = [];
@@ -76,12 +76,22 @@ describe("the panel's protocol client", () => {
     // The test engine hands the init image back: it arrived whole, chunk by chunk.
     expect(Buffer.from(outcome.results[0]!.image.data).equals(Buffer.from(image.data))).toBe(true);
 
-    const chunks = sent.filter((m): m is Uint8Array => typeof m !== "string");
-    expect(chunks).toHaveLength(Math.ceil(image.data.byteLength / 1000));
-    expect(chunks.every((m) => m.byteLength <= 1000 + FRAME_HEADER_BYTES)).toBe(true);
-    // Every chunk was a view into the same scratch buffer.
-    expect(new Set(views.map((m) => m.buffer)).size).toBe(1);
-    expect(readFrameChunk(chunks[0]!).header).toMatchObject({ kind: "image", offset: 0, totalLength: image.data.byteLength });
+    // Each chunk went as its 40-byte header, then a view of the image's own pixels (no copy).
+    const messages = sent.filter((m): m is Uint8Array => typeof m !== "string");
+    const chunkCount = Math.ceil(image.data.byteLength / 1000);
+    expect(messages).toHaveLength(2 * chunkCount);
+    const reader = new FrameChunkReader();
+    let offset = 0;
+    for (let i = 0; i < chunkCount; i++) {
+      expect(messages[2 * i]!.byteLength).toBe(FRAME_HEADER_BYTES);
+      expect(reader.read(messages[2 * i]!)).toBeUndefined();
+      const chunk = reader.read(messages[2 * i + 1]!)!;
+      expect(chunk.header).toMatchObject({ kind: "image", offset, totalLength: image.data.byteLength });
+      expect(views[2 * i + 1]!.buffer).toBe(image.data.buffer);
+      expect(views[2 * i + 1]!.byteOffset).toBe(offset);
+      offset += chunk.payload.byteLength;
+    }
+    expect(offset).toBe(image.data.byteLength);
   });
 
   it("reuses a result's buffer for a later result only once it is released, each result holding its own pixels", async () => {

@@ -8,11 +8,10 @@ import { LIMITS, type Pixels } from "../../../geometry";
 import {
   BufferPool,
   DEFAULT_CHUNK_BYTES,
-  FRAME_HEADER_BYTES,
   FrameAssembler,
   FrameChunkReader,
   PROTOCOL_VERSION,
-  encodeFrame,
+  frameChunks,
   parseDaemonMessage,
   type Capabilities,
   type ClientMessageInput,
@@ -180,8 +179,6 @@ export class ProtocolClient {
   private readonly pool = new BufferPool();
   private assembler = newAssembler(this.pool);
   private chunks = new FrameChunkReader();
-  /** Every outgoing chunk is built here: fresh memory per chunk costs page faults. */
-  private scratch: Uint8Array | undefined;
   private readonly listeners = {
     status: new Set<Listener<ConnectionStatus>>(),
     models: new Set<Listener<ModelList>>(),
@@ -565,12 +562,17 @@ export class ProtocolClient {
     this.socket?.send(JSON.stringify(message));
   }
 
+  /**
+   * Each chunk goes as two messages, its 40-byte header and then a view of its pixels, which the
+   * daemon pairs (and unmasks straight into the image): the pixels are never copied here.
+   */
   private sendFrame(frame: ImageFrame, chunkBytes: number): void {
     const socket = this.socket;
     if (!socket) return;
-    const needed = Math.min(chunkBytes, frame.data.byteLength) + FRAME_HEADER_BYTES;
-    if (!this.scratch || this.scratch.byteLength < needed) this.scratch = new Uint8Array(Math.min(chunkBytes, Math.max(frame.data.byteLength, 1 << 20)) + FRAME_HEADER_BYTES);
-    for (const message of encodeFrame(frame, chunkBytes, this.scratch)) socket.send(message);
+    for (const { header, payload } of frameChunks(frame, chunkBytes)) {
+      socket.send(header);
+      if (payload.byteLength > 0) socket.send(payload);
+    }
   }
 
   // ---- receiving ----

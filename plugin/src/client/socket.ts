@@ -18,7 +18,7 @@ export interface WebSocketLike {
   onmessage: ((event: SocketMessageEvent) => void) | null;
   onclose: ((event: SocketCloseEvent) => void) | null;
   onerror: ((event: unknown) => void) | null;
-  /** Must copy the bytes before returning (as browsers do): frames are built in one reused buffer. */
+  /** Must copy the bytes before returning (as browsers do): pixels are sent as views of the caller's image. */
   send(data: string | Uint8Array): void;
   close(code?: number, reason?: string): void;
 }

@@ -54,6 +54,8 @@ describe("bulk frames off the socket", () => {
   const image = picture(256, 256); // 256 KiB: four 64 KiB chunks, and one whole-image chunk
   const chunks = [...encodeFrame(image, 64 * 1024)];
   const pair = [...frameChunks({ ...image, jobId: 4 }, 64 * 1024)][0]!;
+  const pairs = [...frameChunks({ ...image, jobId: 6 }, 64 * 1024)];
+  const smallPair = [...frameChunks({ ...picture(16, 16, 7) }, 1 << 20)][0]!; // 1 KiB of pixels: ws's
   const small = [...encodeFrame({ ...picture(16, 16, 5) }, 1 << 20)][0]!; // 1 KiB: ws's
   const bad = Buffer.from(chunks[1]!);
   bad.writeUInt32LE(1000, 28); // says 1000 payload bytes, carries 64 Ki
@@ -65,6 +67,20 @@ describe("bulk frames off the socket", () => {
     ["small", clientFrame(small, 0x2)],
     ["header alone", clientFrame(pair.header, 0x2)],
     ["its pixels", clientFrame(pair.payload, 0x2)],
+    ["header before a ping", clientFrame(pairs[0]!.header, 0x2)],
+    ["ping between", clientFrame("", 0x9)],
+    ["pixels after the ping", clientFrame(pairs[0]!.payload, 0x2)],
+    ["header before text", clientFrame(pairs[1]!.header, 0x2)],
+    ["text between", clientFrame('{"type":"cancel"}', 0x1)],
+    ["header before short pixels", clientFrame(pairs[2]!.header, 0x2)],
+    ["short pixels", clientFrame(pairs[2]!.payload.subarray(1), 0x2)],
+    ["header before fragmented pixels", clientFrame(pairs[3]!.header, 0x2)],
+    ["fragmented pixels", clientFrame(pairs[3]!.payload.subarray(0, 1000), 0x2, false)],
+    ["their end", clientFrame(pairs[3]!.payload.subarray(1000), 0x0, true)],
+    ["small header alone", clientFrame(smallPair.header, 0x2)],
+    ["its small pixels", clientFrame(smallPair.payload, 0x2)],
+    ["second header alone", clientFrame(pairs[1]!.header, 0x2)],
+    ["its pixels too", clientFrame(pairs[1]!.payload, 0x2)],
     ["wrong length", clientFrame(bad, 0x2)],
     ["fragment", clientFrame(chunks[2]!, 0x2, false)],
     ["continued", clientFrame(chunks[3]!, 0x0, true)],
@@ -73,7 +89,7 @@ describe("bulk frames off the socket", () => {
     ["close", clientFrame("", 0x8)],
     ["after close", clientFrame(chunks[0]!, 0x2)],
   ];
-  const taken = new Set(["chunk 0", "chunk 1", "chunk 2", "chunk 3"]);
+  const taken = new Set(["chunk 0", "chunk 1", "chunk 2", "chunk 3", "header alone", "its pixels", "second header alone", "its pixels too"]);
   const stream = Buffer.concat(parts.map(([, bytes]) => bytes));
   const expectedForward = Buffer.concat(parts.filter(([name]) => !taken.has(name)).map(([, bytes]) => bytes));
 
@@ -88,12 +104,15 @@ describe("bulk frames off the socket", () => {
     const filter = new BulkFrameFilter(OPTIONS, () => sink, (bytes) => forwarded.push(Buffer.from(bytes)));
     feed(filter, stream, sizes);
     expect(Buffer.compare(Buffer.concat(forwarded), expectedForward)).toBe(0);
-    expect(landed.map((l) => l.header.offset)).toEqual([0, 65536, 131072, 196608]);
+    const where = (header: FrameChunkHeader) => `${header.jobId}@${header.offset}`;
+    expect(landed.map((l) => where(l.header))).toEqual(["3@0", "3@65536", "4@0", "6@65536", "3@131072", "3@196608"]);
+    // Every job's chunks here carry the same picture's pixels.
     for (const { header, bytes } of landed) {
       expect(Buffer.compare(bytes, Buffer.from(image.data.subarray(header.offset, header.offset + header.payloadLength)))).toBe(0);
     }
-    // Offered only sound one-message chunks: not the pair, the small one, the bad one, the fragments or anything after close.
-    expect(offered.map((h) => h.offset)).toEqual([0, 65536, 131072, 196608]);
+    // Offered only sound chunks, in one message or as a header and exactly its pixels: not the
+    // small ones, the bad one, the fragments, a pair broken by a ping or text, or anything after close.
+    expect(offered.map(where)).toEqual(["3@0", "3@65536", "4@0", "6@65536", "3@131072", "3@196608"]);
   });
 
   it("leaves a chunk the sink does not take to ws, byte for byte", () => {
@@ -101,10 +120,11 @@ describe("bulk frames off the socket", () => {
     const forwarded: Buffer[] = [];
     const filter = new BulkFrameFilter(OPTIONS, () => sink, (bytes) => forwarded.push(Buffer.from(bytes)));
     feed(filter, stream, [4096]);
-    const expected = Buffer.concat(parts.filter(([name]) => !taken.has(name) || name === "chunk 1").map(([, bytes]) => bytes));
+    const refused = new Set(["chunk 1", "second header alone", "its pixels too"]);
+    const expected = Buffer.concat(parts.filter(([name]) => !taken.has(name) || refused.has(name)).map(([, bytes]) => bytes));
     expect(Buffer.compare(Buffer.concat(forwarded), expected)).toBe(0);
-    expect(offered.length).toBe(4);
-    expect(landed.map((l) => l.header.offset)).toEqual([0, 131072, 196608]);
+    expect(offered.length).toBe(6);
+    expect(landed.map((l) => `${l.header.jobId}@${l.header.offset}`)).toEqual(["3@0", "4@0", "3@131072", "3@196608"]);
   });
 
   it("takes nothing before the connection is ready, and tells of a chunk cut off by the socket closing", () => {
@@ -121,5 +141,21 @@ describe("bulk frames off the socket", () => {
     filter.end();
     expect(landed).toEqual([]);
     expect(abandoned.map((h) => h.offset)).toEqual([65536]);
+  });
+
+  it("tells of a header's pixels cut off by the socket closing, and of nothing when only the header came", () => {
+    const { sink, landed, abandoned, offered } = recordingSink();
+    const forwarded: Buffer[] = [];
+    const cut = new BulkFrameFilter(OPTIONS, () => sink, (bytes) => forwarded.push(Buffer.from(bytes)));
+    cut.push(Buffer.concat([clientFrame(pair.header, 0x2), clientFrame(pair.payload, 0x2).subarray(0, 5000)]));
+    cut.end();
+    expect(abandoned.map((h) => h.jobId)).toEqual([4]);
+    const alone = new BulkFrameFilter(OPTIONS, () => sink, (bytes) => forwarded.push(Buffer.from(bytes)));
+    alone.push(clientFrame(pairs[0]!.header, 0x2));
+    alone.end();
+    expect(offered.map((h) => h.jobId)).toEqual([4]);
+    expect(abandoned.length).toBe(1);
+    expect(landed).toEqual([]);
+    expect(forwarded).toEqual([]);
   });
 });

@@ -1,6 +1,6 @@
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import WebSocket from "ws";
-import { PROTOCOL_VERSION, encodeFrame, type ImageFrame } from "../../../protocol";
+import { FrameAssembler, PROTOCOL_VERSION, encodeFrame, type ImageFrame } from "../../../protocol";
 import { startServer, type DaemonServer, type ServerOptions } from "../../../daemon/server/server";
 import { loadRegistry } from "../../../daemon/models/registry";
 import { RawClient, txt2imgJob } from "../../helpers/raw-client";
@@ -262,12 +262,17 @@ describe("jobs", () => {
     expect(await client.next("done", (m) => m.jobId === 2)).toMatchObject({ status: "completed" });
   });
 
-  it("round-trips a 4096x4096 RGBA frame byte-exact", async () => {
+  it.each(["one-message", "pairs"] as const)("round-trips a 4096x4096 RGBA frame byte-exact, its chunks (%s) unmasked straight into the image", async (form) => {
     const { server } = await serve();
     const client = await pair(server);
     const image = rgbaImage(4096, 4096, 1, 1);
+    const placed = vi.spyOn(FrameAssembler.prototype, "place");
     client.submit({ ...txt2imgJob(1), mode: "img2img", steps: 1, canvas: { width: 4096, height: 4096 }, image: { frameId: 1, width: 4096, height: 4096, channels: 4 } });
-    client.sendImage(image);
+    client.sendImage(image, undefined, form);
+    await client.next("accepted", undefined, 30_000);
+    // Every 4 MiB chunk was taken off the socket by the daemon's filter (bulk-frames.ts), none left to ws.
+    expect(placed.mock.calls.map(([header]) => header.offset)).toEqual(Array.from({ length: 16 }, (_, i) => i * 4 * 2 ** 20));
+    placed.mockRestore();
     const result = await client.next("result", undefined, 30_000);
     await client.next("done", undefined, 30_000);
     // A whole picture covers the document.
