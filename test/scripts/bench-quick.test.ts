@@ -23,6 +23,7 @@ const REQUIRED = [
   "preview.firstPreviewSteps",
   "protocol.speedupVsBase64Png",
   "protocol.fractionOfTcp",
+  "protocol.daemonFractionOfTcp",
   "matmul.gflops",
   "textEncoder.ms",
   "unet.batch1.ms",
