@@ -2,10 +2,10 @@
  * Takes the panel's large pixel messages off the socket before `ws` sees them and unmasks each
  * one straight into the image it belongs to. A chunk comes as one message (its 40-byte header,
  * then its pixels) or as a pair: the header alone, then a message of exactly its pixels (what the
- * panel sends, so that it never copies pixels to put a header before them). Through `ws` a 4 MiB chunk is copied out of the
- * socket's 64 KiB reads into fresh memory, unmasked, then copied again into the image (and the
- * fresh memory costs page faults and garbage collections): about three passes over every byte
- * instead of one. Everything else (text, control frames, small or unusual binary messages, and
+ * panel sends, so that it never copies pixels to put a header before them). Through `ws` a 4 MiB
+ * chunk is copied out of the socket's 64 KiB reads into fresh memory, unmasked, then copied again
+ * into the image (and the fresh memory costs page faults and garbage collections): about three
+ * passes over every byte instead of one. Everything else (text, control frames, small or unusual binary messages, and
  * any message whose chunk header the sink does not take) passes through to `ws` byte for byte,
  * in order, so `ws` still does the handshake, ping/pong, close, limits and protocol errors.
  *
