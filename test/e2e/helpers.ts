@@ -8,7 +8,9 @@ import path from "node:path";
 import sharp from "sharp";
 import WebSocket from "ws";
 import { DiffusionEngine } from "../../daemon/engine/diffusion-engine";
+import type { Engine } from "../../daemon/engine/engine";
 import { startServer, type DaemonServer } from "../../daemon/server/server";
+import { ProtocolClient } from "../../plugin/src/client/client";
 import type { SocketFactory, WebSocketLike } from "../../plugin/src/client/socket";
 import { FIXTURES_DIR } from "../helpers/paths";
 
@@ -52,6 +54,22 @@ export async function startTestDaemon(port = 0): Promise<TestDaemon> {
 
 /** Node's ws in the browser's shape, as UXP's WebSocket is (no extensions, ArrayBuffer messages). */
 export const wsFactory: SocketFactory = (url) => new WebSocket(url, { perMessageDeflate: false }) as unknown as WebSocketLike;
+
+/** The real server on `engine` and a ready panel client of it over ws; `close` stops both. */
+export async function connectedPanel(engine: Engine, token: string): Promise<{ server: DaemonServer; client: ProtocolClient; close(): Promise<void> }> {
+  const server = await startServer({ token, engine, port: 0 });
+  const client = new ProtocolClient({ url: server.url, socketFactory: wsFactory, token });
+  client.start();
+  await client.whenReady();
+  return {
+    server,
+    client,
+    async close() {
+      client.stop();
+      await server.close();
+    },
+  };
+}
 
 export async function loadPhoto(name: "chelsea.png" | "coffee.png"): Promise<{ width: number; height: number; data: Uint8Array }> {
   const { data, info } = await sharp(path.join(FIXTURES_DIR, "images", name)).ensureAlpha().raw().toBuffer({ resolveWithObject: true });

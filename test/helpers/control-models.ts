@@ -10,15 +10,13 @@ import { DiffusionEngine } from "../../daemon/engine/diffusion-engine";
 import type { GenerationJob } from "../../daemon/engine/engine";
 import { pullModel } from "../../daemon/models/pull";
 import { loadRegistry } from "../../daemon/models/registry";
-import { startServer } from "../../daemon/server/server";
 import type { Pixels } from "../../geometry";
-import { ProtocolClient } from "../../plugin/src/client/client";
-import type { WebSocketLike } from "../../plugin/src/client/socket";
 import type { ControlKind, ImageFrame } from "../../protocol";
 import { replicas, writeReplica } from "../../scripts/replicas";
-import WebSocket from "ws";
 import { FakeHub } from "../daemon/models/fake-hub";
 import { makeTempDir } from "./model-fixtures";
+import { connectedPanel } from "../e2e/helpers";
+import { expect } from "vitest";
 
 const CONTROL_REPOS = ["TensorStack/stable-diffusion-v1-5-onnx", "TensorStack/ControlNet-onnx"];
 
@@ -124,15 +122,34 @@ export async function helperEngines(prefix: string, repos: readonly string[], co
 
 /** The panel's control preview of `layer` as `kind`, asked over a real WebSocket of the real server on `engine`. */
 export async function previewOver(engine: DiffusionEngine, kind: ControlKind, layer: Pixels): Promise<ImageFrame> {
-  const token = "c".repeat(40);
-  const server = await startServer({ token, engine, port: 0 });
-  const client = new ProtocolClient({ url: server.url, token, socketFactory: (u) => new WebSocket(u, { perMessageDeflate: false }) as unknown as WebSocketLike });
+  const panel = await connectedPanel(engine, "c".repeat(40));
   try {
-    client.start();
-    await client.whenReady();
-    return await client.controlPreview(kind, layer);
+    return await panel.client.controlPreview(kind, layer);
   } finally {
-    client.stop();
-    await server.close();
+    await panel.close();
   }
+}
+
+/** A colour picture, 96x72 (not the generation size): `colour` where `inside(x, y)`, elsewhere a blue-green gradient. */
+export function colourPicture(inside: (x: number, y: number) => boolean, colour: readonly [number, number, number]): Pixels {
+  const width = 96;
+  const height = 72;
+  const data = new Uint8Array(width * height * 3);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) data.set(inside(x, y) ? colour : [20, 2 * y, 255 - 2 * x], (y * width + x) * 3);
+  }
+  return { width, height, channels: 3, data };
+}
+
+/**
+ * A job on `picture` with the estimator installed (which says so in the log, as `logged`) is the job
+ * on `map`, the map made of it by hand; without the estimator the picture itself steers, otherwise.
+ */
+export async function expectFollowsEstimatedMap(engines: HelperEngines, run: (engine: DiffusionEngine, image: Pixels) => Promise<Uint8Array>, picture: Pixels, map: Pixels, logged: RegExp): Promise<void> {
+  const fromPicture = await run(engines.withIt, picture);
+  expect(engines.lines.some((l) => logged.test(l))).toBe(true);
+  const fromMap = await run(engines.withIt, map);
+  expect(Buffer.from(fromPicture).equals(Buffer.from(fromMap))).toBe(true);
+  const raw = await run(engines.without, picture);
+  expect(Buffer.from(raw).equals(Buffer.from(fromPicture))).toBe(false);
 }

@@ -44,6 +44,18 @@ function client(options: Partial<ClientOptions> & { url: string }, sent: Array<s
   return c;
 }
 
+/** A ready client of a daemon on the test engine, recording every model list it hears. */
+async function readyHearingModels(): Promise<{ engine: TestEngine; c: ProtocolClient; heard: ModelList[] }> {
+  const engine = new TestEngine();
+  const server = await daemon(engine);
+  const c = client({ url: server.url });
+  const heard: ModelList[] = [];
+  c.onModels((list) => heard.push(list));
+  c.start();
+  await c.whenReady();
+  return { engine, c, heard };
+}
+
 describe("the panel's protocol client", () => {
   it("pairs, sends an image in chunks without copying its pixels, and gets progress, previews and results", async () => {
     const server = await daemon(new TestEngine({ stepMs: 2 }), { limits: { chunkBytes: 1000 } });
@@ -154,13 +166,7 @@ describe("the panel's protocol client", () => {
   });
 
   it("hears which model folders cannot run and why, and a job for one fails with that sentence", async () => {
-    const engine = new TestEngine();
-    const server = await daemon(engine);
-    const c = client({ url: server.url });
-    const heard: ModelList[] = [];
-    c.onModels((list) => heard.push(list));
-    c.start();
-    await c.whenReady();
+    const { engine, c, heard } = await readyHearingModels();
     const unavailable = [{ id: "olive", code: "model_unsupported", message: "unet/model.onnx uses NhwcConv, which only CUDA has." }];
     engine.setModels(engine.models, unavailable);
     await expect.poll(() => heard.length).toBe(2);
@@ -172,13 +178,7 @@ describe("the panel's protocol client", () => {
   });
 
   it("hears which depth and pose estimators are installed in models messages, and keeps them in its capabilities", async () => {
-    const engine = new TestEngine();
-    const server = await daemon(engine);
-    const c = client({ url: server.url });
-    const heard: ModelList[] = [];
-    c.onModels((list) => heard.push(list));
-    c.start();
-    await c.whenReady();
+    const { engine, c, heard } = await readyHearingModels();
     // The welcome names what can be pulled.
     expect(c.capabilities?.registryPoseEstimators?.map((p) => p.id)).toEqual(["dwpose"]);
     engine.announce({ models: engine.models, unavailable: [], depthEstimator: null, poseEstimator: { id: "dwpose", registryId: "dwpose" } });

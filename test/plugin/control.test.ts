@@ -6,15 +6,14 @@
  * refused in a sentence before anything is sent.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startServer, type DaemonServer } from "../../daemon/server/server";
-import { ProtocolClient } from "../../plugin/src/client/client";
+import type { ProtocolClient } from "../../plugin/src/client/client";
 import { PanelError } from "../../plugin/src/errors";
 import { controlOffer, controlReadSize, DEFAULT_CONTROL, estimatorSuggestion, parseControl, type ControlSettings } from "../../plugin/src/operations/control";
 import { runOperation } from "../../plugin/src/operations/run";
 import { DEFAULT_SETTINGS, type GenerationSettings } from "../../plugin/src/operations/settings";
 import { createPhotoshopHost } from "../../plugin/src/photoshop/uxp-host";
 import type { Capabilities, ModelInfo } from "../../protocol";
-import { wsFactory } from "../e2e/helpers";
+import { connectedPanel } from "../e2e/helpers";
 import { TEST_MODEL, TestEngine } from "../helpers/test-engine";
 import { FakePhotoshop, type FakeDocument } from "./fake-photoshop";
 
@@ -24,20 +23,15 @@ const W = 96;
 const H = 64;
 
 let engine: TestEngine;
-let server: DaemonServer;
+let panel: Awaited<ReturnType<typeof connectedPanel>>;
 let client: ProtocolClient;
 
 beforeAll(async () => {
   engine = new TestEngine({ models: [CONTROL_MODEL, TEST_MODEL], controlNets: [{ id: "controlnet-scribble", name: "ControlNet Scribble (SD 1.5)", kind: "scribble", registryId: "controlnet-scribble" }] });
-  server = await startServer({ token: TOKEN, engine, port: 0 });
-  client = new ProtocolClient({ url: server.url, socketFactory: wsFactory, token: TOKEN });
-  client.start();
-  await client.whenReady();
+  panel = await connectedPanel(engine, TOKEN);
+  client = panel.client;
 });
-afterAll(async () => {
-  client?.stop();
-  await server?.close();
-});
+afterAll(() => panel?.close());
 
 /** A 40x30 sketch at (10, 8): a black diagonal stroke on a transparent layer. */
 function sketch(): { width: number; height: number; data: Uint8Array } {

@@ -4,14 +4,13 @@
  * a sentence that names a model that can, before anything is sent or the document is touched.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startServer, type DaemonServer } from "../../daemon/server/server";
-import { ProtocolClient } from "../../plugin/src/client/client";
+import type { ProtocolClient } from "../../plugin/src/client/client";
 import type { PanelError } from "../../plugin/src/errors";
 import { runOperation } from "../../plugin/src/operations/run";
 import { DEFAULT_SETTINGS, type GenerationSettings, type OperationMode } from "../../plugin/src/operations/settings";
 import { createPhotoshopHost } from "../../plugin/src/photoshop/uxp-host";
 import type { ModelInfo } from "../../protocol";
-import { wsFactory } from "../e2e/helpers";
+import { connectedPanel } from "../e2e/helpers";
 import { TEST_MODEL, TestEngine } from "../helpers/test-engine";
 import { FakePhotoshop } from "./fake-photoshop";
 
@@ -30,20 +29,15 @@ const LIGHTNING: ModelInfo = {
 };
 
 let engine: TestEngine;
-let server: DaemonServer;
+let panel: Awaited<ReturnType<typeof connectedPanel>>;
 let client: ProtocolClient;
 
 beforeAll(async () => {
   engine = new TestEngine({ models: [LIGHTNING, TEST_MODEL] });
-  server = await startServer({ token: TOKEN, engine, port: 0 });
-  client = new ProtocolClient({ url: server.url, socketFactory: wsFactory, token: TOKEN });
-  client.start();
-  await client.whenReady();
+  panel = await connectedPanel(engine, TOKEN);
+  client = panel.client;
 });
-afterAll(async () => {
-  client?.stop();
-  await server?.close();
-});
+afterAll(() => panel?.close());
 
 describe("a txt2img-only model in the panel", () => {
   it("generates, and refuses img2img, inpaint and expand in one sentence naming a model that can; nothing is sent or changed", async () => {

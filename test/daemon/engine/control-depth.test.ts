@@ -12,7 +12,7 @@ import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { DiffusionEngine } from "../../../daemon/engine/diffusion-engine";
 import type { Pixels } from "../../../geometry";
-import { helperEngines, previewOver, runControlled, type HelperEngines } from "../../helpers/control-models";
+import { colourPicture as pictureOf, expectFollowsEstimatedMap, helperEngines, previewOver, runControlled, type HelperEngines } from "../../helpers/control-models";
 
 const REPOS = ["TensorStack/stable-diffusion-v1-5-onnx", "TensorStack/ControlNet-onnx", "onnx-community/depth-anything-v2-small"];
 /** With the depth estimator installed, and a models folder of the same model and ControlNet without it. */
@@ -28,18 +28,7 @@ afterAll(() => engines?.close());
 const run = (engine: DiffusionEngine, image: Pixels) => runControlled(engine, "depth", image, "a room");
 
 /** A colour picture, 96x72 (not the generation size): a red disc on a blue-green gradient. */
-function colourPicture(): Pixels {
-  const width = 96;
-  const height = 72;
-  const data = new Uint8Array(width * height * 3);
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) {
-      const inDisc = (x - 40) ** 2 + (y - 30) ** 2 < 15 ** 2;
-      data.set(inDisc ? [220, 40, 30] : [20, 2 * y, 255 - 2 * x], (y * width + x) * 3);
-    }
-  }
-  return { width, height, channels: 3, data };
-}
+const colourPicture = () => pictureOf((x, y) => (x - 40) ** 2 + (y - 30) ** 2 < 15 ** 2, [220, 40, 30]);
 
 /**
  * The estimator run by hand, as transformers' DPTImageProcessor does it: 96x72 at keep_aspect_ratio
@@ -76,13 +65,8 @@ describe("a depth job on a colour picture with a depth estimator installed", { t
   it("steers the ControlNet with the estimator's normalised depth map: the same picture as the job given that map", async () => {
     const picture = colourPicture();
     const map = await depthByHand(picture);
-    const fromPicture = await run(engines.withIt, picture);
-    expect(engines.lines.some((l) => /depth estimator "depth-anything-v2-small" makes the depth map from the control layer/.test(l))).toBe(true);
-    const fromMap = await run(engines.withIt, map);
-    expect(Buffer.from(fromPicture).equals(Buffer.from(fromMap))).toBe(true);
-    // Without the estimator the picture itself is the "depth map" (as before), and steers differently.
-    const raw = await run(engines.without, picture);
-    expect(Buffer.from(raw).equals(Buffer.from(fromPicture))).toBe(false);
+    // The job on the picture is the job on that map; without the estimator the picture itself is the "depth map" (as before) and steers otherwise.
+    await expectFollowsEstimatedMap(engines, run, picture, map, /depth estimator "depth-anything-v2-small" makes the depth map from the control layer/);
   });
 
   it("tells the panel which depth estimator is installed, and that there is none where it is not", async () => {

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { DiffusionEngine } from "../../../daemon/engine/diffusion-engine";
 import { decodeSimcc, drawPoseMap, isPoseMapLayer, letterbox, openposeBody, personBoxes, poseCrop } from "../../../daemon/imaging/pose";
 import type { Pixels } from "../../../geometry";
-import { helperEngines, previewOver, runControlled, type HelperEngines } from "../../helpers/control-models";
+import { colourPicture as pictureOf, expectFollowsEstimatedMap, helperEngines, previewOver, runControlled, type HelperEngines } from "../../helpers/control-models";
 
 const REPOS = ["TensorStack/stable-diffusion-v1-5-onnx", "TensorStack/ControlNet-onnx", "yzd-v/DWPose"];
 /** With the pose estimator installed, and a models folder of the same model and ControlNet without it. */
@@ -27,18 +27,7 @@ afterAll(() => engines?.close());
 const run = (engine: DiffusionEngine, image: Pixels) => runControlled(engine, "pose", image, "a dancer");
 
 /** A colour picture, 96x72 (not the generation size): a figure-like warm shape on a blue-green gradient. */
-function colourPicture(): Pixels {
-  const width = 96;
-  const height = 72;
-  const data = new Uint8Array(width * height * 3);
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) {
-      const inFigure = Math.abs(x - 45) < 8 && y > 10 && y < 65;
-      data.set(inFigure ? [220, 160, 130] : [20, 2 * y, 255 - 2 * x], (y * width + x) * 3);
-    }
-  }
-  return { width, height, channels: 3, data };
-}
+const colourPicture = () => pictureOf((x, y) => Math.abs(x - 45) < 8 && y > 10 && y < 65, [220, 160, 130]);
 
 /**
  * The estimator run by hand: the letterbox (96x72 -> 640x480 top-left of 640x640 on 114) through
@@ -78,13 +67,8 @@ describe("a pose job on a colour picture with a pose estimator installed", { tim
     // A skeleton was drawn (the replica's detector finds its person), and the map reads as a pose map.
     expect(map.data.some((v) => v > 0)).toBe(true);
     expect(isPoseMapLayer(map)).toBe(true);
-    const fromPicture = await run(engines.withIt, picture);
-    expect(engines.lines.some((l) => /pose estimator "dwpose" makes the pose map from the control layer/.test(l))).toBe(true);
-    const fromMap = await run(engines.withIt, map);
-    expect(Buffer.from(fromPicture).equals(Buffer.from(fromMap))).toBe(true);
-    // Without the estimator the picture itself is the "pose map" (as before), and steers differently.
-    const raw = await run(engines.without, picture);
-    expect(Buffer.from(raw).equals(Buffer.from(fromPicture))).toBe(false);
+    // The job on the picture is the job on that map; without the estimator the picture itself is the "pose map" (as before) and steers otherwise.
+    await expectFollowsEstimatedMap(engines, run, picture, map, /pose estimator "dwpose" makes the pose map from the control layer/);
   });
 
   it("tells the panel which pose estimator is installed, and that there is none where it is not", async () => {
